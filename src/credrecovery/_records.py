@@ -1,0 +1,53 @@
+"""Validation shared by the adapters' ``add_client``."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable
+
+from passlib.context import CryptContext
+
+from .identifiers import IdentifierKind, normalize_identifier
+from .keys import default_context
+from .models import Client
+
+
+@dataclasses.dataclass(frozen=True)
+class ClientRecord:
+    """A client ready to store: every value normalized, the key hashed."""
+
+    client: Client
+    domains: tuple[str, ...]
+
+    @classmethod
+    def build(
+        cls,
+        number: str,
+        email: str,
+        *,
+        key: str | None,
+        key_hash: str | None,
+        domains: Iterable[str],
+        name: str,
+        locale: str | None,
+        crypt_context: CryptContext | None,
+    ) -> ClientRecord:
+        """Normalize and hash; raises :class:`ValueError` on bad input."""
+        if (key is None) == (key_hash is None):
+            raise ValueError("give exactly one of key and key_hash")
+        if key is not None:
+            key_hash = (crypt_context or default_context()).hash(key)
+        assert key_hash is not None
+        if not key_hash:
+            raise ValueError("key_hash must not be empty")
+        normalized_domains = tuple(
+            dict.fromkeys(normalize_identifier(IdentifierKind.DOMAIN, d) for d in domains)
+        )
+        client = Client(
+            number=normalize_identifier(IdentifierKind.CLIENT_NUMBER, number),
+            email=normalize_identifier(IdentifierKind.EMAIL, email),
+            key_hash=key_hash,
+            name=name,
+            locale=locale,
+        )
+        return cls(client, normalized_domains)

@@ -1,0 +1,107 @@
+"""Rate limits on the public entry points, counted with the ``limits`` library.
+
+Keys are keyed digests, never the identifier, client number or requester in
+clear, so neither a shared Redis nor a log reveals who asked for what.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import hmac
+import logging
+import time
+
+from limits import RateLimitItem, parse
+from limits.storage import Storage, storage_from_string
+from limits.strategies import SlidingWindowCounterRateLimiter
+
+__all__ = ["RateLimits"]
+
+logger = logging.getLogger("credrecovery")
+
+
+@dataclasses.dataclass(frozen=True)
+class RateLimits:
+    """The four limits, as ``limits`` strings, and where they are counted.
+
+    * ``per_requester``: recovery requests from one requester (say, an IP).
+      Over it, :class:`RateLimited`.
+    * ``per_identifier``: requests naming one identifier value, known or not.
+      Over it, nothing is mailed and the answer is unchanged.
+    * ``per_client``: confirmation mails to one client, however it was named.
+      Over it, nothing is mailed and the answer is unchanged.
+    * ``failed_confirmations``: invalid, expired or reused tokens presented by
+      one requester. Over it, :class:`RateLimited`.
+
+    ``storage_uri`` is ``"memory://"`` for one process, or a Redis URI such as
+    ``"redis://127.0.0.1:6379/0"`` for workers that share limits. Counting uses
+    the sliding-window-counter strategy, whose keys expire and are reclaimed.
+    """
+
+    per_requester: str = "20/minute"
+    per_identifier: str = "5/hour"
+    per_client: str = "3/hour"
+    failed_confirmations: str = "20/minute"
+    storage_uri: str = "memory://"
+
+    def __post_init__(self) -> None:
+        for field in ("per_requester", "per_identifier", "per_client", "failed_confirmations"):
+            try:
+                parse(getattr(self, field))
+            except ValueError as exc:
+                raise ValueError(f"RateLimits.{field} is not a valid limit string") from exc
+
+
+class Limiter:
+    """Counts hits of named limits; built by the service from :class:`RateLimits`.
+
+    If the storage is unreachable the limiter fails open and logs an error:
+    refusing every recovery while Redis is down would be a denial of service.
+    """
+
+    def __init__(self, config: RateLimits, key: bytes) -> None:
+        self.config = config
+        storage = storage_from_string(config.storage_uri)
+        if not isinstance(storage, Storage):
+            raise ValueError("storage_uri must name a synchronous storage")
+        self.storage = storage
+        self._strategy = SlidingWindowCounterRateLimiter(self.storage)
+        self._items: dict[str, RateLimitItem] = {
+            name: parse(getattr(config, name))
+            for name in ("per_requester", "per_identifier", "per_client", "failed_confirmations")
+        }
+        self._key = key
+
+    def __repr__(self) -> str:
+        return f"Limiter({self.config!r})"
+
+    def digest(self, value: str) -> str:
+        """A short keyed digest of ``value``, stable across workers sharing a secret."""
+        return hmac.new(self._key, value.encode("utf-8"), hashlib.sha256).hexdigest()[:24]
+
+    def hit(self, name: str, value: str) -> bool:
+        """Count one hit on limit ``name`` for ``value``; False if over the limit."""
+        try:
+            return self._strategy.hit(self._items[name], name, self.digest(value))
+        except Exception:  # noqa: BLE001 - any storage failure
+            logger.error("rate limit storage failed; letting the attempt through",
+                         extra={"event": "limiter_error", "limit": name})
+            return True
+
+    def test(self, name: str, value: str) -> bool:
+        """Whether limit ``name`` would accept one more hit for ``value``."""
+        try:
+            return self._strategy.test(self._items[name], name, self.digest(value))
+        except Exception:  # noqa: BLE001 - any storage failure
+            logger.error("rate limit storage failed; letting the attempt through",
+                         extra={"event": "limiter_error", "limit": name})
+            return True
+
+    def retry_after(self, name: str, value: str) -> float:
+        """Seconds until limit ``name`` accepts a hit for ``value`` again."""
+        try:
+            stats = self._strategy.get_window_stats(self._items[name], name, self.digest(value))
+        except Exception:  # noqa: BLE001 - any storage failure
+            return float(self._items[name].get_expiry())
+        return max(1.0, stats.reset_time - time.time())

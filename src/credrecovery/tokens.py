@@ -1,0 +1,169 @@
+"""Confirmation tokens: signed, expiring, bound to the account's current state.
+
+A token carries the client number and a digest of the client's key hash and
+primary email. Confirming rotates the key hash, so the digest no longer
+matches and the token, with every older one, is dead: single use without any
+token storage. Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import hmac
+import json
+import re
+import time
+from collections.abc import Callable, Iterable
+from datetime import timedelta
+from typing import Any
+
+import itsdangerous
+from itsdangerous.encoding import base64_decode, base64_encode, want_bytes
+
+from .exceptions import InvalidToken, TokenExpired
+from .models import Client
+
+__all__ = ["TokenClaims", "TokenSigner"]
+
+MAX_TOKEN_LENGTH = 512
+_SHAPE = re.compile(r"[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]{2,}")
+_B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+# Index by segment length modulo 4: the low bits the last character must leave
+# clear, or None where no canonical encoding has that length.
+_SPARE_BITS = (0, None, 0b1111, 0b11)
+_SALT = "credrecovery.confirm-recovery"
+
+
+def account_binding(client: Client) -> str:
+    """Digest of what a confirmation must find unchanged: key hash and primary email.
+
+    The key hash is salted and secret, so the digest reveals neither it nor
+    the email address.
+    """
+    h = hashlib.sha256(b"credrecovery.binding\x00")
+    for part in (client.key_hash, client.email):
+        data = part.encode("utf-8")
+        h.update(len(data).to_bytes(4, "big") + data)
+    return base64_encode(h.digest()[:16]).decode("ascii")
+
+
+@dataclasses.dataclass(frozen=True)
+class TokenClaims:
+    """What a genuine, unexpired token says."""
+
+    number: str
+    binding: str = dataclasses.field(repr=False)
+    issued_at: float
+
+    def matches(self, client: Client) -> bool:
+        """Whether ``client`` is still in the state the token was issued for."""
+        return client.number == self.number and hmac.compare_digest(
+            self.binding, account_binding(client)
+        )
+
+
+class _Signer(itsdangerous.TimestampSigner):
+    """A timestamp signer with an injectable clock and its derived keys cached."""
+
+    def __init__(self, *args: Any, clock: Callable[[], float], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._clock = clock
+        derive = super().derive_key
+        self._derived = {key: derive(key) for key in self.secret_keys}
+
+    def get_timestamp(self) -> int:
+        return int(self._clock())
+
+    def derive_key(self, secret_key: str | bytes | None = None) -> bytes:
+        if secret_key is None:
+            return self._derived[self.secret_keys[-1]]
+        return self._derived[want_bytes(secret_key)]
+
+
+class TokenSigner:
+    """Issue and read confirmation tokens.
+
+    ``secret_key`` signs and verifies; each of ``fallback_secret_keys`` only
+    verifies, so a signing key can be rotated without killing tokens in flight.
+    HMAC-SHA256, salted for this one purpose.
+    """
+
+    def __init__(
+        self,
+        secret_key: str | bytes,
+        fallback_secret_keys: Iterable[str | bytes] = (),
+        *,
+        max_age: timedelta = timedelta(hours=1),
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        fallbacks = list(fallback_secret_keys)
+        for key in (secret_key, *fallbacks):
+            if not isinstance(key, (str, bytes)) or not key:
+                raise ValueError("secret keys must be non-empty str or bytes")
+        if max_age <= timedelta(0):
+            raise ValueError("max_age must be positive")
+        self.max_age = max_age
+        self._max_age_seconds = int(max_age.total_seconds())
+        # itsdangerous signs with the last key and verifies with every one.
+        self._signer = _Signer(
+            [*fallbacks, secret_key],
+            salt=_SALT,
+            digest_method=hashlib.sha256,
+            clock=clock,
+        )
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(max_age={self.max_age!r})"
+
+    def issue(self, client: Client) -> str:
+        """Return a URL-safe token for ``client`` in its current state."""
+        payload = json.dumps([client.number, account_binding(client)], separators=(",", ":")).encode("utf-8")
+        return self._signer.sign(base64_encode(payload)).decode("ascii")
+
+    def read(self, token: object) -> TokenClaims:
+        """Verify ``token`` and return its claims.
+
+        Raises :class:`TokenExpired` for a genuine token past ``max_age`` and
+        :class:`InvalidToken` for anything else that does not verify. Nothing
+        is looked up, so a forgery costs a few HMACs at most.
+        """
+        if (
+            not isinstance(token, str)
+            or len(token) > MAX_TOKEN_LENGTH
+            or not _SHAPE.fullmatch(token)
+            or not _is_canonical(token)
+        ):
+            raise InvalidToken("the confirmation link is not valid")
+        expired = False
+        try:
+            encoded, signed_at = self._signer.unsign(
+                token, max_age=self._max_age_seconds, return_timestamp=True
+            )
+            payload = json.loads(base64_decode(encoded))
+        except itsdangerous.SignatureExpired:
+            expired = True
+        except (itsdangerous.BadData, ValueError):
+            payload = None
+        # Raised outside the handler so no itsdangerous error, which holds the
+        # token's parts, is chained to ours.
+        if expired:
+            raise TokenExpired("the confirmation link has expired")
+        if (
+            not isinstance(payload, list)
+            or len(payload) != 2
+            or not all(isinstance(part, str) for part in payload)
+        ):
+            raise InvalidToken("the confirmation link is not valid")
+        return TokenClaims(payload[0], payload[1], signed_at.timestamp())
+
+
+def _is_canonical(token: str) -> bool:
+    # Base64 ignores the spare low bits of a segment's last character, so two
+    # spellings can decode alike. Only the canonical one is accepted, so that
+    # every one-character change is refused.
+    for segment in token.split("."):
+        spare_bits = _SPARE_BITS[len(segment) % 4]
+        if spare_bits is None or _B64.index(segment[-1]) & spare_bits:
+            return False
+    return True
