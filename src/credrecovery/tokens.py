@@ -118,7 +118,9 @@ class TokenSigner:
 
     def issue(self, client: Client) -> str:
         """Return a URL-safe token for ``client`` in its current state."""
-        payload = json.dumps([client.number, account_binding(client)], separators=(",", ":")).encode("utf-8")
+        payload = json.dumps(
+            [client.number, account_binding(client)], separators=(",", ":")
+        ).encode("utf-8")
         return self._signer.sign(base64_encode(payload)).decode("ascii")
 
     def read(self, token: object) -> TokenClaims:
