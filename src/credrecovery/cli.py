@@ -25,7 +25,7 @@ from .memory import MemoryMailer
 from .protocols import Mailer
 from .service import RecoveryService
 
-SECRET_ENV = "CREDRECOVERY_SECRET_KEY"
+SECRET_ENV = "CREDRECOVERY_SECRET_KEY"  # noqa: S105 - a variable name, not a secret
 DEMO_URL = "https://panel.example.com/recover/{token}"
 DEMO_SENDER = "Client Panel <panel@example.com>"
 
