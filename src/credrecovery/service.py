@@ -56,7 +56,10 @@ class RecoveryService:
     :param crypt_context: passlib policy for new key hashes (default argon2).
     :param locale: language of mail for clients without a locale of their own.
     :param rate_limits: limits on abuse; ``None`` turns limiting off.
-    :param delivery: ``"background"`` (default) or ``"sync"`` for confirmation mails.
+    :param delivery: how confirmation mails leave: ``"background"`` (default)
+        through a :class:`BackgroundMailer` around ``mailer``, ``"sync"`` on the
+        request path, or a :class:`BackgroundMailer` of your own to tune its
+        queue and retries.
     :param clock: seconds since the epoch; injectable for tests.
     """
 
@@ -73,15 +76,15 @@ class RecoveryService:
         crypt_context: CryptContext | None = None,
         locale: str = "en",
         rate_limits: RateLimits | None = RateLimits(),  # noqa: B008 - frozen value
-        delivery: Literal["background", "sync"] = "background",
+        delivery: Literal["background", "sync"] | BackgroundMailer = "background",
         clock: Callable[[], float] = time.time,
     ) -> None:
         if not isinstance(confirm_url, str) or "{token}" not in confirm_url:
             raise ValueError("confirm_url must be a string containing '{token}'")
         if not isinstance(sender, str) or "@" not in sender or _has_line_break(sender):
             raise ValueError("sender must be one email address, optionally with a name")
-        if delivery not in ("background", "sync"):
-            raise ValueError("delivery must be 'background' or 'sync'")
+        if not isinstance(delivery, BackgroundMailer) and delivery not in ("background", "sync"):
+            raise ValueError("delivery must be 'background', 'sync' or a BackgroundMailer")
         self.directory = directory
         self.mailer = mailer
         self.confirm_url = confirm_url
@@ -92,9 +95,11 @@ class RecoveryService:
             secret_key, fallback_secret_keys, max_age=token_max_age, clock=clock
         )
         self._clock = clock
-        self._request_mailer: Mailer = (
-            BackgroundMailer(mailer) if delivery == "background" else mailer
-        )
+        self._request_mailer: Mailer
+        if isinstance(delivery, BackgroundMailer):
+            self._request_mailer = delivery
+        else:
+            self._request_mailer = BackgroundMailer(mailer) if delivery == "background" else mailer
         limiter_key = hashlib.sha256(
             b"credrecovery.ratelimit\x00"
             + (secret_key if isinstance(secret_key, bytes) else secret_key.encode())

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Self
 
 from passlib.context import CryptContext
@@ -135,6 +135,26 @@ class SQLiteDirectory:
                 _INSERT_DOMAIN_SQL, ((domain, client.number) for domain in record.domains)
             )
         return client
+
+    def bulk_add(self, records: Iterable[tuple[Client, Sequence[str]]]) -> int:
+        """Insert many clients and their domains in one transaction; return the count.
+
+        For imports and benchmarks: values must already be normalized and
+        hashed, and nothing is checked beyond the database's constraints.
+        Raises :class:`DirectoryError` on a duplicate or any database error,
+        having inserted nothing.
+        """
+        clients: list[tuple[str, str, str, str, str | None]] = []
+        domains: list[tuple[str, str]] = []
+        for client, client_domains in records:
+            clients.append((client.number, client.email, client.key_hash, client.name,
+                            client.locale))
+            domains.extend((domain, client.number) for domain in client_domains)
+        with self._connect("import clients") as conn, conn:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.executemany(_INSERT_CLIENT_SQL, clients)
+            conn.executemany(_INSERT_DOMAIN_SQL, domains)
+        return len(clients)
 
     def find(self, kind: IdentifierKind, value: str) -> Client | None:
         """Return the client whose number, primary email or domain is ``value``, or ``None``.
