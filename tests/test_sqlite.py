@@ -269,15 +269,6 @@ def test_file_that_is_not_a_database(db_path: Path) -> None:
     assert isinstance(info.value.__cause__, sqlite3.DatabaseError)
 
 
-def test_file_corrupted_after_opening(db_path: Path, directory: SQLiteDirectory) -> None:
-    """A file overwritten with garbage makes lookups raise DirectoryError."""
-    directory.add_client("C1", "a@example.com", key_hash="$h$1")
-    db_path.write_bytes(GARBAGE)
-    with pytest.raises(DirectoryError) as info:
-        directory.find(IdentifierKind.CLIENT_NUMBER, "C1")
-    assert isinstance(info.value.__cause__, sqlite3.DatabaseError)
-
-
 def test_missing_table_raises_directory_error(db_path: Path, directory: SQLiteDirectory) -> None:
     """A dropped table makes lookups raise DirectoryError instead of sqlite3 errors."""
     conn = sqlite3.connect(db_path)

@@ -79,9 +79,10 @@ def normalize_identifier(kind: IdentifierKind | str, value: str) -> str:
 
 
 def _normalize_domain(value: str) -> str:
-    value = value.removesuffix(".")
     try:
-        ascii_name = idna.encode(value, uts46=True).decode("ascii")
+        # The trailing dot is dropped after the UTS 46 mapping, which turns
+        # full-width and ideographic full stops into ".".
+        ascii_name = idna.encode(value, uts46=True).decode("ascii").removesuffix(".")
     except (idna.IDNAError, UnicodeError) as exc:
         raise InvalidIdentifier(
             "This is not a valid domain name.", kind="domain"

@@ -176,6 +176,17 @@ def _duration(text: _Catalog, span: timedelta) -> str:
     return f"{', '.join(parts[:-1])} {text.conjunction} {parts[-1]}"
 
 
+def _recipient(client: Client) -> Address:
+    # The stdlib parser fails on some malformed addresses with HeaderParseError,
+    # IndexError or AttributeError; callers expect ValueError for an unmailable one.
+    try:
+        return Address(display_name=safe_display_name(client.name), addr_spec=client.email)
+    except (ValueError, TypeError):
+        raise
+    except Exception as exc:
+        raise ValueError("the primary address cannot be parsed") from exc
+
+
 def _build(
     client: Client,
     sender: str,
@@ -187,7 +198,7 @@ def _build(
 ) -> EmailMessage:
     message = EmailMessage()
     message["From"] = sender
-    message["To"] = Address(display_name=safe_display_name(client.name), addr_spec=client.email)
+    message["To"] = _recipient(client)
     message["Subject"] = subject
     message["Date"] = format_datetime(now)
     # An explicit domain keeps make_msgid from asking the resolver for one.

@@ -1,8 +1,9 @@
 """SQLite client directory: the embedded default storage, in one local file.
 
 :class:`SQLiteDirectory` keeps clients and their domains in a SQLite database
-in WAL mode. It opens a short-lived connection per call, so one instance is
-safe to share between threads, and several processes may use the same file.
+in WAL mode. Each thread gets a connection of its own, opened on first use and
+reopened after a fork, so one instance is safe to share between threads, and
+several processes may use the same file.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
+import threading
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Self
 
@@ -57,7 +59,7 @@ _INSERT_DOMAIN_SQL = "INSERT INTO domains (domain, number) VALUES (?, ?)"
 class SQLiteDirectory:
     """A :class:`~credrecovery.ClientDirectory` stored in a SQLite file.
 
-    ``path`` must name a file: ``":memory:"`` is refused because every call
+    ``path`` must name a file: ``":memory:"`` is refused because every thread
     opens its own connection, and each would see a different empty database.
     ``timeout`` is how many seconds a call waits for a lock held by another
     connection before it fails with :class:`DirectoryError`.
@@ -76,6 +78,9 @@ class SQLiteDirectory:
         self._crypt_context = crypt_context
         self._timeout = timeout
         self._closed = False
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._connections: list[sqlite3.Connection] = []
         with self._connect("create its schema") as conn:
             # WAL lets readers go on while a writer holds the lock; the mode is
             # stored in the file, so setting it once here is enough.
@@ -92,8 +97,12 @@ class SQLiteDirectory:
         self.close()
 
     def close(self) -> None:
-        """Refuse any further call. No connection outlives a call, so none is left open."""
-        self._closed = True
+        """Close every thread's connection and refuse any further call."""
+        with self._lock:
+            self._closed = True
+            connections, self._connections = self._connections, []
+        for conn in connections:
+            conn.close()
 
     def add_client(
         self,
@@ -180,21 +189,38 @@ class SQLiteDirectory:
 
     @contextlib.contextmanager
     def _connect(self, action: str) -> Iterator[sqlite3.Connection]:
-        """Yield a fresh autocommit connection; turn any SQLite error into DirectoryError."""
-        if self._closed:
-            raise DirectoryError("the client directory is closed")
+        """Yield this thread's autocommit connection; turn SQLite errors into DirectoryError."""
         # Messages name the action only: parameters may hold hashes or addresses.
         try:
-            conn = sqlite3.connect(self._path, timeout=self._timeout, isolation_level=None)
+            conn = self._thread_connection()
         except sqlite3.Error as exc:
             raise DirectoryError(f"could not open the client directory to {action}") from exc
         try:
-            conn.execute("PRAGMA foreign_keys = ON")
             yield conn
         except sqlite3.Error as exc:
+            if conn.in_transaction:
+                conn.rollback()
             raise DirectoryError(f"the client directory failed to {action}") from exc
-        finally:
-            conn.close()
+
+    def _thread_connection(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is not None and self._local.pid == os.getpid():
+            if self._closed:
+                raise DirectoryError("the client directory is closed")
+            return conn
+        with self._lock:
+            if self._closed:
+                raise DirectoryError("the client directory is closed")
+            # check_same_thread is off only so that close() may close it; the
+            # connection is otherwise used by its own thread alone.
+            conn = sqlite3.connect(
+                self._path, timeout=self._timeout, isolation_level=None,
+                check_same_thread=False,
+            )
+            self._connections.append(conn)
+        conn.execute("PRAGMA foreign_keys = ON")
+        self._local.conn, self._local.pid = conn, os.getpid()
+        return conn
 
 
 def _exists(conn: sqlite3.Connection, sql: str, value: str) -> bool:

@@ -1,0 +1,426 @@
+"""BackgroundMailer: queueing, retries with backoff, bounded queue, flush and close."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from email.message import EmailMessage
+from typing import Any
+
+import pytest
+from passlib.context import CryptContext
+
+from conftest import CONFIRM_URL, SECRET, SENDER, FakeClock, token_from
+from credrecovery import BackgroundMailer, RecoveryService
+from credrecovery.exceptions import DeliveryFailed
+from credrecovery.memory import MemoryDirectory, MemoryMailer
+
+ServiceFactory = Callable[..., RecoveryService]
+
+
+# --- mailers a host might write -----------------------------------------------------------
+
+
+class RecordingMailer:
+    """Delivers into :attr:`outbox` after ``delay`` seconds; records every attempt."""
+
+    def __init__(self, delay: float = 0.0) -> None:
+        self.delay = delay
+        self.outbox: list[EmailMessage] = []
+        self.attempts: list[float] = []
+        self._lock = threading.Lock()
+
+    def send(self, message: EmailMessage) -> None:
+        with self._lock:
+            self.attempts.append(time.monotonic())
+        self.fail(len(self.attempts))
+        if self.delay:
+            time.sleep(self.delay)
+        with self._lock:
+            self.outbox.append(message)
+
+    def fail(self, attempt: int) -> None:
+        """Raise to make attempt number ``attempt`` fail; subclasses override."""
+
+
+class FlakyMailer(RecordingMailer):
+    """Raises ``error`` on the first ``failures`` attempts, then delivers."""
+
+    def __init__(self, error: Exception, failures: int) -> None:
+        super().__init__()
+        self.error = error
+        self.failures = failures
+
+    def fail(self, attempt: int) -> None:
+        if attempt <= self.failures:
+            raise self.error
+
+
+class BlockedMailer(RecordingMailer):
+    """Waits on :attr:`release` before each delivery; :attr:`entered` tells it is waiting."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def fail(self, attempt: int) -> None:
+        self.entered.set()
+        assert self.release.wait(10), "the test never released the mailer"
+
+
+def message(n: int) -> EmailMessage:
+    msg = EmailMessage()
+    msg["From"] = "panel@example.com"
+    msg["To"] = "ejemplo@ejemploxmundo.com.ar"
+    msg["Subject"] = f"message {n}"
+    msg["Message-ID"] = f"<{n}@panel.example.com>"
+    msg.set_content(f"body {n}")
+    return msg
+
+
+def subjects(messages: list[EmailMessage]) -> list[str]:
+    return [str(m["Subject"]) for m in messages]
+
+
+@pytest.fixture
+def background() -> Iterator[Callable[..., BackgroundMailer]]:
+    """Build background mailers with short backoff; each is closed after the test."""
+    made: list[BackgroundMailer] = []
+
+    def make(inner: Any, **options: Any) -> BackgroundMailer:
+        options.setdefault("backoff", 0.01)
+        mailer = BackgroundMailer(inner, **options)
+        made.append(mailer)
+        return mailer
+
+    yield make
+    for mailer in made:
+        if isinstance(mailer.mailer, BlockedMailer):
+            mailer.mailer.release.set()
+        mailer.close(timeout=5)
+
+
+def events(caplog: pytest.LogCaptureFixture, name: str) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if getattr(r, "event", None) == name]
+
+
+# --- queueing -----------------------------------------------------------------------------
+
+
+def test_send_returns_before_a_slow_delivery(
+    background: Callable[..., BackgroundMailer],
+) -> None:
+    """send() only queues: it returns at once, and flush() waits for the delivery."""
+    inner = RecordingMailer(delay=0.3)
+    mailer = background(inner)
+    started = time.perf_counter()
+    mailer.send(message(1))
+    assert time.perf_counter() - started < 0.05
+    assert inner.outbox == []
+    assert mailer.pending == 1
+    assert mailer.flush(timeout=5) is True
+    assert subjects(inner.outbox) == ["message 1"]
+    assert mailer.pending == 0
+
+
+def test_messages_are_delivered_in_order(background: Callable[..., BackgroundMailer]) -> None:
+    """Messages leave in the order they were queued."""
+    inner = RecordingMailer(delay=0.001)
+    mailer = background(inner)
+    for n in range(25):
+        mailer.send(message(n))
+    assert mailer.flush(timeout=5)
+    assert subjects(inner.outbox) == [f"message {n}" for n in range(25)]
+
+
+def test_invalid_settings_are_refused() -> None:
+    """Nonsense queue or retry settings are a ValueError."""
+    inner = RecordingMailer()
+    for options in [{"max_queue": 0}, {"max_attempts": 0}, {"backoff": -1.0},
+                    {"backoff": 10.0, "max_backoff": 1.0}]:
+        with pytest.raises(ValueError):
+            BackgroundMailer(inner, **options)
+
+
+# --- retries ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "error",
+    [DeliveryFailed("421 try later", temporary=True), OSError("connection reset"),
+     RuntimeError("a host mailer bug")],
+    ids=["temporary-DeliveryFailed", "OSError", "other-exception"],
+)
+def test_temporary_failures_are_retried_until_delivered(
+    background: Callable[..., BackgroundMailer], caplog: pytest.LogCaptureFixture,
+    error: Exception,
+) -> None:
+    """A temporary failure, or any exception but a permanent DeliveryFailed, is retried."""
+    caplog.set_level(logging.INFO, logger="credrecovery")
+    inner = FlakyMailer(error, failures=3)
+    mailer = background(inner, max_attempts=5)
+    mailer.send(message(1))
+    assert mailer.flush(timeout=5)
+    assert len(inner.attempts) == 4
+    assert subjects(inner.outbox) == ["message 1"]
+    retries = events(caplog, "delivery_retry")
+    assert [getattr(r, "attempt", None) for r in retries] == [1, 2, 3]
+    assert all(r.levelno == logging.WARNING for r in retries)
+    assert {getattr(r, "error", None) for r in retries} == {type(error).__name__}
+    assert [getattr(r, "attempt", None) for r in events(caplog, "mail_sent")] == [4]
+    assert events(caplog, "delivery_failed") == []
+
+
+def test_a_permanent_failure_is_not_retried(
+    background: Callable[..., BackgroundMailer], caplog: pytest.LogCaptureFixture,
+) -> None:
+    """DeliveryFailed(temporary=False) is given up at once and logged at ERROR."""
+    caplog.set_level(logging.INFO, logger="credrecovery")
+    inner = FlakyMailer(DeliveryFailed("550 no such user", temporary=False), failures=10)
+    mailer = background(inner, max_attempts=5)
+    mailer.send(message(1))
+    assert mailer.flush(timeout=5)
+    time.sleep(0.05)  # a wrongly scheduled retry would have run by now
+    assert len(inner.attempts) == 1
+    assert inner.outbox == []
+    assert events(caplog, "delivery_retry") == []
+    [failed] = events(caplog, "delivery_failed")
+    assert failed.levelno == logging.ERROR
+    assert getattr(failed, "attempt", None) == 1
+    assert getattr(failed, "message_id", None) == "<1@panel.example.com>"
+    assert mailer.pending == 0
+
+
+def test_gives_up_after_max_attempts(
+    background: Callable[..., BackgroundMailer], caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A message that keeps failing is tried max_attempts times, then logged at ERROR."""
+    caplog.set_level(logging.INFO, logger="credrecovery")
+    inner = FlakyMailer(OSError("connection refused"), failures=100)
+    mailer = background(inner, max_attempts=3)
+    mailer.send(message(1))
+    mailer.send(message(2))
+    assert mailer.flush(timeout=5)
+    assert len(inner.attempts) == 6
+    assert inner.outbox == []
+    failed = events(caplog, "delivery_failed")
+    assert sorted(getattr(r, "message_id", "") for r in failed) == [
+        "<1@panel.example.com>", "<2@panel.example.com>"
+    ]
+    assert all(r.levelno == logging.ERROR and getattr(r, "attempt", None) == 3 for r in failed)
+    assert mailer.pending == 0
+
+
+def test_retry_backoff_doubles(background: Callable[..., BackgroundMailer]) -> None:
+    """The wait before each retry doubles, with jitter between 0.5 and 1 times the step."""
+    inner = FlakyMailer(OSError("busy"), failures=4)
+    mailer = background(inner, backoff=0.05, max_attempts=5)
+    mailer.send(message(1))
+    assert mailer.flush(timeout=5)
+    assert len(inner.attempts) == 5
+    gaps = [b - a for a, b in zip(inner.attempts, inner.attempts[1:], strict=False)]
+    for k, gap in enumerate(gaps):
+        step = 0.05 * 2**k
+        assert 0.5 * step - 0.005 <= gap <= step + 0.15, (k, gaps)
+    # Whatever the jitter, a step is at least half the next one's minimum.
+    assert gaps[2] > gaps[0] and gaps[3] > gaps[1], gaps
+
+
+def test_retry_backoff_is_capped(background: Callable[..., BackgroundMailer]) -> None:
+    """No wait exceeds max_backoff, however many attempts failed."""
+    inner = FlakyMailer(OSError("busy"), failures=5)
+    mailer = background(inner, backoff=0.02, max_backoff=0.04, max_attempts=6)
+    mailer.send(message(1))
+    assert mailer.flush(timeout=5)
+    gaps = [b - a for a, b in zip(inner.attempts, inner.attempts[1:], strict=False)]
+    assert len(gaps) == 5
+    assert all(gap <= 0.04 + 0.15 for gap in gaps), gaps
+    assert all(gap >= 0.02 - 0.005 for gap in gaps[2:]), gaps
+
+
+def test_a_retry_does_not_hold_up_the_queue(
+    background: Callable[..., BackgroundMailer],
+) -> None:
+    """While one message waits for its retry, the next ones are delivered."""
+    inner = FlakyMailer(OSError("busy"), failures=1)
+    mailer = background(inner, backoff=0.2)
+    mailer.send(message(1))
+    mailer.send(message(2))
+    mailer.send(message(3))
+    assert mailer.flush(timeout=5)
+    assert subjects(inner.outbox) == ["message 2", "message 3", "message 1"]
+
+
+# --- the bounded queue --------------------------------------------------------------------
+
+
+def test_a_full_queue_refuses_send(background: Callable[..., BackgroundMailer]) -> None:
+    """With the worker stuck on one message, max_queue more are queued and the next refused."""
+    inner = BlockedMailer()
+    mailer = background(inner, max_queue=3)
+    mailer.send(message(0))
+    assert inner.entered.wait(5)
+    for n in range(1, 4):
+        mailer.send(message(n))
+    assert mailer.pending == 4
+    with pytest.raises(DeliveryFailed) as excinfo:
+        mailer.send(message(4))
+    assert excinfo.value.temporary is True
+    inner.release.set()
+    assert mailer.flush(timeout=5)
+    assert subjects(inner.outbox) == [f"message {n}" for n in range(4)]
+    mailer.send(message(5))
+    assert mailer.flush(timeout=5)
+    assert len(inner.outbox) == 5
+
+
+class SmallQueue(BackgroundMailer):
+    """The service's background mailer, with a queue of two."""
+
+    def __init__(self, mailer: Any) -> None:
+        super().__init__(mailer, max_queue=2, backoff=0.01)
+
+
+def test_the_service_answers_the_same_when_the_queue_is_full(
+    make_service: ServiceFactory, caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A full queue drops the mail and logs it; the caller sees None either way."""
+    caplog.set_level(logging.INFO, logger="credrecovery")
+    monkeypatch.setattr("credrecovery.service.BackgroundMailer", SmallQueue)
+    inner = BlockedMailer()
+    service = make_service(mailer=inner, delivery="background")
+    try:
+        assert service.request("domain", "ejemploxmundo.com.ar") is None
+        assert inner.entered.wait(5)
+        assert service.request("client_number", "9000") is None
+        assert service.request("email", "ejemplo@ejemploxmundo.com.ar") is None
+        caplog.clear()
+        assert service.request("domain", "otro-ejemplo.com") is None
+        assert service.request("domain", "nadie-aqui.com.ar") is None
+    finally:
+        inner.release.set()
+    assert service.flush(timeout=5)
+    assert len(inner.outbox) == 3
+    [dropped] = events(caplog, "delivery_failed")
+    assert dropped.levelno == logging.ERROR
+    assert getattr(dropped, "error", None) == "DeliveryFailed"
+    assert events(caplog, "requested") == []
+    assert len(events(caplog, "unknown_identifier")) == 1
+
+
+# --- flush and close ----------------------------------------------------------------------
+
+
+def test_flush_reports_whether_the_queue_drained(
+    background: Callable[..., BackgroundMailer],
+) -> None:
+    """flush(timeout) is False while a delivery is stuck, True once everything left."""
+    inner = BlockedMailer()
+    mailer = background(inner)
+    assert mailer.flush(timeout=0.01) is True  # nothing queued yet
+    mailer.send(message(1))
+    mailer.send(message(2))
+    started = time.perf_counter()
+    assert mailer.flush(timeout=0.1) is False
+    assert 0.09 <= time.perf_counter() - started < 1.0
+    inner.release.set()
+    assert mailer.flush(timeout=5) is True
+    assert mailer.pending == 0
+    assert len(inner.outbox) == 2
+
+
+def test_close_delivers_what_is_queued_then_refuses(
+    background: Callable[..., BackgroundMailer], caplog: pytest.LogCaptureFixture,
+) -> None:
+    """close() delivers the queue, stops the worker, and later sends raise DeliveryFailed."""
+    caplog.set_level(logging.INFO, logger="credrecovery")
+    inner = RecordingMailer(delay=0.05)
+    mailer = background(inner)
+    for n in range(3):
+        mailer.send(message(n))
+    mailer.close()
+    assert subjects(inner.outbox) == ["message 0", "message 1", "message 2"]
+    assert events(caplog, "mail_dropped") == []
+    with pytest.raises(DeliveryFailed) as excinfo:
+        mailer.send(message(3))
+    assert excinfo.value.temporary is False
+    assert len(inner.outbox) == 3
+
+
+def test_close_logs_what_it_could_not_deliver(
+    background: Callable[..., BackgroundMailer], caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Messages still queued when close() times out are logged as dropped."""
+    caplog.set_level(logging.INFO, logger="credrecovery")
+    inner = BlockedMailer()
+    mailer = background(inner)
+    for n in range(3):
+        mailer.send(message(n))
+    assert inner.entered.wait(5)
+    closer = threading.Thread(target=mailer.close, kwargs={"timeout": 0.1})
+    closer.start()
+    time.sleep(0.2)
+    inner.release.set()
+    closer.join(5)
+    assert not closer.is_alive()
+    [dropped] = events(caplog, "mail_dropped")
+    assert dropped.levelno == logging.ERROR
+    assert getattr(dropped, "count", None) == 2
+    assert subjects(inner.outbox) == ["message 0"]
+
+
+def test_with_block_closes_the_mailer() -> None:
+    """Leaving a ``with`` block delivers the queue and closes the mailer."""
+    inner = RecordingMailer(delay=0.1)
+    with BackgroundMailer(inner, backoff=0.01) as mailer:
+        mailer.send(message(1))
+    assert subjects(inner.outbox) == ["message 1"]
+    with pytest.raises(DeliveryFailed):
+        mailer.send(message(2))
+
+
+# --- the service with background delivery -------------------------------------------------
+
+
+def test_the_service_flushes_when_its_with_block_ends(
+    make_service: ServiceFactory,
+) -> None:
+    """A service used as a context manager delivers queued mail on exit."""
+    inner = RecordingMailer(delay=0.2)
+    with make_service(mailer=inner, delivery="background") as service:
+        service.request("domain", "ejemploxmundo.com.ar")
+        assert inner.outbox == []
+    assert len(inner.outbox) == 1
+    assert inner.outbox[0]["To"].addresses[0].addr_spec == "ejemplo@ejemploxmundo.com.ar"
+
+
+def test_default_delivery_queues_requests_and_confirms_synchronously(
+    directory: MemoryDirectory, ctx: CryptContext, clock: FakeClock,
+) -> None:
+    """By default the confirmation mail is queued; the credentials mail is sent in confirm()."""
+    inner = RecordingMailer(delay=0.1)
+    service = RecoveryService(directory, inner, secret_key=SECRET, confirm_url=CONFIRM_URL,
+                              sender=SENDER, crypt_context=ctx, clock=clock)
+    with service:
+        assert service.request("domain", "ejemploxmundo.com.ar") is None
+        assert inner.outbox == []
+        assert service.flush(timeout=5) is True
+        assert len(inner.outbox) == 1
+        confirmation = service.confirm(token_from(inner.outbox[0]))
+        assert confirmation.number == "9000"
+        assert len(inner.outbox) == 2
+        assert "9000" in inner.outbox[1].get_body(("plain",)).get_content()
+
+
+def test_sync_delivery_sends_during_the_request(
+    make_service: ServiceFactory, mailer: MemoryMailer,
+) -> None:
+    """With delivery='sync' the mail is in the outbox when request() returns."""
+    service = make_service(delivery="sync")
+    service.request("domain", "ejemploxmundo.com.ar")
+    assert len(mailer.outbox) == 1
+    assert service.flush(timeout=0) is True

@@ -1,0 +1,402 @@
+"""Rate limits on requests and confirmations, counted in memory and in Redis."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from email.message import EmailMessage
+from typing import Any
+
+import pytest
+import redis
+
+from conftest import token_from
+from credrecovery import RateLimits, RecoveryService
+from credrecovery.exceptions import InvalidToken, RateLimited
+from credrecovery.memory import MemoryDirectory, MemoryMailer
+from redis_server import redis_url  # noqa: F401 - a fixture, used through getfixturevalue
+
+ServiceFactory = Callable[..., RecoveryService]
+
+DOMAIN = "ejemploxmundo.com.ar"
+OTHER_DOMAIN = "otro-ejemplo.com"
+EMAIL = "ejemplo@ejemploxmundo.com.ar"
+NUMBER = "9000"
+KNOWN = [
+    ("domain", DOMAIN),
+    ("client_number", NUMBER),
+    ("email", EMAIL),
+    ("domain", OTHER_DOMAIN),
+]
+UNKNOWN = [
+    ("domain", "nadie-aqui.com.ar"),
+    ("client_number", "7777"),
+    ("email", "nadie@nadie-aqui.com.ar"),
+    ("domain", "tampoco.example"),
+]
+BAD_TOKENS = ["not-a-token", "x" * 40, "abc.def.ghi", "eyJudW1iZXIiOiI5MDAwIn0.Zm9v.YmFy"]
+
+
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
+def storage_uri(request: pytest.FixtureRequest) -> str:
+    """Where the limits are counted: a process-local memory storage or a fresh Redis DB."""
+    if request.param == "memory":
+        return "memory://"
+    url: str = request.getfixturevalue("redis_url")
+    return url
+
+
+@pytest.fixture(autouse=True)
+def clear_of_window_edge() -> None:
+    """Start each test clear of a minute boundary.
+
+    The in-memory sliding window counter aligns its windows on the clock; a
+    test straddling a boundary sees the previous window's weight, not its own
+    count. Hour boundaries are minute boundaries too.
+    """
+    margin = 15.0 if time.time() % 3600 > 3600 - 15.0 else 3.0
+    left = 60.0 - time.time() % 60.0
+    if left < margin:
+        time.sleep(left + 0.05)
+
+
+@pytest.fixture
+def limited(make_service: ServiceFactory, storage_uri: str) -> Callable[..., RecoveryService]:
+    """Build a synchronous service counting limits in ``storage_uri``."""
+
+    def make(**limits: str) -> RecoveryService:
+        return make_service(rate_limits=RateLimits(storage_uri=storage_uri, **limits))
+
+    return make
+
+
+def _token(service: RecoveryService, mailer: MemoryMailer) -> str:
+    """Request a fresh confirmation for client 9000 and return its token."""
+    before = len(mailer.outbox)
+    service.request("client_number", NUMBER)
+    assert len(mailer.outbox) == before + 1
+    return token_from(mailer.outbox[-1])
+
+
+def _redis_keys(url: str) -> list[str]:
+    client = redis.Redis.from_url(url)
+    try:
+        return [key.decode() for key in client.scan_iter(count=1000)]
+    finally:
+        client.close()
+
+
+# --- per_requester ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "identifiers",
+    [KNOWN, UNKNOWN, [x for pair in zip(KNOWN, UNKNOWN, strict=True) for x in pair]],
+    ids=["known", "unknown", "mixed"],
+)
+def test_per_requester_refuses_the_21st_request(
+    limited: Callable[..., RecoveryService], identifiers: list[tuple[str, str]]
+) -> None:
+    """Twenty requests from one requester pass, whatever they name; the 21st is refused."""
+    service = limited()
+    for i in range(20):
+        kind, value = identifiers[i % len(identifiers)]
+        assert service.request(kind, value, requester="203.0.113.7") is None
+    kind, value = identifiers[0]
+    with pytest.raises(RateLimited) as excinfo:
+        service.request(kind, value, requester="203.0.113.7")
+    assert excinfo.value.limit == "per_requester"
+    assert 0 < excinfo.value.retry_after <= 60
+    assert excinfo.value.http_status == 429
+
+
+def test_per_requester_counts_each_requester_apart(
+    limited: Callable[..., RecoveryService],
+) -> None:
+    """A throttled requester does not throttle another one, nor anonymous requests."""
+    service = limited()
+    for i in range(20):
+        kind, value = UNKNOWN[i % len(UNKNOWN)]
+        service.request(kind, value, requester="203.0.113.7")
+    with pytest.raises(RateLimited):
+        service.request("domain", DOMAIN, requester="203.0.113.7")
+    for i in range(20):
+        kind, value = UNKNOWN[i % len(UNKNOWN)]
+        assert service.request(kind, value, requester="198.51.100.23") is None
+    for i in range(30):
+        kind, value = UNKNOWN[i % len(UNKNOWN)]
+        assert service.request(kind, value) is None
+    with pytest.raises(RateLimited):
+        service.request("domain", DOMAIN, requester="198.51.100.23")
+
+
+# --- per_identifier ---------------------------------------------------------------------
+
+
+def test_per_identifier_withholds_the_sixth_mail(
+    limited: Callable[..., RecoveryService], mailer: MemoryMailer
+) -> None:
+    """Five requests naming one value mail five times; the sixth answers the same, silently."""
+    service = limited(per_client="100/hour")
+    for i in range(5):
+        assert service.request("domain", DOMAIN) is None
+        assert len(mailer.outbox) == i + 1
+    assert service.request("domain", DOMAIN) is None
+    assert len(mailer.outbox) == 5
+    service.request("client_number", NUMBER)
+    assert len(mailer.outbox) == 6
+
+
+def test_per_identifier_counts_unknown_values(
+    limited: Callable[..., RecoveryService], directory: MemoryDirectory, mailer: MemoryMailer
+) -> None:
+    """Requests for a value nobody holds count too: once it exists, its quota is spent."""
+    service = limited(per_client="100/hour")
+    for _ in range(5):
+        assert service.request("domain", "nuevo-cliente.com.ar") is None
+    assert mailer.outbox == []
+    directory.add_client("9001", "hola@nuevo-cliente.com.ar", key="Another-Key-2024",
+                         domains=["nuevo-cliente.com.ar"])
+    assert service.request("domain", "nuevo-cliente.com.ar") is None
+    assert mailer.outbox == []
+    service.request("email", "hola@nuevo-cliente.com.ar")
+    assert [m["To"] for m in mailer.outbox] == ["hola@nuevo-cliente.com.ar"]
+
+
+def test_per_identifier_counts_the_normalized_value(
+    limited: Callable[..., RecoveryService], mailer: MemoryMailer
+) -> None:
+    """Spellings of one domain share a counter: case, trailing dot and spaces do not matter."""
+    service = limited(per_client="100/hour")
+    spellings = ["EJEMPLOXMUNDO.COM.AR.", "ejemploxmundo.com.ar", "  EjemploXMundo.com.ar  "]
+    for i in range(5):
+        service.request("domain", spellings[i % len(spellings)])
+    assert len(mailer.outbox) == 5
+    for spelling in spellings:
+        assert service.request("domain", spelling) is None
+    assert len(mailer.outbox) == 5
+
+
+# --- per_client -------------------------------------------------------------------------
+
+
+def test_per_client_caps_mails_however_the_client_is_named(
+    limited: Callable[..., RecoveryService], mailer: MemoryMailer
+) -> None:
+    """Three mails per client per hour, whether asked by domain, number or email."""
+    service = limited()
+    for kind, value in KNOWN[:3]:
+        assert service.request(kind, value) is None
+    assert len(mailer.outbox) == 3
+    assert {m["To"].addresses[0].addr_spec for m in mailer.outbox} == {EMAIL}
+    for kind, value in [("domain", OTHER_DOMAIN), *KNOWN[:3]]:
+        assert service.request(kind, value) is None
+    assert len(mailer.outbox) == 3
+
+
+# --- failed_confirmations ---------------------------------------------------------------
+
+
+def test_failed_confirmations_refuse_even_a_valid_token(
+    limited: Callable[..., RecoveryService], mailer: MemoryMailer
+) -> None:
+    """After 20 bad tokens a requester is refused, even with a good one; others are not."""
+    service = limited()
+    token = _token(service, mailer)
+    for i in range(20):
+        with pytest.raises(InvalidToken):
+            service.confirm(BAD_TOKENS[i % len(BAD_TOKENS)], requester="203.0.113.7")
+    with pytest.raises(RateLimited) as excinfo:
+        service.confirm(token, requester="203.0.113.7")
+    assert excinfo.value.limit == "failed_confirmations"
+    assert 0 < excinfo.value.retry_after <= 60
+    with pytest.raises(RateLimited):
+        service.check(token, requester="203.0.113.7")
+    confirmation = service.confirm(token, requester="198.51.100.23")
+    assert confirmation.number == NUMBER
+
+
+def test_valid_confirmations_do_not_count(
+    limited: Callable[..., RecoveryService], mailer: MemoryMailer
+) -> None:
+    """A successful confirmation between failures does not use up the allowance."""
+    service = limited()
+    token = _token(service, mailer)
+    for i in range(19):
+        with pytest.raises(InvalidToken):
+            service.confirm(BAD_TOKENS[i % len(BAD_TOKENS)], requester="203.0.113.7")
+    service.check(token, requester="203.0.113.7")
+    service.confirm(token, requester="203.0.113.7")
+    with pytest.raises(InvalidToken) as excinfo:
+        service.confirm(token, requester="203.0.113.7")  # reused: the 20th failure
+    assert not isinstance(excinfo.value, RateLimited)
+    with pytest.raises(RateLimited) as limited_info:
+        service.confirm("not-a-token", requester="203.0.113.7")
+    assert limited_info.value.limit == "failed_confirmations"
+
+
+def test_requests_and_confirmations_count_apart(
+    limited: Callable[..., RecoveryService],
+) -> None:
+    """Bad tokens do not spend the request allowance, nor requests the confirmation one."""
+    service = limited()
+    for i in range(20):
+        with pytest.raises(InvalidToken):
+            service.confirm(BAD_TOKENS[i % len(BAD_TOKENS)], requester="203.0.113.7")
+    for i in range(20):
+        kind, value = UNKNOWN[i % len(UNKNOWN)]
+        service.request(kind, value, requester="198.51.100.23")
+    assert service.request("domain", DOMAIN, requester="203.0.113.7") is None
+    with pytest.raises(InvalidToken) as excinfo:
+        service.confirm("not-a-token", requester="198.51.100.23")
+    assert not isinstance(excinfo.value, RateLimited)
+
+
+# --- a flood ----------------------------------------------------------------------------
+
+
+def test_a_flood_sends_at_most_three_mails(
+    limited: Callable[..., RecoveryService], mailer: MemoryMailer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Ten thousand requests for one client, however named, mail it three times."""
+
+    # Rendering the mail is what a request spends most of its time on, and it
+    # plays no part in counting; a bare message keeps ten thousand requests quick.
+    def bare_message(client: Any, **_: Any) -> EmailMessage:
+        message = EmailMessage()
+        message.set_payload(client.number)
+        return message
+
+    monkeypatch.setattr("credrecovery.service.confirmation_message", bare_message)
+    service = limited()
+    names = [*KNOWN, ("domain", "EJEMPLOXMUNDO.COM.AR."), ("email", "Ejemplo@EjemploXMundo.com.ar")]
+    for i in range(10_000):
+        kind, value = names[i % len(names)]
+        assert service.request(kind, value) is None
+    assert [m.get_payload() for m in mailer.outbox] == [NUMBER] * 3
+
+
+# --- logging and storage keys -----------------------------------------------------------
+
+
+def test_throttling_is_logged_without_identifiers_or_requesters(
+    limited: Callable[..., RecoveryService], mailer: MemoryMailer, storage_uri: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Each throttled outcome logs 'throttled' with its limit, and no value in clear."""
+    caplog.set_level(logging.DEBUG, logger="credrecovery")
+    service = limited()
+    asker, prober = "203.0.113.7", "198.51.100.23"
+    sequence = [
+        ("domain", DOMAIN), ("email", EMAIL), ("domain", DOMAIN),  # three mails
+        ("email", EMAIL),  # per_client
+        ("domain", DOMAIN), ("domain", DOMAIN), ("domain", DOMAIN),  # per_client
+        ("domain", DOMAIN),  # the 6th naming this domain: per_identifier
+        ("domain", "nadie-aqui.com.ar"),
+    ]
+    for kind, value in sequence:
+        service.request(kind, value, requester=asker)
+    for _ in range(20 - len(sequence)):
+        service.request("domain", "nadie-aqui.com.ar", requester=asker)
+    with pytest.raises(RateLimited):
+        service.request("domain", DOMAIN, requester=asker)
+    for i in range(20):
+        with pytest.raises(InvalidToken):
+            service.confirm(BAD_TOKENS[i % len(BAD_TOKENS)], requester=prober)
+    with pytest.raises(RateLimited):
+        service.confirm("not-a-token", requester=prober)
+    assert len(mailer.outbox) == 3
+
+    throttled = [r for r in caplog.records if getattr(r, "event", None) == "throttled"]
+    assert {getattr(r, "limit", None) for r in throttled} == {
+        "per_requester", "per_identifier", "per_client", "failed_confirmations"
+    }
+    assert all(r.levelno == logging.WARNING for r in throttled)
+    secrets_in_clear = [DOMAIN, EMAIL, "nadie-aqui", asker, prober, *BAD_TOKENS]
+    for record in caplog.records:
+        text = record.getMessage() + repr(vars(record))
+        for value in secrets_in_clear:
+            assert value not in text, (value, record.getMessage())
+
+    if storage_uri.startswith("redis://"):
+        keys = _redis_keys(storage_uri)
+        assert keys, "nothing was counted in Redis"
+        for key in keys:
+            for value in [DOMAIN, EMAIL, NUMBER, "nadie-aqui", asker, prober, "ejemplo"]:
+                assert value not in key, (value, key)
+
+
+# --- configuration ----------------------------------------------------------------------
+
+
+def test_default_limits(storage_uri: str) -> None:
+    """The documented defaults, whichever storage counts them."""
+    assert RateLimits() == RateLimits(
+        per_requester="20/minute",
+        per_identifier="5/hour",
+        per_client="3/hour",
+        failed_confirmations="20/minute",
+        storage_uri="memory://",
+    )
+    limits = RateLimits(storage_uri=storage_uri)
+    assert (limits.per_requester, limits.per_identifier, limits.per_client,
+            limits.failed_confirmations) == ("20/minute", "5/hour", "3/hour", "20/minute")
+
+
+@pytest.mark.parametrize(
+    "field", ["per_requester", "per_identifier", "per_client", "failed_confirmations"]
+)
+@pytest.mark.parametrize("value", ["", "lots", "20/fortnight", "twenty per minute"])
+def test_an_invalid_limit_string_is_refused(storage_uri: str, field: str, value: str) -> None:
+    """A limit that ``limits`` cannot parse is a ValueError naming the field."""
+    with pytest.raises(ValueError, match=field):
+        RateLimits(storage_uri=storage_uri, **{field: value})
+
+
+def test_no_rate_limits_turns_limiting_off(
+    make_service: ServiceFactory, mailer: MemoryMailer
+) -> None:
+    """With rate_limits=None nothing is counted: no refusal, no withheld mail."""
+    service = make_service(rate_limits=None)
+    assert service.limiter is None
+    for _ in range(30):
+        assert service.request("domain", DOMAIN, requester="203.0.113.7") is None
+    assert len(mailer.outbox) == 30
+    for i in range(30):
+        with pytest.raises(InvalidToken) as excinfo:
+            service.confirm(BAD_TOKENS[i % len(BAD_TOKENS)], requester="203.0.113.7")
+        assert not isinstance(excinfo.value, RateLimited)
+
+
+# --- an unreachable Redis ---------------------------------------------------------------
+
+
+UNREACHABLE_REDIS = "redis://127.0.0.1:1/0"  # nothing listens on port 1
+
+
+def test_unreachable_redis_fails_open(
+    make_service: ServiceFactory, mailer: MemoryMailer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """With Redis down every attempt goes through and each failure is logged at ERROR."""
+    caplog.set_level(logging.INFO, logger="credrecovery")
+    service = make_service(rate_limits=RateLimits(storage_uri=UNREACHABLE_REDIS))
+    for _ in range(25):
+        assert service.request("domain", DOMAIN, requester="203.0.113.7") is None
+    assert len(mailer.outbox) == 25
+    for i in range(25):
+        with pytest.raises(InvalidToken) as excinfo:
+            service.confirm(BAD_TOKENS[i % len(BAD_TOKENS)], requester="203.0.113.7")
+        assert not isinstance(excinfo.value, RateLimited)
+    confirmation = service.confirm(token_from(mailer.outbox[-1]), requester="203.0.113.7")
+    assert confirmation.number == NUMBER
+
+    errors = [r for r in caplog.records if getattr(r, "event", None) == "limiter_error"]
+    assert errors
+    assert all(r.levelno == logging.ERROR for r in errors)
+    assert {getattr(r, "limit", None) for r in errors} == {
+        "per_requester", "per_identifier", "per_client", "failed_confirmations"
+    }
+    for record in caplog.records:
+        assert "203.0.113.7" not in record.getMessage() + repr(vars(record))
