@@ -401,9 +401,10 @@ class SQLAlchemyDirectory:
         """Insert many clients with their domains in one transaction; return how many.
 
         The clients' values must already be normalized and their keys hashed:
-        nothing is checked. Rows go in ``batch_size`` at a time with
-        ``executemany``. Raises :class:`ValueError` when a constraint refuses a
-        row (nothing is then written); :class:`~credrecovery.DirectoryError`
+        nothing is checked. Rows go in ``batch_size`` at a time, with
+        ``COPY`` on PostgreSQL through psycopg and ``executemany`` elsewhere.
+        Raises :class:`ValueError` when a constraint refuses a row (nothing is
+        then written); :class:`~credrecovery.DirectoryError`
         when the database fails.
         """
         if batch_size < 1:
@@ -420,15 +421,41 @@ class SQLAlchemyDirectory:
                             number_value = self._stored_number(client.number)
                             client_rows.append(self._client_row(client, number_value))
                             domain_rows += (self._domain_row(d, number_value) for d in domains)
-                        connection.execute(sa.insert(self._clients), client_rows)
-                        if domain_rows:
-                            connection.execute(sa.insert(self._domains), domain_rows)
+                        self._insert_many(connection, self._clients, client_rows)
+                        self._insert_many(connection, self._domains, domain_rows)
                         count += len(client_rows)
             except sa_exc.IntegrityError as exc:
                 raise ValueError(
                     "the database refused a client: a duplicate or a constraint"
                 ) from exc
         return count
+
+    @staticmethod
+    def _insert_many(
+        connection: sa.Connection, table: sa.Table, rows: list[dict[str, Any]]
+    ) -> None:
+        if not rows:
+            return
+        if connection.dialect.name == "postgresql" and connection.dialect.driver == "psycopg":
+            # COPY loads an order of magnitude faster than row-by-row inserts.
+            preparer = connection.dialect.identifier_preparer
+            names = list(rows[0])
+            columns = ", ".join(preparer.quote(name) for name in names)
+            sql = f"COPY {preparer.format_table(table)} ({columns}) FROM STDIN"
+            cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+            dbapi = connection.dialect.loaded_dbapi
+            # The raw cursor bypasses SQLAlchemy, so its errors are wrapped here
+            # as SQLAlchemy would, for the callers' handlers.
+            try:
+                with cursor.copy(sql) as copy:
+                    for row in rows:
+                        copy.write_row([row[name] for name in names])
+            except dbapi.IntegrityError as exc:
+                raise sa_exc.IntegrityError(sql, None, exc) from exc
+            except dbapi.Error as exc:
+                raise sa_exc.DBAPIError(sql, None, exc) from exc
+            return
+        connection.execute(sa.insert(table), rows)
 
     def _number_value(self, number: str) -> str | int | None:
         """``number`` as the number column compares it; ``None`` if it cannot match."""
