@@ -2,9 +2,9 @@
 
 The URL comes from ``CREDRECOVERY_TEST_REDIS_URL`` (default
 ``redis://127.0.0.1:6379/15``). The database is flushed before and after each
-test, so point the variable at a database that holds nothing else. When the
-server cannot be reached the test is skipped, or fails if
-``CREDRECOVERY_REQUIRE_SERVICES=1``.
+test, so point the variable at a database that holds nothing else, and give
+concurrent test sessions databases of their own. When the server cannot be
+reached the test is skipped, or fails if ``CREDRECOVERY_REQUIRE_SERVICES=1``.
 
 Test modules import the fixture by name::
 
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from typing import NoReturn
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
@@ -34,7 +35,7 @@ def _without_password(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
-def _unavailable(message: str) -> None:
+def _unavailable(message: str) -> NoReturn:
     if os.environ.get("CREDRECOVERY_REQUIRE_SERVICES") == "1":
         pytest.fail(message)
     pytest.skip(message)

@@ -270,7 +270,7 @@ _names = (
 )
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=120, deadline=None)
 @given(name=_names, language=st.sampled_from(["en", "es"]))
 def test_names_cannot_inject_headers(name: str, language: str) -> None:
     """No display name adds a header or a recipient to either mail."""

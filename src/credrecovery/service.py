@@ -196,7 +196,8 @@ class RecoveryService:
         ``requester`` presented too many bad tokens, :class:`DirectoryError`
         when the directory fails, and :class:`DeliveryFailed` when the mail
         could not be sent, in which case the previous key is back in place and
-        the same token still works.
+        the same token still works. (Should the directory fail while putting the
+        previous key back, the message says so and a new request is needed.)
         """
         client, _ = self._verified(token, requester)
         key = generate_key()
@@ -218,13 +219,15 @@ class RecoveryService:
         try:
             self.mailer.send(message)
         except Exception as exc:
-            self._undo(client, new_hash)
-            logger.error("credentials mail not sent; previous key restored",
-                         extra={"event": "delivery_failed", "client": client.number,
-                                "error": type(exc).__name__})
+            restored = self._undo(client, new_hash)
+            logger.error("credentials mail not sent", extra={
+                "event": "delivery_failed", "client": client.number,
+                "error": type(exc).__name__, "restored": restored})
             temporary = exc.temporary if isinstance(exc, DeliveryFailed) else True
             raise DeliveryFailed(
-                "the new access details could not be mailed; nothing was changed",
+                "the new access details could not be mailed; nothing was changed"
+                if restored else
+                "the new access details could not be mailed; request a new link",
                 temporary=temporary,
             ) from exc
         logger.info("recovery confirmed; access key rotated",
@@ -301,15 +304,16 @@ class RecoveryService:
                                                            "error": type(exc).__name__})
             raise DirectoryError("the client directory is unavailable") from exc
 
-    def _undo(self, client: Client, new_hash: str) -> None:
+    def _undo(self, client: Client, new_hash: str) -> bool:
         try:
             restored = self._swap(client.number, new_hash, client.key_hash)
         except DirectoryError:
             restored = False
         if not restored:
-            # The token is dead either way; a new request recovers the account.
+            # The token is dead then, but a new request still recovers the account.
             logger.critical("previous key could not be restored",
                             extra={"event": "restore_failed", "client": client.number})
+        return restored
 
     def _language(self, client: Client) -> str:
         return pick_language(client.locale, self.locale)
