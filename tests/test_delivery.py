@@ -305,7 +305,7 @@ def test_the_service_answers_the_same_when_the_queue_is_full(
         inner.release.set()
     assert service.flush(timeout=5)
     assert len(inner.outbox) == 3
-    [dropped] = events(caplog, "delivery_failed")
+    [dropped] = events(caplog, "mail_dropped")
     assert dropped.levelno == logging.ERROR
     assert getattr(dropped, "error", None) == "DeliveryFailed"
     assert events(caplog, "requested") == []

@@ -401,6 +401,16 @@ def test_storage_failure_surfaces_as_directory_error(store: Store) -> None:
             assert isinstance(error.__cause__, RuntimeError)
         assert OLD_HASH not in str(error) and OLD_HASH not in repr(error)
     assert len(mailer.outbox) == 1
+    # Called directly, the library's adapters raise DirectoryError themselves; a
+    # host's directory raises whatever its storage raises.
+    raised = RuntimeError if isinstance(store.directory, HostDirectory) else DirectoryError
+    for direct in (
+        lambda: store.directory.find(EMAIL, "alice@example.com"),
+        lambda: store.directory.replace_key_hash("1001", OLD_HASH, NEW_HASH),
+    ):
+        with pytest.raises(raised) as caught_directly:
+            direct()
+        assert OLD_HASH not in str(caught_directly.value)
 
 
 @pytest.mark.parametrize(("kind", "typed"), [

@@ -12,9 +12,9 @@ import contextlib
 import dataclasses
 import logging
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
-from datetime import UTC, datetime
 
 import pytest
 
@@ -138,6 +138,10 @@ def build_message() -> EmailMessage:
     return message
 
 
+def lines(text: str) -> list[str]:
+    return text.replace("\r\n", "\n").split("\n")
+
+
 def events(caplog: pytest.LogCaptureFixture, name: str) -> list[logging.LogRecord]:
     return [r for r in caplog.records if getattr(r, "event", None) == name]
 
@@ -159,8 +163,9 @@ def test_delivers_once_with_headers_and_both_parts(under_test: MailerUnderTest) 
     plain = received.get_body(("plain",))
     html = received.get_body(("html",))
     assert plain is not None and html is not None
-    assert plain.get_content() == TEXT
-    assert html.get_content() == HTML
+    # SMTP carries lines ending in CRLF, and the parser keeps them.
+    assert lines(plain.get_content()) == lines(TEXT)
+    assert lines(html.get_content()) == lines(HTML)
 
 
 def test_recipients_are_exactly_the_to_address(under_test: MailerUnderTest) -> None:

@@ -9,7 +9,7 @@ from email.message import EmailMessage
 from passlib.context import CryptContext
 
 from ._records import ClientRecord
-from .identifiers import IdentifierKind
+from .identifiers import IdentifierKind, parse_kind
 from .models import Client
 
 __all__ = ["MemoryDirectory", "MemoryMailer"]
@@ -62,6 +62,8 @@ class MemoryDirectory:
         return record.client
 
     def find(self, kind: IdentifierKind, value: str) -> Client | None:
+        """Return the client ``value`` names, or ``None``; ``value`` is normalized."""
+        kind = parse_kind(kind)
         with self._lock:
             if kind is IdentifierKind.CLIENT_NUMBER:
                 number: str | None = value
@@ -72,6 +74,7 @@ class MemoryDirectory:
             return self._clients.get(number) if number is not None else None
 
     def replace_key_hash(self, number: str, current: str, new: str) -> bool:
+        """Atomically store ``new`` if client ``number``'s hash is still ``current``."""
         with self._lock:
             client = self._clients.get(number)
             if client is None or client.key_hash != current:
@@ -93,5 +96,6 @@ class MemoryMailer:
         return f"MemoryMailer(<{len(self.outbox)} messages>)"
 
     def send(self, message: EmailMessage) -> None:
+        """Append ``message`` to :attr:`outbox`."""
         with self._lock:
             self.outbox.append(message)

@@ -43,10 +43,9 @@ class RecoveryService:
     """Recover a client's number and access key through their primary address.
 
     :param directory: where clients are found and key hashes swapped.
-    :param mailer: how mail leaves. Confirmation mails go through a
-        :class:`BackgroundMailer` around it unless ``delivery="sync"``;
-        credentials mails are always sent synchronously, so that a failure can
-        be undone.
+    :param mailer: how mail leaves. Credentials mails are always sent through
+        it synchronously, so that a failure can be undone; confirmation mails
+        go as ``delivery`` says.
     :param secret_key: signs and verifies tokens.
     :param fallback_secret_keys: only verify, for rotating ``secret_key``.
     :param confirm_url: the link template; must contain ``{token}``. Links
@@ -171,9 +170,11 @@ class RecoveryService:
         try:
             self._request_mailer.send(message)
         except Exception as exc:  # noqa: BLE001 - never reveal that the client exists
+            # A background queue that refuses a message is overloaded or closed.
+            queued = isinstance(self._request_mailer, BackgroundMailer)
             logger.error("confirmation mail not sent",
-                         extra={"event": "delivery_failed", "client": found.number,
-                                "error": type(exc).__name__})
+                         extra={"event": "mail_dropped" if queued else "delivery_failed",
+                                "client": found.number, "error": type(exc).__name__})
             return
         logger.info("recovery requested", extra={"event": "requested", "kind": kind.value,
                                                  "client": found.number})

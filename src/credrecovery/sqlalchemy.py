@@ -300,6 +300,14 @@ class SQLAlchemyDirectory:
         """
         self._engine.dispose()
 
+    close = dispose
+
+    def __enter__(self) -> SQLAlchemyDirectory:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.dispose()
+
     def find(self, kind: IdentifierKind | str, value: str) -> Client | None:
         """Return the client that the normalized ``value`` identifies, or ``None``.
 

@@ -150,8 +150,8 @@ class SQLiteDirectory:
 
         For imports and benchmarks: values must already be normalized and
         hashed, and nothing is checked beyond the database's constraints.
-        Raises :class:`DirectoryError` on a duplicate or any database error,
-        having inserted nothing.
+        Raises :class:`ValueError` on a duplicate and :class:`DirectoryError`
+        on any other database error, having inserted nothing.
         """
         clients: list[tuple[str, str, str, str, str | None]] = []
         domains: list[tuple[str, str]] = []
@@ -159,10 +159,15 @@ class SQLiteDirectory:
             clients.append((client.number, client.email, client.key_hash, client.name,
                             client.locale))
             domains.extend((domain, client.number) for domain in client_domains)
-        with self._connect("import clients") as conn, conn:
-            conn.execute("BEGIN IMMEDIATE")
-            conn.executemany(_INSERT_CLIENT_SQL, clients)
-            conn.executemany(_INSERT_DOMAIN_SQL, domains)
+        try:
+            with self._connect("import clients") as conn, conn:
+                conn.execute("BEGIN IMMEDIATE")
+                conn.executemany(_INSERT_CLIENT_SQL, clients)
+                conn.executemany(_INSERT_DOMAIN_SQL, domains)
+        except DirectoryError as exc:
+            if isinstance(exc.__cause__, sqlite3.IntegrityError):
+                raise ValueError("a client or domain is already in the directory") from None
+            raise
         return len(clients)
 
     def find(self, kind: IdentifierKind, value: str) -> Client | None:
