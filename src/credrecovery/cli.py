@@ -16,6 +16,7 @@ import time
 from collections.abc import Sequence
 from email.message import EmailMessage
 from pathlib import Path
+from typing import TextIO
 
 from . import __name__ as _package
 from .exceptions import RecoveryError
@@ -33,11 +34,12 @@ DEMO_SENDER = "Client Panel <panel@example.com>"
 class PrintMailer:
     """A :class:`Mailer` that writes each message to a stream instead of sending it."""
 
-    def __init__(self, stream: object = None) -> None:
+    def __init__(self, stream: TextIO | None = None) -> None:
         self._stream = stream
 
     def send(self, message: EmailMessage) -> None:
-        print(render(message), file=self._stream or sys.stdout)  # type: ignore[arg-type]
+        """Print ``message`` to the stream, standard output by default."""
+        print(render(message), file=self._stream or sys.stdout)
 
 
 def render(message: EmailMessage) -> str:

@@ -28,7 +28,7 @@ from .messages import confirmation_message, credentials_message, pick_language
 from .models import Client, Confirmation
 from .protocols import ClientDirectory, Mailer
 from .ratelimit import Limiter, RateLimits
-from .tokens import TokenClaims, TokenSigner
+from .tokens import TokenSigner
 
 __all__ = ["RecoveryService"]
 
@@ -186,7 +186,7 @@ class RecoveryService:
         so only the button's POST should call :meth:`confirm`. Raises what
         :meth:`confirm` raises for a bad token.
         """
-        client, _ = self._verified(token, requester)
+        client = self._verified(token, requester)
         return Confirmation(client.number, client.email)
 
     def confirm(self, token: str, *, requester: str | None = None) -> Confirmation:
@@ -200,7 +200,7 @@ class RecoveryService:
         the same token still works. (Should the directory fail while putting the
         previous key back, the message says so and a new request is needed.)
         """
-        client, _ = self._verified(token, requester)
+        client = self._verified(token, requester)
         key = generate_key()
         new_hash = self.crypt_context.hash(key)
         updated = Client(client.number, client.email, new_hash, client.name, client.locale)
@@ -235,7 +235,7 @@ class RecoveryService:
                     extra={"event": "confirmed", "client": client.number})
         return Confirmation(client.number, client.email)
 
-    def _verified(self, token: str, requester: str | None) -> tuple[Client, TokenClaims]:
+    def _verified(self, token: str, requester: str | None) -> Client:
         if requester is not None and self.limiter is not None and not self.limiter.test(
             "failed_confirmations", requester
         ):
@@ -252,7 +252,7 @@ class RecoveryService:
         if not claims.matches(client):
             self._reject(TokenAlreadyUsed("this confirmation link was already used"),
                          "reused", requester)
-        return client, claims
+        return client
 
     def _reject(self, error: InvalidToken, event: str, requester: str | None) -> NoReturn:
         logger.info("confirmation refused", extra={"event": event})
