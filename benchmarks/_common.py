@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import statistics
@@ -18,10 +19,8 @@ def header(title: str) -> None:
     """Print what ran where: the numbers only mean something next to this."""
     versions = []
     for name in PACKAGES:
-        try:
+        with contextlib.suppress(metadata.PackageNotFoundError):
             versions.append(f"{name} {metadata.version(name)}")
-        except metadata.PackageNotFoundError:
-            pass
     print(f"# {title}")
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, {platform.platform()}")
     print(f"python: {sys.version.split()[0]}; " + ", ".join(versions))

@@ -22,8 +22,8 @@ from email.message import EmailMessage
 from pathlib import Path
 
 import sqlalchemy as sa
-
 from _common import header, median, percentile, synthetic_clients, table, us
+
 from credrecovery import ClientDirectory, IdentifierKind, RecoveryService, cheap_context
 from credrecovery.sqlalchemy import SQLAlchemyDirectory
 from credrecovery.sqlite import SQLiteDirectory

@@ -21,8 +21,8 @@ from multiprocessing.synchronize import Barrier
 
 import redis
 import sqlalchemy as sa
-
 from _common import header, synthetic_clients, table
+
 from credrecovery import RateLimits, RecoveryService, cheap_context
 from credrecovery.sqlalchemy import SQLAlchemyDirectory
 
@@ -44,7 +44,9 @@ def engine() -> sa.Engine:
                             hide_parameters=True)
 
 
-def worker(clients: int, seconds: float, barrier: Barrier, results: multiprocessing.Queue[int]) -> None:
+def worker(
+    clients: int, seconds: float, barrier: Barrier, results: multiprocessing.Queue[int]
+) -> None:
     logging.disable(logging.CRITICAL)
     directory = SQLAlchemyDirectory(engine())
     limits = RateLimits(per_requester="1000000/minute", per_identifier="1000/hour",

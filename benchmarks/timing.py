@@ -19,9 +19,9 @@ import time
 from email.message import EmailMessage
 from pathlib import Path
 
+from _common import header, median, percentile, synthetic_clients, table, us
 from scipy.stats import ks_2samp
 
-from _common import header, median, percentile, synthetic_clients, table, us
 from credrecovery import BackgroundMailer, RateLimits, RecoveryService, cheap_context
 from credrecovery.sqlite import SQLiteDirectory
 

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from email.message import EmailMessage
 
 from _common import header, median, percentile, table, us
+
 from credrecovery import Client, InvalidToken, RecoveryService, default_context
 from credrecovery.identifiers import IdentifierKind
 from credrecovery.memory import MemoryDirectory

@@ -45,7 +45,10 @@ def test_demo_runs() -> None:
     assert "An earlier confirmation link now fails: TokenAlreadyUsed." in result.stdout
 
 
-@pytest.mark.parametrize("page", ["README.md", *sorted(p.name for p in (ROOT / "docs").glob("*.md"))])
+PAGES = ["README.md", *sorted(p.name for p in (ROOT / "docs").glob("*.md"))]
+
+
+@pytest.mark.parametrize("page", PAGES)
 def test_relative_links_resolve(page: str) -> None:
     """Every relative link in the README and docs points at a file that exists."""
     path = ROOT / page if page == "README.md" else ROOT / "docs" / page
