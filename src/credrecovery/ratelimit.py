@@ -11,10 +11,13 @@ import hashlib
 import hmac
 import logging
 import time
+import urllib.parse
 
 from limits import RateLimitItem, parse
 from limits.storage import Storage, storage_from_string
 from limits.strategies import SlidingWindowCounterRateLimiter
+
+from ._limits_storage import BoundedMemoryStorage
 
 __all__ = ["RateLimits"]
 
@@ -37,6 +40,12 @@ class RateLimits:
     ``storage_uri`` is ``"memory://"`` for one process, or a Redis URI such as
     ``"redis://127.0.0.1:6379/0"`` for workers that share limits. Counting uses
     the sliding-window-counter strategy, whose keys expire and are reclaimed.
+
+    ``memory_max_keys`` caps the counters ``"memory://"`` holds (about 300
+    bytes each, some 70 MiB at the default). Past the cap the oldest counters
+    are forgotten first, so a spray of distinct identifiers makes the limits
+    more lenient instead of growing memory. It has no effect on Redis, which
+    expires keys itself.
     """
 
     per_requester: str = "20/minute"
@@ -44,6 +53,7 @@ class RateLimits:
     per_client: str = "3/hour"
     failed_confirmations: str = "20/minute"
     storage_uri: str = "memory://"
+    memory_max_keys: int = 250_000
 
     def __post_init__(self) -> None:
         for field in ("per_requester", "per_identifier", "per_client", "failed_confirmations"):
@@ -51,6 +61,8 @@ class RateLimits:
                 parse(getattr(self, field))
             except ValueError as exc:
                 raise ValueError(f"RateLimits.{field} is not a valid limit string") from exc
+        if self.memory_max_keys < 1:
+            raise ValueError("RateLimits.memory_max_keys must be at least 1")
 
 
 class Limiter:
@@ -62,10 +74,14 @@ class Limiter:
 
     def __init__(self, config: RateLimits, key: bytes) -> None:
         self.config = config
-        storage = storage_from_string(config.storage_uri)
+        storage: object
+        if urllib.parse.urlparse(config.storage_uri).scheme == "memory":
+            storage = BoundedMemoryStorage(config.memory_max_keys)
+        else:
+            storage = storage_from_string(config.storage_uri)
         if not isinstance(storage, Storage):
             raise ValueError("storage_uri must name a synchronous storage")
-        self.storage = storage
+        self.storage: Storage = storage
         self._strategy = SlidingWindowCounterRateLimiter(self.storage)
         self._items: dict[str, RateLimitItem] = {
             name: parse(getattr(config, name))
