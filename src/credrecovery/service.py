@@ -150,8 +150,11 @@ class RecoveryService:
         client = found or _NOBODY
         message = self._confirmation_for(client)
         if self.limiter is not None:
-            # A miss counts against a key of its own so that both paths cost the same.
-            client_allowed = self.limiter.hit("per_client", client.number if found else "")
+            # A miss is counted under the value it named, so that both paths
+            # create and touch counters alike and cost the same.
+            client_allowed = self.limiter.hit(
+                "per_client", client.number if found else f"?{kind.value}:{normalized}"
+            )
         else:
             client_allowed = True
         if found is None:
