@@ -12,6 +12,7 @@ import hmac
 import logging
 import time
 import urllib.parse
+from collections.abc import Callable
 
 from limits import RateLimitItem, parse
 from limits.storage import Storage, storage_from_string
@@ -98,17 +99,15 @@ class Limiter:
 
     def hit(self, name: str, value: str) -> bool:
         """Count one hit on limit ``name`` for ``value``; False if over the limit."""
-        try:
-            return self._strategy.hit(self._items[name], name, self.digest(value))
-        except Exception:  # noqa: BLE001 - any storage failure
-            logger.error("rate limit storage failed; letting the attempt through",
-                         extra={"event": "limiter_error", "limit": name})
-            return True
+        return self._fail_open(name, value, self._strategy.hit)
 
     def test(self, name: str, value: str) -> bool:
         """Whether limit ``name`` would accept one more hit for ``value``."""
+        return self._fail_open(name, value, self._strategy.test)
+
+    def _fail_open(self, name: str, value: str, call: Callable[..., bool]) -> bool:
         try:
-            return self._strategy.test(self._items[name], name, self.digest(value))
+            return call(self._items[name], name, self.digest(value))
         except Exception:  # noqa: BLE001 - any storage failure
             logger.error("rate limit storage failed; letting the attempt through",
                          extra={"event": "limiter_error", "limit": name})

@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
-from typing import Literal, NoReturn
+from typing import Literal, NoReturn, TypeVar
 
 from passlib.context import CryptContext
 
@@ -33,6 +33,7 @@ from .tokens import TokenSigner
 __all__ = ["RecoveryService"]
 
 logger = logging.getLogger("credrecovery")
+_T = TypeVar("_T")
 
 # Stands in for a client when nothing matched, so that a miss signs and
 # renders exactly what a hit does.
@@ -289,24 +290,10 @@ class RecoveryService:
             return None
 
     def _find(self, kind: IdentifierKind, value: str) -> Client | None:
-        try:
-            return self.directory.find(kind, value)
-        except RecoveryError:
-            raise
-        except Exception as exc:
-            logger.error("client directory failed", extra={"event": "directory_error",
-                                                           "error": type(exc).__name__})
-            raise DirectoryError("the client directory is unavailable") from exc
+        return _directory_call(lambda: self.directory.find(kind, value))
 
     def _swap(self, number: str, current: str, new: str) -> bool:
-        try:
-            return self.directory.replace_key_hash(number, current, new)
-        except RecoveryError:
-            raise
-        except Exception as exc:
-            logger.error("client directory failed", extra={"event": "directory_error",
-                                                           "error": type(exc).__name__})
-            raise DirectoryError("the client directory is unavailable") from exc
+        return _directory_call(lambda: self.directory.replace_key_hash(number, current, new))
 
     def _undo(self, client: Client, new_hash: str) -> bool:
         try:
@@ -324,6 +311,18 @@ class RecoveryService:
 
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self._clock(), UTC)
+
+
+def _directory_call(call: Callable[[], _T]) -> _T:
+    """Run a directory call; wrap what a host's directory raises in DirectoryError."""
+    try:
+        return call()
+    except Exception as exc:
+        logger.error("client directory failed",
+                     extra={"event": "directory_error", "error": type(exc).__name__})
+        if isinstance(exc, RecoveryError):
+            raise
+        raise DirectoryError("the client directory is unavailable") from exc
 
 
 def _has_line_break(value: str) -> bool:
