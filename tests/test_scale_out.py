@@ -1,4 +1,4 @@
-"""Several worker processes sharing PostgreSQL and Redis, and a host's own tables.
+"""Several worker processes sharing SQLite, PostgreSQL and Redis, and a host's own tables.
 
 The workers are real processes started with ``spawn``: each builds its own
 directory and service from plain settings, as a web server's workers would.
@@ -35,6 +35,7 @@ from credrecovery import (
 )
 from credrecovery.memory import MemoryDirectory, MemoryMailer
 from credrecovery.sqlalchemy import SQLAlchemyDirectory, TableMapping
+from credrecovery.sqlite import SQLiteDirectory
 
 # The service fixtures, made visible to this module's tests.
 postgres = pg.postgres
@@ -100,11 +101,13 @@ def run_workers(target: Callable[..., None], args: list[tuple[Any, ...]]) -> lis
 
 
 def confirm_in_worker(
-    url: str, outbox: str, token: str, barrier: Any, results: Any
+    backend: str, location: str, outbox: str, token: str, barrier: Any, results: Any
 ) -> None:
-    """One worker: its own directory from the URL, its own service; confirm after the barrier."""
+    """One worker: its own directory and service; confirm after the barrier."""
     try:
-        directory = SQLAlchemyDirectory(url)
+        directory: SQLiteDirectory | SQLAlchemyDirectory = (
+            SQLiteDirectory(location) if backend == "sqlite" else SQLAlchemyDirectory(location)
+        )
         service = RecoveryService(
             directory, FileMailer(outbox), secret_key=SECRET, confirm_url=CONFIRM_URL,
             sender=SENDER, crypt_context=cheap_context(), rate_limits=None, delivery="sync",
@@ -118,7 +121,7 @@ def confirm_in_worker(
             results.put(type(exc).__name__)
         else:
             results.put("confirmed")
-        directory.dispose()
+        directory.close()
     except BaseException as exc:  # noqa: BLE001 - reported to the parent
         results.put(f"error: {exc!r}")
 
@@ -127,6 +130,7 @@ def confirm_in_worker(
 def test_eight_processes_confirm_one_token_once(
     postgres: pg.PostgresSchema, tmp_path: Path
 ) -> None:
+    """Eight processes on PostgreSQL confirm one token: one rotation, one mail."""
     context = cheap_context()
     old_key = "Old-Access-Key-2024"
     directory = SQLAlchemyDirectory(postgres.engine, crypt_context=context, create_schema=True)
@@ -145,18 +149,47 @@ def test_eight_processes_confirm_one_token_once(
     outbox = tmp_path / "outbox"
     outbox.mkdir()
 
-    outcomes = run_workers(confirm_in_worker, [(url, str(outbox), token)] * 8)
+    outcomes = run_workers(confirm_in_worker, [("sqlalchemy", url, str(outbox), token)] * 8)
 
-    assert sorted(outcomes) == ["TokenAlreadyUsed"] * 7 + ["confirmed"]
+    assert_one_rotation(outcomes, outbox, directory, old_key)
+    directory.dispose()
+
+
+def test_four_processes_confirm_one_token_once_on_sqlite(tmp_path: Path) -> None:
+    """Four processes sharing a SQLite file confirm one token: one rotation, one mail."""
+    old_key = "Old-Access-Key-2024"
+    path = tmp_path / "clients.sqlite3"
+    directory = SQLiteDirectory(path, crypt_context=cheap_context())
+    directory.add_client("1001", "alice@example.com", key=old_key, domains=["alice.example"])
+    mailer = MemoryMailer()
+    with RecoveryService(
+        directory, mailer, secret_key=SECRET, confirm_url=CONFIRM_URL, sender=SENDER,
+        crypt_context=cheap_context(), rate_limits=None, delivery="sync",
+    ) as service:
+        service.request("email", "alice@example.com")
+    token = token_from(mailer.outbox[0])
+    outbox = tmp_path / "outbox"
+    outbox.mkdir()
+
+    outcomes = run_workers(confirm_in_worker, [("sqlite", str(path), str(outbox), token)] * 4)
+
+    assert_one_rotation(outcomes, outbox, directory, old_key)
+    directory.close()
+
+
+def assert_one_rotation(
+    outcomes: list[Any], outbox: Path, directory: SQLiteDirectory | SQLAlchemyDirectory,
+    old_key: str,
+) -> None:
+    assert sorted(outcomes) == ["TokenAlreadyUsed"] * (len(outcomes) - 1) + ["confirmed"]
     [credentials] = read_outbox(outbox)
     assert str(credentials["Subject"]) == CREDENTIALS_SUBJECT
     assert credentials["To"].addresses[0].addr_spec == "alice@example.com"
     key = key_from(credentials)
     stored = directory.find(IdentifierKind.CLIENT_NUMBER, "1001")
     assert stored is not None
-    assert context.verify(key, stored.key_hash)
-    assert not context.verify(old_key, stored.key_hash)
-    directory.dispose()
+    assert cheap_context().verify(key, stored.key_hash)
+    assert not cheap_context().verify(old_key, stored.key_hash)
 
 
 # --- four workers share one Redis limiter ---------------------------------------------------

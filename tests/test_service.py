@@ -658,7 +658,7 @@ def test_one_log_event_per_outcome(
     caplog: pytest.LogCaptureFixture, host_service: RecoveryService,
     host_mailer: HostMailer, clock: FakeClock,
 ) -> None:
-    """Each outcome logs exactly one record carrying its event name."""
+    """Each outcome logs one record carrying its event name; a delivered mail adds mail_sent."""
     caplog.set_level(logging.DEBUG, logger="credrecovery")
 
     def outcome(action: Callable[[], object]) -> list[str]:
@@ -670,7 +670,9 @@ def test_one_log_event_per_outcome(
     assert outcome(lambda: host_service.request("domain", "unknown.example")) == [
         "unknown_identifier"
     ]
-    assert outcome(lambda: host_service.request("client_number", "9000")) == ["requested"]
+    assert outcome(lambda: host_service.request("client_number", "9000")) == [
+        "mail_sent", "requested"
+    ]
     token = token_from(host_mailer.sent[-1])
     assert outcome(lambda: host_service.confirm(token + "x")) == ["invalid"]
     assert outcome(lambda: host_service.check(token)) == []
@@ -678,7 +680,7 @@ def test_one_log_event_per_outcome(
     assert outcome(lambda: host_service.confirm(token)) == ["delivery_failed"]
     assert outcome(lambda: host_service.request("client_number", "9000")) == ["delivery_failed"]
     host_mailer.fail = None
-    assert outcome(lambda: host_service.confirm(token)) == ["confirmed"]
+    assert outcome(lambda: host_service.confirm(token)) == ["mail_sent", "confirmed"]
     assert outcome(lambda: host_service.confirm(token)) == ["reused"]
     host_service.request("client_number", "9000")
     late = token_from(host_mailer.sent[-1])

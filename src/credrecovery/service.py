@@ -180,6 +180,8 @@ class RecoveryService:
                          extra={"event": "mail_dropped" if queued else "delivery_failed",
                                 "client": found.number, "error": type(exc).__name__})
             return
+        if not isinstance(self._request_mailer, BackgroundMailer):
+            _log_sent(message, found.number)
         logger.info("recovery requested", extra={"event": "requested", "kind": kind.value,
                                                  "client": found.number})
 
@@ -235,6 +237,7 @@ class RecoveryService:
                 "the new access details could not be mailed; request a new link",
                 temporary=temporary,
             ) from exc
+        _log_sent(message, client.number)
         logger.info("recovery confirmed; access key rotated",
                     extra={"event": "confirmed", "client": client.number})
         return Confirmation(client.number, client.email)
@@ -323,6 +326,12 @@ def _directory_call(call: Callable[[], _T]) -> _T:
         if isinstance(exc, RecoveryError):
             raise
         raise DirectoryError("the client directory is unavailable") from exc
+
+
+def _log_sent(message: EmailMessage, number: str) -> None:
+    # The background mailer logs its own deliveries; this is for the direct ones.
+    logger.info("mail sent", extra={"event": "mail_sent", "client": number,
+                                    "message_id": message["Message-ID"]})
 
 
 def _has_line_break(value: str) -> bool:
