@@ -29,7 +29,7 @@ def test_sqlite_and_smtp_run_the_whole_flow(tmp_path: Path) -> None:
 
         confirmations = [mail.message for mail in server.received]
         assert len(confirmations) == 3
-        assert all(mail.rcpt_tos == ["ejemplo@ejemploxmundo.com.ar"]
+        assert all(mail.rcpt_tos == ("ejemplo@ejemploxmundo.com.ar",)
                    for mail in server.received)
         assert all("Confirme" in str(m["Subject"]) for m in confirmations)
 
