@@ -203,12 +203,14 @@ def test_login_over_starttls(certificate: LocalCertificate) -> None:
     assert mail.tls
 
 
-def test_login_over_plain() -> None:
-    """Login also works without TLS when the server allows it."""
+def test_login_over_plain_needs_explicit_consent() -> None:
+    """Login without TLS is refused unless allow_plain_login=True, then works."""
+    with pytest.raises(ValueError, match="in clear") as info:
+        SMTPMailer("127.0.0.1", 25, username="panel", password=PASSWORD)
+    assert PASSWORD not in str(info.value)
     with running_smtp_server(users={"panel": PASSWORD}, auth_require_tls=False) as server:
-        SMTPMailer(server.host, server.port, username="panel", password=PASSWORD).send(
-            make_message()
-        )
+        SMTPMailer(server.host, server.port, username="panel", password=PASSWORD,
+                   allow_plain_login=True).send(make_message())
     assert server.received[0].login == "panel"
 
 
@@ -228,7 +230,8 @@ def test_wrong_password_is_permanent_and_not_shown(certificate: LocalCertificate
 
 def test_login_without_server_auth_is_permanent(server: RunningSMTPServer) -> None:
     """A username for a server that offers no AUTH fails permanently."""
-    mailer = SMTPMailer(server.host, server.port, username="panel", password=PASSWORD)
+    mailer = SMTPMailer(server.host, server.port, username="panel", password=PASSWORD,
+                        allow_plain_login=True)
     exc = send_failing(mailer)
     assert exc.temporary is False
     assert "AUTH" in str(exc)

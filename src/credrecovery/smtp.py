@@ -48,9 +48,11 @@ class SMTPMailer:
     ``security`` is ``"plain"`` (no TLS), ``"starttls"`` (upgrade with STARTTLS,
     which the server must offer) or ``"tls"`` (TLS from the first byte, usually
     port 465). ``ssl_context`` defaults to :func:`ssl.create_default_context`,
-    which verifies the server certificate and host name. ``timeout`` applies to
-    each network operation. The mailer keeps no connection, so one instance may
-    be shared between threads.
+    which verifies the server certificate and host name. A login over
+    ``"plain"`` would send the password in clear, so it is refused unless
+    ``allow_plain_login=True`` (for a relay on a trusted local network).
+    ``timeout`` applies to each network operation. The mailer keeps no
+    connection, so one instance may be shared between threads.
     """
 
     def __init__(
@@ -64,6 +66,7 @@ class SMTPMailer:
         timeout: float = 10.0,
         ssl_context: ssl.SSLContext | None = None,
         local_hostname: str | None = None,
+        allow_plain_login: bool = False,
     ) -> None:
         if not isinstance(host, str) or not host:
             raise ValueError("host must be a non-empty string")
@@ -84,6 +87,11 @@ class SMTPMailer:
             # smtplib encodes credentials as ASCII; fail here rather than at the first send.
             if not (username.isascii() and password.isascii()):
                 raise ValueError("username and password must be ASCII")
+            if security == "plain" and not allow_plain_login:
+                raise ValueError(
+                    "logging in without TLS sends the password in clear; use 'starttls' or "
+                    "'tls', or pass allow_plain_login=True for a trusted local relay"
+                )
         self._host = host
         self._port = port
         self._security: Security = security
