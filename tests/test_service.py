@@ -775,3 +775,12 @@ def test_directory_swap_failure_at_confirm(
     host_directory.fail_replace = None
     assert host_service.confirm(token).number == "9000"
     assert len(host_mailer.sent) == 2
+
+
+def test_a_miss_renders_a_mail_as_a_hit_does(service: RecoveryService) -> None:
+    """The stand-in client used on a miss renders a full mail, so both paths do that work."""
+    from credrecovery.service import _NOBODY
+
+    message = service._confirmation_for(_NOBODY)
+    assert message is not None
+    assert message.get_body(("html",)) is not None

@@ -49,9 +49,8 @@ def normalize_identifier(kind: IdentifierKind | str, value: str) -> str:
     """Return the canonical form of ``value`` for ``kind``.
 
     * domain: lower-case IDNA 2008 A-label (UTS 46 mapping), no trailing dot;
-    * email: syntax checked by email-validator without DNS, with an ASCII local
-      part (mail goes out without SMTPUTF8) and the domain as an A-label,
-      then lower-cased;
+    * email: syntax checked by email-validator without DNS (which gives an
+      internationalized domain in Unicode), then lower-cased;
     * client number: stripped, then 1 to 32 letters, digits, ``-`` or ``_``.
 
     Raises :class:`InvalidIdentifier` with a message fit for the form.
@@ -95,15 +94,10 @@ def _normalize_domain(value: str) -> str:
 
 
 def _normalize_email(value: str) -> str:
-    # Mail is sent without SMTPUTF8, so only an address with an ASCII local
-    # part can be mailed; its domain is kept as an A-label, as domains are.
     try:
-        checked = email_validator.validate_email(
-            value, check_deliverability=False, allow_smtputf8=False
-        )
+        checked = email_validator.validate_email(value, check_deliverability=False)
     except email_validator.EmailNotValidError as exc:
         raise InvalidIdentifier(
             "This is not a valid email address.", kind="email"
         ) from exc
-    assert checked.ascii_email is not None
-    return checked.ascii_email.lower()
+    return checked.normalized.lower()

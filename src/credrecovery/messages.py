@@ -16,6 +16,8 @@ from email.message import EmailMessage
 from email.policy import default as _default_policy
 from email.utils import format_datetime, make_msgid
 
+import email_validator
+
 from .models import Client
 
 __all__ = ["LANGUAGES", "confirmation_message", "credentials_message", "pick_language"]
@@ -115,6 +117,7 @@ class _HeaderClasses(HeaderRegistry):
 
 
 _POLICY = _default_policy.clone(header_factory=_HeaderClasses())
+_UTF8_POLICY = _POLICY.clone(utf8=True)
 
 
 def pick_language(*preferences: str | None) -> str:
@@ -196,14 +199,16 @@ def _duration(text: _Catalog, span: timedelta) -> str:
 
 
 def _recipient(client: Client) -> Address:
-    # The stdlib parser fails on some malformed addresses with HeaderParseError,
-    # IndexError or AttributeError; callers expect ValueError for an unmailable one.
+    # The address comes from the host's directory: check it as a typed one
+    # would be, then hand its parts to Address unparsed, since the stdlib
+    # parser refuses a mailbox name outside ASCII. The domain travels as an
+    # A-label, which every server accepts.
     try:
-        return Address(display_name=safe_display_name(client.name), addr_spec=client.email)
-    except (ValueError, TypeError):
-        raise
-    except Exception as exc:
-        raise ValueError("the primary address cannot be parsed") from exc
+        checked = email_validator.validate_email(client.email, check_deliverability=False)
+    except email_validator.EmailNotValidError as exc:
+        raise ValueError("the primary address is not a valid email address") from exc
+    return Address(display_name=safe_display_name(client.name),
+                   username=checked.local_part, domain=checked.ascii_domain)
 
 
 def _build(
@@ -215,9 +220,11 @@ def _build(
     *,
     extra_html: str = "",
 ) -> EmailMessage:
-    message = EmailMessage(policy=_POLICY)
+    recipient = _recipient(client)
+    # Only a mailbox name outside ASCII needs SMTPUTF8 and UTF-8 headers.
+    message = EmailMessage(policy=_POLICY if recipient.username.isascii() else _UTF8_POLICY)
     message["From"] = sender
-    message["To"] = _recipient(client)
+    message["To"] = recipient
     message["Subject"] = subject
     message["Date"] = format_datetime(now)
     # An explicit domain keeps make_msgid from asking the resolver for one.

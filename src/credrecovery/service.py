@@ -37,7 +37,7 @@ _T = TypeVar("_T")
 
 # Stands in for a client when nothing matched, so that a miss signs and
 # renders exactly what a hit does.
-_NOBODY = Client(number="0", email="nobody@example.invalid", key_hash="-" * 97)
+_NOBODY = Client(number="0", email="nobody@example.com", key_hash="-" * 97)
 
 
 class RecoveryService:
