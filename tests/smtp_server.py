@@ -190,16 +190,18 @@ def running_smtp_server(
     starttls: ssl.SSLContext | None = None,
     users: Mapping[str, str] | None = None,
     auth_require_tls: bool = True,
+    smtputf8: bool = False,
 ) -> Iterator[RunningSMTPServer]:
     """Run an SMTP server on 127.0.0.1 and a free port for the ``with`` block.
 
     ``implicit_tls`` makes it speak TLS from the first byte; ``starttls``
     offers STARTTLS with that context. ``users`` (login → password) enables
-    AUTH PLAIN/LOGIN, which by default is only offered once TLS is on. The
-    server thread is stopped and joined on exit.
+    AUTH PLAIN/LOGIN, which by default is only offered once TLS is on.
+    ``smtputf8`` offers SMTPUTF8. The server thread is stopped and joined on exit.
     """
     handler = handler if handler is not None else RecordingHandler()
-    kwargs: dict[str, Any] = {"auth_require_tls": auth_require_tls}
+    kwargs: dict[str, Any] = {"auth_require_tls": auth_require_tls,
+                              "enable_SMTPUTF8": smtputf8}
     if starttls is not None:
         kwargs["tls_context"] = starttls
     if users is not None:

@@ -52,3 +52,27 @@ def test_sqlite_and_smtp_run_the_whole_flow(tmp_path: Path) -> None:
                 continue
             raise AssertionError("an older link still worked after the confirmation")
     directory.close()
+
+
+def test_an_internationalized_primary_address_is_mailed(tmp_path: Path) -> None:
+    """A Unicode domain travels as an A-label; a non-ASCII mailbox name needs SMTPUTF8."""
+    context = cheap_context()
+    directory = SQLiteDirectory(tmp_path / "clients.sqlite3", crypt_context=context)
+    directory.add_client("1", "ana@münchen.de", key=OLD_KEY)
+    directory.add_client("2", "JOSÉ@ejemplo.com", key=OLD_KEY, locale="es")
+    with running_smtp_server(smtputf8=True) as server:
+        service = RecoveryService(
+            directory, SMTPMailer(server.host, server.port, timeout=5), secret_key=SECRET,
+            confirm_url=CONFIRM_URL, sender=SENDER, crypt_context=context, delivery="sync",
+            rate_limits=None,
+        )
+        service.request("email", "Ana@MÜNCHEN.de")
+        service.request("client_number", "2")
+        ana, jose = server.received
+        assert service.confirm(token_from(jose.message)).number == "2"
+        assert server.received[-1].rcpt_tos == ("josé@ejemplo.com",)
+    assert ana.rcpt_tos == ("ana@xn--mnchen-3ya.de",)
+    assert ana.message["To"].addresses[0].addr_spec == "ana@xn--mnchen-3ya.de"
+    assert jose.rcpt_tos == ("josé@ejemplo.com",)
+    assert "To: josé@ejemplo.com".encode() in jose.content
+    directory.close()
