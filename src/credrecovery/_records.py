@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Iterable
 
 from passlib.context import CryptContext
@@ -10,6 +11,9 @@ from passlib.context import CryptContext
 from .identifiers import IdentifierKind, normalize_identifier
 from .keys import default_context
 from .models import Client
+
+# Built once: adapters without a context of their own hash every added key with it.
+_default_context = functools.cache(default_context)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,7 +40,7 @@ class ClientRecord:
         if (key is None) == (key_hash is None):
             raise ValueError("give exactly one of key and key_hash")
         if key is not None:
-            key_hash = (crypt_context or default_context()).hash(key)
+            key_hash = (crypt_context or _default_context()).hash(key)
         assert key_hash is not None
         if not key_hash:
             raise ValueError("key_hash must not be empty")
