@@ -8,6 +8,10 @@ Typical use::
 
     server.handler.answer("RCPT", "451 4.3.0 Try again later")
     server.handler.stall("DATA", 2.0)
+
+    with running_smtp_server(dsn=True) as server:   # offers DSN (RFC 3461)
+        ...
+    assert "RET=HDRS" in server.received[0].mail_options
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import ipaddress
+import re
 import ssl
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -56,6 +61,8 @@ class ReceivedMail:
     helo: str | None
     login: str | None
     tls: bool
+    #: The MAIL FROM parameters, upper-cased, e.g. ``("BODY=8BITMIME", "RET=HDRS")``.
+    mail_options: tuple[str, ...] = ()
 
     @property
     def message(self) -> EmailMessage:
@@ -70,7 +77,8 @@ class RecordingHandler:
     ``replies`` maps a command (``EHLO``, ``MAIL``, ``RCPT``, ``DATA``) to the
     reply the server gives instead of accepting it; ``delays`` maps a command
     to seconds the server waits before answering it; ``refused`` maps a
-    recipient address to the reply its ``RCPT`` gets.
+    recipient address to the reply its ``RCPT`` gets. On a server started with
+    ``dsn=True`` its EHLO reply also lists ``DSN``.
     """
 
     received: list[ReceivedMail] = field(default_factory=list)
@@ -102,6 +110,9 @@ class RecordingHandler:
         if reply is not None:
             return [reply]
         session.host_name = hostname
+        if isinstance(server, _DSNSession):
+            # Before the closing "250 HELP" line, which has no dash.
+            responses.insert(len(responses) - 1, "250-DSN")
         return responses
 
     async def handle_MAIL(self, server: SMTP, session: Session, envelope: Envelope,
@@ -137,6 +148,7 @@ class RecordingHandler:
             helo=session.host_name,
             login=auth.login.decode() if isinstance(auth, LoginPassword) else None,
             tls=session.ssl is not None,
+            mail_options=tuple(envelope.mail_options),
         ))
         return "250 OK"
 
@@ -161,8 +173,48 @@ class RunningSMTPServer:
         return self.handler.received
 
 
+#: RFC 3461's parameters of MAIL FROM, each ``keyword=value`` after a space.
+_DSN_MAIL_PARAMETER = re.compile(r" +(RET|ENVID)=(\S*)", re.IGNORECASE)
+
+
+class _DSNSession(SMTP):
+    """An SMTP session that offers DSN (RFC 3461) and accepts ``RET`` and ``ENVID`` in MAIL.
+
+    aiosmtpd answers 555 to MAIL parameters it does not know, so they are
+    checked and taken out here, then added to the envelope's ``mail_options``
+    once the MAIL command has been accepted. RCPT's ``NOTIFY`` and ``ORCPT``
+    are not accepted.
+    """
+
+    async def smtp_MAIL(self, arg: str | None) -> None:
+        if arg is None or self.session is None or not self.session.extended_smtp:
+            await super().smtp_MAIL(arg)
+            return
+        found = [(keyword.upper(), value) for keyword, value in _DSN_MAIL_PARAMETER.findall(arg)]
+        keywords = [keyword for keyword, _value in found]
+        if (len(set(keywords)) != len(keywords)
+                or any(keyword == "RET" and value.upper() not in ("FULL", "HDRS")
+                       for keyword, value in found)
+                or any(keyword == "ENVID" and not value for keyword, value in found)):
+            await self.push("501 5.5.4 Invalid DSN parameter")
+            return
+        envelope = self.envelope
+        started = envelope is not None and bool(envelope.mail_from)
+        await super().smtp_MAIL(_DSN_MAIL_PARAMETER.sub("", arg))
+        if envelope is not None and envelope.mail_from and not started:
+            envelope.mail_options.extend(f"{keyword}={value.upper()}" for keyword, value in found)
+
+
 class _LoopbackController(Controller):
-    """A Controller that may bind port 0: it learns the real port before probing it."""
+    """A Controller that may bind port 0: it learns the real port before probing it.
+
+    ``session_class`` is the SMTP class that serves each connection.
+    """
+
+    session_class: type[SMTP] = SMTP
+
+    def factory(self) -> SMTP:
+        return self.session_class(self.handler, **self.SMTP_kwargs)
 
     def _trigger_server(self) -> None:
         assert isinstance(self.server, asyncio.Server)
@@ -191,13 +243,20 @@ def running_smtp_server(
     users: Mapping[str, str] | None = None,
     auth_require_tls: bool = True,
     smtputf8: bool = False,
+    dsn: bool = False,
+    port: int = 0,
 ) -> Iterator[RunningSMTPServer]:
     """Run an SMTP server on 127.0.0.1 and a free port for the ``with`` block.
 
     ``implicit_tls`` makes it speak TLS from the first byte; ``starttls``
     offers STARTTLS with that context. ``users`` (login → password) enables
     AUTH PLAIN/LOGIN, which by default is only offered once TLS is on.
-    ``smtputf8`` offers SMTPUTF8. The server thread is stopped and joined on exit.
+    ``smtputf8`` offers SMTPUTF8. ``dsn`` offers DSN and accepts its ``RET``
+    and ``ENVID`` MAIL parameters, recorded in ``ReceivedMail.mail_options``;
+    without it, MAIL parameters other than ``BODY``, ``SIZE`` and ``SMTPUTF8``
+    get a 555. ``port`` binds that port instead of a free one (binding can
+    fail: below 1024 it needs privileges). The server thread is stopped and
+    joined on exit.
     """
     handler = handler if handler is not None else RecordingHandler()
     kwargs: dict[str, Any] = {"auth_require_tls": auth_require_tls,
@@ -209,11 +268,13 @@ def running_smtp_server(
     controller = _LoopbackController(
         handler,
         hostname=LOOPBACK,
-        port=0,
+        port=port,
         ssl_context=implicit_tls,
         server_hostname="localhost",
         **kwargs,
     )
+    if dsn:
+        controller.session_class = _DSNSession
     try:
         controller.start()
     except BaseException:

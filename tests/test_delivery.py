@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -13,9 +14,17 @@ import pytest
 from passlib.context import CryptContext
 
 from conftest import CONFIRM_URL, SECRET, SENDER, FakeClock, token_from
-from credrecovery import BackgroundMailer, RecoveryService
+from credrecovery import (
+    BackgroundMailer,
+    Composer,
+    ConfirmationJob,
+    RateLimits,
+    RecoveryService,
+)
 from credrecovery.exceptions import DeliveryFailed
 from credrecovery.memory import MemoryDirectory, MemoryMailer
+from credrecovery.smtp import SMTPMailer
+from smtp_server import running_smtp_server
 
 ServiceFactory = Callable[..., RecoveryService]
 
@@ -427,3 +436,166 @@ def test_sync_delivery_sends_during_the_request(
     service.request("domain", "ejemploxmundo.com.ar")
     assert len(mailer.outbox) == 1
     assert service.flush(timeout=0) is True
+
+
+# --- jobs: one plain job per request, decoys, delays --------------------------------------
+
+
+class RecordingQueue:
+    """A DeliveryQueue of a host's: keeps the jobs it is handed, composes them on demand."""
+
+    def __init__(self) -> None:
+        self.jobs: list[ConfirmationJob] = []
+        self.composer: Composer | None = None
+
+    def bind(self, composer: Composer) -> None:
+        self.composer = composer
+
+    def submit(self, job: ConfirmationJob) -> None:
+        self.jobs.append(job)
+
+    def flush(self, timeout: float | None = None) -> bool:
+        return True
+
+    def close(self, timeout: float | None = 30.0) -> None:
+        pass
+
+
+def test_every_request_hands_delivery_one_plain_job(make_service: ServiceFactory) -> None:
+    """A hit, a miss and a throttled hit each give one job that survives JSON unchanged."""
+    queue = RecordingQueue()
+    service = make_service(delivery=queue, rate_limits=RateLimits(per_identifier="1/hour"))
+    service.request("domain", "ejemploxmundo.com.ar")
+    service.request("domain", "nadie-aqui.com.ar")
+    service.request("domain", "ejemploxmundo.com.ar")
+    assert [job.decoy for job in queue.jobs] == [False, True, True]
+    for job in queue.jobs:
+        assert ConfirmationJob.from_dict(json.loads(json.dumps(job.to_dict()))) == job
+        assert sorted(job.to_dict()) == sorted(queue.jobs[0].to_dict())
+    assert queue.jobs[0].recipient == "ejemplo@ejemploxmundo.com.ar"
+    assert [number for number, _ in queue.jobs[0].clients] == ["9000"]
+    assert queue.jobs[1].recipient != "ejemplo@ejemploxmundo.com.ar"
+
+
+def test_a_decoy_composes_a_full_mail_as_a_hit_does(make_service: ServiceFactory) -> None:
+    """The delivery side composes a decoy into a whole mail, so a miss costs it what a hit does."""
+    queue = RecordingQueue()
+    service = make_service(delivery=queue)
+    service.request("domain", "ejemploxmundo.com.ar")
+    service.request("domain", "nadie-aqui.com.ar")
+    assert queue.composer is service.composer
+    hit, miss = (service.composer.confirmation(job) for job in queue.jobs)
+    for message in (hit, miss):
+        assert message.get_body(("plain",)) is not None
+        assert message.get_body(("html",)) is not None
+        assert "/recover/" in message.get_body(("plain",)).get_content()
+    assert len(hit.as_bytes()) > 1000 and len(miss.as_bytes()) > 1000
+
+
+def test_decoys_are_never_sent(make_service: ServiceFactory) -> None:
+    """Misses and withheld requests reach no mailer, in the background or inline."""
+    for delivery in ("background", "sync"):
+        inner = RecordingMailer()
+        service = make_service(mailer=inner, delivery=delivery,
+                               rate_limits=RateLimits(per_identifier="1/hour"))
+        service.request("domain", "nadie-aqui.com.ar")
+        service.request("client_number", "9000")
+        service.request("client_number", "9000")
+        assert service.flush(timeout=5)
+        assert len(inner.outbox) == 1, delivery
+
+
+def test_a_job_waits_its_random_delay(make_service: ServiceFactory) -> None:
+    """A confirmation job leaves no sooner than the shortest delay, and flush() sends it now."""
+    inner = RecordingMailer()
+    service = make_service(mailer=inner, delivery=BackgroundMailer(inner, delay=(0.3, 0.3)))
+    started = time.monotonic()
+    service.request("domain", "ejemploxmundo.com.ar")
+    deadline = started + 5
+    while not inner.attempts and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert inner.attempts and inner.attempts[0] - started >= 0.3
+    slow = BackgroundMailer(inner, delay=(60.0, 60.0))
+    service = make_service(mailer=inner, delivery=slow)
+    service.request("domain", "ejemploxmundo.com.ar")
+    assert slow.pending == 1
+    assert service.flush(timeout=5)
+    assert len(inner.outbox) == 2
+
+
+def test_invalid_delays_are_refused() -> None:
+    """A negative or inverted delay range raises ValueError."""
+    for delay in ((-1.0, 1.0), (2.0, 1.0)):
+        with pytest.raises(ValueError):
+            BackgroundMailer(MemoryMailer(), delay=delay)
+
+
+def test_one_background_mailer_serves_one_service(make_service: ServiceFactory) -> None:
+    """Binding a BackgroundMailer to a second service raises ValueError."""
+    shared = BackgroundMailer(MemoryMailer())
+    make_service(delivery=shared)
+    with pytest.raises(ValueError):
+        make_service(delivery=shared)
+
+
+class ReplyToMailer(FlakyMailer):
+    """A host's wrapper: adds Reply-To to the message it is given, then delivers."""
+
+    def send(self, message: EmailMessage) -> None:
+        message["Reply-To"] = "support@panel.example.com"
+        super().send(message)
+
+
+def test_every_attempt_gets_a_fresh_message(
+    background: Callable[..., BackgroundMailer],
+) -> None:
+    """A mailer that edits its message still succeeds on a retry: each attempt has a copy."""
+    inner = ReplyToMailer(DeliveryFailed("try later", temporary=True), failures=2)
+    mailer = background(inner)
+    original = message(1)
+    mailer.send(original)
+    assert mailer.flush(timeout=5)
+    assert len(inner.attempts) == 3
+    [sent] = inner.outbox
+    assert sent.get_all("Reply-To") == ["support@panel.example.com"]
+    assert original.get_all("Reply-To") is None
+
+
+def test_delivery_events_carry_the_reason(
+    background: Callable[..., BackgroundMailer], caplog: pytest.LogCaptureFixture,
+) -> None:
+    """delivery_retry and delivery_failed name the reason and the SMTP codes, in text and extra."""
+    caplog.set_level(logging.INFO, logger="credrecovery")
+    with running_smtp_server() as server:
+        server.handler.answer("RCPT", "451 4.3.0 Mailbox busy, come back")
+        mailer = background(SMTPMailer(server.host, server.port, timeout=5), max_attempts=2)
+        mailer.send(message(1))
+        assert mailer.flush(timeout=10)
+    [retry] = events(caplog, "delivery_retry")
+    [failed] = events(caplog, "delivery_failed")
+    for record in (retry, failed):
+        assert getattr(record, "smtp_code", None) == 451
+        assert getattr(record, "enhanced_code", None) == "4.3.0"
+        assert "451" in getattr(record, "reason", "")
+        assert getattr(record, "reason", "") in record.getMessage()
+        assert "Mailbox busy" not in record.getMessage()
+
+
+def test_a_dropped_mail_says_why(
+    make_service: ServiceFactory, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A job the closed queue refuses is logged as mail_dropped with its reason."""
+    caplog.set_level(logging.INFO, logger="credrecovery")
+    service = make_service(delivery="background")
+    service.close()
+    service.request("domain", "ejemploxmundo.com.ar")
+    [dropped] = events(caplog, "mail_dropped")
+    assert getattr(dropped, "reason", None) == "the background mailer is closed"
+    assert "closed" in dropped.getMessage()
+
+
+def test_a_queue_is_refused_as_the_mailer(directory: MemoryDirectory) -> None:
+    """A queueing mailer passed as mailer raises ValueError: credentials must leave at once."""
+    with pytest.raises(ValueError, match="delivery="):
+        RecoveryService(directory, BackgroundMailer(MemoryMailer()), secret_key=SECRET,
+                        confirm_url=CONFIRM_URL, sender=SENDER)

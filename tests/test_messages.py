@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import email
+import email.parser
 import email.policy
+import email.utils
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
@@ -17,8 +19,8 @@ from passlib.context import CryptContext
 from conftest import CONFIRM_URL, SENDER, FakeClock, key_from, token_from
 from credrecovery import (
     Client,
-    DeliveryFailed,
     IdentifierKind,
+    InvalidToken,
     RecoveryService,
     cheap_context,
 )
@@ -347,15 +349,16 @@ def test_injected_email_never_mailed(
     bad_email: str, make_service: Callable[..., RecoveryService], mailer: MemoryMailer,
     ctx: CryptContext,
 ) -> None:
-    """A primary email carrying headers or a second address is never mailed, nor rotated."""
+    """A primary email carrying headers or a second address is a miss: never mailed, nor rotated."""
     old_hash = ctx.hash("Old-Access-Key-2024")
     directory = _FixedDirectory(Client("4242", bad_email, old_hash, name="Mallory"))
     service = make_service(directory=directory)
     assert service.request("client_number", "4242") is None
     assert mailer.outbox == []
     token = service.tokens.issue(directory.client)
-    with pytest.raises(DeliveryFailed):
+    with pytest.raises(InvalidToken) as excinfo:
         service.confirm(token)
+    assert type(excinfo.value) is InvalidToken
     assert mailer.outbox == []
     assert directory.client.key_hash == old_hash
     assert directory.replace_calls == 0
@@ -382,3 +385,79 @@ def test_any_directory_email_yields_one_recipient_or_value_error(address: str) -
     assert len(parsed["To"].addresses) == 1
     for name in RECIPIENT_HEADERS:
         assert parsed.get_all(name) is None, name
+
+
+# --- one recipient however the name folds -----------------------------------
+
+_HOSTILE_NAMES = [
+    "Ana Example, attacker@evil.example, Customer Since 2019 - Premium Hosting Plan",
+    '"Ana" <attacker@evil.example>, "Example Customer Of Long Standing" <x@y.z>',
+    "Ana; attacker@evil.example; group:x@evil.example;",
+    "=?utf-8?b?YXR0YWNrZXJAZXZpbC5leGFtcGxl?= <attacker@evil.example>, long enough to fold",
+    "José Müller, attacker@evil.example, 顧客 " * 4,
+    "a" * 300 + ", attacker@evil.example",
+]
+_specials = st.text(alphabet=st.sampled_from([*',;:<>@"()[]\\. =?', "a", "é", " "]),
+                    max_size=120)
+
+
+def _both_parsers_see_only(raw: bytes, primary: str) -> None:
+    modern = email.message_from_bytes(raw, policy=email.policy.default)
+    assert [a.addr_spec for a in modern["To"].addresses] == [primary]
+    legacy = email.message_from_bytes(raw, policy=email.policy.compat32)
+    assert [addr for _, addr in email.utils.getaddresses(legacy.get_all("To"))] == [primary]
+    strict = email.parser.BytesParser(policy=email.policy.strict).parsebytes(raw)
+    assert [a.addr_spec for a in strict["To"].addresses] == [primary]
+
+
+@pytest.mark.parametrize("name", _HOSTILE_NAMES)
+def test_a_long_name_with_commas_folds_to_one_recipient(name: str) -> None:
+    """The serialized To parses back to the primary address alone, with two parsers."""
+    client = Client("9000", PRIMARY, "hash", name=name)
+    for message in (
+        confirmation_message(client, link="https://panel.example.com/recover/abc.def.ghi",
+                             expires_in=timedelta(hours=1), sender=SENDER, language="en",
+                             now=NOW),
+        credentials_message(client, key="ABCDEFGHJKMNPQRS", sender=SENDER, language="es",
+                            now=NOW),
+    ):
+        raw = message.as_bytes()
+        _both_parsers_see_only(raw, PRIMARY)
+        assert b"attacker@evil.example" not in raw.split(b"\r\n\r\n")[0].split(b"\n\n")[0]
+
+
+@settings(max_examples=150, deadline=None)
+@given(name=_specials | _names, repeat=st.integers(1, 4))
+def test_any_name_folds_to_one_recipient(name: str, repeat: int) -> None:
+    """Whatever the name holds and however long, To parses back to one address."""
+    client = Client("9000", PRIMARY, "hash", name=name * repeat)
+    message = credentials_message(client, key="ABCDEFGHJKMNPQRS", sender=SENDER,
+                                  language="en", now=NOW)
+    _both_parsers_see_only(message.as_bytes(), PRIMARY)
+
+
+@pytest.mark.parametrize("which", ["confirmation", "credentials"])
+def test_both_mails_are_marked_automated(
+    which: str, service: RecoveryService, mailer: MemoryMailer
+) -> None:
+    """Auto-Submitted and X-Auto-Response-Suppress keep responders from answering."""
+    build = _confirmation if which == "confirmation" else _credentials
+    parsed = _reparse(build(mailer, service))
+    assert parsed["Auto-Submitted"] == "auto-generated"
+    assert parsed["X-Auto-Response-Suppress"] == "All"
+
+
+def test_a_shared_address_lists_each_client_with_its_link() -> None:
+    """One mail lists every client number with a link of its own, and says when it is cut."""
+    client = Client("9000", PRIMARY, "hash", name="Agencia")
+    links = [("9000", "https://panel.example.com/recover/a.b.c"),
+             ("9001", "https://panel.example.com/recover/d.e.f")]
+    for language, label in (("en", "Client number"), ("es", "Número de cliente")):
+        message = confirmation_message(client, links=links, truncated=True,
+                                       expires_in=timedelta(hours=1), sender=SENDER,
+                                       language=language, now=NOW)
+        text = _plain(message)
+        for number, link in links:
+            assert f"{label} {number}:\n{link}" in text
+            assert link in _html(message)
+        assert ("more client accounts" in text) if language == "en" else ("más cuentas" in text)

@@ -11,8 +11,10 @@ import redis
 
 from conftest import token_from
 from credrecovery import RateLimits, RecoveryService
+from credrecovery._limits_storage import BoundedMemoryStorage
 from credrecovery.exceptions import InvalidToken, RateLimited
 from credrecovery.memory import MemoryDirectory, MemoryMailer
+from credrecovery.ratelimit import Limiter
 from redis_server import redis_url  # noqa: F401 - a fixture, used through getfixturevalue
 
 ServiceFactory = Callable[..., RecoveryService]
@@ -191,6 +193,86 @@ def test_per_client_caps_mails_however_the_client_is_named(
     for kind, value in [("domain", OTHER_DOMAIN), *KNOWN[:3]]:
         assert service.request(kind, value) is None
     assert len(mailer.outbox) == 3
+
+
+
+# --- per_client: known clients apart from misses ---------------------------------------
+
+LIMITER_KEY = b"limiter-key-for-tests-0123456789"
+
+
+def _spray_misses(limiter: Limiter, count: int, caps: int) -> int:
+    """Send ``count`` requests that match nobody, each from its own requester, as the
+    service counts them; check every store stays within ``caps``; return the largest
+    size the shared store reached."""
+    largest = 0
+    for i in range(count):
+        requester = f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}"
+        value = f"domain:spray-{i}.example"
+        limiter.hit("per_requester", requester)
+        limiter.hit("per_identifier", value)
+        assert limiter.hit_client(f"?{value}", known=False)
+        assert isinstance(limiter.storage, BoundedMemoryStorage)
+        assert isinstance(limiter.known_storage, BoundedMemoryStorage)
+        assert len(limiter.storage) <= caps
+        assert len(limiter.known_storage) <= caps
+        largest = max(largest, len(limiter.storage))
+    return largest
+
+
+@pytest.mark.parametrize("spray", [8_000, 60_000])
+def test_a_spray_of_misses_never_resets_a_known_clients_cap(spray: int) -> None:
+    """After 3 hits on a client, no spray of misses lets a 4th through; stores stay capped."""
+    limiter = Limiter(RateLimits(per_client="3/hour", memory_max_keys=20_000), LIMITER_KEY)
+    victim = EMAIL
+    for _ in range(3):
+        assert limiter.hit_client(victim, known=True)
+    largest = _spray_misses(limiter, spray, caps=20_000)
+    assert largest > 15_000, "the spray never filled the shared store; nothing was tested"
+    assert len(limiter.known_storage) == 1  # misses wrote nothing there
+    assert not limiter.hit_client(victim, known=True)
+
+
+def test_the_spray_does_reset_a_counter_kept_beside_the_misses() -> None:
+    """Control: the same spray evicts a per_client counter kept in the shared store."""
+    limiter = Limiter(RateLimits(per_client="3/hour", memory_max_keys=20_000), LIMITER_KEY)
+    for _ in range(3):
+        assert limiter.hit("per_client", EMAIL)
+    _spray_misses(limiter, 8_000, caps=20_000)
+    assert limiter.hit("per_client", EMAIL)
+
+
+def test_known_and_unknown_clients_count_in_like_stores_apart() -> None:
+    """With memory://, known hits and misses go to two like, equally capped stores only."""
+    limiter = Limiter(RateLimits(per_client="3/hour", memory_max_keys=1234), LIMITER_KEY)
+    assert type(limiter.storage) is type(limiter.known_storage) is BoundedMemoryStorage
+    assert limiter.storage is not limiter.known_storage
+    assert isinstance(limiter.storage, BoundedMemoryStorage)
+    assert isinstance(limiter.known_storage, BoundedMemoryStorage)
+    assert limiter.storage.max_keys == limiter.known_storage.max_keys == 1234
+    assert [limiter.hit_client(NUMBER, known=True) for _ in range(4)] == [True] * 3 + [False]
+    assert (len(limiter.storage), len(limiter.known_storage)) == (0, 1)
+    assert [limiter.hit_client("?domain:x.example", known=False)
+            for _ in range(4)] == [True] * 3 + [False]
+    assert (len(limiter.storage), len(limiter.known_storage)) == (1, 1)
+    assert limiter.hit("per_client", NUMBER)  # a different store: a fresh count
+
+
+@pytest.mark.redis
+def test_hit_client_counts_in_redis_for_known_and_unknown(redis_url: str) -> None:  # noqa: F811
+    """With Redis, both kinds of hit count in the one server, under hit()'s keys."""
+    limiter = Limiter(RateLimits(storage_uri=redis_url, per_client="3/hour"), LIMITER_KEY)
+    assert limiter.known_storage is limiter.storage
+    assert [limiter.hit_client(EMAIL, known=True) for _ in range(3)] == [True] * 3
+    assert not limiter.hit("per_client", EMAIL)
+    for i in range(50):
+        assert limiter.hit_client(f"?domain:spray-{i}.example", known=False)
+    assert not limiter.hit_client(EMAIL, known=True)
+    assert [limiter.hit_client("?domain:x.example", known=False)
+            for _ in range(4)] == [True] * 3 + [False]
+    keys = _redis_keys(redis_url)
+    assert keys
+    assert not any(EMAIL in key or "example" in key for key in keys)
 
 
 # --- failed_confirmations ---------------------------------------------------------------
@@ -389,3 +471,20 @@ def test_unreachable_redis_fails_open(
     }
     for record in caplog.records:
         assert "203.0.113.7" not in record.getMessage() + repr(vars(record))
+
+
+@pytest.mark.parametrize("known", [True, False])
+def test_unreachable_redis_fails_open_for_hit_client(
+    known: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    """With Redis down, hit_client lets every hit through and logs the failure at ERROR."""
+    caplog.set_level(logging.INFO, logger="credrecovery")
+    limiter = Limiter(RateLimits(storage_uri=UNREACHABLE_REDIS, per_client="3/hour"),
+                      LIMITER_KEY)
+    assert all(limiter.hit_client(EMAIL, known=known) for _ in range(5))
+    errors = [r for r in caplog.records if getattr(r, "event", None) == "limiter_error"]
+    assert len(errors) == 5
+    assert all(r.levelno == logging.ERROR and getattr(r, "limit", None) == "per_client"
+               for r in errors)
+    for record in caplog.records:
+        assert EMAIL not in record.getMessage() + repr(vars(record))

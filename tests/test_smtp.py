@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import smtplib
 import socket
 import ssl
 import threading
 import time
 import traceback
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime
 from email.headerregistry import Address
 from email.message import EmailMessage
@@ -16,7 +17,7 @@ from email.utils import format_datetime, make_msgid
 
 import pytest
 
-from credrecovery.exceptions import DeliveryFailed
+from credrecovery.exceptions import DeliveryFailed, RecoveryError
 from credrecovery.protocols import Mailer
 from credrecovery.smtp import SMTPMailer
 from smtp_server import (
@@ -224,7 +225,8 @@ def test_wrong_password_is_permanent_and_not_shown(certificate: LocalCertificate
         exc = send_failing(mailer)
         assert server.received == []
     assert exc.temporary is False
-    assert "535" in str(exc)
+    assert str(exc) == "SMTP login failed (535 5.7.8)"
+    assert (exc.smtp_code, exc.enhanced_code) == (535, "5.7.8")
     assert_no_secret(exc)
 
 
@@ -251,13 +253,15 @@ def test_login_without_server_auth_is_permanent(server: RunningSMTPServer) -> No
 ])
 def test_server_reply_decides_temporary(server: RunningSMTPServer, command: str, reply: str,
                                         temporary: bool) -> None:
-    """A 4xx reply makes a temporary failure, a 5xx a permanent one, quoting only the code."""
+    """A 4xx reply makes a temporary failure, a 5xx a permanent one, quoting only the codes."""
     server.handler.answer(command, reply)
     exc = send_failing(SMTPMailer(server.host, server.port))
-    code = reply.split()[0]
+    code, enhanced, free_text = reply.split(maxsplit=2)
     assert exc.temporary is temporary
-    assert code in str(exc)
-    assert reply.split(maxsplit=1)[1] not in str(exc)
+    assert exc.smtp_code == int(code)
+    assert exc.enhanced_code == enhanced
+    assert f"({code} {enhanced})" in str(exc)
+    assert free_text not in str(exc)
     assert_no_secret(exc)
     assert server.received == []
 
@@ -268,7 +272,19 @@ def test_partly_refused_recipients_fail(server: RunningSMTPServer) -> None:
     exc = send_failing(SMTPMailer(server.host, server.port),
                        make_message(TO, "second@example.net"))
     assert exc.temporary is False
-    assert "550" in str(exc)
+    assert str(exc) == "SMTP server refused the recipient (550 5.1.1)"
+    assert (exc.smtp_code, exc.enhanced_code) == (550, "5.1.1")
+
+
+def test_mixed_refusals_report_the_permanent_code(server: RunningSMTPServer) -> None:
+    """With one recipient deferred (4xx) and one refused (5xx), the 5xx is the code reported."""
+    server.handler.refuse(TO, "451 4.2.1 Mailbox busy")
+    server.handler.refuse("second@example.net", "550 5.1.1 No such user")
+    exc = send_failing(SMTPMailer(server.host, server.port),
+                       make_message(TO, "second@example.net"))
+    assert exc.temporary is False
+    assert (exc.smtp_code, exc.enhanced_code) == (550, "5.1.1")
+    assert str(exc) == "SMTP server refused the recipient (550 5.1.1)"
 
 
 def test_connection_refused_is_temporary() -> None:
@@ -328,3 +344,214 @@ def test_invalid_settings_are_rejected(kwargs: dict[str, object]) -> None:
         SMTPMailer("smtp.hosting.example", **kwargs)  # type: ignore[arg-type]
     assert PASSWORD not in str(caught.value)
 
+
+
+# DSN: a bounce never carries the body
+
+
+def test_dsn_server_gets_ret_hdrs_for_every_mail() -> None:
+    """A server offering DSN gets MAIL FROM with RET=HDRS on every message."""
+    with running_smtp_server(dsn=True) as server:
+        mailer = SMTPMailer(server.host, server.port)
+        mailer.send(make_message())
+        mailer.send(make_message("second@example.net"))
+    assert len(server.received) == 2
+    for mail in server.received:
+        assert "RET=HDRS" in mail.mail_options
+
+
+def test_server_without_dsn_gets_no_ret(server: RunningSMTPServer) -> None:
+    """A server that does not offer DSN gets no RET parameter (it would refuse an unknown one)."""
+    SMTPMailer(server.host, server.port).send(make_message())
+    [mail] = server.received
+    assert not any(option.startswith("RET=") for option in mail.mail_options)
+
+
+def test_dsn_offered_after_starttls_is_used(certificate: LocalCertificate) -> None:
+    """DSN is looked up again after STARTTLS, where the server announces it anew."""
+    with running_smtp_server(starttls=certificate.server_context(), dsn=True) as server:
+        SMTPMailer(server.host, server.port, security="starttls",
+                   ssl_context=certificate.client_context()).send(make_message())
+    [mail] = server.received
+    assert mail.tls
+    assert "RET=HDRS" in mail.mail_options
+
+
+def test_dsn_with_smtputf8_keeps_both_parameters() -> None:
+    """A mailbox outside ASCII gets SMTPUTF8 and still RET=HDRS."""
+    with running_smtp_server(dsn=True, smtputf8=True) as server:
+        message = make_message()
+        del message["To"]
+        message["To"] = Address("José", username="josé", domain="ejemplo.com")
+        SMTPMailer(server.host, server.port).send(message)
+    [mail] = server.received
+    assert mail.rcpt_tos == ("josé@ejemplo.com",)
+    assert {"SMTPUTF8", "RET=HDRS"} <= set(mail.mail_options)
+
+
+# Envelope sender: where bounces go
+
+
+def test_envelope_sender_is_mail_from_and_from_is_unchanged(server: RunningSMTPServer) -> None:
+    """envelope_sender is MAIL FROM; the From header is unchanged and no Return-Path is added."""
+    message = make_message()
+    SMTPMailer(server.host, server.port, envelope_sender="bounces@hosting.example").send(message)
+    [mail] = server.received
+    assert mail.mail_from == "bounces@hosting.example"
+    assert mail.message["From"] == message["From"]
+    assert mail.message["Return-Path"] is None
+    assert mail.rcpt_tos == (TO,)
+
+
+def test_envelope_sender_domain_goes_as_a_label(server: RunningSMTPServer) -> None:
+    """An internationalized envelope domain is sent in ASCII, so no SMTPUTF8 is needed."""
+    SMTPMailer(server.host, server.port,
+               envelope_sender="rebotes@correo.ñandú.example").send(make_message())
+    assert server.received[0].mail_from == "rebotes@correo.xn--and-6ma2c.example"
+
+
+@pytest.mark.parametrize("value", [
+    "",
+    "bounces",
+    "bounces@",
+    "Panel <bounces@hosting.example>",
+    "bounces@hosting.example, other@hosting.example",
+    "bounces@hosting.example\r\nRCPT TO:<victim@example.org>",
+    "bounces@hosting.example\n",
+    "boun\x00ces@hosting.example",
+    " bounces@hosting.example",
+    "ñandú@hosting.example",
+    "a@b@hosting.example",
+    '"two words"@hosting.example',
+    "bounces@[127.0.0.1]",
+    "bounces@-bad-.example",
+    b"bounces@hosting.example",
+])
+def test_invalid_envelope_sender_is_rejected(value: object) -> None:
+    """Anything but one bare address with an ASCII local part fails at construction."""
+    with pytest.raises(ValueError, match="envelope_sender"):
+        SMTPMailer("smtp.hosting.example", envelope_sender=value)  # type: ignore[arg-type]
+
+
+# Failure reasons an operator can act on
+
+
+@pytest.mark.parametrize(("command", "reply", "message", "codes"), [
+    ("MAIL", "553 5.1.8 Sender domain example.org does not exist",
+     "SMTP server refused the sender (553 5.1.8)", (553, "5.1.8")),
+    ("RCPT", "550 5.1.1 <client@example.com> No such user",
+     "SMTP server refused the recipient (550 5.1.1)", (550, "5.1.1")),
+    ("DATA", "552 5.3.4 Message too big for system",
+     "SMTP server refused the message (552 5.3.4)", (552, "5.3.4")),
+    ("RCPT", "450 Mailbox busy, try later",
+     "SMTP server refused the recipient (450)", (450, None)),
+    ("RCPT", "550 4.1.1 Class mismatch",
+     "SMTP server refused the recipient (550)", (550, None)),
+    ("DATA", "550 5.7.26 Unauthenticated mail from example.org is not accepted",
+     "SMTP server refused the message (550 5.7.26)", (550, "5.7.26")),
+])
+def test_refusal_names_the_step_and_codes_only(server: RunningSMTPServer, command: str,
+                                               reply: str, message: str,
+                                               codes: tuple[int, str | None]) -> None:
+    """A refusal says which step failed and quotes its codes, never the server's text."""
+    server.handler.answer(command, reply)
+    exc = send_failing(SMTPMailer(server.host, server.port))
+    assert str(exc) == message
+    assert (exc.smtp_code, exc.enhanced_code) == codes
+    assert exc.temporary is (codes[0] < 500)
+    assert isinstance(exc.__cause__, smtplib.SMTPException)
+
+
+def test_security_refusal_without_login_suggests_a_login(server: RunningSMTPServer) -> None:
+    """A 5.7.x refusal to a mailer with no login says the server may want one."""
+    server.handler.answer("RCPT", "550 5.7.1 Relaying denied")
+    exc = send_failing(SMTPMailer(server.host, server.port))
+    assert isinstance(exc, DeliveryFailed)
+    assert exc.temporary is False
+    assert (exc.smtp_code, exc.enhanced_code) == (550, "5.7.1")
+    assert str(exc) == ("SMTP server refused the recipient (550 5.7.1); "
+                        "the server may require a login: set username and password")
+    assert "Relaying denied" not in str(exc)
+
+
+def test_security_refusal_with_login_gives_no_login_hint(certificate: LocalCertificate) -> None:
+    """A mailer that already logs in is not told to set a login."""
+    with running_smtp_server(starttls=certificate.server_context(),
+                             users={"panel": PASSWORD}) as server:
+        server.handler.answer("RCPT", "550 5.7.1 Relaying denied")
+        exc = send_failing(SMTPMailer(server.host, server.port, security="starttls",
+                                      ssl_context=certificate.client_context(),
+                                      username="panel", password=PASSWORD))
+    assert str(exc) == "SMTP server refused the recipient (550 5.7.1)"
+    assert (exc.smtp_code, exc.enhanced_code) == (550, "5.7.1")
+    assert_no_secret(exc)
+
+
+def test_530_over_plain_suggests_starttls(server: RunningSMTPServer) -> None:
+    """A 530 on a connection without TLS says STARTTLS may be needed."""
+    server.handler.answer("MAIL", "530 5.7.0 Must issue a STARTTLS command first")
+    exc = send_failing(SMTPMailer(server.host, server.port))
+    assert exc.temporary is False
+    assert (exc.smtp_code, exc.enhanced_code) == (530, "5.7.0")
+    assert str(exc) == ("SMTP server refused the sender (530 5.7.0); "
+                        "the server may require STARTTLS: use security='starttls'")
+    assert "Must issue" not in str(exc)
+
+
+def test_530_after_starttls_suggests_a_login(certificate: LocalCertificate) -> None:
+    """A 530 once STARTTLS is on, to a mailer with no login, says a login may be needed."""
+    with running_smtp_server(starttls=certificate.server_context()) as server:
+        server.handler.answer("MAIL", "530 Authentication required")
+        exc = send_failing(SMTPMailer(server.host, server.port, security="starttls",
+                                      ssl_context=certificate.client_context()))
+    assert (exc.smtp_code, exc.enhanced_code) == (530, None)
+    assert str(exc) == ("SMTP server refused the sender (530); "
+                        "the server may require a login: set username and password")
+
+
+def test_tls_against_a_plain_smtp_port_is_permanent(server: RunningSMTPServer) -> None:
+    """security='tls' aimed at a port that greets in clear text fails for good, naming the fix."""
+    exc = send_failing(SMTPMailer(server.host, server.port, security="tls"))
+    assert exc.temporary is False
+    assert (exc.smtp_code, exc.enhanced_code) == (None, None)
+    assert str(exc) == (f"TLS handshake with port {server.port} failed: the server may expect "
+                        "STARTTLS; use security='starttls'")
+    assert isinstance(exc.__cause__, ssl.SSLError)
+    assert server.received == []
+
+
+def test_starttls_against_implicit_tls_times_out_before_greeting(
+    certificate: LocalCertificate,
+) -> None:
+    """A plain greeting never comes from an implicit-TLS port: temporary, and said so."""
+    with running_smtp_server(implicit_tls=certificate.server_context()) as server:
+        exc = send_failing(SMTPMailer(server.host, server.port, security="starttls",
+                                      ssl_context=certificate.client_context(), timeout=0.3))
+        assert server.received == []
+    assert exc.temporary is True
+    assert str(exc) == "SMTP server timed out before its greeting"
+
+
+def test_starttls_against_port_465_names_the_mismatch(certificate: LocalCertificate) -> None:
+    """On port 465, a greeting that never comes points to implicit TLS."""
+    with ExitStack() as stack:
+        try:
+            server = stack.enter_context(
+                running_smtp_server(implicit_tls=certificate.server_context(), port=465))
+        except OSError as bind_error:
+            pytest.skip(f"cannot listen on port 465 here: {bind_error.strerror}")
+        exc = send_failing(SMTPMailer(server.host, 465, security="starttls",
+                                      ssl_context=certificate.client_context(), timeout=0.3))
+    assert exc.temporary is True
+    assert str(exc) == ("SMTP server timed out before its greeting: port 465 usually expects "
+                        "TLS from the first byte; use security='tls'")
+
+
+def test_delivery_failed_codes_default_to_none() -> None:
+    """DeliveryFailed built the old way still works, with no SMTP codes."""
+    exc = DeliveryFailed("the delivery queue is full")
+    assert isinstance(exc, RecoveryError)
+    assert exc.temporary is True
+    assert (exc.smtp_code, exc.enhanced_code) == (None, None)
+    coded = DeliveryFailed("refused", temporary=False, smtp_code=550, enhanced_code="5.1.1")
+    assert (coded.smtp_code, coded.enhanced_code, coded.temporary) == (550, "5.1.1", False)

@@ -19,7 +19,7 @@ from itsdangerous.encoding import base64_decode, base64_encode
 from conftest import SECRET, FakeClock
 from credrecovery import InvalidToken, TokenExpired
 from credrecovery.models import Client
-from credrecovery.tokens import _SALT, TokenSigner
+from credrecovery.tokens import _SALT, MAX_CLOCK_SKEW_SECONDS, TokenSigner, account_binding
 
 OLD_SECRET = "old-signing-key-fedcba9876543210"
 NEW_SECRET = "new-signing-key-0f1e2d3c4b5a6978"
@@ -177,12 +177,47 @@ def test_custom_max_age_honoured(clock: FakeClock) -> None:
 
 
 def test_token_from_the_future_rejected(clock: FakeClock) -> None:
-    """A token stamped later than now is refused."""
+    """A token stamped well after now is InvalidToken, not TokenExpired."""
     signer = TokenSigner(SECRET, clock=clock)
     clock.advance(600)
     token = signer.issue(CLIENT)
     clock.advance(-600)
-    _rejection(signer, token)
+    assert not isinstance(_rejection(signer, token), TokenExpired)
+
+
+def test_clock_skew_allowance_is_a_minute() -> None:
+    """The documented allowance for a signer whose clock runs ahead is 60 seconds."""
+    assert MAX_CLOCK_SKEW_SECONDS == 60
+
+
+def test_token_from_a_clock_up_to_a_minute_ahead_verifies(clock: FakeClock) -> None:
+    """A token stamped up to 60 s ahead of the reader's clock reads, with its own stamp."""
+    reader = TokenSigner(SECRET, clock=clock)
+    for ahead in (1, 30, 60):
+        token = TokenSigner(SECRET, clock=lambda a=ahead: clock() + a).issue(CLIENT)
+        claims = reader.read(token)
+        assert claims.number == "9000"
+        assert claims.issued_at == clock() + ahead
+
+
+def test_token_beyond_the_skew_allowance_is_invalid_not_expired(clock: FakeClock) -> None:
+    """A token stamped 61 s ahead is InvalidToken, never TokenExpired, and chains nothing."""
+    token = TokenSigner(SECRET, clock=lambda: clock() + 61).issue(CLIENT)
+    exc = _rejection(TokenSigner(SECRET, clock=clock), token)
+    assert type(exc) is InvalidToken
+    assert exc.__cause__ is None
+    assert exc.__context__ is None
+
+
+def test_skewed_token_expires_max_age_after_its_stamp(clock: FakeClock) -> None:
+    """A token stamped 60 s ahead still expires max_age after its own stamp."""
+    token = TokenSigner(SECRET, clock=lambda: clock() + 60).issue(CLIENT)
+    reader = TokenSigner(SECRET, max_age=timedelta(hours=1), clock=clock)
+    clock.advance(3660)
+    assert reader.read(token).number == "9000"
+    clock.advance(1)
+    with pytest.raises(TokenExpired):
+        reader.read(token)
 
 
 @pytest.mark.parametrize("max_age", [timedelta(0), timedelta(seconds=-1)])
@@ -256,18 +291,104 @@ def test_genuinely_signed_bad_payload_rejected(payload: bytes) -> None:
 
 @pytest.mark.parametrize(
     ("secret", "fallbacks"),
-    [("", ()), (b"", ()), (SECRET, [""]), (SECRET, [b""]), (None, ()), (SECRET, [None])],
+    [("", ()), (b"", ()), (SECRET, [""]), (SECRET, [b""]), (SECRET, ""), (SECRET, b""),
+     (SECRET, [OLD_SECRET, ""])],
 )
 def test_empty_secret_refused(secret: object, fallbacks: object) -> None:
-    """An empty or missing secret key raises ValueError."""
+    """An empty secret key, signing or fallback, raises ValueError."""
     with pytest.raises(ValueError):
         TokenSigner(secret, fallbacks)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("secret", "fallbacks"),
+    [
+        (None, ()), (12345, ()), ([SECRET], ()), (bytearray(b"k" * 32), ()),
+        (SECRET, None), (SECRET, 12345), (SECRET, [None]), (SECRET, [OLD_SECRET, 7]),
+        (SECRET, [[OLD_SECRET]]), (SECRET, bytearray(b"k" * 32)),
+    ],
+)
+def test_wrongly_typed_secret_refused(secret: object, fallbacks: object) -> None:
+    """A key that is not str or bytes, or fallbacks neither that nor an iterable, is TypeError."""
+    with pytest.raises(TypeError) as info:
+        TokenSigner(secret, fallbacks)  # type: ignore[arg-type]
+    assert OLD_SECRET not in str(info.value)
+    assert SECRET not in str(info.value)
+
+
+@pytest.mark.parametrize("fallback", [OLD_SECRET, OLD_SECRET.encode()])
+def test_a_str_or_bytes_fallback_is_one_key(fallback: str | bytes) -> None:
+    """fallback_secret_keys="old-secret" is that one key, never one key per character."""
+    rotated = TokenSigner(NEW_SECRET, fallback, clock=_fixed_clock)
+    single_char = OLD_SECRET[0]
+    _rejection(rotated, TokenSigner(single_char, clock=_fixed_clock).issue(CLIENT))
+    for char in set(OLD_SECRET):
+        _rejection(rotated, TokenSigner(char, clock=_fixed_clock).issue(CLIENT))
+    token = TokenSigner(OLD_SECRET, clock=_fixed_clock).issue(CLIENT)
+    assert rotated.read(token).number == "9000"
+
+
+def test_fallbacks_from_any_iterable() -> None:
+    """Fallback keys may come as a tuple, a generator or a mix of str and bytes."""
+    token = TokenSigner(OLD_SECRET, clock=_fixed_clock).issue(CLIENT)
+    for fallbacks in ((OLD_SECRET,), (k for k in [OLD_SECRET]), [b"other-key", OLD_SECRET]):
+        assert TokenSigner(NEW_SECRET, fallbacks, clock=_fixed_clock).read(token).number == "9000"
 
 
 @pytest.mark.parametrize("token", [None, TOKEN.encode("ascii"), 12345, ["a"], ""])
 def test_non_str_token_rejected(token: object) -> None:
     """A token that is not a non-empty str raises InvalidToken."""
     _rejection(SIGNER, token)
+
+
+# --- issuing from a binding ------------------------------------------------
+
+
+def test_issue_for_is_issue_byte_for_byte(clock: FakeClock) -> None:
+    """issue(client) and issue_for(number, binding) give the same token at the same time."""
+    binding = account_binding(CLIENT)
+    assert SIGNER.issue_for(CLIENT.number, binding) == TOKEN
+    assert SIGNER.issue_for(CLIENT.number, binding, issued_at=NOW) == TOKEN
+    clock.now = NOW + 999
+    later = TokenSigner(SECRET, clock=clock)
+    assert later.issue_for(CLIENT.number, binding, issued_at=NOW) == TOKEN
+    assert later.issue_for(CLIENT.number, binding, issued_at=NOW + 0.75) == TOKEN
+    assert later.issue(CLIENT) == later.issue_for(CLIENT.number, binding)
+    assert later.issue(CLIENT) != TOKEN
+
+
+def test_issue_for_stamps_the_given_time(clock: FakeClock) -> None:
+    """A token issued later for an earlier request carries, and expires from, that time."""
+    requested_at = clock()
+    clock.advance(600)
+    signer = TokenSigner(SECRET, max_age=timedelta(hours=1), clock=clock)
+    token = signer.issue_for(CLIENT.number, account_binding(CLIENT), issued_at=requested_at)
+    claims = signer.read(token)
+    assert claims.issued_at == requested_at
+    assert claims.matches(CLIENT)
+    clock.advance(3000)
+    assert signer.read(token).number == "9000"
+    clock.advance(1)
+    with pytest.raises(TokenExpired):
+        signer.read(token)
+
+
+@pytest.mark.parametrize("issued_at", [-1.0, float("nan"), float("inf"), float("-inf"), 2.0**64])
+def test_issue_for_refuses_an_impossible_time(issued_at: float) -> None:
+    """A negative, non-finite or out-of-range issued_at raises ValueError."""
+    with pytest.raises(ValueError):
+        SIGNER.issue_for(CLIENT.number, account_binding(CLIENT), issued_at=issued_at)
+
+
+@pytest.mark.parametrize(
+    ("number", "binding", "issued_at"),
+    [(9000, "b" * 22, None), ("9000", None, None), ("9000", "b" * 22, "1800000000"),
+     ("9000", "b" * 22, True)],
+)
+def test_issue_for_refuses_wrong_types(number: object, binding: object, issued_at: object) -> None:
+    """A number or binding that is not a str, or an issued_at that is not a number, is TypeError."""
+    with pytest.raises(TypeError):
+        SIGNER.issue_for(number, binding, issued_at=issued_at)  # type: ignore[arg-type]
 
 
 # --- nothing leaks ---------------------------------------------------------

@@ -6,6 +6,9 @@ address, and on confirmation rotates the access key and mails the client
 number with the new key.
 """
 
+from importlib import metadata as _metadata
+
+from .composer import Composer
 from .delivery import BackgroundMailer
 from .exceptions import (
     DeliveryFailed,
@@ -18,18 +21,28 @@ from .exceptions import (
     TokenExpired,
 )
 from .identifiers import IdentifierKind, normalize_identifier
+from .jobs import MAX_CLIENTS_PER_MAIL, ConfirmationJob
 from .keys import cheap_context, default_context, generate_key
 from .models import Client, Confirmation
-from .protocols import ClientDirectory, Mailer
+from .protocols import ClientDirectory, DeliveryQueue, Mailer
 from .ratelimit import RateLimits
 from .service import RecoveryService
 
+try:
+    __version__ = _metadata.version("credrecovery")
+except _metadata.PackageNotFoundError:  # a source tree that was never installed
+    __version__ = "0+unknown"
+
 __all__ = [
+    "MAX_CLIENTS_PER_MAIL",
     "BackgroundMailer",
     "Client",
     "ClientDirectory",
+    "Composer",
     "Confirmation",
+    "ConfirmationJob",
     "DeliveryFailed",
+    "DeliveryQueue",
     "DirectoryError",
     "IdentifierKind",
     "InvalidIdentifier",
@@ -41,6 +54,7 @@ __all__ = [
     "RecoveryService",
     "TokenAlreadyUsed",
     "TokenExpired",
+    "__version__",
     "cheap_context",
     "default_context",
     "generate_key",

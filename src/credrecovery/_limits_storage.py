@@ -60,7 +60,9 @@ class BoundedMemoryStorage(Storage, SlidingWindowCounterSupport, TimestampedSlid
     Eviction forgets the oldest counters first: under a spray of more distinct
     keys than ``max_keys`` the limits grow more lenient instead of memory
     growing. The per-requester limit and the cap together bound what an
-    attacker gains. The count never exceeds ``max_keys``.
+    attacker gains, and the limiter keeps known clients' ``per_client``
+    counters in an instance of their own, which misses never fill. The count
+    never exceeds ``max_keys``.
 
     Not registered under a URI scheme: it is constructed directly.
     """

@@ -1,42 +1,66 @@
-"""Background delivery: a Mailer that queues and sends from a worker thread.
+"""Delivery of confirmation mails, off the request path.
 
-Taking the mailer off the request path is what makes a recovery request take
-the same time whether or not the identifier matched a client.
+The request path hands every request, a hit or a miss, to delivery as one
+plain :class:`~credrecovery.jobs.ConfirmationJob`: a miss as a *decoy* that
+is composed like any other and then dropped. :class:`BackgroundMailer` does
+this in a worker thread of the same process, each job after a random delay,
+so that neither the composing nor the SMTP conversation lands inside the
+response of the request that asked for it.
 """
 
 from __future__ import annotations
 
 import atexit
-import collections
+import copy
 import heapq
 import itertools
 import logging
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from email.message import EmailMessage
+from typing import Any
 
+from .composer import Composer
 from .exceptions import DeliveryFailed
+from .jobs import ConfirmationJob
 from .protocols import Mailer
 
-__all__ = ["BackgroundMailer"]
+__all__ = ["BackgroundMailer", "failure_details"]
 
 logger = logging.getLogger("credrecovery")
 
 
+class _Item:
+    __slots__ = ("attempt", "job", "message")
+
+    def __init__(self, job: ConfirmationJob | None, message: EmailMessage | None) -> None:
+        self.job = job
+        self.message = message
+        self.attempt = 1
+
+
 class BackgroundMailer:
-    """Wrap a :class:`Mailer` so that :meth:`send` only queues the message.
+    """Deliver from a worker thread: confirmation jobs, and messages given to :meth:`send`.
 
-    A worker thread delivers queued messages in order. A temporary failure
-    (see :attr:`DeliveryFailed.temporary`; any other exception counts as
-    temporary) is retried up to ``max_attempts`` times with exponential
-    backoff from ``backoff`` seconds, capped at ``max_backoff``, with jitter.
-    A permanent failure, or the last attempt, is logged at ERROR.
+    :meth:`submit` queues a confirmation job; the worker takes it after a
+    random delay between ``delay[0]`` and ``delay[1]`` seconds, composes it
+    with the service's :class:`~credrecovery.composer.Composer`, and sends it
+    through ``mailer`` (a decoy is composed, then dropped). :meth:`send`
+    queues a finished message, to go out at once.
 
-    The queue holds at most ``max_queue`` messages; :meth:`send` raises
-    :class:`DeliveryFailed` when it is full. Call :meth:`flush` to wait for
-    the queue to drain and :meth:`close` (or use ``with``) before exiting;
-    an open mailer also flushes at interpreter exit.
+    A temporary failure (see :attr:`DeliveryFailed.temporary`; any other
+    exception counts as temporary) is retried up to ``max_attempts`` times
+    with exponential backoff from ``backoff`` seconds, capped at
+    ``max_backoff``, with jitter. Each attempt hands ``mailer`` a fresh copy
+    of the message, so a mailer may change the one it is given. A permanent
+    failure, or the last attempt, is logged at ERROR with its reason.
+
+    The queue holds at most ``max_queue`` jobs and messages; :meth:`submit`
+    and :meth:`send` raise :class:`DeliveryFailed` when it is full. Call
+    :meth:`flush` to wait for the queue to drain and :meth:`close` (or use
+    ``with``) before exiting; an open mailer also flushes at interpreter exit.
     """
 
     def __init__(
@@ -47,17 +71,22 @@ class BackgroundMailer:
         max_attempts: int = 5,
         backoff: float = 1.0,
         max_backoff: float = 300.0,
+        delay: tuple[float, float] = (0.2, 2.0),
     ) -> None:
         if max_queue < 1 or max_attempts < 1 or backoff < 0 or max_backoff < backoff:
             raise ValueError("invalid queue or retry settings")
+        if len(delay) != 2 or not 0 <= delay[0] <= delay[1]:
+            raise ValueError("delay must be (shortest, longest) seconds, 0 <= shortest <= longest")
         self.mailer = mailer
         self.max_queue = max_queue
         self.max_attempts = max_attempts
         self.backoff = backoff
         self.max_backoff = max_backoff
+        self.delay = delay
+        self._composer: Composer | None = None
         self._cond = threading.Condition()
-        self._ready: collections.deque[tuple[EmailMessage, int]] = collections.deque()
-        self._retries: list[tuple[float, int, EmailMessage, int]] = []
+        # (due time on the monotonic clock, order, item); a heap.
+        self._queue: list[tuple[float, int, _Item]] = []
         self._order = itertools.count()
         self._in_flight = 0
         self._closed = False
@@ -74,18 +103,70 @@ class BackgroundMailer:
 
     @property
     def pending(self) -> int:
-        """Messages queued, waiting for a retry, or being sent."""
+        """Jobs and messages queued, waiting for a retry, or being sent."""
         with self._cond:
-            return len(self._ready) + len(self._retries) + self._in_flight
+            return len(self._queue) + self._in_flight
+
+    def bind(self, composer: Composer) -> None:
+        """Compose submitted jobs with ``composer``; the service calls this once."""
+        if self._composer is not None and self._composer is not composer:
+            raise ValueError("this BackgroundMailer already delivers for another service")
+        self._composer = composer
+
+    def submit(self, job: ConfirmationJob) -> None:
+        """Queue ``job``. Raises :class:`DeliveryFailed` if the queue is full or closed."""
+        if self._composer is None:
+            raise DeliveryFailed("the background mailer is not bound to a service",
+                                 temporary=False)
+        low, high = self.delay
+        wait = low + (high - low) * secrets.randbelow(1_000_001) / 1_000_000
+        self._put(_Item(job, None), wait)
 
     def send(self, message: EmailMessage) -> None:
         """Queue ``message``. Raises :class:`DeliveryFailed` if the queue is full or closed."""
+        self._put(_Item(None, message), 0.0)
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Deliver every queued job now, and wait until all are sent or given up.
+
+        Jobs still inside their random delay go at once; retries keep their
+        backoff. Returns ``False`` on timeout.
+        """
+        with self._cond:
+            self._queue = [
+                (0.0, order, item) if item.attempt == 1 else (due, order, item)
+                for due, order, item in self._queue
+            ]
+            heapq.heapify(self._queue)
+            self._cond.notify_all()
+            return self._cond.wait_for(lambda: not self._queue and not self._in_flight, timeout)
+
+    def close(self, timeout: float | None = 30.0) -> None:
+        """Flush for up to ``timeout`` seconds, then stop the worker.
+
+        Jobs and messages still queued after that are logged as dropped.
+        """
+        atexit.unregister(self.close)
+        self.flush(timeout)
+        with self._cond:
+            self._closed = True
+            dropped = sum(1 for _, _, item in self._queue if item.job is None or not item.job.decoy)
+            self._queue.clear()
+            self._cond.notify_all()
+        if dropped:
+            logger.error("background mailer closed with %d messages undelivered", dropped,
+                         extra={"event": "mail_dropped", "count": dropped,
+                                "reason": "the background mailer was closed"})
+        if self._worker is not None and self._worker is not threading.current_thread():
+            self._worker.join(timeout)
+
+    def _put(self, item: _Item, wait: float) -> None:
         with self._cond:
             if self._closed:
                 raise DeliveryFailed("the background mailer is closed", temporary=False)
-            if len(self._ready) + len(self._retries) >= self.max_queue:
+            if len(self._queue) >= self.max_queue:
                 raise DeliveryFailed("the delivery queue is full")
-            self._ready.append((message, 1))
+            heapq.heappush(self._queue, (time.monotonic() + wait, next(self._order), item))
             if self._worker is None:
                 self._worker = threading.Thread(
                     target=self._run, name="credrecovery-delivery", daemon=True
@@ -94,79 +175,134 @@ class BackgroundMailer:
                 atexit.register(self.close)
             self._cond.notify_all()
 
-    def flush(self, timeout: float | None = None) -> bool:
-        """Wait until every queued message is delivered or given up; False on timeout."""
-        with self._cond:
-            return self._cond.wait_for(
-                lambda: not self._ready and not self._retries and not self._in_flight,
-                timeout,
-            )
-
-    def close(self, timeout: float | None = 30.0) -> None:
-        """Flush for up to ``timeout`` seconds, then stop the worker.
-
-        Messages still queued after that are logged as dropped.
-        """
-        atexit.unregister(self.close)
-        self.flush(timeout)
-        with self._cond:
-            self._closed = True
-            dropped = len(self._ready) + len(self._retries)
-            self._ready.clear()
-            self._retries.clear()
-            self._cond.notify_all()
-        if dropped:
-            logger.error("background mailer closed with %d messages undelivered", dropped,
-                         extra={"event": "mail_dropped", "count": dropped})
-        if self._worker is not None and self._worker is not threading.current_thread():
-            self._worker.join(timeout)
-
-    def _next(self) -> tuple[EmailMessage, int] | None:
+    def _next(self) -> _Item | None:
         with self._cond:
             while True:
                 if self._closed:
                     return None
-                if self._ready:
-                    item = self._ready.popleft()
-                    break
                 now = time.monotonic()
-                if self._retries and self._retries[0][0] <= now:
-                    _, _, message, attempt = heapq.heappop(self._retries)
-                    item = (message, attempt)
+                if self._queue and self._queue[0][0] <= now:
+                    item = heapq.heappop(self._queue)[2]
                     break
-                self._cond.wait(self._retries[0][0] - now if self._retries else None)
+                self._cond.wait(self._queue[0][0] - now if self._queue else None)
             self._in_flight += 1
             return item
 
     def _run(self) -> None:
         while (item := self._next()) is not None:
-            message, attempt = item
             try:
-                self.mailer.send(message)
-            except Exception as exc:  # noqa: BLE001 - a host mailer may raise anything
-                self._failed(message, attempt, exc)
-            else:
-                logger.info("mail sent", extra={
-                    "event": "mail_sent", "message_id": message["Message-ID"],
-                    "attempt": attempt})
-            with self._cond:
-                self._in_flight -= 1
-                self._cond.notify_all()
+                self._deliver(item)
+            except Exception as exc:  # noqa: BLE001 - the worker must outlive any one job
+                logger.error("mail delivery failed; giving up: %s", type(exc).__name__,
+                             extra={"event": "delivery_failed", **failure_details(exc),
+                                    **_clients(item.job)})
+            finally:
+                with self._cond:
+                    self._in_flight -= 1
+                    self._cond.notify_all()
 
-    def _failed(self, message: EmailMessage, attempt: int, exc: Exception) -> None:
+    def _deliver(self, item: _Item) -> None:
+        if item.message is None:
+            assert item.job is not None and self._composer is not None
+            item.message = compose(self._composer, item.job)
+            if item.message is None or item.job.decoy:
+                return
+        message = item.message
+        try:
+            self.mailer.send(copy.deepcopy(message))
+        except Exception as exc:  # noqa: BLE001 - a host mailer may raise anything
+            self._failed(item, exc)
+            return
+        logger.info("mail sent", extra={
+            "event": "mail_sent", "message_id": message["Message-ID"],
+            "attempt": item.attempt, **_clients(item.job)})
+
+    def _failed(self, item: _Item, exc: Exception) -> None:
+        assert item.message is not None
+        details = {"message_id": item.message["Message-ID"], "attempt": item.attempt,
+                   **failure_details(exc), **_clients(item.job)}
         temporary = exc.temporary if isinstance(exc, DeliveryFailed) else True
-        details = {"message_id": message["Message-ID"], "attempt": attempt,
-                   "error": type(exc).__name__}
-        if not temporary or attempt >= self.max_attempts:
-            logger.error("mail delivery failed; giving up",
+        if not temporary or item.attempt >= self.max_attempts:
+            logger.error("mail delivery failed; giving up: %s", details["reason"],
                          extra={"event": "delivery_failed", **details})
             return
-        delay = min(self.max_backoff, self.backoff * 2 ** (attempt - 1))
-        delay *= 0.5 + secrets.randbelow(500) / 1000
-        logger.warning("mail delivery failed; retrying in %.1f s", delay,
+        wait = min(self.max_backoff, self.backoff * 2 ** (item.attempt - 1))
+        wait *= 0.5 + secrets.randbelow(500) / 1000
+        logger.warning("mail delivery failed; retrying in %.1f s: %s", wait, details["reason"],
                        extra={"event": "delivery_retry", **details})
+        item.attempt += 1
         with self._cond:
-            heapq.heappush(
-                self._retries,
-                (time.monotonic() + delay, next(self._order), message, attempt + 1),
-            )
+            heapq.heappush(self._queue, (time.monotonic() + wait, next(self._order), item))
+
+
+def compose(composer: Composer, job: ConfirmationJob) -> EmailMessage | None:
+    """``job``'s mail, or ``None`` (logged) when its address cannot be mailed."""
+    try:
+        return composer.confirmation(job)
+    except ValueError:
+        if not job.decoy:
+            logger.error("client's primary address cannot be mailed",
+                         extra={"event": "bad_address", "client": job.clients[0][0],
+                                "reason": "the primary address is not a valid email address"})
+        return None
+
+
+def failure_details(exc: BaseException) -> dict[str, Any]:
+    """What a log event says of a failed delivery: a reason and the SMTP codes, never a secret.
+
+    A :class:`DeliveryFailed` message is the library's own wording, free of
+    server text; any other exception is named by its type only.
+    """
+    if isinstance(exc, DeliveryFailed):
+        return {"reason": str(exc), "error": type(exc).__name__,
+                "smtp_code": getattr(exc, "smtp_code", None),
+                "enhanced_code": getattr(exc, "enhanced_code", None)}
+    return {"reason": f"the mailer raised {type(exc).__name__}", "error": type(exc).__name__,
+            "smtp_code": None, "enhanced_code": None}
+
+
+def _clients(job: ConfirmationJob | None) -> dict[str, Any]:
+    return {} if job is None else {"client": job.clients[0][0]}
+
+
+class InlineDelivery:
+    """Compose and send each job within the request: for command lines and tests.
+
+    A request then takes longer when a client matched; never use it behind a
+    public form. Failures are logged, not raised, as in the background.
+    """
+
+    def __init__(self, mailer: Mailer, on_sent: Callable[[EmailMessage, str], None]) -> None:
+        self.mailer = mailer
+        self._on_sent = on_sent
+        self._composer: Composer | None = None
+
+    def __repr__(self) -> str:
+        return f"InlineDelivery({self.mailer!r})"
+
+    def bind(self, composer: Composer) -> None:
+        """Compose jobs with ``composer``."""
+        self._composer = composer
+
+    def submit(self, job: ConfirmationJob) -> None:
+        """Compose ``job`` and, unless it is a decoy, send it now."""
+        assert self._composer is not None
+        message = compose(self._composer, job)
+        if message is None or job.decoy:
+            return
+        try:
+            self.mailer.send(message)
+        except Exception as exc:  # noqa: BLE001 - never reveal that the client exists
+            details = failure_details(exc)
+            logger.error("confirmation mail not sent: %s", details["reason"],
+                         extra={"event": "delivery_failed", "client": job.clients[0][0],
+                                **details})
+            return
+        self._on_sent(message, job.clients[0][0])
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Nothing is ever queued."""
+        return True
+
+    def close(self, timeout: float | None = None) -> None:
+        """Nothing to stop."""

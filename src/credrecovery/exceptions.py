@@ -55,14 +55,22 @@ class DeliveryFailed(RecoveryError):
     Mailers raise it too; ``temporary`` tells whether trying again later may
     succeed (an SMTP 4xx, a timeout) or not (an SMTP 5xx). The underlying
     error is ``__cause__``.
+
+    When an SMTP server refused the message, ``smtp_code`` is its reply code
+    (``550``) and ``enhanced_code`` the RFC 3463 enhanced status code that
+    opened the reply text (``"5.1.1"``), when it sent one; otherwise both are
+    ``None``. The message never quotes the server's own text.
     """
 
     http_status = 503
 
     def __init__(self, message: str = "the message could not be delivered", *,
-                 temporary: bool = True) -> None:
+                 temporary: bool = True, smtp_code: int | None = None,
+                 enhanced_code: str | None = None) -> None:
         super().__init__(message)
         self.temporary = temporary
+        self.smtp_code = smtp_code
+        self.enhanced_code = enhanced_code
 
 
 class DirectoryError(RecoveryError):

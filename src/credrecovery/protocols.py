@@ -1,22 +1,34 @@
-"""What a host provides: where clients are stored, and how mail leaves.
+"""What a host provides: where clients are stored, how mail leaves, and where delivery runs.
 
-Both are structural protocols; any object with these methods will do.
+All are structural protocols; any object with these methods will do.
 """
 
 from __future__ import annotations
 
 from email.message import EmailMessage
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from .identifiers import IdentifierKind
+from .jobs import ConfirmationJob
 from .models import Client
 
-__all__ = ["ClientDirectory", "Mailer"]
+if TYPE_CHECKING:
+    from .composer import Composer
+
+__all__ = ["ClientDirectory", "DeliveryQueue", "Mailer"]
 
 
 @runtime_checkable
 class ClientDirectory(Protocol):
-    """Read clients and swap their key hash. The host's storage, behind two methods."""
+    """Read clients and swap their key hash. The host's storage, behind two methods.
+
+    A directory where several clients may share one primary address should
+    also have ``find_all(kind, value, *, limit) -> Sequence[Client]``: every
+    client that ``value`` names, ordered by client number, at most ``limit``
+    of them, with the normalization and errors of :meth:`find`. The service
+    detects it at run time and, for an email, mails one confirmation that
+    lists them all. Without it, :meth:`find` alone serves, unchanged.
+    """
 
     def find(self, kind: IdentifierKind, value: str) -> Client | None:
         """Return the client that ``value`` identifies, or ``None``.
@@ -52,4 +64,45 @@ class Mailer(Protocol):
         failure. The message is complete, with ``From``, ``To``, ``Subject``,
         ``Date`` and ``Message-ID`` set; do not add recipients.
         """
+        ...
+
+
+@runtime_checkable
+class DeliveryQueue(Protocol):
+    """Where confirmation jobs go from the request path: a thread, a process or a task queue.
+
+    :class:`~credrecovery.BackgroundMailer` is the default; ``credrecovery.celery``
+    ships one on Celery. A queue gets one job per request, a hit or a miss, and
+    must treat them alike until the job is composed: the caller is timing it.
+    """
+
+    def bind(self, composer: Composer) -> None:
+        """Compose jobs with ``composer``. The service calls this once, at construction.
+
+        Raise :class:`ValueError` if the queue already serves a different service.
+        """
+        ...
+
+    def submit(self, job: ConfirmationJob) -> None:
+        """Take ``job`` for delivery and return at once.
+
+        Do the same work whatever the job holds: ``job.decoy`` may be read
+        only once the job is off the request path. Compose it with the bound
+        composer (a :class:`ValueError` means the address cannot be mailed),
+        drop it if it is a decoy, and send it otherwise, retrying temporary
+        failures. Raise :class:`~credrecovery.DeliveryFailed` when the job
+        cannot be taken (the queue is full or closed); the service logs it.
+        """
+        ...
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait up to ``timeout`` seconds until every job taken has left; ``False`` on timeout.
+
+        For a queue whose jobs leave the process (a broker), "left" means
+        handed to the broker.
+        """
+        ...
+
+    def close(self, timeout: float | None = 30.0) -> None:
+        """Flush for up to ``timeout`` seconds, then release what the queue holds."""
         ...

@@ -42,11 +42,29 @@ class RateLimits:
     ``"redis://127.0.0.1:6379/0"`` for workers that share limits. Counting uses
     the sliding-window-counter strategy, whose keys expire and are reclaimed.
 
-    ``memory_max_keys`` caps the counters ``"memory://"`` holds (about 300
-    bytes each, some 70 MiB at the default). Past the cap the oldest counters
-    are forgotten first, so a spray of distinct identifiers makes the limits
-    more lenient instead of growing memory. It has no effect on Redis, which
-    expires keys itself.
+    With ``"memory://"``, ``per_client`` counters of clients that exist live in
+    a store of their own, apart from everything else (the other three limits,
+    and ``per_client`` counters of values that matched nobody). A spray of
+    misses, however large, never writes to that store and so cannot evict a
+    real client's counter. ``memory_max_keys`` caps each of the two stores
+    (the cap is per store, not split): at about 300 bytes a counter, some
+    70 MiB for the shared store at the default, and as much again at most for
+    the clients' store, which holds at most three counters for each client
+    asked for within the last three ``per_client`` windows (three hours at the
+    default). Past its cap a store forgets its oldest counters first, so a
+    spray makes the limits more lenient instead of growing memory; a cap
+    comfortably above three times the number of clients keeps every client's
+    counter. ``memory_max_keys`` has no effect on Redis, which expires keys
+    itself.
+
+    With Redis every counter, of clients and misses alike, is a key in the one
+    server, and every key carries a TTL. Run that Redis with
+    ``maxmemory-policy noeviction`` and a ``maxmemory`` with headroom. Because
+    every key has a TTL, the ``volatile-*`` policies may evict any of them, and
+    ``volatile-ttl`` evicts those nearest expiry first: the oldest counters, a
+    real client's among them, which is what a spray is after. Under
+    ``noeviction`` a full Redis refuses writes instead, so the limiter fails
+    open and logs ``limiter_error`` at ERROR, loudly, until keys expire.
     """
 
     per_requester: str = "20/minute"
@@ -76,14 +94,21 @@ class Limiter:
     def __init__(self, config: RateLimits, key: bytes) -> None:
         self.config = config
         storage: object
+        known_storage: object
         if urllib.parse.urlparse(config.storage_uri).scheme == "memory":
             storage = BoundedMemoryStorage(config.memory_max_keys)
+            known_storage = BoundedMemoryStorage(config.memory_max_keys)
         else:
-            storage = storage_from_string(config.storage_uri)
-        if not isinstance(storage, Storage):
+            storage = known_storage = storage_from_string(config.storage_uri)
+        if not isinstance(storage, Storage) or not isinstance(known_storage, Storage):
             raise ValueError("storage_uri must name a synchronous storage")
+        #: Where every limit is counted, except known clients' ``per_client``.
         self.storage: Storage = storage
+        #: Where :meth:`hit_client` counts clients that exist: a store of its
+        #: own with ``"memory://"``, else the same storage (Redis) as :attr:`storage`.
+        self.known_storage: Storage = known_storage
         self._strategy = SlidingWindowCounterRateLimiter(self.storage)
+        self._known_strategy = SlidingWindowCounterRateLimiter(self.known_storage)
         self._items: dict[str, RateLimitItem] = {
             name: parse(getattr(config, name))
             for name in ("per_requester", "per_identifier", "per_client", "failed_confirmations")
@@ -98,8 +123,26 @@ class Limiter:
         return hmac.new(self._key, value.encode("utf-8"), hashlib.sha256).hexdigest()[:24]
 
     def hit(self, name: str, value: str) -> bool:
-        """Count one hit on limit ``name`` for ``value``; False if over the limit."""
+        """Count one hit on limit ``name`` for ``value``; False if over the limit.
+
+        Counts in :attr:`storage`, ``per_client`` included: for ``per_client``
+        prefer :meth:`hit_client`, which keeps known clients' counters apart.
+        """
         return self._fail_open(name, value, self._strategy.hit)
+
+    def hit_client(self, value: str, *, known: bool) -> bool:
+        """Count one hit of ``per_client`` for ``value``; False if over the limit.
+
+        ``known`` says whether ``value`` names a client that exists. Known
+        clients are counted in :attr:`known_storage`, which misses never write
+        to; misses in :attr:`storage`. Either way the call does the same work,
+        one digest and one sliding-window hit on a store of the same kind, so
+        a hit and a miss cost alike. With Redis both count in the one server,
+        under the keys ``hit("per_client", value)`` uses. Fails open, as
+        :meth:`hit` does.
+        """
+        strategy = self._known_strategy if known else self._strategy
+        return self._fail_open("per_client", value, strategy.hit)
 
     def test(self, name: str, value: str) -> bool:
         """Whether limit ``name`` would accept one more hit for ``value``."""

@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import email.policy
 import hashlib
 import logging
+import threading
 import time
-from collections.abc import Callable, Iterable
+import unicodedata
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from typing import Literal, NoReturn, TypeVar
 
 from passlib.context import CryptContext
 
-from .delivery import BackgroundMailer
+from ._secrets import Secret
+from .composer import Composer
+from .delivery import BackgroundMailer, InlineDelivery, failure_details
 from .exceptions import (
     DeliveryFailed,
     DirectoryError,
@@ -23,21 +30,24 @@ from .exceptions import (
     TokenExpired,
 )
 from .identifiers import IdentifierKind, normalize_identifier, parse_kind
+from .jobs import MAX_CLIENTS_PER_MAIL, ConfirmationJob
 from .keys import default_context, generate_key
-from .messages import confirmation_message, credentials_message, pick_language
+from .messages import credentials_message, mailbox, pick_language
 from .models import Client, Confirmation
-from .protocols import ClientDirectory, Mailer
+from .protocols import ClientDirectory, DeliveryQueue, Mailer
 from .ratelimit import Limiter, RateLimits
-from .tokens import TokenSigner
+from .tokens import TokenClaims, TokenSigner, account_binding
 
 __all__ = ["RecoveryService"]
 
 logger = logging.getLogger("credrecovery")
 _T = TypeVar("_T")
 
-# Stands in for a client when nothing matched, so that a miss signs and
-# renders exactly what a hit does.
+# Stands in for a client when nothing matched, so that a miss builds, hands
+# over and composes exactly what a hit does.
 _NOBODY = Client(number="0", email="nobody@example.com", key_hash="-" * 97)
+# Below this a signing key may be guessed offline from one link.
+_MIN_SECRET_BYTES = 32
 
 
 class RecoveryService:
@@ -45,21 +55,24 @@ class RecoveryService:
 
     :param directory: where clients are found and key hashes swapped.
     :param mailer: how mail leaves. Credentials mails are always sent through
-        it synchronously, so that a failure can be undone; confirmation mails
-        go as ``delivery`` says.
-    :param secret_key: signs and verifies tokens.
-    :param fallback_secret_keys: only verify, for rotating ``secret_key``.
+        it synchronously, so that a failure can be undone; it must not be a
+        queue. Confirmation mails go as ``delivery`` says.
+    :param secret_key: signs and verifies tokens; at least 32 bytes.
+    :param fallback_secret_keys: only verify, for rotating ``secret_key``: one
+        key (a str or bytes) or an iterable of keys.
     :param confirm_url: the link template; must contain ``{token}``. Links
         are built from it alone, never from request data.
-    :param sender: the ``From`` address.
+    :param sender: the ``From`` address, optionally with a display name.
     :param token_max_age: how long a confirmation link stays valid.
     :param crypt_context: passlib policy for new key hashes (default argon2).
     :param locale: language of mail for clients without a locale of their own.
     :param rate_limits: limits on abuse; ``None`` turns limiting off.
-    :param delivery: how confirmation mails leave: ``"background"`` (default)
-        through a :class:`BackgroundMailer` around ``mailer``, ``"sync"`` on the
-        request path, or a :class:`BackgroundMailer` of your own to tune its
-        queue and retries.
+    :param delivery: where confirmation mails are composed and sent:
+        ``"background"`` (default) in a :class:`BackgroundMailer` around
+        ``mailer``; ``"sync"`` within :meth:`request` itself, which makes a
+        hit slower than a miss (for command lines and tests only); or a
+        :class:`~credrecovery.protocols.DeliveryQueue` of your own, such as a
+        tuned :class:`BackgroundMailer` or ``credrecovery.celery.CeleryDelivery``.
     :param clock: seconds since the epoch; injectable for tests.
     """
 
@@ -69,42 +82,55 @@ class RecoveryService:
         mailer: Mailer,
         *,
         secret_key: str | bytes,
-        fallback_secret_keys: Iterable[str | bytes] = (),
+        fallback_secret_keys: str | bytes | Iterable[str | bytes] = (),
         confirm_url: str,
         sender: str,
         token_max_age: timedelta = timedelta(hours=1),
         crypt_context: CryptContext | None = None,
         locale: str = "en",
         rate_limits: RateLimits | None = RateLimits(),  # noqa: B008 - frozen value
-        delivery: Literal["background", "sync"] | BackgroundMailer = "background",
+        delivery: Literal["background", "sync"] | DeliveryQueue = "background",
         clock: Callable[[], float] = time.time,
     ) -> None:
         if not isinstance(confirm_url, str) or "{token}" not in confirm_url:
             raise ValueError("confirm_url must be a string containing '{token}'")
-        if not isinstance(sender, str) or "@" not in sender or _has_line_break(sender):
-            raise ValueError("sender must be one email address, optionally with a name")
-        if not isinstance(delivery, BackgroundMailer) and delivery not in ("background", "sync"):
-            raise ValueError("delivery must be 'background', 'sync' or a BackgroundMailer")
+        if isinstance(mailer, DeliveryQueue):
+            raise ValueError(
+                "mailer must send at once: a confirmation counts only once its mail has "
+                "left; pass a queue as delivery= instead"
+            )
+        if isinstance(fallback_secret_keys, (str, bytes)):
+            fallback_secret_keys = [fallback_secret_keys]
+        fallbacks = list(fallback_secret_keys)
+        self.tokens = TokenSigner(secret_key, fallbacks, max_age=token_max_age, clock=clock)
+        if len(_as_bytes(secret_key)) < _MIN_SECRET_BYTES:
+            logger.warning(
+                "secret_key is shorter than %d bytes; generate one with "
+                "'python -m credrecovery secret'", _MIN_SECRET_BYTES,
+                extra={"event": "weak_secret_key"})
         self.directory = directory
         self.mailer = mailer
         self.confirm_url = confirm_url
-        self.sender = sender
+        self.sender = _checked_sender(sender)
         self.locale = locale
         self.crypt_context = crypt_context if crypt_context is not None else default_context()
-        self.tokens = TokenSigner(
-            secret_key, fallback_secret_keys, max_age=token_max_age, clock=clock
-        )
+        self.composer = Composer(self.tokens, confirm_url=confirm_url, clock=clock,
+                                 secret_keys=[secret_key, *fallbacks])
         self._clock = clock
-        self._request_mailer: Mailer
-        if isinstance(delivery, BackgroundMailer):
-            self._request_mailer = delivery
+        self._delivery: DeliveryQueue
+        if delivery == "background":
+            self._delivery = BackgroundMailer(mailer)
+        elif delivery == "sync":
+            self._delivery = InlineDelivery(mailer, _log_sent)
+        elif isinstance(delivery, DeliveryQueue):
+            self._delivery = delivery
         else:
-            self._request_mailer = BackgroundMailer(mailer) if delivery == "background" else mailer
-        limiter_key = hashlib.sha256(
-            b"credrecovery.ratelimit\x00"
-            + (secret_key if isinstance(secret_key, bytes) else secret_key.encode())
-        ).digest()
+            raise ValueError("delivery must be 'background', 'sync' or a DeliveryQueue")
+        self._delivery.bind(self.composer)
+        limiter_key = hashlib.sha256(b"credrecovery.ratelimit\x00" + _as_bytes(secret_key)).digest()
         self.limiter = Limiter(rate_limits, limiter_key) if rate_limits is not None else None
+        self._confirming: set[str] = set()
+        self._confirming_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return (
@@ -118,16 +144,18 @@ class RecoveryService:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
+    @property
+    def delivery(self) -> DeliveryQueue:
+        """Where confirmation jobs go."""
+        return self._delivery
+
     def flush(self, timeout: float | None = None) -> bool:
-        """Wait until queued confirmation mails are delivered; False on timeout."""
-        if isinstance(self._request_mailer, BackgroundMailer):
-            return self._request_mailer.flush(timeout)
-        return True
+        """Wait until queued confirmation mails have left; False on timeout."""
+        return self._delivery.flush(timeout)
 
     def close(self, timeout: float | None = 30.0) -> None:
-        """Deliver what is queued (for up to ``timeout`` s) and stop the worker."""
-        if isinstance(self._request_mailer, BackgroundMailer):
-            self._request_mailer.close(timeout)
+        """Deliver what is queued (for up to ``timeout`` s) and stop delivery."""
+        self._delivery.close(timeout)
 
     def request(
         self, kind: IdentifierKind | str, value: str, *, requester: str | None = None
@@ -135,7 +163,10 @@ class RecoveryService:
         """Mail a confirmation link to the primary address of the client ``value`` names.
 
         Returns ``None`` whether or not a client matched, and takes the same
-        time either way. Raises :class:`InvalidIdentifier` for malformed input,
+        time either way: both hand delivery one job, a miss a decoy. When
+        several clients share the named address, one mail lists each client
+        number with its own link (at most :data:`~credrecovery.jobs.MAX_CLIENTS_PER_MAIL`).
+        Raises :class:`InvalidIdentifier` for malformed input,
         :class:`RateLimited` when ``requester`` made too many requests, and
         :class:`DirectoryError` when the directory fails. A failing mailer is
         logged, never raised: that would tell the requester the client exists.
@@ -147,43 +178,42 @@ class RecoveryService:
         mail_allowed = self.limiter is None or self.limiter.hit(
             "per_identifier", f"{kind.value}:{normalized}"
         )
-        found = self._find(kind, normalized)
-        client = found or _NOBODY
-        message = self._confirmation_for(client)
-        if self.limiter is not None:
+        clients, truncated = self._lookup(kind, normalized)
+        first = clients[0] if clients else _NOBODY
+        client_allowed = self.limiter is None or self.limiter.hit_client(
             # A miss is counted under the value it named, so that both paths
             # create and touch counters alike and cost the same.
-            client_allowed = self.limiter.hit(
-                "per_client", client.number if found else f"?{kind.value}:{normalized}"
-            )
-        else:
-            client_allowed = True
-        if found is None:
+            first.email.lower() if clients else f"?{kind.value}:{normalized}",
+            known=bool(clients),
+        )
+        job = ConfirmationJob(
+            recipient=first.email,
+            name=_shared_name(clients) if clients else "",
+            language=self._language(first),
+            sender=self.sender,
+            clients=tuple((c.number, account_binding(c)) for c in clients or [_NOBODY]),
+            issued_at=self._clock(),
+            decoy=not (clients and mail_allowed and client_allowed),
+            truncated=truncated,
+        )
+        try:
+            self._delivery.submit(job)
+        except Exception as exc:  # noqa: BLE001 - never reveal that the client exists
+            if not job.decoy:
+                details = failure_details(exc)
+                logger.error("confirmation mail not queued: %s", details["reason"],
+                             extra={"event": "mail_dropped", "client": first.number, **details})
+                return
+        if not clients:
             logger.info("recovery requested for an unknown identifier",
                         extra={"event": "unknown_identifier", "kind": kind.value})
-            return
-        if message is None:
-            logger.error("client's primary address cannot be mailed",
-                         extra={"event": "bad_address", "client": found.number})
-            return
-        if not mail_allowed or not client_allowed:
+        elif job.decoy:
             limit = "per_identifier" if not mail_allowed else "per_client"
             logger.warning("recovery mail withheld by rate limit",
                            extra={"event": "throttled", "limit": limit})
-            return
-        try:
-            self._request_mailer.send(message)
-        except Exception as exc:  # noqa: BLE001 - never reveal that the client exists
-            # A background queue that refuses a message is overloaded or closed.
-            queued = isinstance(self._request_mailer, BackgroundMailer)
-            logger.error("confirmation mail not sent",
-                         extra={"event": "mail_dropped" if queued else "delivery_failed",
-                                "client": found.number, "error": type(exc).__name__})
-            return
-        if not isinstance(self._request_mailer, BackgroundMailer):
-            _log_sent(message, found.number)
-        logger.info("recovery requested", extra={"event": "requested", "kind": kind.value,
-                                                 "client": found.number})
+        else:
+            logger.info("recovery requested", extra={
+                "event": "requested", "kind": kind.value, "client": first.number})
 
     def check(self, token: str, *, requester: str | None = None) -> Confirmation:
         """Validate ``token`` without using it up.
@@ -192,7 +222,7 @@ class RecoveryService:
         so only the button's POST should call :meth:`confirm`. Raises what
         :meth:`confirm` raises for a bad token.
         """
-        client = self._verified(token, requester)
+        _, client = self._verified(token, requester)
         return Confirmation(client.number, client.email)
 
     def confirm(self, token: str, *, requester: str | None = None) -> Confirmation:
@@ -205,31 +235,48 @@ class RecoveryService:
         could not be sent, in which case the previous key is back in place and
         the same token still works. (Should the directory fail while putting the
         previous key back, the message says so and a new request is needed.)
+        Any other exception from the mailer, ``KeyboardInterrupt`` included,
+        puts the previous key back and propagates.
+
+        Within one process, concurrent confirmations of one client hash one
+        key: the others get :class:`TokenAlreadyUsed` at once. Should the
+        account change while the key is hashed (a new primary address, say),
+        the previous key is put back and :class:`TokenAlreadyUsed` raised.
         """
-        client = self._verified(token, requester)
-        key = generate_key()
-        new_hash = self.crypt_context.hash(key)
-        updated = Client(client.number, client.email, new_hash, client.name, client.locale)
-        try:
-            message = credentials_message(
-                updated, key=key, sender=self.sender, language=self._language(client),
-                now=self._now(),
-            )
-        except (ValueError, TypeError) as exc:
-            logger.error("client's primary address cannot be mailed",
-                         extra={"event": "bad_address", "client": client.number})
-            raise DeliveryFailed("the client's primary address cannot be mailed",
-                                 temporary=False) from exc
+        claims, client = self._verified(token, requester)
+        with self._exclusive(client.number, requester):
+            return self._rotate(claims, client, requester)
+
+    def _rotate(self, claims: TokenClaims, client: Client, requester: str | None) -> Confirmation:
+        new_key = Secret(generate_key())
+        new_hash = self.crypt_context.hash(new_key.reveal())
+        message: EmailMessage | None = credentials_message(
+            dataclasses.replace(client, key_hash=new_hash), key=new_key.reveal(),
+            sender=self.sender, language=self._language(client), now=self._now(),
+        )
+        # From here on only the message holds the key; every error path drops it.
+        del new_key
         if not self._swap(client.number, client.key_hash, new_hash):
+            message = None
             self._reject(TokenAlreadyUsed("this confirmation link was already used"),
                          "reused", requester)
         try:
-            self.mailer.send(message)
-        except Exception as exc:
+            current = self._find(IdentifierKind.CLIENT_NUMBER, client.number)
+            ours = current is not None and current.key_hash == new_hash
+            unchanged = ours and current is not None and claims.matches(
+                dataclasses.replace(current, key_hash=client.key_hash))
+            if unchanged:
+                assert message is not None
+                self.mailer.send(message)
+        except BaseException as exc:
+            message = None
             restored = self._undo(client, new_hash)
-            logger.error("credentials mail not sent", extra={
-                "event": "delivery_failed", "client": client.number,
-                "error": type(exc).__name__, "restored": restored})
+            if isinstance(exc, DirectoryError) or not isinstance(exc, Exception):
+                raise
+            details = failure_details(exc)
+            logger.error("credentials mail not sent: %s", details["reason"], extra={
+                "event": "delivery_failed", "client": client.number, "restored": restored,
+                **details})
             temporary = exc.temporary if isinstance(exc, DeliveryFailed) else True
             raise DeliveryFailed(
                 "the new access details could not be mailed; nothing was changed"
@@ -237,12 +284,36 @@ class RecoveryService:
                 "the new access details could not be mailed; request a new link",
                 temporary=temporary,
             ) from exc
+        if not unchanged:
+            message = None
+            if ours:
+                self._undo(client, new_hash)
+            self._reject(TokenAlreadyUsed("the account changed while the link was confirmed"),
+                         "reused", requester)
+        assert message is not None
         _log_sent(message, client.number)
         logger.info("recovery confirmed; access key rotated",
                     extra={"event": "confirmed", "client": client.number})
         return Confirmation(client.number, client.email)
 
-    def _verified(self, token: str, requester: str | None) -> Client:
+    @contextlib.contextmanager
+    def _exclusive(self, number: str, requester: str | None) -> Iterator[None]:
+        # The losers of a race hash nothing: argon2 costs memory, and one link
+        # posted many times at once must not multiply it.
+        with self._confirming_lock:
+            busy = number in self._confirming
+            if not busy:
+                self._confirming.add(number)
+        if busy:
+            self._reject(TokenAlreadyUsed("this confirmation link is already being used"),
+                         "reused", requester)
+        try:
+            yield
+        finally:
+            with self._confirming_lock:
+                self._confirming.discard(number)
+
+    def _verified(self, token: str, requester: str | None) -> tuple[TokenClaims, Client]:
         if requester is not None and self.limiter is not None and not self.limiter.test(
             "failed_confirmations", requester
         ):
@@ -253,18 +324,27 @@ class RecoveryService:
             self._reject(exc, "expired", requester)
         except InvalidToken as exc:
             self._reject(exc, "invalid", requester)
-        client = self._find(IdentifierKind.CLIENT_NUMBER, claims.number)
+        client = self._usable(self._find(IdentifierKind.CLIENT_NUMBER, claims.number))
+        if client is not None:
+            try:
+                mailbox(client.email)
+            except ValueError:
+                _log_unusable(client.number, "the primary address is not a valid email address")
+                client = None
         if client is None:
             self._reject(InvalidToken("the confirmation link is not valid"), "invalid", requester)
         if not claims.matches(client):
             self._reject(TokenAlreadyUsed("this confirmation link was already used"),
                          "reused", requester)
-        return client
+        return claims, client
 
     def _reject(self, error: InvalidToken, event: str, requester: str | None) -> NoReturn:
         logger.info("confirmation refused", extra={"event": event})
-        if requester is not None and self.limiter is not None:
-            self.limiter.hit("failed_confirmations", requester)
+        # Counted, then decided: of many failures at once, only as many as
+        # the limit allows are answered with the token's own error.
+        if (requester is not None and self.limiter is not None
+                and not self.limiter.hit("failed_confirmations", requester)):
+            self._throttle("failed_confirmations", requester)
         raise error
 
     def _enforce(self, limit: str, requester: str) -> None:
@@ -278,19 +358,33 @@ class RecoveryService:
                                                                "limit": limit})
         raise RateLimited(limit, self.limiter.retry_after(limit, requester))
 
-    def _confirmation_for(self, client: Client) -> EmailMessage | None:
-        token = self.tokens.issue(client)
-        try:
-            return confirmation_message(
-                client,
-                link=self.confirm_url.replace("{token}", token),
-                expires_in=self.tokens.max_age,
-                sender=self.sender,
-                language=self._language(client),
-                now=self._now(),
-            )
-        except (ValueError, TypeError):
+    def _lookup(self, kind: IdentifierKind, value: str) -> tuple[list[Client], bool]:
+        """The usable clients ``value`` names, and whether more were left out."""
+        find_all = getattr(self.directory, "find_all", None)
+        if kind is IdentifierKind.EMAIL and callable(find_all):
+            found: Sequence[object] = _directory_call(lambda: find_all(kind, value))
+        else:
+            one = self._find(kind, value)
+            found = [] if one is None else [one]
+        clients = [c for c in map(self._usable, found) if c is not None]
+        if not clients:
+            # The stand-in is checked too, so that a miss costs what a hit does.
+            self._usable(_NOBODY)
+        return clients[:MAX_CLIENTS_PER_MAIL], len(clients) > MAX_CLIENTS_PER_MAIL
+
+    @staticmethod
+    def _usable(record: object) -> Client | None:
+        """``record`` if the service can use it; else ``None``, logged at ERROR."""
+        if record is None:
             return None
+        problem = _problem(record)
+        if problem is None:
+            assert isinstance(record, Client)
+            return record
+        number = getattr(record, "number", None)
+        _log_unusable(number if isinstance(number, str) and number.isprintable() else None,
+                      problem)
+        return None
 
     def _find(self, kind: IdentifierKind, value: str) -> Client | None:
         return _directory_call(lambda: self.directory.find(kind, value))
@@ -316,6 +410,70 @@ class RecoveryService:
         return datetime.fromtimestamp(self._clock(), UTC)
 
 
+def _problem(record: object) -> str | None:
+    """What makes a directory record unusable, or ``None``."""
+    if not isinstance(record, Client):
+        return f"the directory returned a {type(record).__name__}, not a Client"
+    fields = {"number": record.number, "email": record.email, "key_hash": record.key_hash,
+              "name": record.name, "locale": record.locale}
+    for field, value in fields.items():
+        if value is None and field in ("name", "locale"):
+            continue
+        if not isinstance(value, str):
+            return f"{field} is {'missing' if value is None else 'not text'}"
+        if not value and field in ("number", "email", "key_hash"):
+            return f"{field} is empty"
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return f"{field} is not valid UTF-8"
+    # Lone surrogates (undecodable bytes) are not printable either.
+    for field, value in (("number", record.number), ("email", record.email),
+                         ("key_hash", record.key_hash)):
+        if not value.isprintable():
+            return f"{field} holds control characters"
+    return None
+
+
+def _log_unusable(number: str | None, problem: str) -> None:
+    logger.error("unusable client record: %s", problem,
+                 extra={"event": "unusable_record", "client": number, "reason": problem})
+
+
+def _shared_name(clients: Sequence[Client]) -> str:
+    # One greeting for the mailbox: a name only when every client has it.
+    names = {c.name for c in clients}
+    return names.pop() if len(names) == 1 else ""
+
+
+def _checked_sender(sender: object) -> str:
+    """``sender`` as one mailbox with an A-label domain; :class:`ValueError` otherwise."""
+    if not isinstance(sender, str) or any(_is_control(c) for c in sender):
+        raise ValueError("sender must be one email address, optionally with a name, "
+                         "without line breaks or control characters")
+    parsed = email.policy.default.header_factory("From", sender)
+    if parsed.defects or len(parsed.addresses) != 1 or not parsed.addresses[0].username:
+        raise ValueError("sender must be one email address, optionally with a name")
+    name, address = parsed.addresses[0].display_name, parsed.addresses[0].addr_spec
+    try:
+        checked = mailbox(address, name)
+    except ValueError:
+        raise ValueError("sender is not a valid email address") from None
+    if not checked.username.isascii():
+        raise ValueError("sender's mailbox name must be ASCII")
+    if name and checked.display_name != name:
+        raise ValueError("sender's display name must be printable text")
+    return str(checked)
+
+
+def _is_control(char: str) -> bool:
+    return unicodedata.category(char)[0] == "C" or unicodedata.category(char) in ("Zl", "Zp")
+
+
+def _as_bytes(key: str | bytes) -> bytes:
+    return key if isinstance(key, bytes) else key.encode("utf-8")
+
+
 def _directory_call(call: Callable[[], _T]) -> _T:
     """Run a directory call; wrap what a host's directory raises in DirectoryError."""
     try:
@@ -332,7 +490,3 @@ def _log_sent(message: EmailMessage, number: str) -> None:
     # The background mailer logs its own deliveries; this is for the direct ones.
     logger.info("mail sent", extra={"event": "mail_sent", "client": number,
                                     "message_id": message["Message-ID"]})
-
-
-def _has_line_break(value: str) -> bool:
-    return any(c in value for c in "\r\n\x00")

@@ -1,9 +1,12 @@
 """A :class:`~credrecovery.Mailer` that delivers through an SMTP server with :mod:`smtplib`.
 
 Each message gets its own connection: recovery mail is rare, and a fresh
-connection never trips over one the server has silently dropped. Every failure
-surfaces as :class:`~credrecovery.exceptions.DeliveryFailed`, whose ``temporary``
-flag follows the SMTP reply class (4xx temporary, 5xx permanent).
+connection never trips over one the server has silently dropped. Where the
+server offers DSN, every message asks that a bounce carry its headers only,
+never the body with the access key. Every failure surfaces as
+:class:`~credrecovery.exceptions.DeliveryFailed`, whose ``temporary`` flag
+follows the SMTP reply class (4xx temporary, 5xx permanent) and whose message
+names the reply codes and a likely fix, never the server's own text.
 """
 
 from __future__ import annotations
@@ -11,12 +14,15 @@ from __future__ import annotations
 import contextlib
 import email.errors
 import math
+import re
 import smtplib
 import ssl
 from email.headerregistry import AddressHeader
 from email.message import EmailMessage
 from email.utils import getaddresses
 from typing import Final, Literal, get_args
+
+import email_validator
 
 from .exceptions import DeliveryFailed
 
@@ -25,6 +31,25 @@ __all__ = ["SMTPMailer", "Security"]
 Security = Literal["plain", "starttls", "tls"]
 
 _SECURITY_MODES: Final = frozenset(get_args(Security))
+
+#: What :meth:`SMTPMailer.send` turns into DeliveryFailed.
+_SEND_ERRORS: Final = (smtplib.SMTPException, OSError, ValueError, email.errors.MessageError)
+
+#: RFC 3461: a bounce returns the headers only, so never the new access key.
+_DSN_MAIL_OPTIONS: Final = ("RET=HDRS",)
+
+#: An RFC 3463 ``class.subject.detail`` code, as it opens a reply's text (RFC 2034).
+_ENHANCED_CODE: Final = re.compile(r"([245])\.(0|[1-9][0-9]{0,2})\.(0|[1-9][0-9]{0,2})(?=\s|$)")
+
+#: OpenSSL's reasons when the first bytes of a TLS handshake are not TLS at all,
+#: as when the server greets in clear text (OpenSSL 3.2 and later report the second).
+_NOT_TLS_REASONS: Final = frozenset({"WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE"})
+
+#: The port registered for mail submission over implicit TLS (RFC 8314).
+_IMPLICIT_TLS_PORT: Final = 465
+
+_STARTTLS_HINT: Final = "the server may require STARTTLS: use security='starttls'"
+_LOGIN_HINT: Final = "the server may require a login: set username and password"
 
 
 class _Secret:
@@ -48,11 +73,26 @@ class SMTPMailer:
     ``security`` is ``"plain"`` (no TLS), ``"starttls"`` (upgrade with STARTTLS,
     which the server must offer) or ``"tls"`` (TLS from the first byte, usually
     port 465). ``ssl_context`` defaults to :func:`ssl.create_default_context`,
-    which verifies the server certificate and host name. A login over
-    ``"plain"`` would send the password in clear, so it is refused unless
-    ``allow_plain_login=True`` (for a relay on a trusted local network).
+    which verifies the server certificate and host name; to trust a private CA
+    or a self-signed certificate, pass ``ssl.create_default_context(cafile=...)``.
+    A login over ``"plain"`` would send the password in clear, so it is refused
+    unless ``allow_plain_login=True`` (for a relay on a trusted local network).
     ``timeout`` applies to each network operation. The mailer keeps no
     connection, so one instance may be shared between threads.
+
+    ``envelope_sender`` is the address sent as ``MAIL FROM`` (the receiving
+    server records it as ``Return-Path``): bounces go there, while the
+    ``From`` header stays as it is. It must be one bare address such as
+    ``bounces@example.com`` with an ASCII local part; an internationalized
+    domain is sent in its A-label form. With ``None``, smtplib takes the
+    ``Sender`` or else the ``From`` address of each message.
+
+    When the server offers DSN (RFC 3461), every message is sent with
+    ``RET=HDRS``, so a bounce carries its headers but never its body. A server
+    that does not offer DSN gets no extra parameter.
+
+    Bad settings raise :class:`ValueError` here. :meth:`send` failures raise
+    :class:`DeliveryFailed`, described there.
     """
 
     def __init__(
@@ -67,6 +107,7 @@ class SMTPMailer:
         ssl_context: ssl.SSLContext | None = None,
         local_hostname: str | None = None,
         allow_plain_login: bool = False,
+        envelope_sender: str | None = None,
     ) -> None:
         if not isinstance(host, str) or not host:
             raise ValueError("host must be a non-empty string")
@@ -100,6 +141,8 @@ class SMTPMailer:
         self._timeout = float(timeout)
         self._ssl_context = ssl_context
         self._local_hostname = local_hostname
+        self._envelope_sender = (None if envelope_sender is None
+                                 else _checked_envelope_sender(envelope_sender))
 
     def __repr__(self) -> str:
         return (
@@ -111,23 +154,39 @@ class SMTPMailer:
         """Deliver ``message`` to the addresses in its ``To`` header, and to no one else.
 
         Raises :class:`DeliveryFailed`, with the original error as ``__cause__``.
+        ``temporary`` is true for an SMTP 4xx reply, a timeout, a lost or
+        refused connection; false for a 5xx reply, a rejected certificate, a
+        missing extension, and ``"tls"`` aimed at a port that speaks plain
+        SMTP first. ``smtp_code`` and ``enhanced_code`` are the server's reply
+        codes, when it refused something. The message quotes those codes,
+        with a likely fix where they point to one (a login or STARTTLS the
+        server asks for, a mismatch of port and ``security``), and never the
+        server's own text.
         """
         recipients = _to_addresses(message)
         if not recipients:
             raise DeliveryFailed("the message has no To address", temporary=False)
         try:
-            self._deliver(message, recipients)
-        except (smtplib.SMTPException, OSError, ValueError, email.errors.MessageError) as exc:
-            raise _delivery_failed(exc) from exc
+            client = self._connect()
+        except _SEND_ERRORS as exc:
+            raise self._failure(exc, connecting=True) from exc
+        try:
+            self._deliver(client, message, recipients)
+        except _SEND_ERRORS as exc:
+            raise self._failure(exc, connecting=False) from exc
 
-    def _deliver(self, message: EmailMessage, recipients: list[str]) -> None:
-        client = self._connect()
+    def _deliver(self, client: smtplib.SMTP, message: EmailMessage,
+                 recipients: list[str]) -> None:
         try:
             if self._security == "starttls":
                 client.starttls(context=self._context())
             if self._username is not None and self._password is not None:
                 client.login(self._username, self._password.reveal())
-            refused = client.send_message(message, to_addrs=recipients)
+            # STARTTLS forgets the extensions offered before it, so ask on this channel.
+            client.ehlo_or_helo_if_needed()
+            options = _DSN_MAIL_OPTIONS if client.has_extn("dsn") else ()
+            refused = client.send_message(message, from_addr=self._envelope_sender,
+                                          to_addrs=recipients, mail_options=options)
             if refused:
                 raise smtplib.SMTPRecipientsRefused(refused)
             # The server has accepted the message; a failed goodbye changes nothing.
@@ -154,6 +213,144 @@ class SMTPMailer:
             return self._ssl_context
         return ssl.create_default_context()
 
+    def _failure(self, exc: BaseException, *, connecting: bool) -> DeliveryFailed:
+        """Map an smtplib or socket error to a DeliveryFailed that quotes no server text.
+
+        ``connecting`` tells that ``exc`` came before the server's greeting
+        was read (TCP connect, implicit TLS handshake, greeting).
+        """
+        if isinstance(exc, smtplib.SMTPRecipientsRefused):
+            return self._recipients_refused(exc)
+        if isinstance(exc, smtplib.SMTPResponseException):
+            return self._refused(exc)
+        if isinstance(exc, smtplib.SMTPServerDisconnected):
+            timed_out = isinstance(exc.__context__, TimeoutError)
+            what = "SMTP server timed out" if timed_out else "SMTP server closed the connection"
+            if not connecting:
+                return DeliveryFailed(what, temporary=True)
+            # An implicit-TLS server waits for a handshake that a plain client never starts.
+            if self._security != "tls" and self._port == _IMPLICIT_TLS_PORT:
+                return DeliveryFailed(
+                    f"{what} before its greeting: port {self._port} usually expects TLS "
+                    "from the first byte; use security='tls'",
+                    temporary=True,
+                )
+            return DeliveryFailed(f"{what} before its greeting", temporary=True)
+        if isinstance(exc, smtplib.SMTPNotSupportedError):
+            # Only smtplib raises this, with fixed wording that names the extension.
+            missing = next((name for name in ("STARTTLS", "AUTH", "SMTPUTF8") if name in str(exc)),
+                           "a needed extension")
+            return DeliveryFailed(f"SMTP server does not offer {missing}", temporary=False)
+        if isinstance(exc, smtplib.SMTPException):
+            return DeliveryFailed(f"SMTP delivery failed ({type(exc).__name__})",
+                                  temporary=False)
+        if isinstance(exc, ssl.SSLCertVerificationError):
+            # A certificate that fails verification will fail again until someone fixes it.
+            reason = exc.verify_message or "verification failed"
+            return DeliveryFailed(f"SMTP server certificate rejected: {reason}", temporary=False)
+        if isinstance(exc, ssl.SSLError):
+            if connecting and self._security == "tls" and exc.reason in _NOT_TLS_REASONS:
+                # The server spoke clear text: it will every time, until the settings change.
+                return DeliveryFailed(
+                    f"TLS handshake with port {self._port} failed: the server may expect "
+                    "STARTTLS; use security='starttls'",
+                    temporary=False,
+                )
+            return DeliveryFailed("TLS with the SMTP server failed", temporary=True)
+        if isinstance(exc, TimeoutError):
+            return DeliveryFailed("SMTP server timed out", temporary=True)
+        if isinstance(exc, OSError):
+            reason = exc.strerror or type(exc).__name__
+            return DeliveryFailed(f"could not reach the SMTP server: {reason}", temporary=True)
+        return DeliveryFailed("the message cannot be sent over SMTP", temporary=False)
+
+    def _recipients_refused(self, exc: smtplib.SMTPRecipientsRefused) -> DeliveryFailed:
+        replies = list(exc.recipients.values())
+        if not replies:
+            return DeliveryFailed("SMTP server refused the recipient", temporary=False)
+        temporary = all(400 <= code < 500 for code, _reply in replies)
+        # The highest code is the one that decided: any 5xx makes the failure permanent.
+        code, reply = max(replies, key=lambda item: item[0])
+        return self._coded("SMTP server refused the recipient", code, reply, temporary)
+
+    def _refused(self, exc: smtplib.SMTPResponseException) -> DeliveryFailed:
+        temporary = 400 <= exc.smtp_code < 500
+        if isinstance(exc, smtplib.SMTPAuthenticationError):
+            enhanced = _enhanced_code(exc.smtp_code, exc.smtp_error)
+            return DeliveryFailed(f"SMTP login failed ({_codes(exc.smtp_code, enhanced)})",
+                                  temporary=temporary, smtp_code=exc.smtp_code,
+                                  enhanced_code=enhanced)
+        if isinstance(exc, smtplib.SMTPSenderRefused):
+            what = "SMTP server refused the sender"
+        elif isinstance(exc, smtplib.SMTPDataError):
+            what = "SMTP server refused the message"
+        elif isinstance(exc, smtplib.SMTPConnectError):
+            what = "SMTP server refused the connection"
+        elif isinstance(exc, smtplib.SMTPHeloError):
+            what = "SMTP server refused EHLO and HELO"
+        else:
+            what = "SMTP server refused a command"
+        return self._coded(what, exc.smtp_code, exc.smtp_error, temporary)
+
+    def _coded(self, what: str, code: int, reply: bytes | str,
+               temporary: bool) -> DeliveryFailed:
+        enhanced = _enhanced_code(code, reply)
+        text = f"{what} ({_codes(code, enhanced)})"
+        hint = self._hint(code, enhanced)
+        if hint is not None:
+            text = f"{text}; {hint}"
+        return DeliveryFailed(text, temporary=temporary, smtp_code=code,
+                              enhanced_code=enhanced)
+
+    def _hint(self, code: int, enhanced: str | None) -> str | None:
+        """The likely fix a refusal's codes point to, judged from this mailer's settings."""
+        if code == 530 and self._security == "plain":
+            # 530 is both "must issue STARTTLS first" and "authentication required";
+            # either way this library logs in only over TLS, so TLS comes first.
+            return _STARTTLS_HINT
+        if self._username is not None:
+            return None
+        if code in (530, 535):
+            return _LOGIN_HINT
+        if (enhanced is not None and enhanced.startswith("5.7.")
+                and not _is_sender_authentication(enhanced)):
+            return _LOGIN_HINT
+        return None
+
+
+def _checked_envelope_sender(value: object) -> str:
+    """Return ``value`` as one bare address in ASCII (A-label domain), or raise ValueError."""
+    if not isinstance(value, str):
+        raise ValueError("envelope_sender must be a string")
+    try:
+        checked = email_validator.validate_email(value, check_deliverability=False,
+                                                 allow_smtputf8=False)
+    except email_validator.EmailNotValidError as exc:
+        # The validator's reason names the offending characters, not the value.
+        raise ValueError(f"envelope_sender must be one bare email address: {exc}") from None
+    if checked.ascii_email is None:
+        raise ValueError("envelope_sender must be one bare email address in ASCII")
+    return checked.ascii_email
+
+
+def _enhanced_code(smtp_code: int, reply: bytes | str) -> str | None:
+    """Return the RFC 3463 code that opens ``reply``, if its class agrees with ``smtp_code``."""
+    text = reply.decode("ascii", "replace") if isinstance(reply, bytes) else reply
+    match = _ENHANCED_CODE.match(text)
+    if match is None or match.group(1) != str(smtp_code)[:1]:
+        return None
+    return match.group(0)
+
+
+def _codes(smtp_code: int, enhanced: str | None) -> str:
+    return str(smtp_code) if enhanced is None else f"{smtp_code} {enhanced}"
+
+
+def _is_sender_authentication(enhanced: str) -> bool:
+    # 5.7.20 to 5.7.29 (RFC 7372 and later) report checks of the sender's domain
+    # and host: DKIM, SPF, DMARC, reverse DNS, null MX. A login changes none.
+    return 20 <= int(enhanced.rsplit(".", 1)[1]) <= 29
+
 
 def _to_addresses(message: EmailMessage) -> list[str]:
     """Return the addr-specs in the ``To`` header(s), without duplicates, in order."""
@@ -164,41 +361,3 @@ def _to_addresses(message: EmailMessage) -> list[str]:
         else:
             found.extend(addr for _name, addr in getaddresses([str(value)]))
     return list(dict.fromkeys(addr for addr in found if addr and addr != "<>"))
-
-
-def _delivery_failed(exc: BaseException) -> DeliveryFailed:
-    """Map an smtplib or socket error to a DeliveryFailed that quotes no server text."""
-    if isinstance(exc, smtplib.SMTPRecipientsRefused):
-        codes = sorted(code for code, _reply in exc.recipients.values())
-        temporary = bool(codes) and all(400 <= code < 500 for code in codes)
-        shown = codes[0] if codes else "?"
-        return DeliveryFailed(f"SMTP server refused the recipient ({shown})",
-                              temporary=temporary)
-    if isinstance(exc, smtplib.SMTPResponseException):
-        temporary = 400 <= exc.smtp_code < 500
-        if isinstance(exc, smtplib.SMTPAuthenticationError):
-            return DeliveryFailed(f"SMTP login failed ({exc.smtp_code})", temporary=temporary)
-        return DeliveryFailed(f"SMTP server answered {exc.smtp_code}", temporary=temporary)
-    if isinstance(exc, smtplib.SMTPServerDisconnected):
-        if isinstance(exc.__context__, TimeoutError):
-            return DeliveryFailed("SMTP server timed out", temporary=True)
-        return DeliveryFailed("SMTP server closed the connection", temporary=True)
-    if isinstance(exc, smtplib.SMTPNotSupportedError):
-        # Only smtplib raises this, with fixed wording that names the extension.
-        missing = next((name for name in ("STARTTLS", "AUTH", "SMTPUTF8") if name in str(exc)),
-                       "a needed extension")
-        return DeliveryFailed(f"SMTP server does not offer {missing}", temporary=False)
-    if isinstance(exc, smtplib.SMTPException):
-        return DeliveryFailed(f"SMTP delivery failed ({type(exc).__name__})", temporary=False)
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        # A certificate that fails verification will fail again until someone fixes it.
-        reason = exc.verify_message or "verification failed"
-        return DeliveryFailed(f"SMTP server certificate rejected: {reason}", temporary=False)
-    if isinstance(exc, ssl.SSLError):
-        return DeliveryFailed("TLS with the SMTP server failed", temporary=True)
-    if isinstance(exc, TimeoutError):
-        return DeliveryFailed("SMTP server timed out", temporary=True)
-    if isinstance(exc, OSError):
-        reason = exc.strerror or type(exc).__name__
-        return DeliveryFailed(f"could not reach the SMTP server: {reason}", temporary=True)
-    return DeliveryFailed("the message cannot be sent over SMTP", temporary=False)

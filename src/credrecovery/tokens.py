@@ -12,6 +12,7 @@ import dataclasses
 import hashlib
 import hmac
 import json
+import math
 import re
 import time
 from collections.abc import Callable, Iterable
@@ -19,7 +20,7 @@ from datetime import timedelta
 from typing import Any
 
 import itsdangerous
-from itsdangerous.encoding import base64_decode, base64_encode, want_bytes
+from itsdangerous.encoding import base64_decode, base64_encode, int_to_bytes, want_bytes
 
 from .exceptions import InvalidToken, TokenExpired
 from .models import Client
@@ -27,6 +28,13 @@ from .models import Client
 __all__ = ["TokenClaims", "TokenSigner"]
 
 MAX_TOKEN_LENGTH = 512
+#: How far ahead of the reader's clock, in seconds, a token's stamp may be and
+#: still verify: workers' clocks drift apart, and a link mailed by one whose
+#: clock runs ahead must not be dead on arrival. A stamp further ahead is
+#: :class:`InvalidToken` (no honest signer made it), never :class:`TokenExpired`.
+MAX_CLOCK_SKEW_SECONDS = 60
+# Timestamps are packed as unsigned 64-bit integers.
+_MAX_TIMESTAMP = 2**64 - 1
 _SHAPE = re.compile(r"[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]{2,}")
 _B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 # Index by segment length modulo 4: the low bits the last character must leave
@@ -75,6 +83,11 @@ class _Signer(itsdangerous.TimestampSigner):
     def get_timestamp(self) -> int:
         return int(self._clock())
 
+    def sign_at(self, value: bytes, timestamp: int) -> bytes:
+        """What :meth:`sign` returns when its clock reads ``timestamp``."""
+        stamped = value + want_bytes(self.sep) + base64_encode(int_to_bytes(timestamp))
+        return itsdangerous.Signer.sign(self, stamped)
+
     def derive_key(self, secret_key: str | bytes | None = None) -> bytes:
         if secret_key is None:
             return self._derived[self.secret_keys[-1]]
@@ -86,49 +99,76 @@ class TokenSigner:
 
     ``secret_key`` signs and verifies; each of ``fallback_secret_keys`` only
     verifies, so a signing key can be rotated without killing tokens in flight.
-    HMAC-SHA256, salted for this one purpose.
+    As in itsdangerous, a single ``str`` or ``bytes`` given as
+    ``fallback_secret_keys`` is one key, not a sequence of one-character keys.
+    A key that is not ``str`` or ``bytes`` is :class:`TypeError`; an empty one
+    is :class:`ValueError`. HMAC-SHA256, salted for this one purpose.
+
+    A token verifies from ``MAX_CLOCK_SKEW_SECONDS`` before its stamp (a signer
+    whose clock runs ahead) until ``max_age`` after it.
     """
 
     def __init__(
         self,
         secret_key: str | bytes,
-        fallback_secret_keys: Iterable[str | bytes] = (),
+        fallback_secret_keys: str | bytes | Iterable[str | bytes] = (),
         *,
         max_age: timedelta = timedelta(hours=1),
         clock: Callable[[], float] = time.time,
     ) -> None:
-        fallbacks = list(fallback_secret_keys)
-        for key in (secret_key, *fallbacks):
-            if not isinstance(key, (str, bytes)) or not key:
-                raise ValueError("secret keys must be non-empty str or bytes")
+        keys = [*_fallback_keys(fallback_secret_keys), secret_key]
+        for key in keys:
+            if not isinstance(key, (str, bytes)):
+                raise TypeError(
+                    f"secret keys must be str or bytes, not {type(key).__name__}"
+                )
+            if not key:
+                raise ValueError("secret keys must be non-empty")
         if max_age <= timedelta(0):
             raise ValueError("max_age must be positive")
         self.max_age = max_age
         self._max_age_seconds = int(max_age.total_seconds())
         # itsdangerous signs with the last key and verifies with every one.
-        self._signer = _Signer(
-            [*fallbacks, secret_key],
-            salt=_SALT,
-            digest_method=hashlib.sha256,
-            clock=clock,
-        )
+        self._signer = _Signer(keys, salt=_SALT, digest_method=hashlib.sha256, clock=clock)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(max_age={self.max_age!r})"
 
     def issue(self, client: Client) -> str:
-        """Return a URL-safe token for ``client`` in its current state."""
-        payload = json.dumps(
-            [client.number, account_binding(client)], separators=(",", ":")
-        ).encode("utf-8")
-        return self._signer.sign(base64_encode(payload)).decode("ascii")
+        """Return a URL-safe token for ``client`` in its current state, stamped now."""
+        return self.issue_for(client.number, account_binding(client))
+
+    def issue_for(self, number: str, binding: str, *, issued_at: float | None = None) -> str:
+        """Return a URL-safe token for client ``number`` whose state digests to ``binding``.
+
+        ``binding`` is :func:`account_binding` of the client. The token is
+        stamped ``issued_at`` (seconds since the epoch, truncated to a whole
+        second) or, when ``None``, the signer's clock; it expires ``max_age``
+        after that stamp. For the same inputs and second, the token is the one
+        :meth:`issue` gives. Raises :class:`TypeError` for a ``number`` or
+        ``binding`` that is not a ``str`` or an ``issued_at`` that is not a
+        number, and :class:`ValueError` for a negative or non-finite one.
+        """
+        if not isinstance(number, str) or not isinstance(binding, str):
+            raise TypeError("number and binding must be str")
+        if issued_at is None:
+            timestamp = self._signer.get_timestamp()
+        else:
+            if isinstance(issued_at, bool) or not isinstance(issued_at, (int, float)):
+                raise TypeError("issued_at must be a number of seconds since the epoch")
+            if not math.isfinite(issued_at) or not 0 <= issued_at <= _MAX_TIMESTAMP:
+                raise ValueError("issued_at must be a finite, non-negative time")
+            timestamp = int(issued_at)
+        payload = json.dumps([number, binding], separators=(",", ":")).encode("utf-8")
+        return self._signer.sign_at(base64_encode(payload), timestamp).decode("ascii")
 
     def read(self, token: object) -> TokenClaims:
         """Verify ``token`` and return its claims.
 
         Raises :class:`TokenExpired` for a genuine token past ``max_age`` and
-        :class:`InvalidToken` for anything else that does not verify. Nothing
-        is looked up, so a forgery costs a few HMACs at most.
+        :class:`InvalidToken` for anything else that does not verify, a token
+        stamped more than ``MAX_CLOCK_SKEW_SECONDS`` in the future included.
+        Nothing is looked up, so a forgery costs a few HMACs at most.
         """
         if (
             not isinstance(token, str)
@@ -137,27 +177,40 @@ class TokenSigner:
             or not _is_canonical(token)
         ):
             raise InvalidToken("the confirmation link is not valid")
-        expired = False
+        payload: object = None
+        age = 0
         try:
-            encoded, signed_at = self._signer.unsign(
-                token, max_age=self._max_age_seconds, return_timestamp=True
-            )
+            # The age is checked here rather than by itsdangerous, which calls a
+            # stamp from the future expired.
+            encoded, signed_at = self._signer.unsign(token, return_timestamp=True)
+            age = self._signer.get_timestamp() - int(signed_at.timestamp())
             payload = json.loads(base64_decode(encoded))
-        except itsdangerous.SignatureExpired:
-            expired = True
-        except (itsdangerous.BadData, ValueError):
+        except (itsdangerous.BadData, ValueError, OverflowError, OSError):
             payload = None
         # Raised outside the handler so no itsdangerous error, which holds the
         # token's parts, is chained to ours.
-        if expired:
-            raise TokenExpired("the confirmation link has expired")
         if (
-            not isinstance(payload, list)
+            age < -MAX_CLOCK_SKEW_SECONDS
+            or not isinstance(payload, list)
             or len(payload) != 2
             or not all(isinstance(part, str) for part in payload)
         ):
             raise InvalidToken("the confirmation link is not valid")
+        if age > self._max_age_seconds:
+            raise TokenExpired("the confirmation link has expired")
         return TokenClaims(payload[0], payload[1], signed_at.timestamp())
+
+
+def _fallback_keys(keys: object) -> list[object]:
+    # A str or bytes is one key: iterating it would make a key of each character.
+    if isinstance(keys, (str, bytes)):
+        return [keys]
+    if not isinstance(keys, Iterable):
+        raise TypeError(
+            "fallback_secret_keys must be a str, bytes or an iterable of them, "
+            f"not {type(keys).__name__}"
+        )
+    return list(keys)
 
 
 def _is_canonical(token: str) -> bool:
