@@ -17,6 +17,9 @@ MODULES = {
     "credrecovery.sqlite": ["SQLiteDirectory"],
     "credrecovery.sqlalchemy": ["SQLAlchemyDirectory", "TableMapping"],
     "credrecovery.smtp": ["SMTPMailer"],
+    "credrecovery.delivery": ["compose", "failure_details"],
+    "credrecovery.sealing": ["JobSealer"],
+    "credrecovery.celery": ["CeleryDelivery", "TASK_NAME"],
 }
 TARGET = Path(__file__).with_name("api.md")
 
@@ -69,8 +72,10 @@ def render() -> str:
                 members = ", ".join(f"`{m.name} = {m.value!r}`" for m in obj)
                 parts += [f"### enum `{name}`", "", _doc(obj), "", f"Members: {members}.", ""]
                 continue
-            signature = _signature(obj) if kind != "value" else ""
-            parts += [f"### {kind} `{name}{signature}`", "", _doc(obj), ""]
+            if kind == "value":
+                parts += [f"### value `{name} = {obj!r}`", ""]
+                continue
+            parts += [f"### {kind} `{name}{_signature(obj)}`", "", _doc(obj), ""]
             if kind == "class":
                 members = _members(obj)
                 if members:

@@ -1,9 +1,9 @@
 """Confirmation mail delivered by a Celery worker, for hosts with several machines.
 
 Install with ``pip install 'credrecovery[celery]'``. The web process seals
-each job (Fernet: AES-128-CBC with HMAC-SHA256, under a key derived from the
-service's ``secret_key``) and publishes it; a worker unseals it, composes the
-mail and sends it, retrying through Celery's own machinery. A broker reader
+each job with a :class:`~credrecovery.sealing.JobSealer` and publishes it; a
+worker unseals it, composes the mail and sends it, retrying through Celery's
+own machinery. A broker reader
 sees payloads of one size for hits and misses alike, and no link, address or
 client number. Publishing returns once the broker holds the job, so a web
 process that dies right after :meth:`~credrecovery.RecoveryService.request`
@@ -21,16 +21,13 @@ and run ``celery -A panel.recovery:app worker``.
 
 from __future__ import annotations
 
-import base64
 import copy
-import json
 import logging
 import secrets
 from typing import Any
 
 try:
     import celery
-    from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 except ImportError as exc:  # pragma: no cover - exercised with the extra missing
     raise ImportError(
         "credrecovery.celery needs Celery and cryptography: pip install 'credrecovery[celery]'"
@@ -41,6 +38,7 @@ from .delivery import compose, failure_details
 from .exceptions import DeliveryFailed
 from .jobs import ConfirmationJob
 from .protocols import Mailer
+from .sealing import JobSealer
 
 __all__ = ["TASK_NAME", "CeleryDelivery"]
 
@@ -48,9 +46,6 @@ logger = logging.getLogger("credrecovery")
 
 #: The name of the Celery task that delivers a sealed job.
 TASK_NAME = "credrecovery.deliver_confirmation"
-# Sealed jobs are padded to a multiple of this many bytes, so that their size
-# tells a broker reader nothing about the client.
-_PADDING = 1024
 
 
 class CeleryDelivery:
@@ -93,7 +88,7 @@ class CeleryDelivery:
         self.delay = delay
         self.queue = queue
         self._composer: Composer | None = None
-        self._fernet: MultiFernet | None = None
+        self._sealer: JobSealer | None = None
 
         def deliver(task: Any, sealed: str) -> None:
             self._deliver(task, sealed)
@@ -111,9 +106,7 @@ class CeleryDelivery:
         if self._composer is not None and self._composer is not composer:
             raise ValueError("this CeleryDelivery already delivers for another service")
         self._composer = composer
-        self._fernet = MultiFernet(
-            [Fernet(base64.urlsafe_b64encode(key)) for key in composer.job_keys]
-        )
+        self._sealer = JobSealer(composer)
 
     def submit(self, job: ConfirmationJob) -> None:
         """Seal ``job`` and publish it; :class:`DeliveryFailed` if the broker refuses it."""
@@ -133,27 +126,17 @@ class CeleryDelivery:
         """Nothing to release: the Celery app is the host's."""
 
     def seal(self, job: ConfirmationJob) -> str:
-        """``job`` encrypted and authenticated, padded to a fixed size."""
-        data = json.dumps(job.to_dict(), separators=(",", ":")).encode("utf-8")
-        # JSON ignores trailing whitespace, so spaces pad it.
-        data += b" " * (-len(data) % _PADDING)
-        return self._keys().encrypt(data).decode("ascii")
+        """``job`` sealed as it travels: see :class:`~credrecovery.sealing.JobSealer`."""
+        return self._bound().seal(job)
 
     def unseal(self, sealed: str) -> ConfirmationJob:
         """The job ``sealed`` holds; :class:`ValueError` if forged, tampered or expired."""
-        assert self._composer is not None
-        try:
-            data = self._keys().decrypt(sealed.encode("ascii"),
-                                        ttl=int(self._composer.max_age.total_seconds()))
-            return ConfirmationJob.from_dict(json.loads(data))
-        except (InvalidToken, UnicodeError, ValueError, TypeError, AttributeError):
-            raise ValueError("the job is forged, tampered, expired or sealed with an unknown "
-                             "secret_key") from None
+        return self._bound().unseal(sealed)
 
-    def _keys(self) -> MultiFernet:
-        if self._fernet is None:
+    def _bound(self) -> JobSealer:
+        if self._sealer is None:
             raise DeliveryFailed("the Celery delivery is not bound to a service", temporary=False)
-        return self._fernet
+        return self._sealer
 
     def _deliver(self, task: Any, sealed: str) -> None:
         if self._composer is None:

@@ -27,7 +27,7 @@ from .exceptions import DeliveryFailed
 from .jobs import ConfirmationJob
 from .protocols import Mailer
 
-__all__ = ["BackgroundMailer", "failure_details"]
+__all__ = ["BackgroundMailer", "compose", "failure_details"]
 
 logger = logging.getLogger("credrecovery")
 
