@@ -101,6 +101,7 @@ def background() -> Iterator[Callable[..., BackgroundMailer]]:
 
     def make(inner: Any, **options: Any) -> BackgroundMailer:
         options.setdefault("backoff", 0.01)
+        options.setdefault("workers", 1)
         mailer = BackgroundMailer(inner, **options)
         made.append(mailer)
         return mailer
@@ -136,7 +137,7 @@ def test_send_returns_before_a_slow_delivery(
 
 
 def test_messages_are_delivered_in_order(background: Callable[..., BackgroundMailer]) -> None:
-    """Messages leave in the order they were queued."""
+    """With one worker, messages leave in the order they were queued."""
     inner = RecordingMailer(delay=0.001)
     mailer = background(inner)
     for n in range(25):
@@ -146,10 +147,10 @@ def test_messages_are_delivered_in_order(background: Callable[..., BackgroundMai
 
 
 def test_invalid_settings_are_refused() -> None:
-    """Nonsense queue or retry settings are a ValueError."""
+    """Nonsense queue, retry or worker settings are a ValueError."""
     inner = RecordingMailer()
     for options in [{"max_queue": 0}, {"max_attempts": 0}, {"backoff": -1.0},
-                    {"backoff": 10.0, "max_backoff": 1.0}]:
+                    {"backoff": 10.0, "max_backoff": 1.0}, {"workers": 0}]:
         with pytest.raises(ValueError):
             BackgroundMailer(inner, **options)
 
@@ -290,7 +291,7 @@ class SmallQueue(BackgroundMailer):
     """The service's background mailer, with a queue of two."""
 
     def __init__(self, mailer: Any) -> None:
-        super().__init__(mailer, max_queue=2, backoff=0.01)
+        super().__init__(mailer, max_queue=2, backoff=0.01, workers=1)
 
 
 def test_the_service_answers_the_same_when_the_queue_is_full(
@@ -314,9 +315,11 @@ def test_the_service_answers_the_same_when_the_queue_is_full(
         inner.release.set()
     assert service.flush(timeout=5)
     assert len(inner.outbox) == 3
-    [dropped] = events(caplog, "mail_dropped")
-    assert dropped.levelno == logging.ERROR
-    assert getattr(dropped, "error", None) == "DeliveryFailed"
+    dropped = events(caplog, "mail_dropped")
+    assert [getattr(r, "client", None) for r in dropped] == ["9000", None]
+    assert all(r.levelno == logging.ERROR for r in dropped)
+    assert all(getattr(r, "error", None) == "DeliveryFailed" for r in dropped)
+    assert dropped[0].getMessage() == dropped[1].getMessage()
     assert events(caplog, "requested") == []
     assert len(events(caplog, "unknown_identifier")) == 1
 
@@ -521,6 +524,27 @@ def test_a_job_waits_its_random_delay(make_service: ServiceFactory) -> None:
     assert slow.pending == 1
     assert service.flush(timeout=5)
     assert len(inner.outbox) == 2
+
+
+class RendezvousMailer(RecordingMailer):
+    """Each delivery waits until ``parties`` deliveries are under way at once."""
+
+    def __init__(self, parties: int) -> None:
+        super().__init__()
+        self.barrier = threading.Barrier(parties, timeout=5)
+
+    def fail(self, attempt: int) -> None:
+        self.barrier.wait()
+
+
+def test_workers_deliver_side_by_side(background: Callable[..., BackgroundMailer]) -> None:
+    """With four workers, four slow deliveries are under way at the same time."""
+    inner = RendezvousMailer(parties=4)
+    mailer = background(inner, workers=4)
+    for n in range(8):
+        mailer.send(message(n))
+    assert mailer.flush(timeout=10)
+    assert len(inner.outbox) == 8
 
 
 def test_invalid_delays_are_refused() -> None:

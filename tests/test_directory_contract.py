@@ -4,6 +4,10 @@ Each store is built by a factory: the in-memory directory, SQLite, SQLAlchemy
 on SQLite, SQLAlchemy on PostgreSQL with its own tables and with a host's
 tables under other names, and a directory a host wrote itself. Client numbers
 are numeric so that the integer-keyed host tables take part in every test.
+
+The shipped directories also have ``find_all`` and let several clients share a
+primary address; those tests apply to every directory with a ``find_all``. The
+host-written one has only ``find``, as a host's may, and skips them.
 """
 
 from __future__ import annotations
@@ -12,9 +16,9 @@ import contextlib
 import dataclasses
 import sqlite3
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import pytest
 import sqlalchemy as sa
@@ -128,10 +132,15 @@ class Directory(ClientDirectory, Protocol):
 
 @dataclasses.dataclass
 class Store:
-    """A directory under test and, unless it cannot fail, a way to break its storage."""
+    """A directory under test and, unless it cannot fail, a way to break its storage.
+
+    ``shares_addresses`` tells that the directory has ``find_all`` and lets
+    several clients share a primary address, as every shipped one does.
+    """
 
     directory: Directory
     break_it: Callable[[], None] | None = None
+    shares_addresses: bool = True
 
 
 # --- the factories --------------------------------------------------------------------------
@@ -186,11 +195,12 @@ def sqlalchemy_postgres_store(tmp_path: Path) -> Iterator[Store]:
 HOST_TABLES = """
 CREATE TABLE accounts (
     acct_no       integer PRIMARY KEY,
-    contact_email text NOT NULL UNIQUE,
+    contact_email text NOT NULL,
     secret_hash   text NOT NULL,
     display_name  text,
     lang          text
 );
+CREATE INDEX accounts_contact_email ON accounts (contact_email);
 CREATE TABLE account_hostnames (
     hostname text PRIMARY KEY,
     acct_no  integer REFERENCES accounts
@@ -227,7 +237,7 @@ def host_written_store(tmp_path: Path) -> Iterator[Store]:
     def go_down() -> None:
         directory.down = True
 
-    yield Store(directory, go_down)
+    yield Store(directory, go_down, shares_addresses=False)
 
 
 FACTORIES: dict[str, Callable[[Path], contextlib.AbstractContextManager[Store]]] = {
@@ -442,3 +452,89 @@ def test_full_flow_through_the_service(directory: Directory, kind: str, typed: s
         service.confirm(token)
     bob = directory.find(NUMBER, "1002")
     assert bob is not None and CONTEXT.verify("Bob-Access-Key-2024", bob.key_hash)
+
+
+# --- shared primary addresses and find_all -------------------------------------------------
+
+
+def find_all_of(store: Store) -> Callable[..., Sequence[Client]]:
+    """The directory's ``find_all``; skips the test for a directory that has only ``find``."""
+    if not store.shares_addresses:
+        pytest.skip("this directory has only find, as a host's may")
+    find_all = getattr(store.directory, "find_all", None)
+    assert callable(find_all), "a shipped directory has find_all"
+    return cast(Callable[..., Sequence[Client]], find_all)
+
+
+def add_reseller_client(directory: Directory, number: str, domain: str) -> Client:
+    """Another client under Alice's primary address, as a reseller holds them."""
+    return directory.add_client(
+        number, "Alice@Example.com", key_hash=CONTEXT.hash(f"Key-of-{number}"), domains=[domain],
+        name=f"Shop {number}",
+    )
+
+
+def test_shared_primary_address_finds_every_client(store: Store) -> None:
+    """Several clients may share a primary address; find_all returns them all, find the first."""
+    find_all = find_all_of(store)
+    directory = store.directory
+    last = add_reseller_client(directory, "1005", "shop5.example")
+    alice = add_alice(directory)
+    middle = add_reseller_client(directory, "1003", "shop3.example")
+    bob = add_bob(directory)
+
+    assert list(find_all(EMAIL, "alice@example.com")) == [alice, middle, last]
+    assert directory.find(EMAIL, "alice@example.com") == alice
+    # Each client keeps its own number, key and domains.
+    assert directory.find(DOMAIN, "shop3.example") == middle
+    assert directory.find(NUMBER, "1005") == last
+    assert last.key_hash != middle.key_hash
+    assert list(find_all(EMAIL, "bob@example.net")) == [bob]
+
+
+def test_find_all_stops_at_the_limit(store: Store) -> None:
+    """find_all returns at most ``limit`` clients, the lowest numbers first; 50 by default."""
+    find_all = find_all_of(store)
+    directory = store.directory
+    for number in ("1005", "1001", "1004", "1002", "1003"):
+        add_reseller_client(directory, number, f"shop{number}.example")
+    numbers = [client.number for client in find_all(EMAIL, "alice@example.com")]
+    assert numbers == ["1001", "1002", "1003", "1004", "1005"]
+    for limit, expected in ((1, ["1001"]), (2, ["1001", "1002"]), (9, numbers)):
+        found = find_all(EMAIL, "alice@example.com", limit=limit)
+        assert [client.number for client in found] == expected, limit
+    for limit in (0, -1):
+        with pytest.raises(ValueError, match="limit"):
+            find_all(EMAIL, "alice@example.com", limit=limit)
+
+
+def test_find_all_by_number_or_domain_is_one_client_at_most(store: Store) -> None:
+    """A number or a domain names one client; a miss of any kind is an empty list."""
+    find_all = find_all_of(store)
+    directory = store.directory
+    alice = add_alice(directory)
+    add_reseller_client(directory, "1003", "shop3.example")
+    assert list(find_all(NUMBER, "1001")) == [alice]
+    for domain in ALICE_DOMAINS:
+        assert list(find_all(DOMAIN, domain)) == [alice], domain
+    for kind, value in [(NUMBER, "9999"), (EMAIL, "nobody@example.com"),
+                        (DOMAIN, "nobody.example"), (EMAIL, "alice@alice.example"),
+                        (NUMBER, "alice")]:
+        assert list(find_all(kind, value)) == [], (kind, value)
+
+
+def test_numbers_and_domains_stay_unique(store: Store) -> None:
+    """A taken number or domain is still refused, leaving nothing of the new client."""
+    find_all_of(store)
+    directory = store.directory
+    alice = add_alice(directory)
+    with pytest.raises(ValueError):
+        directory.add_client("1001", "someone@example.org", key_hash=NEW_HASH)
+    with pytest.raises(ValueError):
+        directory.add_client("1009", "alice@example.com", key_hash=NEW_HASH,
+                             domains=["new.example", "alice-shop.example"])
+    assert directory.find(NUMBER, "1009") is None
+    assert directory.find(DOMAIN, "new.example") is None
+    assert directory.find(EMAIL, "someone@example.org") is None
+    assert directory.find(NUMBER, "1001") == alice
+    assert directory.find(DOMAIN, "alice-shop.example") == alice

@@ -6,6 +6,7 @@ import dataclasses
 import importlib
 import sys
 import threading
+import traceback
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -88,8 +89,11 @@ def test_create_schema_is_idempotent_and_indexes_every_lookup(
     assert {"credrecovery_clients", "credrecovery_domains"} <= set(inspector.get_table_names())
     assert inspector.get_pk_constraint("credrecovery_clients")["constrained_columns"] == ["number"]
     assert inspector.get_pk_constraint("credrecovery_domains")["constrained_columns"] == ["domain"]
-    unique = [c["column_names"] for c in inspector.get_unique_constraints("credrecovery_clients")]
-    assert ["email"] in unique
+    # The primary address is indexed but not unique: resellers share one.
+    assert inspector.get_unique_constraints("credrecovery_clients") == []
+    email_indexes = {i["name"]: (i["column_names"], i["unique"])
+                     for i in inspector.get_indexes("credrecovery_clients")}
+    assert email_indexes == {"ix_credrecovery_clients_email": (["email"], False)}
     indexed = [i["column_names"] for i in inspector.get_indexes("credrecovery_domains")]
     assert ["client_number"] in indexed
 
@@ -142,12 +146,10 @@ def test_add_client_normalizes_and_hashes(directory: SQLAlchemyDirectory) -> Non
 def test_add_client_refuses_duplicates_and_writes_nothing(
     directory: SQLAlchemyDirectory,
 ) -> None:
-    """A taken number, email or domain raises ValueError and leaves no partial client."""
+    """A taken number or domain raises ValueError and leaves no partial client."""
     add_alice(directory)
     with pytest.raises(ValueError, match="number"):
         directory.add_client("1001", "other@example.com", key_hash=HASH)
-    with pytest.raises(ValueError, match="email"):
-        directory.add_client("2001", "ALICE@example.com", key_hash=HASH)
     with pytest.raises(ValueError, match="domain"):
         directory.add_client(
             "2002", "other@example.com", key_hash=HASH, domains=["new.example", "alice.example"]
@@ -356,17 +358,81 @@ def test_host_mixed_case_email(database: Database) -> None:
     found = directory.find(EMAIL, "alice@example.com")
     assert found is not None
     assert (found.number, found.email) == ("1", "Alice@Example.COM")
-    with pytest.raises(ValueError, match="email"):
-        directory.add_client("6", "ALICE@example.com", key_hash=HASH)
+    added = directory.add_client("6", "ALICE@example.com", key_hash=HASH)
+    assert directory.find_all(EMAIL, "alice@example.com") == [found, added]
 
 
-def test_host_lookup_matching_several_clients_is_an_error(database: Database) -> None:
-    """Two clients sharing an address once lower-cased make the lookup fail, not guess."""
+def test_host_address_shared_once_lower_cased(database: Database) -> None:
+    """Two clients sharing an address once lower-cased are both found; find gives the first."""
     create_host_tables(database.engine, alice_mail="Bob@Example.NET")
     mapping = dataclasses.replace(HOST_MAPPING, email_lowercased=False)
     directory = SQLAlchemyDirectory(database.engine, mapping=mapping)
-    with pytest.raises(DirectoryError, match="several"):
-        directory.find(EMAIL, "bob@example.net")
+    found = directory.find_all(EMAIL, "bob@example.net")
+    assert [(c.number, c.email) for c in found] == [("1", "Bob@Example.NET"),
+                                                    ("2", "bob@example.net")]
+    assert directory.find(EMAIL, "bob@example.net") == found[0]
+
+
+def test_host_integer_numbers_are_ordered_numerically(database: Database) -> None:
+    """With number_is_integer, clients sharing an address come in numeric order: 9, 10, 100."""
+    create_host_tables(database.engine)
+    directory = SQLAlchemyDirectory(database.engine, mapping=HOST_MAPPING)
+    for number in ("100", "9", "10"):
+        directory.add_client(number, "reseller@example.com", key_hash=HASH)
+    found = directory.find_all(EMAIL, "reseller@example.com")
+    assert [client.number for client in found] == ["9", "10", "100"]
+    assert [c.number for c in directory.find_all(EMAIL, "reseller@example.com", limit=2)] == [
+        "9", "10"]
+
+
+def test_host_domain_listed_for_two_clients_is_an_error(database: Database) -> None:
+    """A domain two clients own in a host's table makes the lookup fail rather than guess."""
+    create_host_tables(database.engine)
+    with database.engine.begin() as connection:
+        connection.exec_driver_sql("CREATE TABLE shared_domains (fqdn text, cust_id integer)")
+        connection.exec_driver_sql(
+            "INSERT INTO shared_domains VALUES ('both.example', 1), ('both.example', 2)")
+    mapping = dataclasses.replace(HOST_MAPPING, domains_table="shared_domains")
+    directory = SQLAlchemyDirectory(database.engine, mapping=mapping)
+    for call in (lambda: directory.find(DOMAIN, "both.example"),
+                 lambda: directory.find_all(DOMAIN, "both.example")):
+        with pytest.raises(DirectoryError, match="several"):
+            call()
+
+
+LOOSE_DDL = [
+    "CREATE TABLE loose (id integer primary key, mail text, pw_hash text)",
+    "CREATE TABLE loose_domains (fqdn text primary key, id integer)",
+    "INSERT INTO loose VALUES (1, 'x@example.com', NULL), (2, 'x@example.com', 'h2'),"
+    " (3, NULL, 'h3'), (4, 'x@example.com', 'h4')",
+    "INSERT INTO loose_domains VALUES ('one.example', 1), ('three.example', 3)",
+]
+LOOSE_MAPPING = TableMapping(
+    clients_table="loose", number="id", email="mail", key_hash="pw_hash",
+    domains_table="loose_domains", domain="fqdn", domain_client="id", number_is_integer=True,
+)
+
+
+def test_rows_without_address_or_hash_read_as_absent(database: Database) -> None:
+    """find and find_all skip rows whose address or key hash is NULL, before the limit."""
+    with database.engine.begin() as connection:
+        for statement in LOOSE_DDL:
+            connection.exec_driver_sql(statement)
+    directory = SQLAlchemyDirectory(database.engine, mapping=LOOSE_MAPPING)
+    second, fourth = Client("2", "x@example.com", "h2"), Client("4", "x@example.com", "h4")
+    assert directory.find_all(EMAIL, "x@example.com") == [second, fourth]
+    assert directory.find_all(EMAIL, "x@example.com", limit=1) == [second]
+    assert directory.find(EMAIL, "x@example.com") == second
+    for kind, value in [(NUMBER, "1"), (NUMBER, "3"), (DOMAIN, "one.example"),
+                        (DOMAIN, "three.example")]:
+        assert directory.find(kind, value) is None, (kind, value)
+        assert directory.find_all(kind, value) == [], (kind, value)
+
+
+def test_find_all_refuses_a_limit_below_one(directory: SQLAlchemyDirectory) -> None:
+    """A limit below 1 is a ValueError, not an empty answer."""
+    with pytest.raises(ValueError, match="limit"):
+        directory.find_all(EMAIL, "alice@example.com", limit=0)
 
 
 # --- failures -----------------------------------------------------------------
@@ -537,3 +603,115 @@ def test_postgres_concurrent_compare_and_set_has_one_winner(
     found = directory.find(NUMBER, "1001")
     assert found is not None
     assert found.key_hash == new_hashes[results.index(True)]
+
+
+def reachable(error: BaseException) -> list[object]:
+    """Every exception, argument and diagnostic reachable from ``error``."""
+    found: list[object] = []
+    seen: set[int] = set()
+    pending: list[object] = [error]
+    while pending:
+        item = pending.pop()
+        if item is None or id(item) in seen:
+            continue
+        seen.add(id(item))
+        found.append(item)
+        if isinstance(item, BaseException):
+            pending += [item.__cause__, item.__context__, *item.args,
+                        getattr(item, "orig", None), getattr(item, "diag", None)]
+        elif hasattr(item, "message_detail"):  # a driver's diagnostic: every field of it
+            pending += [getattr(item, name) for name in dir(item) if not name.startswith("_")]
+    return found
+
+
+def assert_quotes_no_row(error: BaseException, *secrets: str) -> None:
+    """Nothing reachable from ``error``, nor its formatted traceback, quotes a row value."""
+    items = reachable(error)
+    texts = [text for item in items for text in (str(item), repr(item))]
+    texts.append("".join(traceback.format_exception(error)))
+    for secret in ("$argon2", *secrets):
+        leaks = [text for text in texts if secret in text]
+        assert leaks == [], (secret, leaks)
+
+
+LEGACY_HASH = "$pbkdf2-sha256$29000$bGVnYWN5$bGVnYWN5LWhhc2g"
+# In constants, so that the test's own source lines in a traceback quote neither.
+CAROL = "carol@example.org"
+CHECKED_DDL = [
+    "CREATE TABLE guarded (id integer PRIMARY KEY, mail text NOT NULL,"
+    " pw_hash text NOT NULL CONSTRAINT guarded_pw_hash_not_argon2"
+    " CHECK (left(pw_hash, 7) <> '$argon2'))",
+    "CREATE TABLE guarded_domains (fqdn text PRIMARY KEY, id integer REFERENCES guarded)",
+    f"INSERT INTO guarded VALUES (1, 'alice@example.com', '{LEGACY_HASH}')",
+]
+CHECKED_MAPPING = TableMapping(
+    clients_table="guarded", number="id", email="mail", key_hash="pw_hash",
+    domains_table="guarded_domains", domain="fqdn", domain_client="id", number_is_integer=True,
+)
+
+
+@pytest.mark.postgres
+def test_postgres_refused_row_never_rides_in_the_exception(postgres: pg.PostgresSchema) -> None:
+    """A CHECK refusing a new hash gives SQLSTATE and constraint, and no trace of the row."""
+    with postgres.engine.begin() as connection:
+        for statement in CHECKED_DDL:
+            connection.exec_driver_sql(statement)
+    directory = SQLAlchemyDirectory(postgres.engine, mapping=CHECKED_MAPPING)
+    with pytest.raises(DirectoryError) as swapped:
+        directory.replace_key_hash("1", LEGACY_HASH, NEW_HASH)
+    with pytest.raises(ValueError) as added:
+        directory.add_client("2", CAROL, key_hash=NEW_HASH, domains=["c.example"])
+    for caught in (swapped, added):
+        error = caught.value
+        assert getattr(error, "sqlstate", None) == "23514"
+        assert getattr(error, "constraint", None) == "guarded_pw_hash_not_argon2"
+        assert "23514" in str(error) and "guarded_pw_hash_not_argon2" in str(error)
+        assert error.__cause__ is None and error.__context__ is None
+        assert_quotes_no_row(error, NEW_HASH, LEGACY_HASH, "alice@example.com", CAROL)
+    assert directory.find(NUMBER, "2") is None
+    found = directory.find(NUMBER, "1")
+    assert found is not None and found.key_hash == LEGACY_HASH
+
+
+@pytest.mark.postgres
+def test_postgres_duplicate_in_bulk_add_quotes_no_row(postgres: pg.PostgresSchema) -> None:
+    """A duplicate address COPY runs into names the constraint, not the address (its DETAIL)."""
+    with postgres.engine.begin() as connection:
+        connection.exec_driver_sql(
+            "CREATE TABLE uniq (id integer PRIMARY KEY,"
+            " mail text NOT NULL CONSTRAINT uniq_mail UNIQUE, pw_hash text NOT NULL)")
+        connection.exec_driver_sql("CREATE TABLE uniq_domains (fqdn text, id integer)")
+    mapping = dataclasses.replace(CHECKED_MAPPING, clients_table="uniq",
+                                  domains_table="uniq_domains")
+    directory = SQLAlchemyDirectory(postgres.engine, mapping=mapping)
+    rows = [(Client(str(i), CAROL, HASH), ()) for i in (1, 2)]
+    with pytest.raises(ValueError) as caught:
+        directory.bulk_add(rows)
+    assert getattr(caught.value, "sqlstate", None) == "23505"
+    assert getattr(caught.value, "constraint", None) == "uniq_mail"
+    assert caught.value.__cause__ is None and caught.value.__context__ is None
+    assert_quotes_no_row(caught.value, HASH, CAROL)
+    assert directory.find(NUMBER, "1") is None
+
+
+@pytest.mark.postgres
+def test_postgres_bulk_add_follows_the_schema_translate_map() -> None:
+    """bulk_add writes into the schema the engine's schema_translate_map names, not the default."""
+    with pg.fresh_schema() as default, pg.fresh_schema() as tenant:
+        SQLAlchemyDirectory(default.engine, create_schema=True)
+        SQLAlchemyDirectory(tenant.engine, create_schema=True)
+        engine = default.engine.execution_options(schema_translate_map={None: tenant.name})
+        directory = SQLAlchemyDirectory(engine)
+        rows = [(Client("1", "a@example.com", HASH), ["a.example", "www.a.example"]),
+                (Client("2", "a@example.com", HASH), [])]
+        assert directory.bulk_add(rows) == 2
+
+        def counts(schema: str) -> tuple[int, int]:
+            with default.engine.connect() as connection:
+                return tuple(  # type: ignore[return-value]
+                    connection.exec_driver_sql(f'SELECT count(*) FROM "{schema}".{table}').scalar()
+                    for table in ("credrecovery_clients", "credrecovery_domains"))
+
+        assert counts(tenant.name) == (2, 2)
+        assert counts(default.name) == (0, 0)
+        assert [c.number for c in directory.find_all(EMAIL, "a@example.com")] == ["1", "2"]

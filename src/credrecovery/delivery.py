@@ -3,9 +3,10 @@
 The request path hands every request, a hit or a miss, to delivery as one
 plain :class:`~credrecovery.jobs.ConfirmationJob`: a miss as a *decoy* that
 is composed like any other and then dropped. :class:`BackgroundMailer` does
-this in a worker thread of the same process, each job after a random delay,
-so that neither the composing nor the SMTP conversation lands inside the
-response of the request that asked for it.
+this in a delivery process of its own (or, where the mailer cannot cross a
+process, in worker threads), each job after a random delay, so that neither
+the composing nor the SMTP conversation lands inside the response of the
+request that asked for it.
 """
 
 from __future__ import annotations
@@ -15,13 +16,15 @@ import copy
 import heapq
 import itertools
 import logging
+import pickle
 import secrets
 import threading
 import time
 from collections.abc import Callable
 from email.message import EmailMessage
-from typing import Any
+from typing import Any, Literal
 
+from ._process import DeliveryProcess
 from .composer import Composer
 from .exceptions import DeliveryFailed
 from .jobs import ConfirmationJob
@@ -42,7 +45,16 @@ class _Item:
 
 
 class BackgroundMailer:
-    """Deliver from a worker thread: confirmation jobs, and messages given to :meth:`send`.
+    """Deliver off the request path: confirmation jobs, and messages given to :meth:`send`.
+
+    ``isolation`` says where: ``"process"``, a child Python process that the
+    mailer starts and stops itself, so that the work never holds the web
+    process's interpreter lock; ``"thread"``, worker threads of this process;
+    or ``"auto"`` (the default), a process when the mailer and the service's
+    composer can be pickled, and threads otherwise, with a
+    ``delivery_in_thread`` warning. (A :class:`~credrecovery.memory.MemoryMailer`
+    stays in threads, so its outbox is the one you read.) The child logs
+    through this process's ``credrecovery`` logger.
 
     :meth:`submit` queues a confirmation job; the worker takes it after a
     random delay between ``delay[0]`` and ``delay[1]`` seconds, composes it
@@ -57,8 +69,10 @@ class BackgroundMailer:
     of the message, so a mailer may change the one it is given. A permanent
     failure, or the last attempt, is logged at ERROR with its reason.
 
-    The queue holds at most ``max_queue`` jobs and messages; :meth:`submit`
-    and :meth:`send` raise :class:`DeliveryFailed` when it is full. Call
+    ``workers`` threads deliver at once, so that one slow server does not
+    hold the others up. The queue holds at most ``max_queue`` jobs and
+    messages; :meth:`submit` and :meth:`send` raise :class:`DeliveryFailed`
+    when it is full. Call
     :meth:`flush` to wait for the queue to drain and :meth:`close` (or use
     ``with``) before exiting; an open mailer also flushes at interpreter exit.
     """
@@ -67,14 +81,19 @@ class BackgroundMailer:
         self,
         mailer: Mailer,
         *,
-        max_queue: int = 1000,
+        max_queue: int = 10_000,
         max_attempts: int = 5,
         backoff: float = 1.0,
         max_backoff: float = 300.0,
         delay: tuple[float, float] = (0.2, 2.0),
+        workers: int = 4,
+        isolation: Literal["auto", "process", "thread"] = "auto",
     ) -> None:
-        if max_queue < 1 or max_attempts < 1 or backoff < 0 or max_backoff < backoff:
-            raise ValueError("invalid queue or retry settings")
+        if (max_queue < 1 or max_attempts < 1 or backoff < 0 or max_backoff < backoff
+                or workers < 1):
+            raise ValueError("invalid queue, retry or worker settings")
+        if isolation not in ("auto", "process", "thread"):
+            raise ValueError("isolation must be 'auto', 'process' or 'thread'")
         if len(delay) != 2 or not 0 <= delay[0] <= delay[1]:
             raise ValueError("delay must be (shortest, longest) seconds, 0 <= shortest <= longest")
         self.mailer = mailer
@@ -83,6 +102,9 @@ class BackgroundMailer:
         self.backoff = backoff
         self.max_backoff = max_backoff
         self.delay = delay
+        self.workers = workers
+        self.isolation = isolation
+        self._process: DeliveryProcess | None = None
         self._composer: Composer | None = None
         self._cond = threading.Condition()
         # (due time on the monotonic clock, order, item); a heap.
@@ -90,7 +112,7 @@ class BackgroundMailer:
         self._order = itertools.count()
         self._in_flight = 0
         self._closed = False
-        self._worker: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
 
     def __repr__(self) -> str:
         return f"BackgroundMailer({self.mailer!r}, pending={self.pending})"
@@ -104,26 +126,66 @@ class BackgroundMailer:
     @property
     def pending(self) -> int:
         """Jobs and messages queued, waiting for a retry, or being sent."""
+        if self._process is not None:
+            return self._process.pending()
         with self._cond:
             return len(self._queue) + self._in_flight
 
+    @property
+    def process_id(self) -> int | None:
+        """The delivery process's id, or ``None`` when delivery runs in threads."""
+        return self._process.pid if self._process is not None else None
+
     def bind(self, composer: Composer) -> None:
-        """Compose submitted jobs with ``composer``; the service calls this once."""
+        """Compose submitted jobs with ``composer``; the service calls this once.
+
+        With ``isolation`` ``"process"`` or ``"auto"``, this starts the
+        delivery process. Raises :class:`ValueError` if the mailer already
+        serves another service, or if ``"process"`` was asked for and the
+        mailer or composer cannot be pickled.
+        """
         if self._composer is not None and self._composer is not composer:
             raise ValueError("this BackgroundMailer already delivers for another service")
         self._composer = composer
+        if self.isolation == "thread" or self._process is not None:
+            return
+        options = {"max_queue": self.max_queue, "max_attempts": self.max_attempts,
+                   "backoff": self.backoff, "max_backoff": self.max_backoff,
+                   "delay": self.delay, "workers": self.workers}
+        try:
+            config = pickle.dumps({"mailer": self.mailer, "composer": composer,
+                                   "options": options})
+        except (pickle.PicklingError, TypeError, AttributeError) as exc:
+            if self.isolation == "process":
+                raise ValueError("the mailer or the composer cannot be pickled, so it "
+                                 "cannot cross to a delivery process") from exc
+            logger.warning(
+                "confirmation mails are delivered from threads of this process: %s cannot "
+                "be pickled; request timing is then less even", type(self.mailer).__name__,
+                extra={"event": "delivery_in_thread"})
+            return
+        self._process = DeliveryProcess(config)
+        atexit.register(self.close)
 
     def submit(self, job: ConfirmationJob) -> None:
         """Queue ``job``. Raises :class:`DeliveryFailed` if the queue is full or closed."""
         if self._composer is None:
             raise DeliveryFailed("the background mailer is not bound to a service",
                                  temporary=False)
+        if self._process is not None:
+            self._check_open()
+            self._process.submit(job)
+            return
         low, high = self.delay
         wait = low + (high - low) * secrets.randbelow(1_000_001) / 1_000_000
         self._put(_Item(job, None), wait)
 
     def send(self, message: EmailMessage) -> None:
         """Queue ``message``. Raises :class:`DeliveryFailed` if the queue is full or closed."""
+        if self._process is not None:
+            self._check_open()
+            self._process.send(message)
+            return
         self._put(_Item(None, message), 0.0)
 
     def flush(self, timeout: float | None = None) -> bool:
@@ -132,6 +194,8 @@ class BackgroundMailer:
         Jobs still inside their random delay go at once; retries keep their
         backoff. Returns ``False`` on timeout.
         """
+        if self._process is not None:
+            return self._process.flush(timeout)
         with self._cond:
             self._queue = [
                 (0.0, order, item) if item.attempt == 1 else (due, order, item)
@@ -147,6 +211,10 @@ class BackgroundMailer:
         Jobs and messages still queued after that are logged as dropped.
         """
         atexit.unregister(self.close)
+        if self._process is not None:
+            self._process.close(timeout)
+            self._closed = True
+            return
         self.flush(timeout)
         with self._cond:
             self._closed = True
@@ -157,8 +225,13 @@ class BackgroundMailer:
             logger.error("background mailer closed with %d messages undelivered", dropped,
                          extra={"event": "mail_dropped", "count": dropped,
                                 "reason": "the background mailer was closed"})
-        if self._worker is not None and self._worker is not threading.current_thread():
-            self._worker.join(timeout)
+        for thread in self._threads:
+            if thread is not threading.current_thread():
+                thread.join(timeout)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise DeliveryFailed("the background mailer is closed", temporary=False)
 
     def _put(self, item: _Item, wait: float) -> None:
         with self._cond:
@@ -167,13 +240,16 @@ class BackgroundMailer:
             if len(self._queue) >= self.max_queue:
                 raise DeliveryFailed("the delivery queue is full")
             heapq.heappush(self._queue, (time.monotonic() + wait, next(self._order), item))
-            if self._worker is None:
-                self._worker = threading.Thread(
-                    target=self._run, name="credrecovery-delivery", daemon=True
-                )
-                self._worker.start()
+            if not self._threads:
+                self._threads = [
+                    threading.Thread(target=self._run, name=f"credrecovery-delivery-{n}",
+                                     daemon=True)
+                    for n in range(self.workers)
+                ]
+                for thread in self._threads:
+                    thread.start()
                 atexit.register(self.close)
-            self._cond.notify_all()
+            self._cond.notify()
 
     def _next(self) -> _Item | None:
         with self._cond:

@@ -76,10 +76,20 @@ class DeliveryFailed(RecoveryError):
 class DirectoryError(RecoveryError):
     """The client directory failed (database down, locked, misconfigured).
 
-    The directory's exception is ``__cause__``. No rotation was left half done.
+    The directory's exception is ``__cause__``, except for a database error
+    whose text may quote a row (a refused value, a constraint's detail): that
+    one is raised with no cause, and keeps only its SQLSTATE (``sqlstate``)
+    and the constraint's name (``constraint``), when the database gave them.
+    No rotation was left half done.
     """
 
     http_status = 503
+
+    def __init__(self, message: str = "the client directory failed", *,
+                 sqlstate: str | None = None, constraint: str | None = None) -> None:
+        super().__init__(message)
+        self.sqlstate = sqlstate
+        self.constraint = constraint
 
 
 class RateLimited(RecoveryError):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import bisect
+import dataclasses
 import threading
 from collections.abc import Iterable
 from email.message import EmailMessage
@@ -16,12 +18,17 @@ __all__ = ["MemoryDirectory", "MemoryMailer"]
 
 
 class MemoryDirectory:
-    """A thread-safe :class:`~credrecovery.ClientDirectory` held in a dict."""
+    """A thread-safe :class:`~credrecovery.ClientDirectory` held in a dict.
+
+    Numbers and domains are unique; several clients may share a primary
+    address, and :meth:`find_all` returns them all.
+    """
 
     def __init__(self, *, crypt_context: CryptContext | None = None) -> None:
         self._lock = threading.Lock()
         self._clients: dict[str, Client] = {}
-        self._by_email: dict[str, str] = {}
+        # Every number holding the address, kept sorted.
+        self._by_email: dict[str, list[str]] = {}
         self._by_domain: dict[str, str] = {}
         self._crypt_context = crypt_context
 
@@ -41,8 +48,9 @@ class MemoryDirectory:
     ) -> Client:
         """Add a client, given exactly one of ``key`` or an imported ``key_hash``.
 
-        Values are normalized as the service will look them up. Raises
-        :class:`ValueError` when the number, email or a domain is taken.
+        Values are normalized as the service will look them up. The primary
+        address may be another client's too. Raises :class:`ValueError` when
+        the number or a domain is taken.
         """
         record = ClientRecord.build(
             number, email, key=key, key_hash=key_hash, domains=domains,
@@ -51,27 +59,44 @@ class MemoryDirectory:
         with self._lock:
             if record.client.number in self._clients:
                 raise ValueError("a client with this number already exists")
-            if record.client.email in self._by_email:
-                raise ValueError("a client with this primary email already exists")
             if any(domain in self._by_domain for domain in record.domains):
                 raise ValueError("one of these domains belongs to another client")
             self._clients[record.client.number] = record.client
-            self._by_email[record.client.email] = record.client.number
+            bisect.insort(self._by_email.setdefault(record.client.email, []),
+                          record.client.number)
             for domain in record.domains:
                 self._by_domain[domain] = record.client.number
         return record.client
 
     def find(self, kind: IdentifierKind, value: str) -> Client | None:
-        """Return the client ``value`` names, or ``None``; ``value`` is normalized."""
+        """Return the client ``value`` names, or ``None``; ``value`` is normalized.
+
+        For an address several clients share, the first of :meth:`find_all`'s.
+        """
+        found = self.find_all(kind, value, limit=1)
+        return found[0] if found else None
+
+    def find_all(self, kind: IdentifierKind, value: str, *, limit: int = 50) -> list[Client]:
+        """Every client the normalized ``value`` names, by client number, at most ``limit``.
+
+        A number or a domain names at most one client; an email, every client
+        whose primary address it is. The service asks for a small ``limit``.
+        Raises :class:`ValueError` when ``limit`` is below 1.
+        """
         kind = parse_kind(kind)
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
         with self._lock:
+            numbers: list[str]
             if kind is IdentifierKind.CLIENT_NUMBER:
-                number: str | None = value
+                numbers = [value]
             elif kind is IdentifierKind.EMAIL:
-                number = self._by_email.get(value)
+                numbers = self._by_email.get(value, [])
             else:
-                number = self._by_domain.get(value)
-            return self._clients.get(number) if number is not None else None
+                owner = self._by_domain.get(value)
+                numbers = [] if owner is None else [owner]
+            found = (self._clients.get(number) for number in numbers[:limit])
+            return [client for client in found if client is not None]
 
     def replace_key_hash(self, number: str, current: str, new: str) -> bool:
         """Atomically store ``new`` if client ``number``'s hash is still ``current``."""
@@ -79,9 +104,7 @@ class MemoryDirectory:
             client = self._clients.get(number)
             if client is None or client.key_hash != current:
                 return False
-            self._clients[number] = Client(
-                client.number, client.email, new, client.name, client.locale
-            )
+            self._clients[number] = dataclasses.replace(client, key_hash=new)
             return True
 
 

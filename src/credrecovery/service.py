@@ -5,7 +5,9 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import email.policy
+import functools
 import hashlib
+import inspect
 import logging
 import threading
 import time
@@ -109,6 +111,7 @@ class RecoveryService:
                 "'python -m credrecovery secret'", _MIN_SECRET_BYTES,
                 extra={"event": "weak_secret_key"})
         self.directory = directory
+        self._find_all = _find_all_of(directory)
         self.mailer = mailer
         self.confirm_url = confirm_url
         self.sender = _checked_sender(sender)
@@ -179,32 +182,38 @@ class RecoveryService:
             "per_identifier", f"{kind.value}:{normalized}"
         )
         clients, truncated = self._lookup(kind, normalized)
-        first = clients[0] if clients else _NOBODY
+        # From here on a miss works on the stand-in exactly as a hit works on
+        # its clients, computing what it will not use, so both cost the same.
+        found = bool(clients)
+        target = clients if found else [_NOBODY]
+        first = target[0]
+        by_address, by_value = first.email.lower(), f"?{kind.value}:{normalized}"
+        name = _shared_name(target)
+        # A miss is counted under the value it named, so that both paths create
+        # and touch counters alike.
         client_allowed = self.limiter is None or self.limiter.hit_client(
-            # A miss is counted under the value it named, so that both paths
-            # create and touch counters alike and cost the same.
-            first.email.lower() if clients else f"?{kind.value}:{normalized}",
-            known=bool(clients),
-        )
+            by_address if found else by_value, known=found)
         job = ConfirmationJob(
             recipient=first.email,
-            name=_shared_name(clients) if clients else "",
+            name=name if found else "",
             language=self._language(first),
             sender=self.sender,
-            clients=tuple((c.number, account_binding(c)) for c in clients or [_NOBODY]),
+            clients=tuple((c.number, account_binding(c)) for c in target),
             issued_at=self._clock(),
-            decoy=not (clients and mail_allowed and client_allowed),
+            decoy=not (found and mail_allowed and client_allowed),
             truncated=truncated,
         )
         try:
             self._delivery.submit(job)
         except Exception as exc:  # noqa: BLE001 - never reveal that the client exists
+            # Logged for a decoy as well, so that a full queue costs both paths alike.
+            details = failure_details(exc)
+            logger.error("confirmation mail not queued: %s", details["reason"], extra={
+                "event": "mail_dropped", "client": None if job.decoy else first.number,
+                **details})
             if not job.decoy:
-                details = failure_details(exc)
-                logger.error("confirmation mail not queued: %s", details["reason"],
-                             extra={"event": "mail_dropped", "client": first.number, **details})
                 return
-        if not clients:
+        if not found:
             logger.info("recovery requested for an unknown identifier",
                         extra={"event": "unknown_identifier", "kind": kind.value})
         elif job.decoy:
@@ -360,8 +369,8 @@ class RecoveryService:
 
     def _lookup(self, kind: IdentifierKind, value: str) -> tuple[list[Client], bool]:
         """The usable clients ``value`` names, and whether more were left out."""
-        find_all = getattr(self.directory, "find_all", None)
-        if kind is IdentifierKind.EMAIL and callable(find_all):
+        find_all = self._find_all
+        if kind is IdentifierKind.EMAIL and find_all is not None:
             found: Sequence[object] = _directory_call(lambda: find_all(kind, value))
         else:
             one = self._find(kind, value)
@@ -408,6 +417,21 @@ class RecoveryService:
 
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self._clock(), UTC)
+
+
+def _find_all_of(directory: object) -> Callable[[IdentifierKind, str], Sequence[object]] | None:
+    """The directory's optional ``find_all``, asking for no more than a mail lists."""
+    find_all = getattr(directory, "find_all", None)
+    if not callable(find_all):
+        return None
+    try:
+        takes_limit = "limit" in inspect.signature(find_all).parameters
+    except (TypeError, ValueError):
+        takes_limit = False
+    if not takes_limit:
+        return find_all  # type: ignore[no-any-return]
+    # One more than a mail lists, to know that some were left out.
+    return functools.partial(find_all, limit=MAX_CLIENTS_PER_MAIL + 1)
 
 
 def _problem(record: object) -> str | None:

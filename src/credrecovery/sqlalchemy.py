@@ -13,20 +13,28 @@ Only SQLAlchemy Core is used; the host needs no ORM models. Lookups compare
 stored values with ``=`` so that an ordinary index serves them; see
 :class:`TableMapping` for what a host table must provide.
 
+Numbers and domains name one client each; several clients may share a
+primary address, and :meth:`SQLAlchemyDirectory.find_all` returns them all.
+
 Errors from the database surface as :class:`~credrecovery.DirectoryError`
-chained to SQLAlchemy's exception. SQLAlchemy's own messages quote the SQL
+with two attributes, ``sqlstate`` (the SQLSTATE the database reported, such
+as ``"23514"``) and ``constraint`` (the name of the constraint it named), each
+``None`` when unknown, and both in the message. An error whose text may quote
+a row, such as PostgreSQL's ``DETAIL: Failing row contains (...)``, a value
+the database could not read, or a host trigger's message, is raised without
+``__cause__`` or ``__context__``, so the row never rides along; any other error
+is chained to SQLAlchemy's exception. SQLAlchemy's own messages quote the SQL
 parameters, key hashes among them, unless the engine hides them: engines this
 module creates do; create yours with ``hide_parameters=True`` as well.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import itertools
 import re
-from collections.abc import Iterable, Iterator, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, TypeVar, cast
 
 try:
     import sqlalchemy as sa
@@ -47,6 +55,10 @@ __all__ = ["SQLAlchemyDirectory", "TableMapping"]
 
 _MAX_BIGINT = 2**63 - 1
 _DECIMAL = re.compile(r"[0-9]{1,19}")
+_T = TypeVar("_T")
+# SQLSTATE classes whose messages may quote a row: data exceptions, integrity
+# violations (DETAIL: Failing row contains ...), PL/pgSQL RAISE in host triggers.
+_ROW_QUOTING_CLASSES = frozenset({"22", "23", "P0"})
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -80,11 +92,13 @@ class TableMapping:
     email scans the table. ``domain_lowercased`` is the same for ``domain``;
     domains must otherwise be stored as A-labels without a trailing dot.
 
-    ``number``, ``email`` and ``domain`` should each be unique (or, with the
-    flags above off, unique once lower-cased) and indexed: a lookup matching
+    ``number`` and ``domain`` should each be unique (or, with the flags above
+    off, unique once lower-cased) and indexed: a number or domain matching
     several clients raises :class:`~credrecovery.DirectoryError`, and only a
     unique constraint stops two concurrent :meth:`SQLAlchemyDirectory.add_client`
-    calls from both succeeding.
+    calls from both succeeding. ``email`` should be indexed; it may be shared
+    by several clients, which :meth:`SQLAlchemyDirectory.find_all` returns in
+    number order.
     """
 
     clients_table: str
@@ -142,7 +156,8 @@ def _own_tables(metadata: sa.MetaData) -> tuple[sa.Table, sa.Table]:
         sa.Column("name", sa.String(255), nullable=False, server_default=""),
         sa.Column("locale", sa.String(35), nullable=True),
         sa.PrimaryKeyConstraint("number", name="pk_credrecovery_clients"),
-        sa.UniqueConstraint("email", name="uq_credrecovery_clients_email"),
+        # Not unique: resellers hold several client numbers under one address.
+        sa.Index("ix_credrecovery_clients_email", "email"),
     )
     domains = sa.Table(
         _OWN_MAPPING.domains_table,
@@ -187,14 +202,72 @@ def _mapped_tables(metadata: sa.MetaData, mapping: TableMapping) -> tuple[sa.Tab
     return clients, domains
 
 
-@contextlib.contextmanager
-def _database_errors(action: str) -> Iterator[None]:
-    # SQLAlchemy's messages quote the statement's parameters; this one must
-    # never carry a hash or a key, so it is fixed.
+def _guarded(action: str, work: Callable[[], _T], *, refusal: str | None = None) -> _T:
+    """Run ``work``, turning SQLAlchemy's errors into :class:`DirectoryError`.
+
+    With ``refusal``, an integrity error becomes a :class:`ValueError` with
+    that message instead. Either carries ``sqlstate`` and ``constraint``. An
+    error whose text may quote a row is raised outside the handler, so that
+    neither ``__cause__`` nor ``__context__`` leads back to it.
+    """
     try:
-        yield
+        return work()
     except sa_exc.SQLAlchemyError as exc:
-        raise DirectoryError(f"the client directory could not {action}") from exc
+        sqlstate, constraint = _error_codes(exc)
+        error: Exception
+        if refusal is not None and isinstance(exc, sa_exc.IntegrityError):
+            error = _tagged(ValueError(refusal), sqlstate, constraint)
+        else:
+            error = _directory_error(f"the client directory could not {action}",
+                                     sqlstate, constraint)
+        if not _may_quote_row(exc):
+            raise error from exc
+    raise error
+
+
+def _directory_error(
+    message: str, sqlstate: str | None = None, constraint: str | None = None
+) -> DirectoryError:
+    # The message is fixed text plus codes: SQLAlchemy's would quote the statement.
+    return _tagged(DirectoryError(message), sqlstate, constraint)
+
+
+_E = TypeVar("_E", bound=Exception)
+
+
+def _tagged(error: _E, sqlstate: str | None, constraint: str | None) -> _E:
+    """``error`` with ``sqlstate`` and ``constraint`` set, and named in its message."""
+    codes = [f"SQLSTATE {sqlstate}"] if sqlstate else []
+    codes += [f"constraint {constraint}"] if constraint else []
+    if codes:
+        error.args = (f"{error.args[0]} ({', '.join(codes)})",)
+    target = cast(Any, error)
+    target.sqlstate, target.constraint = sqlstate, constraint
+    return error
+
+
+def _error_codes(exc: sa_exc.SQLAlchemyError) -> tuple[str | None, str | None]:
+    """The SQLSTATE and constraint name a driver reported (psycopg 3 or 2), if any."""
+    orig = getattr(exc, "orig", None)
+    sqlstate = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+    constraint = getattr(getattr(orig, "diag", None), "constraint_name", None)
+    return (
+        sqlstate if isinstance(sqlstate, str) else None,
+        constraint if isinstance(constraint, str) else None,
+    )
+
+
+def _may_quote_row(exc: sa_exc.SQLAlchemyError) -> bool:
+    if isinstance(exc, sa_exc.IntegrityError | sa_exc.DataError | sa_exc.InternalError):
+        return True
+    if not isinstance(exc, sa_exc.DBAPIError):
+        return False
+    sqlstate, _ = _error_codes(exc)
+    if sqlstate is not None and sqlstate[:2] in _ROW_QUOTING_CLASSES:
+        return True
+    # PostgreSQL puts row values in DETAIL and, for COPY, the input line in CONTEXT.
+    diag = getattr(exc.orig, "diag", None)
+    return any(getattr(diag, field, None) for field in ("message_detail", "context"))
 
 
 class SQLAlchemyDirectory:
@@ -290,8 +363,7 @@ class SQLAlchemyDirectory:
         """
         if not self._own_schema:
             raise TypeError("create_schema only applies to the directory's own tables")
-        with _database_errors("create its tables"):
-            self._metadata.create_all(self._engine)
+        _guarded("create its tables", lambda: self._metadata.create_all(self._engine))
 
     def dispose(self) -> None:
         """Close the engine's pooled connections.
@@ -311,15 +383,34 @@ class SQLAlchemyDirectory:
     def find(self, kind: IdentifierKind | str, value: str) -> Client | None:
         """Return the client that the normalized ``value`` identifies, or ``None``.
 
+        For an address several clients share, the first of :meth:`find_all`'s.
         Raises :class:`~credrecovery.DirectoryError` when the database fails
-        or when several clients match.
+        or when several clients have the number or the domain.
+        """
+        found = self.find_all(kind, value, limit=1)
+        return found[0] if found else None
+
+    def find_all(
+        self, kind: IdentifierKind | str, value: str, *, limit: int = 50
+    ) -> list[Client]:
+        """Every client the normalized ``value`` names, by client number, at most ``limit``.
+
+        A number or a domain names at most one client; an email, every client
+        whose primary address it is. Numbers are ordered as the database
+        orders the column: numerically with ``number_is_integer``, else as
+        text. Rows without an address or a key hash are left out. The service
+        asks for a small ``limit``. Raises :class:`ValueError` when ``limit``
+        is below 1, and :class:`~credrecovery.DirectoryError` when the
+        database fails or when several clients have the number or the domain.
         """
         kind = parse_kind(kind)
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
         condition: sa.ColumnElement[bool]
         if kind is IdentifierKind.CLIENT_NUMBER:
             number = self._number_value(value)
             if number is None:
-                return None
+                return []
             condition = self._number == number
         elif kind is IdentifierKind.EMAIL:
             condition = self._email_is(value)
@@ -328,14 +419,26 @@ class SQLAlchemyDirectory:
             # domain twice for one client still yields that client once.
             owners = sa.select(self._domain_client).where(self._domain_is(value))
             condition = self._number.in_(owners.scalar_subquery())
-        statement = sa.select(*self._client_columns).where(condition).limit(2)
-        with _database_errors("look up a client"), self._engine.connect() as connection:
-            rows = connection.execute(statement).all()
-        if len(rows) > 1:
-            raise DirectoryError(
-                "several clients match one identifier; the mapped column must be unique"
+        # Two rows for a number or a domain mean the host's column is not unique.
+        fetch = limit if kind is IdentifierKind.EMAIL else 2
+        statement = (
+            sa.select(*self._client_columns)
+            .where(condition, self._email.is_not(None), self._key_hash.is_not(None))
+            .order_by(self._number)
+            .limit(fetch)
+        )
+
+        def fetch_rows() -> Sequence[sa.Row[Any]]:
+            with self._engine.connect() as connection:
+                return connection.execute(statement).all()
+
+        rows = _guarded("look up a client", fetch_rows)
+        if kind is not IdentifierKind.EMAIL and len(rows) > 1:
+            raise _directory_error(
+                "several clients match one number or domain; the mapped column must be unique"
             )
-        return self._client(rows[0]._mapping) if rows else None
+        clients = (self._client(row._mapping) for row in rows[:limit])
+        return [client for client in clients if client is not None]
 
     def replace_key_hash(self, number: str, current: str, new: str) -> bool:
         """Store ``new`` as ``number``'s key hash if it still is ``current``.
@@ -352,8 +455,12 @@ class SQLAlchemyDirectory:
             .where(self._number == number_value, self._key_hash == current)
             .values({self._key_hash: new})
         )
-        with _database_errors("replace a key hash"), self._engine.begin() as connection:
-            return connection.execute(statement).rowcount == 1
+
+        def swap() -> bool:
+            with self._engine.begin() as connection:
+                return connection.execute(statement).rowcount == 1
+
+        return _guarded("replace a key hash", swap)
 
     def add_client(
         self,
@@ -369,8 +476,11 @@ class SQLAlchemyDirectory:
         """Add a client, given exactly one of ``key`` or an imported ``key_hash``.
 
         Values are normalized as the service will look them up, and written in
-        one transaction. Raises :class:`ValueError` when the number, email or a
-        domain is taken, or a constraint of the tables refuses the row;
+        one transaction. The primary address may be another client's too.
+        Raises :class:`ValueError` when the number or a domain is taken, or a
+        constraint of the tables refuses the row (its ``sqlstate`` and
+        ``constraint`` then say which, as on
+        :class:`~credrecovery.DirectoryError`);
         :class:`~credrecovery.DirectoryError` when the database fails.
         """
         record = ClientRecord.build(
@@ -385,22 +495,21 @@ class SQLAlchemyDirectory:
         )
         number_value = self._stored_number(record.client.number)
         client = dataclasses.replace(record.client, number=str(number_value))
-        with _database_errors("add a client"):
-            try:
-                with self._engine.begin() as connection:
-                    self._check_free(connection, number_value, client.email, record.domains)
+
+        def insert() -> None:
+            with self._engine.begin() as connection:
+                self._check_free(connection, number_value, record.domains)
+                connection.execute(
+                    sa.insert(self._clients), [self._client_row(client, number_value)]
+                )
+                if record.domains:
                     connection.execute(
-                        sa.insert(self._clients), [self._client_row(client, number_value)]
+                        sa.insert(self._domains),
+                        [self._domain_row(d, number_value) for d in record.domains],
                     )
-                    if record.domains:
-                        connection.execute(
-                            sa.insert(self._domains),
-                            [self._domain_row(d, number_value) for d in record.domains],
-                        )
-            except sa_exc.IntegrityError as exc:
-                raise ValueError(
-                    "the database refused the client: a duplicate or a constraint"
-                ) from exc
+
+        _guarded("add a client", insert,
+                 refusal="the database refused the client: a duplicate or a constraint")
         return client
 
     def bulk_add(
@@ -411,32 +520,32 @@ class SQLAlchemyDirectory:
         The clients' values must already be normalized and their keys hashed:
         nothing is checked. Rows go in ``batch_size`` at a time, with
         ``COPY`` on PostgreSQL through psycopg and ``executemany`` elsewhere.
-        Raises :class:`ValueError` when a constraint refuses a row (nothing is
-        then written); :class:`~credrecovery.DirectoryError`
-        when the database fails.
+        The engine's ``schema_translate_map`` applies to ``COPY`` as to every
+        other statement. Raises :class:`ValueError` when a constraint refuses a
+        row (nothing is then written; ``sqlstate`` and ``constraint`` say
+        which); :class:`~credrecovery.DirectoryError` when the database fails.
         """
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
-        count = 0
         items = iter(clients)
-        with _database_errors("add clients"):
-            try:
-                with self._engine.begin() as connection:
-                    while batch := list(itertools.islice(items, batch_size)):
-                        client_rows: list[dict[str, Any]] = []
-                        domain_rows: list[dict[str, Any]] = []
-                        for client, domains in batch:
-                            number_value = self._stored_number(client.number)
-                            client_rows.append(self._client_row(client, number_value))
-                            domain_rows += (self._domain_row(d, number_value) for d in domains)
-                        self._insert_many(connection, self._clients, client_rows)
-                        self._insert_many(connection, self._domains, domain_rows)
-                        count += len(client_rows)
-            except sa_exc.IntegrityError as exc:
-                raise ValueError(
-                    "the database refused a client: a duplicate or a constraint"
-                ) from exc
-        return count
+
+        def insert() -> int:
+            count = 0
+            with self._engine.begin() as connection:
+                while batch := list(itertools.islice(items, batch_size)):
+                    client_rows: list[dict[str, Any]] = []
+                    domain_rows: list[dict[str, Any]] = []
+                    for client, domains in batch:
+                        number_value = self._stored_number(client.number)
+                        client_rows.append(self._client_row(client, number_value))
+                        domain_rows += (self._domain_row(d, number_value) for d in domains)
+                    self._insert_many(connection, self._clients, client_rows)
+                    self._insert_many(connection, self._domains, domain_rows)
+                    count += len(client_rows)
+            return count
+
+        return _guarded("add clients", insert,
+                        refusal="the database refused a client: a duplicate or a constraint")
 
     @staticmethod
     def _insert_many(
@@ -449,7 +558,7 @@ class SQLAlchemyDirectory:
             preparer = connection.dialect.identifier_preparer
             names = list(rows[0])
             columns = ", ".join(preparer.quote(name) for name in names)
-            sql = f"COPY {preparer.format_table(table)} ({columns}) FROM STDIN"
+            sql = f"COPY {_copy_target(connection, table)} ({columns}) FROM STDIN"
             cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
             dbapi = connection.dialect.loaded_dbapi
             # The raw cursor bypasses SQLAlchemy, so its errors are wrapped here
@@ -458,10 +567,8 @@ class SQLAlchemyDirectory:
                 with cursor.copy(sql) as copy:
                     for row in rows:
                         copy.write_row([row[name] for name in names])
-            except dbapi.IntegrityError as exc:
-                raise sa_exc.IntegrityError(sql, None, exc) from exc
             except dbapi.Error as exc:
-                raise sa_exc.DBAPIError(sql, None, exc) from exc
+                raise sa_exc.DBAPIError.instance(sql, None, exc, dbapi.Error) from exc
             return
         connection.execute(sa.insert(table), rows)
 
@@ -491,7 +598,7 @@ class SQLAlchemyDirectory:
         return sa.func.lower(self._domain) == domain
 
     def _check_free(
-        self, connection: sa.Connection, number: str | int, email: str, domains: Sequence[str]
+        self, connection: sa.Connection, number: str | int, domains: Sequence[str]
     ) -> None:
         def exists(table: sa.Table, condition: sa.ColumnElement[bool]) -> bool:
             statement = sa.select(sa.literal(1)).select_from(table).where(condition).limit(1)
@@ -499,8 +606,6 @@ class SQLAlchemyDirectory:
 
         if exists(self._clients, self._number == number):
             raise ValueError("a client with this number already exists")
-        if exists(self._clients, self._email_is(email)):
-            raise ValueError("a client with this primary email already exists")
         domain_column: sa.ColumnElement[str] = (
             self._domain if self._mapping.domain_lowercased else sa.func.lower(self._domain)
         )
@@ -533,3 +638,14 @@ class SQLAlchemyDirectory:
             name="" if name is None else str(name),
             locale=str(locale) if locale else None,
         )
+
+
+def _copy_target(connection: sa.Connection, table: sa.Table) -> str:
+    """``table``'s quoted name, with its schema translated as SQLAlchemy would."""
+    preparer = connection.dialect.identifier_preparer
+    translate = connection.get_execution_options().get("schema_translate_map") or {}
+    if table.schema not in translate:
+        return preparer.format_table(table)
+    schema = translate[table.schema] or connection.dialect.default_schema_name
+    name = preparer.quote(table.name)
+    return name if schema is None else f"{preparer.quote_schema(schema)}.{name}"

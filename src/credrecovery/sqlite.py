@@ -4,6 +4,12 @@
 in WAL mode. Each thread gets a connection of its own, opened on first use and
 reopened after a fork, so one instance is safe to share between threads, and
 several processes may use the same file.
+
+The schema's version is kept in ``PRAGMA user_version``. Opening a file that
+an earlier version of the library wrote migrates it, once, under the write
+lock; a file from a later version is refused. A file the directory creates is
+readable by its owner only (mode 0600), and so are its ``-wal`` and ``-shm``
+files, which SQLite creates with the main file's permissions.
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ import contextlib
 import os
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Self
 
 from passlib.context import CryptContext
@@ -24,29 +30,53 @@ from .models import Client
 
 __all__ = ["SQLiteDirectory"]
 
-_SCHEMA = """
-BEGIN IMMEDIATE;
-CREATE TABLE IF NOT EXISTS clients (
+# The schema a new file gets, at _SCHEMA_VERSION. Several clients may share a
+# primary address; the index on (email, number) returns them in number order.
+_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS clients (
     number   TEXT PRIMARY KEY NOT NULL,
-    email    TEXT NOT NULL UNIQUE,
+    email    TEXT NOT NULL,
     key_hash TEXT NOT NULL,
     name     TEXT NOT NULL DEFAULT '',
     locale   TEXT
-);
-CREATE TABLE IF NOT EXISTS domains (
+)""",
+    "CREATE INDEX IF NOT EXISTS clients_email ON clients (email, number)",
+    """CREATE TABLE IF NOT EXISTS domains (
     domain TEXT PRIMARY KEY NOT NULL,
     number TEXT NOT NULL REFERENCES clients (number) ON DELETE CASCADE
-);
-CREATE INDEX IF NOT EXISTS domains_number ON domains (number);
-COMMIT;
-"""
+)""",
+    "CREATE INDEX IF NOT EXISTS domains_number ON domains (number)",
+)
 
-_SELECT_CLIENT = "SELECT c.number, c.email, c.key_hash, c.name, c.locale FROM clients c"
+# A lookup reads one client row whether or not anything matched: on a miss, a
+# random client's, which is then dropped. A hit and a miss then take the same
+# steps through SQLite, touch as much memory and decode as many values; a hit
+# alone reading a row shows in its timing, all the more on a busy server whose
+# caches are cold. The last column tells a match from the stand-in.
+# Numbers and domains are primary keys, so only an email can match several rows.
 _FIND_SQL: dict[IdentifierKind, str] = {
-    IdentifierKind.CLIENT_NUMBER: _SELECT_CLIENT + " WHERE c.number = ?",
-    IdentifierKind.EMAIL: _SELECT_CLIENT + " WHERE c.email = ?",
+    IdentifierKind.CLIENT_NUMBER: (
+        "SELECT number, email, key_hash, name, locale, number = ?1 FROM clients"
+        " WHERE rowid = coalesce((SELECT rowid FROM clients WHERE number = ?1),"
+        " (SELECT rowid FROM clients WHERE rowid >= abs(random()) %"
+        " ((SELECT max(rowid) FROM clients) + 1) ORDER BY rowid LIMIT 1)) LIMIT ?2"
+    ),
+    IdentifierKind.EMAIL: (
+        "SELECT number, email, key_hash, name, locale, email = ?1 FROM clients"
+        " WHERE rowid IN (SELECT rowid FROM clients WHERE email = ?1 UNION ALL"
+        " SELECT (SELECT rowid FROM clients WHERE rowid >= abs(random()) %"
+        " ((SELECT max(rowid) FROM clients) + 1) ORDER BY rowid LIMIT 1)"
+        " WHERE NOT EXISTS (SELECT 1 FROM clients WHERE email = ?1))"
+        " ORDER BY number LIMIT ?2"
+    ),
     IdentifierKind.DOMAIN: (
-        _SELECT_CLIENT + " JOIN domains d ON d.number = c.number WHERE d.domain = ?"
+        "SELECT number, email, key_hash, name, locale, EXISTS (SELECT 1 FROM domains"
+        " WHERE domain = ?1 AND domains.number = clients.number) FROM clients"
+        " WHERE rowid = coalesce((SELECT clients.rowid FROM domains JOIN clients"
+        " ON clients.number = domains.number WHERE domains.domain = ?1),"
+        " (SELECT clients.rowid FROM domains JOIN clients ON clients.number = domains.number"
+        " WHERE domains.rowid >= abs(random()) % ((SELECT max(rowid) FROM domains) + 1)"
+        " ORDER BY domains.rowid LIMIT 1)) LIMIT ?2"
     ),
 }
 _REPLACE_SQL = "UPDATE clients SET key_hash = ? WHERE number = ? AND key_hash = ?"
@@ -56,6 +86,51 @@ _INSERT_CLIENT_SQL = (
 _INSERT_DOMAIN_SQL = "INSERT INTO domains (domain, number) VALUES (?, ?)"
 
 
+def _migrate_to_1(conn: sqlite3.Connection) -> None:
+    """Version 0 to 1: a primary address is no longer unique, and it is indexed.
+
+    SQLite cannot drop a constraint, so ``clients`` is rebuilt as its
+    documentation prescribes: create the new table, copy, drop, rename, then
+    recreate the old table's indexes and triggers. The caller holds the write
+    lock with foreign keys off, so dropping the old table leaves ``domains``
+    as it is.
+    """
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(clients)")}
+    if columns != {"number", "email", "key_hash", "name", "locale"}:
+        raise DirectoryError(
+            "the clients table has other columns than the directory's; migrate it by hand"
+        )
+    extras = [row[0] for row in conn.execute(
+        "SELECT sql FROM sqlite_master"
+        " WHERE tbl_name = 'clients' AND type IN ('index', 'trigger') AND sql IS NOT NULL"
+    )]
+    # Spelled out rather than taken from _SCHEMA: later versions change that.
+    conn.execute(
+        """CREATE TABLE clients_new (
+    number   TEXT PRIMARY KEY NOT NULL,
+    email    TEXT NOT NULL,
+    key_hash TEXT NOT NULL,
+    name     TEXT NOT NULL DEFAULT '',
+    locale   TEXT
+)"""
+    )
+    conn.execute(
+        "INSERT INTO clients_new (number, email, key_hash, name, locale)"
+        " SELECT number, email, key_hash, name, locale FROM clients"
+    )
+    conn.execute("DROP TABLE clients")
+    conn.execute("ALTER TABLE clients_new RENAME TO clients")
+    for sql in extras:
+        conn.execute(sql)
+    conn.execute("CREATE INDEX IF NOT EXISTS clients_email ON clients (email, number)")
+
+
+# _MIGRATIONS[n] takes a file from version n to n + 1: a change of schema is
+# one more step here, with _SCHEMA changed to match its outcome.
+_MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_migrate_to_1,)
+_SCHEMA_VERSION = len(_MIGRATIONS)
+
+
 class SQLiteDirectory:
     """A :class:`~credrecovery.ClientDirectory` stored in a SQLite file.
 
@@ -63,6 +138,18 @@ class SQLiteDirectory:
     opens its own connection, and each would see a different empty database.
     ``timeout`` is how many seconds a call waits for a lock held by another
     connection before it fails with :class:`DirectoryError`.
+
+    A missing file is created with mode 0600; an existing file keeps its mode,
+    which its ``-wal`` and ``-shm`` files then get too. Opening a file of an
+    earlier schema version migrates it. Raises :class:`DirectoryError` when
+    the file cannot be created, opened or migrated, or when a later version of
+    the library wrote it.
+
+    Numbers and domains are unique; several clients may share a primary
+    address, and :meth:`find_all` returns them all. Text that is not valid
+    UTF-8 reads back with its bad bytes as lone surrogates (``surrogateescape``)
+    rather than failing the lookup, so that the service can set the record
+    aside as unusable.
     """
 
     def __init__(
@@ -81,11 +168,16 @@ class SQLiteDirectory:
         self._local = threading.local()
         self._lock = threading.Lock()
         self._connections: list[sqlite3.Connection] = []
-        with self._connect("create its schema") as conn:
-            # WAL lets readers go on while a writer holds the lock; the mode is
-            # stored in the file, so setting it once here is enough.
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.executescript(_SCHEMA)
+        _create_private(self._path)
+        try:
+            with self._connect("prepare its schema") as conn:
+                # WAL lets readers go on while a writer holds the lock; the mode
+                # is stored in the file, so setting it once here is enough.
+                conn.execute("PRAGMA journal_mode = WAL")
+                _prepare_schema(conn)
+        except BaseException:
+            self.close()
+            raise
 
     def __repr__(self) -> str:
         return f"SQLiteDirectory({self._path!r})"
@@ -118,8 +210,9 @@ class SQLiteDirectory:
         """Add a client, given exactly one of ``key`` or an imported ``key_hash``.
 
         Values are normalized as the service will look them up. The client and
-        its domains are written in one transaction. Raises :class:`ValueError`
-        when the number, email or a domain is taken.
+        its domains are written in one transaction. The primary address may be
+        another client's too. Raises :class:`ValueError` when the number or a
+        domain is taken.
         """
         record = ClientRecord.build(
             number, email, key=key, key_hash=key_hash, domains=domains,
@@ -131,8 +224,6 @@ class SQLiteDirectory:
             conn.execute("BEGIN IMMEDIATE")
             if _exists(conn, "SELECT 1 FROM clients WHERE number = ?", client.number):
                 raise ValueError("a client with this number already exists")
-            if _exists(conn, "SELECT 1 FROM clients WHERE email = ?", client.email):
-                raise ValueError("a client with this primary email already exists")
             if any(_exists(conn, "SELECT 1 FROM domains WHERE domain = ?", domain)
                    for domain in record.domains):
                 raise ValueError("one of these domains belongs to another client")
@@ -173,13 +264,41 @@ class SQLiteDirectory:
     def find(self, kind: IdentifierKind, value: str) -> Client | None:
         """Return the client whose number, primary email or domain is ``value``, or ``None``.
 
-        ``value`` must already be normalized for ``kind``. Raises
+        ``value`` must already be normalized for ``kind``. For an address
+        several clients share, the first of :meth:`find_all`'s. Raises
         :class:`DirectoryError` when the database fails.
         """
+        found = self.find_all(kind, value, limit=1)
+        return found[0] if found else None
+
+    def find_all(self, kind: IdentifierKind, value: str, *, limit: int = 50) -> list[Client]:
+        """Every client the normalized ``value`` names, by client number, at most ``limit``.
+
+        A number or a domain names at most one client; an email, every client
+        whose primary address it is, ordered by number as text. The service
+        asks for a small ``limit``. Raises :class:`ValueError` when ``limit``
+        is below 1 and :class:`DirectoryError` when the database fails.
+        """
         sql = _FIND_SQL[parse_kind(kind)]
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
         with self._connect("look up a client") as conn:
-            row = conn.execute(sql, (value,)).fetchone()
-        return None if row is None else Client(*row)
+            try:
+                rows = conn.execute(sql, (value, limit)).fetchall()
+            except sqlite3.OperationalError:
+                # Undecodable text, most likely: read it again with the bad
+                # bytes kept as lone surrogates, for the service to refuse.
+                conn.text_factory = _decode_text
+                try:
+                    rows = conn.execute(sql, (value, limit)).fetchall()
+                finally:
+                    conn.text_factory = str
+        found = []
+        for row in rows:
+            client = Client(*row[:5])
+            if row[5]:
+                found.append(client)
+        return found
 
     def replace_key_hash(self, number: str, current: str, new: str) -> bool:
         """Store ``new`` as the key hash of client ``number`` if it is still ``current``.
@@ -230,3 +349,82 @@ class SQLiteDirectory:
 
 def _exists(conn: sqlite3.Connection, sql: str, value: str) -> bool:
     return conn.execute(sql, (value,)).fetchone() is not None
+
+
+def _decode_text(data: bytes) -> str:
+    # A strict decode would fail the lookup on a hit only, telling hits from misses.
+    return data.decode("utf-8", "surrogateescape")
+
+
+def _create_private(path: str) -> None:
+    """Create ``path`` with mode 0600 unless it exists; an existing file is left alone."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    except OSError as exc:
+        raise DirectoryError("could not create the client directory file") from exc
+    os.close(fd)
+
+
+def _user_version(conn: sqlite3.Connection) -> int:
+    version: int = conn.execute("PRAGMA user_version").fetchone()[0]
+    return version
+
+
+def _check_version(version: int) -> None:
+    if not 0 <= version <= _SCHEMA_VERSION:
+        raise DirectoryError(
+            f"the client directory file has schema version {version}, but this version"
+            f" of credrecovery knows versions up to {_SCHEMA_VERSION}"
+        )
+
+
+def _foreign_key_violations(conn: sqlite3.Connection) -> int:
+    return len(conn.execute("PRAGMA foreign_key_check").fetchall())
+
+
+def _upgrade(conn: sqlite3.Connection, version: int) -> None:
+    """Create the schema in a new file, or migrate one at ``version``; under the write lock."""
+    new_file = version == 0 and not _exists(
+        conn, "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", "clients"
+    )
+    if new_file:
+        for statement in _SCHEMA:
+            conn.execute(statement)
+        return
+    violations = _foreign_key_violations(conn)
+    for migrate in _MIGRATIONS[version:]:
+        migrate(conn)
+    if _foreign_key_violations(conn) > violations:
+        raise DirectoryError("migrating the client directory would break its domains")
+
+
+def _prepare_schema(conn: sqlite3.Connection) -> None:
+    """Bring the file to _SCHEMA_VERSION: create the schema, or run the migrations due.
+
+    Concurrent openers are serialized by the write lock, and each reads the
+    version again once it holds it, so a file is migrated once.
+    """
+    version = _user_version(conn)
+    _check_version(version)
+    if version == _SCHEMA_VERSION:
+        return
+    # A no-op inside a transaction, so switched before it: with foreign keys
+    # on, dropping the old clients table would delete every domain.
+    conn.execute("PRAGMA foreign_keys = OFF")
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            version = _user_version(conn)
+            _check_version(version)
+            if version < _SCHEMA_VERSION:
+                _upgrade(conn, version)
+                conn.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.rollback()
+            raise
+    finally:
+        conn.execute("PRAGMA foreign_keys = ON")
