@@ -128,3 +128,24 @@ def test_a_forked_process_starts_its_own_delivery_process(
     assert os.waitstatus_to_exitcode(status) == 0
     assert len(server.received) == 1
     assert delivery.process_id == parents_child
+
+
+class ScriptMailer(MemoryMailer):
+    """Stands for a mailer a script defines in __main__, which no other process can import."""
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (ScriptMailer, ())
+
+
+ScriptMailer.__module__ = "__main__"
+
+
+def test_a_mailer_of_the_main_script_stays_in_threads(
+    make_service: MakeService, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A mailer class of __main__ pickles but would not load elsewhere: threads, with a warning."""
+    caplog.set_level(logging.WARNING, logger="credrecovery")
+    service = make_service(mailer=ScriptMailer(), delivery="background")
+    assert isinstance(service.delivery, BackgroundMailer)
+    assert service.delivery.process_id is None
+    assert len(_events(caplog, "delivery_in_thread")) == 1

@@ -488,3 +488,18 @@ def test_unreachable_redis_fails_open_for_hit_client(
                for r in errors)
     for record in caplog.records:
         assert EMAIL not in record.getMessage() + repr(vars(record))
+
+
+def test_a_spray_of_misses_leaves_a_clients_cap_in_place(
+    make_service: ServiceFactory, mailer: MemoryMailer,
+) -> None:
+    """After three mails, 8,000 unknown identifiers from 8,000 requesters do not buy a fourth."""
+    service = make_service(rate_limits=RateLimits(memory_max_keys=20_000))
+    for _ in range(3):
+        service.request("client_number", NUMBER, requester="198.51.100.1")
+    assert len(mailer.outbox) == 3
+    for n in range(8_000):
+        service.request("domain", f"spray-{n}.example", requester=f"10.{n // 250}.{n % 250}.1")
+    service.request("domain", DOMAIN, requester="198.51.100.2")
+    service.request("email", EMAIL, requester="198.51.100.3")
+    assert len(mailer.outbox) == 3

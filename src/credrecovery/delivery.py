@@ -17,6 +17,7 @@ import heapq
 import itertools
 import logging
 import pickle
+import pickletools
 import secrets
 import threading
 import time
@@ -155,6 +156,7 @@ class BackgroundMailer:
         try:
             config = pickle.dumps({"mailer": self.mailer, "composer": composer,
                                    "options": options})
+            _importable_elsewhere(config)
         except (pickle.PicklingError, TypeError, AttributeError) as exc:
             if self.isolation == "process":
                 raise ValueError("the mailer or the composer cannot be pickled, so it "
@@ -309,6 +311,24 @@ class BackgroundMailer:
         item.attempt += 1
         with self._cond:
             heapq.heappush(self._queue, (time.monotonic() + wait, next(self._order), item))
+
+
+def _importable_elsewhere(pickled: bytes) -> None:
+    """Raise :class:`pickle.PicklingError` if ``pickled`` names a class of ``__main__``.
+
+    Another process cannot import a script's or a notebook's own classes.
+    """
+    strings: list[str] = []
+    for opcode, argument, _ in pickletools.genops(pickled):
+        if isinstance(argument, str):
+            strings.append(argument)
+        module = None
+        if opcode.name == "GLOBAL" and isinstance(argument, str):
+            module = argument.partition(" ")[0]
+        elif opcode.name == "STACK_GLOBAL" and len(strings) > 1:
+            module = strings[-2]
+        if module == "__main__":
+            raise pickle.PicklingError("a class of __main__ cannot be imported elsewhere")
 
 
 def compose(composer: Composer, job: ConfirmationJob) -> EmailMessage | None:

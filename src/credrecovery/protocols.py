@@ -1,6 +1,8 @@
 """What a host provides: where clients are stored, how mail leaves, and where delivery runs.
 
-All are structural protocols; any object with these methods will do.
+All are structural protocols; any object with these methods will do. The
+directory and the mailer each have an asyncio twin, for
+:class:`~credrecovery.AsyncRecoveryService`, with the same contract.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from .models import Client
 if TYPE_CHECKING:
     from .composer import Composer
 
-__all__ = ["ClientDirectory", "DeliveryQueue", "Mailer"]
+__all__ = ["AsyncClientDirectory", "AsyncMailer", "ClientDirectory", "DeliveryQueue", "Mailer"]
 
 
 @runtime_checkable
@@ -106,3 +108,33 @@ class DeliveryQueue(Protocol):
     def close(self, timeout: float | None = 30.0) -> None:
         """Flush for up to ``timeout`` seconds, then release what the queue holds."""
         ...
+
+
+@runtime_checkable
+class AsyncClientDirectory(Protocol):
+    """Read clients and swap their key hash, as coroutines: :class:`ClientDirectory`'s twin.
+
+    It may have ``async def find_all(kind, value, *, limit)``, as a
+    :class:`ClientDirectory` may have ``find_all``.
+    """
+
+    async def find(self, kind: IdentifierKind, value: str) -> Client | None:
+        ...
+
+    async def replace_key_hash(self, number: str, current: str, new: str) -> bool:
+        ...
+
+
+@runtime_checkable
+class AsyncMailer(Protocol):
+    """Deliver one ready-made message, as a coroutine: :class:`Mailer`'s twin."""
+
+    async def send(self, message: EmailMessage) -> None:
+        ...
+
+
+# One contract, written once: the twins carry the sync methods' docstrings.
+for _twin, _original in ((AsyncClientDirectory, ClientDirectory), (AsyncMailer, Mailer)):
+    for _name in ("find", "replace_key_hash", "send"):
+        if hasattr(_twin, _name):
+            getattr(_twin, _name).__doc__ = getattr(_original, _name).__doc__
