@@ -15,6 +15,7 @@ from credrecovery import (
     ClientDirectory,
     Confirmation,
     DeliveryFailed,
+    DeliveryQueue,
     DirectoryError,
     InvalidIdentifier,
     InvalidToken,
@@ -24,6 +25,7 @@ from credrecovery import (
     TokenAlreadyUsed,
     TokenExpired,
 )
+from credrecovery.protocols import AsyncClientDirectory, AsyncMailer
 
 PACKAGE_DIR = Path(credrecovery.__file__).parent
 EXCEPTIONS = [
@@ -35,7 +37,7 @@ EXCEPTIONS = [
     TokenAlreadyUsed,
     TokenExpired,
 ]
-PROTOCOLS = [ClientDirectory, Mailer]
+PROTOCOLS = [ClientDirectory, Mailer, DeliveryQueue, AsyncClientDirectory, AsyncMailer]
 
 
 @pytest.mark.parametrize("name", credrecovery.__all__)
@@ -143,3 +145,13 @@ def test_protocol_methods_documented(protocol: type) -> None:
     for name, method in methods.items():
         doc = inspect.getdoc(method)
         assert doc and len(doc) > 20, name
+
+
+@pytest.mark.parametrize(("twin", "original"), [(AsyncClientDirectory, ClientDirectory),
+                                               (AsyncMailer, Mailer)])
+def test_async_protocols_carry_their_twins_contract(twin: type, original: type) -> None:
+    """Each async protocol method has its sync twin's name and docstring."""
+    assert _protocol_methods(twin).keys() == _protocol_methods(original).keys()
+    for name, method in _protocol_methods(twin).items():
+        assert inspect.iscoroutinefunction(method), name
+        assert inspect.getdoc(method) == inspect.getdoc(getattr(original, name))

@@ -23,7 +23,7 @@ from .exceptions import (
 from .identifiers import IdentifierKind, normalize_identifier
 from .jobs import MAX_CLIENTS_PER_MAIL, ConfirmationJob
 from .keys import cheap_context, default_context, generate_key
-from .models import Client, Confirmation
+from .models import Client, Confirmation, Login
 from .protocols import ClientDirectory, DeliveryQueue, Mailer
 from .ratelimit import RateLimits
 from .service import RecoveryService
@@ -47,6 +47,7 @@ __all__ = [
     "IdentifierKind",
     "InvalidIdentifier",
     "InvalidToken",
+    "Login",
     "Mailer",
     "RateLimited",
     "RateLimits",

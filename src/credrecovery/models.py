@@ -30,3 +30,11 @@ class Confirmation:
 
     number: str
     email: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Login:
+    """What a successful :meth:`RecoveryService.authenticate` reports: who signed in."""
+
+    number: str
+    email: str

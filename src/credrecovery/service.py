@@ -25,6 +25,7 @@ from .delivery import BackgroundMailer, InlineDelivery, failure_details
 from .exceptions import (
     DeliveryFailed,
     DirectoryError,
+    InvalidIdentifier,
     InvalidToken,
     RateLimited,
     RecoveryError,
@@ -35,7 +36,7 @@ from .identifiers import IdentifierKind, normalize_identifier, parse_kind
 from .jobs import MAX_CLIENTS_PER_MAIL, ConfirmationJob
 from .keys import default_context, generate_key
 from .messages import credentials_message, mailbox, pick_language
-from .models import Client, Confirmation
+from .models import Client, Confirmation, Login
 from .protocols import ClientDirectory, DeliveryQueue, Mailer
 from .ratelimit import Limiter, RateLimits
 from .tokens import TokenClaims, TokenSigner, account_binding
@@ -255,6 +256,42 @@ class RecoveryService:
         claims, client = self._verified(token, requester)
         with self._exclusive(client.number, requester):
             return self._rotate(claims, client, requester)
+
+    @functools.cached_property
+    def _login_stand_in(self) -> str:
+        # An unknown number at login is checked against this, at the same cost.
+        return self.crypt_context.hash(generate_key())
+
+    def authenticate(self, number: str, key: str) -> Login | None:
+        """Check a login form's client number and access key against the directory.
+
+        Returns a :class:`Login` when ``key`` is the client's current access
+        key, else ``None``: for an unknown or malformed number, a wrong key,
+        or a record the service cannot use. An unknown number is checked
+        against a stand-in hash, so it costs what a wrong key does. A key
+        stored under a scheme the hashing policy has deprecated is rehashed
+        with the current one. Raises :class:`DirectoryError` when the
+        directory fails.
+        """
+        try:
+            normalized = normalize_identifier(IdentifierKind.CLIENT_NUMBER, number)
+        except InvalidIdentifier:
+            normalized = None
+        client = (self._usable(self._find(IdentifierKind.CLIENT_NUMBER, normalized))
+                  if normalized is not None else None)
+        stored = client.key_hash if client is not None else self._login_stand_in
+        secret = Secret(key if isinstance(key, str) else "")
+        try:
+            valid, upgraded = self.crypt_context.verify_and_update(secret.reveal(), stored)
+        except (ValueError, TypeError):
+            valid, upgraded = False, None
+        if client is None or not valid:
+            logger.info("login refused", extra={"event": "login_refused"})
+            return None
+        if upgraded is not None:
+            self._swap(client.number, client.key_hash, upgraded)
+        logger.info("login", extra={"event": "login", "client": client.number})
+        return Login(client.number, client.email)
 
     def _rotate(self, claims: TokenClaims, client: Client, requester: str | None) -> Confirmation:
         new_key = Secret(generate_key())
