@@ -13,10 +13,14 @@ from pathlib import Path
 
 MODULES = {
     "credrecovery": None,  # the names in __all__
-    "credrecovery.memory": ["MemoryDirectory", "MemoryMailer"],
+    "credrecovery.memory": ["MemoryDirectory", "MemoryMailer", "Outbox", "MessageView",
+                            "render_html"],
     "credrecovery.sqlite": ["SQLiteDirectory"],
     "credrecovery.sqlalchemy": ["SQLAlchemyDirectory", "TableMapping"],
     "credrecovery.smtp": ["SMTPMailer"],
+    "credrecovery.async_sqlite": ["AsyncSQLiteDirectory"],
+    "credrecovery.async_sqlalchemy": ["AsyncSQLAlchemyDirectory"],
+    "credrecovery.async_smtp": ["AsyncSMTPMailer"],
     "credrecovery.delivery": ["compose", "failure_details"],
     "credrecovery.sealing": ["JobSealer"],
     "credrecovery.celery": ["CeleryDelivery", "TASK_NAME"],

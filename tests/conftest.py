@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import re
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 from passlib.context import CryptContext
 
-from credrecovery import RecoveryService, cheap_context
+from credrecovery import AsyncRecoveryService, RecoveryService, cheap_context
 from credrecovery.memory import MemoryDirectory, MemoryMailer
 
 SECRET = "test-secret-key-0123456789abcdef"
@@ -59,12 +62,88 @@ def mailer() -> MemoryMailer:
     return MemoryMailer()
 
 
+class AsyncShell:
+    """An AsyncRecoveryService driven from synchronous tests, on one event loop of its own.
+
+    The loop runs in a thread, so tests that call the service from several
+    threads at once still race on one service, as an event loop's tasks do.
+    Whatever a call raises, ``KeyboardInterrupt`` included, is raised in the
+    calling thread. Every other attribute is the service's own.
+    """
+
+    def __init__(self, service: AsyncRecoveryService) -> None:
+        self.service = service
+        self._loop = asyncio.new_event_loop()
+        # Room for the tests that race many calls at once through to_thread.
+        self._loop.set_default_executor(concurrent.futures.ThreadPoolExecutor(64))
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._thread.start()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.service, name)
+
+    def __repr__(self) -> str:
+        return repr(self.service)
+
+    def _await(self, coroutine: Any) -> Any:
+        async def captured() -> tuple[bool, Any]:
+            try:
+                return True, await coroutine
+            except BaseException as exc:  # noqa: BLE001 - raised again in the caller
+                return False, exc
+
+        ok, value = asyncio.run_coroutine_threadsafe(captured(), self._loop).result(60)
+        if not ok:
+            raise value
+        return value
+
+    def request(self, *args: Any, **kwargs: Any) -> None:
+        return self._await(self.service.request(*args, **kwargs))
+
+    def check(self, *args: Any, **kwargs: Any) -> Any:
+        return self._await(self.service.check(*args, **kwargs))
+
+    def confirm(self, *args: Any, **kwargs: Any) -> Any:
+        return self._await(self.service.confirm(*args, **kwargs))
+
+    def authenticate(self, *args: Any, **kwargs: Any) -> Any:
+        return self._await(self.service.authenticate(*args, **kwargs))
+
+    def flush(self, timeout: float | None = None) -> bool:
+        return bool(self._await(self.service.flush(timeout)))
+
+    def close(self, timeout: float | None = 30.0) -> None:
+        self._await(self.service.aclose(timeout))
+
+    def stop_loop(self) -> None:
+        """End the event loop; the fixture calls this once the test is over."""
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5)
+        self._loop.close()
+
+    def __enter__(self) -> AsyncShell:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+@pytest.fixture(params=["sync", "async"])
+def shell(request: pytest.FixtureRequest) -> str:
+    """Which shell a service-level test drives: RecoveryService or AsyncRecoveryService."""
+    return str(request.param)
+
+
 @pytest.fixture
 def make_service(
-    directory: MemoryDirectory, mailer: MemoryMailer, ctx: CryptContext, clock: FakeClock
+    directory: MemoryDirectory, mailer: MemoryMailer, ctx: CryptContext, clock: FakeClock,
+    shell: str,
 ) -> Iterator[Callable[..., RecoveryService]]:
-    """Build services with test defaults; synchronous delivery and no limits unless asked."""
-    made: list[RecoveryService] = []
+    """Build services with test defaults; synchronous delivery and no limits unless asked.
+
+    Every test that uses it runs through both shells.
+    """
+    made: list[Any] = []
 
     def make(**overrides: Any) -> RecoveryService:
         options: dict[str, Any] = {
@@ -79,13 +158,16 @@ def make_service(
         options.update(overrides)
         d = options.pop("directory", directory)
         m = options.pop("mailer", mailer)
-        service = RecoveryService(d, m, **options)
+        service: Any = (RecoveryService(d, m, **options) if shell == "sync"
+                        else AsyncShell(AsyncRecoveryService(d, m, **options)))
         made.append(service)
-        return service
+        return service  # type: ignore[no-any-return]
 
     yield make
     for service in made:
         service.close()
+        if isinstance(service, AsyncShell):
+            service.stop_loop()
 
 
 @pytest.fixture

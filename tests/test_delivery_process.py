@@ -9,9 +9,11 @@ import time
 from collections.abc import Callable
 
 import pytest
+from passlib.context import CryptContext
 
+from conftest import CONFIRM_URL, SECRET, SENDER
 from credrecovery import BackgroundMailer, RecoveryService
-from credrecovery.memory import MemoryMailer
+from credrecovery.memory import MemoryDirectory, MemoryMailer
 from credrecovery.smtp import SMTPMailer
 from smtp_server import RunningSMTPServer, running_smtp_server
 
@@ -106,12 +108,15 @@ def test_a_dead_delivery_process_is_replaced(
 
 
 def test_a_forked_process_starts_its_own_delivery_process(
-    make_service: MakeService, server: RunningSMTPServer,
+    directory: MemoryDirectory, server: RunningSMTPServer, ctx: CryptContext,
 ) -> None:
     """A worker forked after the service was built (a preloading server) has its own child."""
     delivery = BackgroundMailer(SMTPMailer(server.host, server.port, timeout=5),
                                 delay=(0.0, 0.0))
-    service = make_service(delivery=delivery)
+    # The sync shell: preforking servers fork processes that run it.
+    service = RecoveryService(directory, MemoryMailer(), secret_key=SECRET,
+                              confirm_url=CONFIRM_URL, sender=SENDER, crypt_context=ctx,
+                              rate_limits=None, delivery=delivery)
     parents_child = delivery.process_id
     pid = os.fork()
     if pid == 0:  # the forked worker
@@ -128,6 +133,7 @@ def test_a_forked_process_starts_its_own_delivery_process(
     assert os.waitstatus_to_exitcode(status) == 0
     assert len(server.received) == 1
     assert delivery.process_id == parents_child
+    service.close()
 
 
 class ScriptMailer(MemoryMailer):

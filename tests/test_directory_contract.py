@@ -2,8 +2,11 @@
 
 Each store is built by a factory: the in-memory directory, SQLite, SQLAlchemy
 on SQLite, SQLAlchemy on PostgreSQL with its own tables and with a host's
-tables under other names, and a directory a host wrote itself. Client numbers
-are numeric so that the integer-keyed host tables take part in every test.
+tables under other names, and a directory a host wrote itself. The asyncio
+adapters (SQLite over aiosqlite, SQLAlchemy's asyncio engine on PostgreSQL over
+asyncpg and over psycopg) run the same tests through :class:`RunToCompletion`,
+which runs each of their coroutines on an event loop of the test's own. Client
+numbers are numeric so that the integer-keyed host tables take part in every test.
 
 The shipped directories also have ``find_all`` and let several clients share a
 primary address; those tests apply to every directory with a ``find_all``. The
@@ -12,20 +15,24 @@ host-written one has only ``find``, as a host's may, and skips them.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
+import functools
 import sqlite3
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Protocol, cast
+from typing import Any, Protocol, TypeVar, cast
 
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import create_async_engine
 
 import pg
 from conftest import CONFIRM_URL, SECRET, SENDER, key_from, token_from
 from credrecovery import (
+    AsyncClientDirectory,
     ClientDirectory,
     DirectoryError,
     IdentifierKind,
@@ -34,6 +41,8 @@ from credrecovery import (
     cheap_context,
     normalize_identifier,
 )
+from credrecovery.async_sqlalchemy import AsyncSQLAlchemyDirectory
+from credrecovery.async_sqlite import AsyncSQLiteDirectory
 from credrecovery.memory import MemoryDirectory, MemoryMailer
 from credrecovery.models import Client
 from credrecovery.sqlalchemy import SQLAlchemyDirectory, TableMapping
@@ -141,6 +150,83 @@ class Store:
     directory: Directory
     break_it: Callable[[], None] | None = None
     shares_addresses: bool = True
+    #: The asyncio directory that ``directory`` drives, if any.
+    async_directory: AsyncClientDirectory | None = None
+
+
+_T = TypeVar("_T")
+
+
+class EventLoopThread:
+    """An event loop running in a thread of its own, for synchronous code to hand coroutines to.
+
+    Calls may come from any thread, several at once: their coroutines then run
+    concurrently on the one loop, as an asyncio application's tasks do.
+    """
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self._thread.start()
+
+    def run(self, coroutine: Coroutine[Any, Any, _T]) -> _T:
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout=60)
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(10)
+        self.loop.close()
+
+
+class RunToCompletion:
+    """A synchronous face on an asyncio directory: each call runs its coroutine to completion.
+
+    It has ``find_all`` only when the directory has it.
+    """
+
+    def __init__(self, directory: Any, runner: EventLoopThread) -> None:
+        self._directory = directory
+        self._runner = runner
+        if hasattr(directory, "find_all"):
+            self.find_all = self._find_all
+
+    def add_client(self, number: str, email: str, **fields: Any) -> Client:
+        client: Client = self._runner.run(self._directory.add_client(number, email, **fields))
+        return client
+
+    def find(self, kind: IdentifierKind, value: str) -> Client | None:
+        found: Client | None = self._runner.run(self._directory.find(kind, value))
+        return found
+
+    def _find_all(self, kind: IdentifierKind, value: str, *, limit: int = 50) -> list[Client]:
+        found: list[Client] = self._runner.run(
+            self._directory.find_all(kind, value, limit=limit))
+        return found
+
+    def replace_key_hash(self, number: str, current: str, new: str) -> bool:
+        replaced: bool = self._runner.run(
+            self._directory.replace_key_hash(number, current, new))
+        return replaced
+
+
+@contextlib.contextmanager
+def run_to_completion(
+    directory: Any,
+    break_it: Callable[[], None] | None,
+    prepare: Callable[[], Coroutine[Any, Any, None]] | None = None,
+) -> Iterator[Store]:
+    """A Store driving the asyncio ``directory``, after ``prepare``; closed on its loop after."""
+    runner = EventLoopThread()
+    try:
+        if prepare is not None:
+            runner.run(prepare())
+        yield Store(cast(Directory, RunToCompletion(directory, runner)), break_it,
+                    async_directory=directory)
+    finally:
+        try:
+            runner.run(directory.close())
+        finally:
+            runner.stop()
 
 
 # --- the factories --------------------------------------------------------------------------
@@ -154,13 +240,8 @@ def memory_store(tmp_path: Path) -> Iterator[Store]:
 @contextlib.contextmanager
 def sqlite_store(tmp_path: Path) -> Iterator[Store]:
     path = tmp_path / "clients.sqlite3"
-
-    def drop_tables() -> None:
-        with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as conn:
-            conn.executescript("DROP TABLE domains; DROP TABLE clients;")
-
     with SQLiteDirectory(path, crypt_context=CONTEXT) as directory:
-        yield Store(directory, drop_tables)
+        yield Store(directory, _sqlite_dropper(path))
 
 
 def _drop(engine: sa.Engine, *tables: str) -> Callable[[], None]:
@@ -208,25 +289,30 @@ CREATE TABLE account_hostnames (
 """
 
 
+def host_mapping(schema: str) -> TableMapping:
+    """HOST_TABLES, as a TableMapping describes them."""
+    return TableMapping(
+        clients_table="accounts",
+        number="acct_no",
+        email="contact_email",
+        key_hash="secret_hash",
+        name="display_name",
+        locale="lang",
+        domains_table="account_hostnames",
+        domain="hostname",
+        domain_client="acct_no",
+        schema=schema,
+        number_is_integer=True,
+    )
+
+
 @contextlib.contextmanager
 def sqlalchemy_postgres_host_tables_store(tmp_path: Path) -> Iterator[Store]:
     with pg.fresh_schema() as schema:
         with schema.engine.begin() as connection:
             connection.exec_driver_sql(HOST_TABLES)
-        mapping = TableMapping(
-            clients_table="accounts",
-            number="acct_no",
-            email="contact_email",
-            key_hash="secret_hash",
-            name="display_name",
-            locale="lang",
-            domains_table="account_hostnames",
-            domain="hostname",
-            domain_client="acct_no",
-            schema=schema.name,
-            number_is_integer=True,
-        )
-        directory = SQLAlchemyDirectory(schema.engine, mapping=mapping, crypt_context=CONTEXT)
+        directory = SQLAlchemyDirectory(schema.engine, mapping=host_mapping(schema.name),
+                                        crypt_context=CONTEXT)
         yield Store(directory, _drop(schema.engine, "account_hostnames", "accounts"))
 
 
@@ -240,6 +326,55 @@ def host_written_store(tmp_path: Path) -> Iterator[Store]:
     yield Store(directory, go_down, shares_addresses=False)
 
 
+def _sqlite_dropper(path: Path) -> Callable[[], None]:
+    def drop_tables() -> None:
+        with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as conn:
+            conn.executescript("DROP TABLE domains; DROP TABLE clients;")
+
+    return drop_tables
+
+
+@contextlib.contextmanager
+def async_sqlite_store(tmp_path: Path) -> Iterator[Store]:
+    path = tmp_path / "clients.sqlite3"
+    directory = AsyncSQLiteDirectory(path, crypt_context=CONTEXT)
+    with run_to_completion(directory, _sqlite_dropper(path)) as store:
+        yield store
+
+
+def _async_url(schema: pg.PostgresSchema, driver: str) -> tuple[sa.URL, dict[str, Any]]:
+    """The test server's URL for an asyncio ``driver``, and connect_args for the schema."""
+    url = sa.make_url(schema.url).set(drivername=f"postgresql+{driver}")
+    if driver == "asyncpg":
+        return url, {"server_settings": {"search_path": schema.name}}
+    return url, {"options": f"-csearch_path={schema.name}"}
+
+
+@contextlib.contextmanager
+def async_sqlalchemy_postgres_store(tmp_path: Path, driver: str) -> Iterator[Store]:
+    with pg.fresh_schema() as schema:
+        url, connect_args = _async_url(schema, driver)
+        engine = create_async_engine(url, hide_parameters=True, connect_args=connect_args)
+        directory = AsyncSQLAlchemyDirectory(engine, crypt_context=CONTEXT)
+        drop_tables = _drop(schema.engine, "credrecovery_domains", "credrecovery_clients")
+        with run_to_completion(directory, drop_tables, directory.create_schema) as store:
+            yield store
+
+
+@contextlib.contextmanager
+def async_sqlalchemy_postgres_host_tables_store(tmp_path: Path) -> Iterator[Store]:
+    with pg.fresh_schema() as schema:
+        with schema.engine.begin() as connection:
+            connection.exec_driver_sql(HOST_TABLES)
+        url, connect_args = _async_url(schema, "psycopg")
+        engine = create_async_engine(url, hide_parameters=True, connect_args=connect_args)
+        directory = AsyncSQLAlchemyDirectory(
+            engine, mapping=host_mapping(schema.name), crypt_context=CONTEXT)
+        with run_to_completion(directory, _drop(schema.engine, "account_hostnames",
+                                                "accounts")) as store:
+            yield store
+
+
 FACTORIES: dict[str, Callable[[Path], contextlib.AbstractContextManager[Store]]] = {
     "memory": memory_store,
     "sqlite": sqlite_store,
@@ -247,6 +382,12 @@ FACTORIES: dict[str, Callable[[Path], contextlib.AbstractContextManager[Store]]]
     "sqlalchemy-postgresql": sqlalchemy_postgres_store,
     "sqlalchemy-postgresql-host-tables": sqlalchemy_postgres_host_tables_store,
     "host-written": host_written_store,
+    "async-sqlite": async_sqlite_store,
+    "async-sqlalchemy-postgresql-asyncpg": functools.partial(
+        async_sqlalchemy_postgres_store, driver="asyncpg"),
+    "async-sqlalchemy-postgresql-psycopg": functools.partial(
+        async_sqlalchemy_postgres_store, driver="psycopg"),
+    "async-sqlalchemy-postgresql-host-tables": async_sqlalchemy_postgres_host_tables_store,
 }
 
 
@@ -288,8 +429,13 @@ def make_service(directory: Directory, mailer: MemoryMailer) -> RecoveryService:
 # --- the contract ---------------------------------------------------------------------------
 
 
-def test_satisfies_the_protocol(directory: Directory) -> None:
-    assert isinstance(directory, ClientDirectory)
+def test_satisfies_the_protocol(store: Store) -> None:
+    """Each directory meets ClientDirectory, and an asyncio one AsyncClientDirectory too."""
+    assert isinstance(store.directory, ClientDirectory)
+    if store.async_directory is not None:
+        assert isinstance(store.async_directory, AsyncClientDirectory)
+        for name in ("find", "find_all", "replace_key_hash"):
+            assert asyncio.iscoroutinefunction(getattr(store.async_directory, name)), name
 
 
 def test_find_by_each_kind(directory: Directory) -> None:

@@ -439,7 +439,7 @@ class LockingMailer:
         self.blocker: sqlite3.Connection | None = None
 
     def send(self, message: EmailMessage) -> None:
-        self.blocker = sqlite3.connect(self.db_path, isolation_level=None)
+        self.blocker = sqlite3.connect(self.db_path, isolation_level=None, check_same_thread=False)
         self.blocker.execute("BEGIN EXCLUSIVE")
         self.inner.send(message)
 

@@ -1,13 +1,15 @@
 """One Mailer contract, run against every mailer the library ships.
 
-MemoryMailer, SMTPMailer talking to a real SMTP server on 127.0.0.1, and a
-BackgroundMailer around each of them. A factory gives the mailer, what reached
-the other end, and, when the mailer can fail, a way to make its next delivery
-attempt fail.
+MemoryMailer, SMTPMailer and AsyncSMTPMailer talking to a real SMTP server on
+127.0.0.1, and a BackgroundMailer around each of them. A factory gives the
+mailer, what reached the other end, and, when the mailer can fail, a way to
+make its next delivery attempt fail. An asyncio mailer is driven through
+:class:`RunToCompletion`, so that the same test bodies call it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import logging
@@ -19,7 +21,8 @@ from email.utils import format_datetime, make_msgid
 import pytest
 
 import credrecovery
-from credrecovery import BackgroundMailer, DeliveryFailed
+from credrecovery import AsyncMailer, BackgroundMailer, DeliveryFailed
+from credrecovery.async_smtp import AsyncSMTPMailer
 from credrecovery.memory import MemoryMailer
 from credrecovery.smtp import SMTPMailer
 from smtp_server import RecordingHandler, running_smtp_server
@@ -62,6 +65,8 @@ class MailerUnderTest:
     delivered: Callable[[], list[EmailMessage]]
     envelope_recipients: Callable[[], list[tuple[str, ...]]] | None = None
     fail_next: Callable[[str], None] | None = None
+    #: The asyncio mailer that ``mailer`` drives, if any.
+    async_mailer: AsyncMailer | None = None
 
     @property
     def background(self) -> bool:
@@ -90,13 +95,43 @@ def smtp_mailer() -> Iterator[MailerUnderTest]:
         )
 
 
+class RunToCompletion:
+    """A Mailer that runs an AsyncMailer's ``send`` to completion on an event loop of its own."""
+
+    def __init__(self, mailer: AsyncMailer, runner: asyncio.Runner) -> None:
+        self._mailer = mailer
+        self._runner = runner
+
+    def send(self, message: EmailMessage) -> None:
+        self._runner.run(self._mailer.send(message))
+
+
+@contextlib.contextmanager
+def async_smtp_mailer() -> Iterator[MailerUnderTest]:
+    handler = OneShotHandler()
+    with running_smtp_server(handler) as server, asyncio.Runner() as runner:
+
+        def fail_next(kind: str) -> None:
+            handler.answer("RCPT", FAILURES[kind][0])
+
+        mailer = AsyncSMTPMailer(server.host, server.port, timeout=5)
+        yield MailerUnderTest(
+            RunToCompletion(mailer, runner),
+            lambda: [mail.message for mail in server.received],
+            lambda: [mail.rcpt_tos for mail in server.received],
+            fail_next,
+            async_mailer=mailer,
+        )
+
+
 def in_background(
     inner: Callable[[], contextlib.AbstractContextManager[MailerUnderTest]],
 ) -> Callable[[], contextlib.AbstractContextManager[MailerUnderTest]]:
     @contextlib.contextmanager
     def factory() -> Iterator[MailerUnderTest]:
         with inner() as wrapped, BackgroundMailer(
-            wrapped.mailer, max_attempts=3, backoff=0.05, max_backoff=0.1
+            # An asyncio mailer is handed over as it is: the delivery threads run it.
+            wrapped.async_mailer or wrapped.mailer, max_attempts=3, backoff=0.05, max_backoff=0.1
         ) as mailer:
 
             def delivered() -> list[EmailMessage]:
@@ -104,7 +139,7 @@ def in_background(
                 return wrapped.delivered()
 
             yield MailerUnderTest(mailer, delivered, wrapped.envelope_recipients,
-                                  wrapped.fail_next)
+                                  wrapped.fail_next, wrapped.async_mailer)
 
     return factory
 
@@ -114,6 +149,8 @@ FACTORIES: dict[str, Callable[[], contextlib.AbstractContextManager[MailerUnderT
     "smtp": smtp_mailer,
     "background-memory": in_background(memory_mailer),
     "background-smtp": in_background(smtp_mailer),
+    "async-smtp": async_smtp_mailer,
+    "background-async-smtp": in_background(async_smtp_mailer),
 }
 
 
@@ -150,7 +187,11 @@ def events(caplog: pytest.LogCaptureFixture, name: str) -> list[logging.LogRecor
 
 
 def test_is_a_mailer(under_test: MailerUnderTest) -> None:
+    """Each mailer meets its protocol: Mailer, or AsyncMailer for an asyncio one."""
     assert isinstance(under_test.mailer, credrecovery.Mailer)
+    if under_test.async_mailer is not None:
+        assert isinstance(under_test.async_mailer, AsyncMailer)
+        assert asyncio.iscoroutinefunction(under_test.async_mailer.send)
 
 
 def test_delivers_once_with_headers_and_both_parts(under_test: MailerUnderTest) -> None:

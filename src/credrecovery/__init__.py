@@ -24,9 +24,9 @@ from .identifiers import IdentifierKind, normalize_identifier
 from .jobs import MAX_CLIENTS_PER_MAIL, ConfirmationJob
 from .keys import cheap_context, default_context, generate_key
 from .models import Client, Confirmation, Login
-from .protocols import ClientDirectory, DeliveryQueue, Mailer
+from .protocols import AsyncClientDirectory, AsyncMailer, ClientDirectory, DeliveryQueue, Mailer
 from .ratelimit import RateLimits
-from .service import RecoveryService
+from .service import AsyncRecoveryService, RecoveryService
 
 try:
     __version__ = _metadata.version("credrecovery")
@@ -35,6 +35,9 @@ except _metadata.PackageNotFoundError:  # a source tree that was never installed
 
 __all__ = [
     "MAX_CLIENTS_PER_MAIL",
+    "AsyncClientDirectory",
+    "AsyncMailer",
+    "AsyncRecoveryService",
     "BackgroundMailer",
     "Client",
     "ClientDirectory",

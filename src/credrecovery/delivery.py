@@ -11,9 +11,11 @@ request that asked for it.
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import copy
 import heapq
+import inspect
 import itertools
 import logging
 import pickle
@@ -21,7 +23,7 @@ import pickletools
 import secrets
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable
 from email.message import EmailMessage
 from typing import Any, Literal
 
@@ -29,7 +31,7 @@ from ._process import DeliveryProcess
 from .composer import Composer
 from .exceptions import DeliveryFailed
 from .jobs import ConfirmationJob
-from .protocols import Mailer
+from .protocols import AsyncMailer, Mailer
 
 __all__ = ["BackgroundMailer", "compose", "failure_details"]
 
@@ -80,7 +82,7 @@ class BackgroundMailer:
 
     def __init__(
         self,
-        mailer: Mailer,
+        mailer: Mailer | AsyncMailer,
         *,
         max_queue: int = 10_000,
         max_attempts: int = 5,
@@ -287,7 +289,7 @@ class BackgroundMailer:
                 return
         message = item.message
         try:
-            self.mailer.send(copy.deepcopy(message))
+            send_now(self.mailer, copy.deepcopy(message))
         except Exception as exc:  # noqa: BLE001 - a host mailer may raise anything
             self._failed(item, exc)
             return
@@ -368,9 +370,8 @@ class InlineDelivery:
     public form. Failures are logged, not raised, as in the background.
     """
 
-    def __init__(self, mailer: Mailer, on_sent: Callable[[EmailMessage, str], None]) -> None:
+    def __init__(self, mailer: Mailer | AsyncMailer) -> None:
         self.mailer = mailer
-        self._on_sent = on_sent
         self._composer: Composer | None = None
 
     def __repr__(self) -> str:
@@ -387,14 +388,15 @@ class InlineDelivery:
         if message is None or job.decoy:
             return
         try:
-            self.mailer.send(message)
+            send_now(self.mailer, message)
         except Exception as exc:  # noqa: BLE001 - never reveal that the client exists
             details = failure_details(exc)
             logger.error("confirmation mail not sent: %s", details["reason"],
                          extra={"event": "delivery_failed", "client": job.clients[0][0],
                                 **details})
             return
-        self._on_sent(message, job.clients[0][0])
+        logger.info("mail sent", extra={"event": "mail_sent", "client": job.clients[0][0],
+                                        "message_id": message["Message-ID"]})
 
     def flush(self, timeout: float | None = None) -> bool:
         """Nothing is ever queued."""
@@ -402,3 +404,18 @@ class InlineDelivery:
 
     def close(self, timeout: float | None = None) -> None:
         """Nothing to stop."""
+
+
+def send_now(mailer: Mailer | AsyncMailer, message: EmailMessage) -> None:
+    """Send through ``mailer``, awaiting it on an event loop of its own if it is async.
+
+    Called from delivery threads and the delivery process, never from a
+    running event loop.
+    """
+    pending = mailer.send(message)
+    if inspect.isawaitable(pending):
+        asyncio.run(_awaited(pending))
+
+
+async def _awaited(pending: Awaitable[None]) -> None:
+    await pending

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
+import html
 import threading
 from collections.abc import Iterable
 from email.message import EmailMessage
@@ -14,7 +15,7 @@ from ._records import ClientRecord
 from .identifiers import IdentifierKind, parse_kind
 from .models import Client
 
-__all__ = ["MemoryDirectory", "MemoryMailer"]
+__all__ = ["MemoryDirectory", "MemoryMailer", "MessageView", "Outbox", "render_html"]
 
 
 class MemoryDirectory:
@@ -112,7 +113,7 @@ class MemoryMailer:
     """A :class:`~credrecovery.Mailer` that keeps every message in :attr:`outbox`."""
 
     def __init__(self) -> None:
-        self.outbox: list[EmailMessage] = []
+        self.outbox: Outbox = Outbox()
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -122,3 +123,76 @@ class MemoryMailer:
         """Append ``message`` to :attr:`outbox`."""
         with self._lock:
             self.outbox.append(message)
+
+
+_HEADERS = ("From", "To", "Subject", "Date")
+
+
+class Outbox(list[EmailMessage]):
+    """The messages a :class:`MemoryMailer` sent, oldest first.
+
+    A plain list in every other respect. In a notebook it renders each
+    message as a card (see :func:`render_html`); :meth:`show` renders one.
+    """
+
+    def _repr_html_(self) -> str:
+        # A copy: a delivery thread may append while this renders.
+        messages = list(self)
+        if not messages:
+            return '<div class="credrecovery-outbox"><p>The outbox is empty.</p></div>'
+        count = "1 message" if len(messages) == 1 else f"{len(messages)} messages"
+        cards = "".join(render_html(message) for message in messages)
+        return f'<div class="credrecovery-outbox"><p>{count}, oldest first.</p>{cards}</div>'
+
+    def show(self, index: int = -1) -> MessageView:
+        """The message at ``index``, the latest by default, to render alone.
+
+        Raises :class:`IndexError` when there is no such message.
+        """
+        return MessageView(self[index])
+
+
+@dataclasses.dataclass(frozen=True, repr=False)
+class MessageView:
+    """One message that renders as a card in a notebook (see :func:`render_html`)."""
+
+    message: EmailMessage
+
+    def __repr__(self) -> str:
+        # The subject only: a body may hold a link or an access key.
+        return f"MessageView(subject={self.message.get('Subject', '')!r})"
+
+    def _repr_html_(self) -> str:
+        return render_html(self.message)
+
+
+def render_html(message: EmailMessage) -> str:
+    """Render ``message`` as an HTML card: its From, To, Subject and Date, then its body.
+
+    Header values are escaped. The HTML part, when there is one, is shown in
+    an ``<iframe sandbox srcdoc="...">``: its markup renders, but no script in
+    it runs and it cannot reach the page around it. A message without an HTML
+    part shows its plain text, escaped, in ``<pre>``.
+    """
+    rows = "".join(
+        f'<tr><th style="text-align:left;padding-right:1em">{name}</th>'
+        f"<td>{html.escape(str(message.get(name, '')))}</td></tr>"
+        for name in _HEADERS
+    )
+    html_part = message.get_body(("html",))
+    if html_part is not None:
+        srcdoc = html.escape(str(html_part.get_content()), quote=True)
+        body = (
+            f'<iframe sandbox srcdoc="{srcdoc}" title="Message body" '
+            'referrerpolicy="no-referrer" '
+            'style="width:100%;height:18em;border:1px solid #ddd;background:#fff"></iframe>'
+        )
+    else:
+        plain_part = message.get_body(("plain",))
+        text = "" if plain_part is None else str(plain_part.get_content())
+        body = f'<pre style="white-space:pre-wrap">{html.escape(text)}</pre>'
+    return (
+        '<div class="credrecovery-message" '
+        'style="border:1px solid #ccc;border-radius:4px;margin:0 0 1em;padding:.5em 1em">'
+        f"<table>{rows}</table>{body}</div>"
+    )

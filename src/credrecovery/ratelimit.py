@@ -15,12 +15,14 @@ import urllib.parse
 from collections.abc import Callable
 
 from limits import RateLimitItem, parse
+from limits.aio import storage as aio_storage
+from limits.aio.strategies import SlidingWindowCounterRateLimiter as AsyncSlidingWindowCounter
 from limits.storage import Storage, storage_from_string
 from limits.strategies import SlidingWindowCounterRateLimiter
 
 from ._limits_storage import BoundedMemoryStorage
 
-__all__ = ["RateLimits"]
+__all__ = ["AsyncLimiter", "Limiter", "RateLimits"]
 
 logger = logging.getLogger("credrecovery")
 
@@ -120,7 +122,7 @@ class Limiter:
 
     def digest(self, value: str) -> str:
         """A short keyed digest of ``value``, stable across workers sharing a secret."""
-        return hmac.new(self._key, value.encode("utf-8"), hashlib.sha256).hexdigest()[:24]
+        return _digest(self._key, value)
 
     def hit(self, name: str, value: str) -> bool:
         """Count one hit on limit ``name`` for ``value``; False if over the limit.
@@ -163,3 +165,119 @@ class Limiter:
         except Exception:  # noqa: BLE001 - any storage failure
             return float(self._items[name].get_expiry())
         return max(1.0, stats.reset_time - time.time())
+
+
+class _AsyncBoundedMemory(aio_storage.Storage, aio_storage.SlidingWindowCounterSupport):
+    """:class:`BoundedMemoryStorage` behind ``limits.aio``'s interface.
+
+    Its operations never wait on anything but a short in-process lock, so
+    they run inline on the event loop.
+    """
+
+    STORAGE_SCHEME = None
+
+    def __init__(self, max_keys: int) -> None:
+        super().__init__()
+        self.bounded = BoundedMemoryStorage(max_keys)
+
+    @property
+    def base_exceptions(self) -> type[Exception] | tuple[type[Exception], ...]:
+        return ValueError
+
+    async def incr(self, key: str, expiry: int, amount: int = 1) -> int:
+        return self.bounded.incr(key, expiry, amount)
+
+    async def get(self, key: str) -> int:
+        return self.bounded.get(key)
+
+    async def get_expiry(self, key: str) -> float:
+        return self.bounded.get_expiry(key)
+
+    async def check(self) -> bool:
+        return True
+
+    async def reset(self) -> int | None:
+        return self.bounded.reset()
+
+    async def clear(self, key: str) -> None:
+        self.bounded.clear(key)
+
+    async def acquire_sliding_window_entry(
+        self, key: str, limit: int, expiry: int, amount: int = 1
+    ) -> bool:
+        return self.bounded.acquire_sliding_window_entry(key, limit, expiry, amount)
+
+    async def get_sliding_window(self, key: str, expiry: int) -> tuple[int, float, int, float]:
+        return self.bounded.get_sliding_window(key, expiry)
+
+    async def clear_sliding_window(self, key: str, expiry: int) -> None:
+        self.bounded.clear_sliding_window(key, expiry)
+
+
+class AsyncLimiter:
+    """:class:`Limiter` for asyncio, counted with ``limits.aio``.
+
+    ``"memory://"`` uses two bounded in-process stores, as :class:`Limiter`
+    does; a Redis URI is counted through redis-py's asyncio client. Failures
+    reach the caller, whose flow fails open and logs ``limiter_error``.
+    """
+
+    def __init__(self, config: RateLimits, key: bytes) -> None:
+        self.config = config
+        self._key = key
+        self._items = {name: parse(getattr(config, name))
+                       for name in ("per_requester", "per_identifier", "per_client",
+                                    "failed_confirmations")}
+        storage: object
+        known: object
+        if urllib.parse.urlparse(config.storage_uri).scheme == "memory":
+            storage = _AsyncBoundedMemory(config.memory_max_keys)
+            known = _AsyncBoundedMemory(config.memory_max_keys)
+        else:
+            uri = config.storage_uri
+            if not uri.startswith("async+"):
+                uri = "async+" + uri
+            options = {"implementation": "redispy"} if "redis" in uri.split("://")[0] else {}
+            storage = known = storage_from_string(uri, **options)
+        if not isinstance(storage, aio_storage.Storage):
+            raise ValueError("storage_uri must name a storage that limits.aio supports")
+        self.storage = storage
+        self.known_storage = known
+        self._strategy = AsyncSlidingWindowCounter(storage)
+        self._known_strategy = AsyncSlidingWindowCounter(known)
+
+    def __repr__(self) -> str:
+        return f"AsyncLimiter({self.config!r})"
+
+    async def aclose(self) -> None:
+        """Close the storage's connections, which belong to the running event loop."""
+        client = getattr(getattr(self.storage, "bridge", None), "storage", None)
+        close = getattr(client, "aclose", None)
+        if close is not None:
+            await close()
+
+    def digest(self, value: str) -> str:
+        """The same keyed digest :meth:`Limiter.digest` gives."""
+        return _digest(self._key, value)
+
+    async def hit(self, name: str, value: str) -> bool:
+        """Count one hit on limit ``name`` for ``value``; False if over the limit."""
+        return await self._strategy.hit(self._items[name], name, self.digest(value))
+
+    async def hit_client(self, value: str, *, known: bool) -> bool:
+        """Count one ``per_client`` hit, known clients apart, as :meth:`Limiter.hit_client`."""
+        strategy = self._known_strategy if known else self._strategy
+        return await strategy.hit(self._items["per_client"], "per_client", self.digest(value))
+
+    async def test(self, name: str, value: str) -> bool:
+        """Whether limit ``name`` would accept one more hit for ``value``."""
+        return await self._strategy.test(self._items[name], name, self.digest(value))
+
+    async def retry_after(self, name: str, value: str) -> float:
+        """Seconds until limit ``name`` accepts a hit for ``value`` again."""
+        stats = await self._strategy.get_window_stats(self._items[name], name, self.digest(value))
+        return max(1.0, stats.reset_time - time.time())
+
+
+def _digest(key: bytes, value: str) -> str:
+    return hmac.new(key, value.encode("utf-8"), hashlib.sha256).hexdigest()[:24]

@@ -12,6 +12,7 @@ names the reply codes and a likely fix, never the server's own text.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import email.errors
 import math
 import re
@@ -109,46 +110,14 @@ class SMTPMailer:
         allow_plain_login: bool = False,
         envelope_sender: str | None = None,
     ) -> None:
-        if not isinstance(host, str) or not host:
-            raise ValueError("host must be a non-empty string")
-        if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
-            raise ValueError("port must be an integer between 1 and 65535")
-        if security not in _SECURITY_MODES:
-            raise ValueError("security must be one of 'plain', 'starttls' or 'tls'")
-        if ssl_context is not None and security == "plain":
-            raise ValueError("ssl_context is only used with security 'starttls' or 'tls'")
-        if (isinstance(timeout, bool) or not isinstance(timeout, int | float)
-                or not math.isfinite(timeout) or timeout <= 0):
-            raise ValueError("timeout must be a positive number of seconds")
-        if username is None and password is not None:
-            raise ValueError("a password was given without a username")
-        if username is not None:
-            if not username or password is None:
-                raise ValueError("a username needs a password")
-            # smtplib encodes credentials as ASCII; fail here rather than at the first send.
-            if not (username.isascii() and password.isascii()):
-                raise ValueError("username and password must be ASCII")
-            if security == "plain" and not allow_plain_login:
-                raise ValueError(
-                    "logging in without TLS sends the password in clear; use 'starttls' or "
-                    "'tls', or pass allow_plain_login=True for a trusted local relay"
-                )
-        self._host = host
-        self._port = port
-        self._security: Security = security
-        self._username = username
-        self._password = _Secret(password) if password is not None else None
-        self._timeout = float(timeout)
-        self._ssl_context = ssl_context
-        self._local_hostname = local_hostname
-        self._envelope_sender = (None if envelope_sender is None
-                                 else _checked_envelope_sender(envelope_sender))
+        self._settings = _Settings.checked(
+            host, port, security=security, username=username, password=password,
+            timeout=timeout, ssl_context=ssl_context, local_hostname=local_hostname,
+            allow_plain_login=allow_plain_login, envelope_sender=envelope_sender,
+        )
 
     def __repr__(self) -> str:
-        return (
-            f"SMTPMailer(host={self._host!r}, port={self._port}, "
-            f"security={self._security!r}, auth={self._username is not None})"
-        )
+        return f"SMTPMailer({self._settings.describe()})"
 
     def send(self, message: EmailMessage) -> None:
         """Deliver ``message`` to the addresses in its ``To`` header, and to no one else.
@@ -178,14 +147,15 @@ class SMTPMailer:
     def _deliver(self, client: smtplib.SMTP, message: EmailMessage,
                  recipients: list[str]) -> None:
         try:
-            if self._security == "starttls":
-                client.starttls(context=self._context())
-            if self._username is not None and self._password is not None:
-                client.login(self._username, self._password.reveal())
+            settings = self._settings
+            if settings.security == "starttls":
+                client.starttls(context=settings.context())
+            if settings.username is not None and settings.password is not None:
+                client.login(settings.username, settings.password.reveal())
             # STARTTLS forgets the extensions offered before it, so ask on this channel.
             client.ehlo_or_helo_if_needed()
             options = _DSN_MAIL_OPTIONS if client.has_extn("dsn") else ()
-            refused = client.send_message(message, from_addr=self._envelope_sender,
+            refused = client.send_message(message, from_addr=settings.envelope_sender,
                                           to_addrs=recipients, mail_options=options)
             if refused:
                 raise smtplib.SMTPRecipientsRefused(refused)
@@ -198,20 +168,13 @@ class SMTPMailer:
     def _connect(self) -> smtplib.SMTP:
         # The host must go to the constructor: smtplib only records it there, and
         # TLS needs it to check the certificate. A failed connect closes its socket.
-        if self._security == "tls":
+        s = self._settings
+        if s.security == "tls":
             return smtplib.SMTP_SSL(
-                self._host, self._port,
-                local_hostname=self._local_hostname,
-                timeout=self._timeout,
-                context=self._context(),
+                s.host, s.port, local_hostname=s.local_hostname, timeout=s.timeout,
+                context=s.context(),
             )
-        return smtplib.SMTP(self._host, self._port, local_hostname=self._local_hostname,
-                            timeout=self._timeout)
-
-    def _context(self) -> ssl.SSLContext:
-        if self._ssl_context is not None:
-            return self._ssl_context
-        return ssl.create_default_context()
+        return smtplib.SMTP(s.host, s.port, local_hostname=s.local_hostname, timeout=s.timeout)
 
     def _failure(self, exc: BaseException, *, connecting: bool) -> DeliveryFailed:
         """Map an smtplib or socket error to a DeliveryFailed that quotes no server text.
@@ -219,103 +182,216 @@ class SMTPMailer:
         ``connecting`` tells that ``exc`` came before the server's greeting
         was read (TCP connect, implicit TLS handshake, greeting).
         """
+        settings = self._settings
         if isinstance(exc, smtplib.SMTPRecipientsRefused):
-            return self._recipients_refused(exc)
+            return _recipients_refused(settings, list(exc.recipients.values()))
         if isinstance(exc, smtplib.SMTPResponseException):
-            return self._refused(exc)
+            if isinstance(exc, smtplib.SMTPAuthenticationError):
+                step: _Step = "login"
+            elif isinstance(exc, smtplib.SMTPSenderRefused):
+                step = "sender"
+            elif isinstance(exc, smtplib.SMTPDataError):
+                step = "message"
+            elif isinstance(exc, smtplib.SMTPConnectError):
+                step = "connection"
+            elif isinstance(exc, smtplib.SMTPHeloError):
+                step = "helo"
+            else:
+                step = "command"
+            return _refused(settings, step, exc.smtp_code, exc.smtp_error)
         if isinstance(exc, smtplib.SMTPServerDisconnected):
             timed_out = isinstance(exc.__context__, TimeoutError)
-            what = "SMTP server timed out" if timed_out else "SMTP server closed the connection"
-            if not connecting:
-                return DeliveryFailed(what, temporary=True)
-            # An implicit-TLS server waits for a handshake that a plain client never starts.
-            if self._security != "tls" and self._port == _IMPLICIT_TLS_PORT:
-                return DeliveryFailed(
-                    f"{what} before its greeting: port {self._port} usually expects TLS "
-                    "from the first byte; use security='tls'",
-                    temporary=True,
-                )
-            return DeliveryFailed(f"{what} before its greeting", temporary=True)
+            return _disconnected(settings, timed_out=timed_out, connecting=connecting)
         if isinstance(exc, smtplib.SMTPNotSupportedError):
             # Only smtplib raises this, with fixed wording that names the extension.
-            missing = next((name for name in ("STARTTLS", "AUTH", "SMTPUTF8") if name in str(exc)),
-                           "a needed extension")
-            return DeliveryFailed(f"SMTP server does not offer {missing}", temporary=False)
+            return _not_supported(str(exc))
         if isinstance(exc, smtplib.SMTPException):
             return DeliveryFailed(f"SMTP delivery failed ({type(exc).__name__})",
                                   temporary=False)
-        if isinstance(exc, ssl.SSLCertVerificationError):
-            # A certificate that fails verification will fail again until someone fixes it.
-            reason = exc.verify_message or "verification failed"
-            return DeliveryFailed(f"SMTP server certificate rejected: {reason}", temporary=False)
-        if isinstance(exc, ssl.SSLError):
-            if connecting and self._security == "tls" and exc.reason in _NOT_TLS_REASONS:
-                # The server spoke clear text: it will every time, until the settings change.
-                return DeliveryFailed(
-                    f"TLS handshake with port {self._port} failed: the server may expect "
-                    "STARTTLS; use security='starttls'",
-                    temporary=False,
+        return _transport_failure(settings, exc, connecting=connecting)
+
+
+#: The step of the dialogue an SMTP server refused; each names it in the message.
+_Step = Literal["login", "sender", "message", "connection", "helo", "command"]
+
+_STEP_WORDS: Final[dict[str, str]] = {
+    "sender": "SMTP server refused the sender",
+    "message": "SMTP server refused the message",
+    "connection": "SMTP server refused the connection",
+    "helo": "SMTP server refused EHLO and HELO",
+    "command": "SMTP server refused a command",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class _Settings:
+    """An SMTP mailer's checked settings, shared by the smtplib and asyncio mailers."""
+
+    host: str
+    port: int
+    security: Security
+    username: str | None
+    password: _Secret | None = dataclasses.field(repr=False)
+    timeout: float
+    ssl_context: ssl.SSLContext | None
+    local_hostname: str | None
+    envelope_sender: str | None
+
+    @classmethod
+    def checked(
+        cls,
+        host: str,
+        port: int,
+        *,
+        security: Security,
+        username: str | None,
+        password: str | None,
+        timeout: float,
+        ssl_context: ssl.SSLContext | None,
+        local_hostname: str | None,
+        allow_plain_login: bool,
+        envelope_sender: str | None,
+    ) -> _Settings:
+        """Validate the mailer's arguments; raises :class:`ValueError` on a bad one."""
+        if not isinstance(host, str) or not host:
+            raise ValueError("host must be a non-empty string")
+        if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
+            raise ValueError("port must be an integer between 1 and 65535")
+        if security not in _SECURITY_MODES:
+            raise ValueError("security must be one of 'plain', 'starttls' or 'tls'")
+        if ssl_context is not None and security == "plain":
+            raise ValueError("ssl_context is only used with security 'starttls' or 'tls'")
+        if (isinstance(timeout, bool) or not isinstance(timeout, int | float)
+                or not math.isfinite(timeout) or timeout <= 0):
+            raise ValueError("timeout must be a positive number of seconds")
+        if username is None and password is not None:
+            raise ValueError("a password was given without a username")
+        if username is not None:
+            if not username or password is None:
+                raise ValueError("a username needs a password")
+            # SMTP AUTH encodes credentials as ASCII; fail here rather than at the first send.
+            if not (username.isascii() and password.isascii()):
+                raise ValueError("username and password must be ASCII")
+            if security == "plain" and not allow_plain_login:
+                raise ValueError(
+                    "logging in without TLS sends the password in clear; use 'starttls' or "
+                    "'tls', or pass allow_plain_login=True for a trusted local relay"
                 )
-            return DeliveryFailed("TLS with the SMTP server failed", temporary=True)
-        if isinstance(exc, TimeoutError):
-            return DeliveryFailed("SMTP server timed out", temporary=True)
-        if isinstance(exc, OSError):
-            reason = exc.strerror or type(exc).__name__
-            return DeliveryFailed(f"could not reach the SMTP server: {reason}", temporary=True)
-        return DeliveryFailed("the message cannot be sent over SMTP", temporary=False)
+        return cls(
+            host=host,
+            port=port,
+            security=security,
+            username=username,
+            password=_Secret(password) if password is not None else None,
+            timeout=float(timeout),
+            ssl_context=ssl_context,
+            local_hostname=local_hostname,
+            envelope_sender=(None if envelope_sender is None
+                             else _checked_envelope_sender(envelope_sender)),
+        )
 
-    def _recipients_refused(self, exc: smtplib.SMTPRecipientsRefused) -> DeliveryFailed:
-        replies = list(exc.recipients.values())
-        if not replies:
-            return DeliveryFailed("SMTP server refused the recipient", temporary=False)
-        temporary = all(400 <= code < 500 for code, _reply in replies)
-        # The highest code is the one that decided: any 5xx makes the failure permanent.
-        code, reply = max(replies, key=lambda item: item[0])
-        return self._coded("SMTP server refused the recipient", code, reply, temporary)
+    def describe(self) -> str:
+        """The settings a repr shows: never the password, nor the login's name."""
+        return (f"host={self.host!r}, port={self.port}, security={self.security!r}, "
+                f"auth={self.username is not None}")
 
-    def _refused(self, exc: smtplib.SMTPResponseException) -> DeliveryFailed:
-        temporary = 400 <= exc.smtp_code < 500
-        if isinstance(exc, smtplib.SMTPAuthenticationError):
-            enhanced = _enhanced_code(exc.smtp_code, exc.smtp_error)
-            return DeliveryFailed(f"SMTP login failed ({_codes(exc.smtp_code, enhanced)})",
-                                  temporary=temporary, smtp_code=exc.smtp_code,
-                                  enhanced_code=enhanced)
-        if isinstance(exc, smtplib.SMTPSenderRefused):
-            what = "SMTP server refused the sender"
-        elif isinstance(exc, smtplib.SMTPDataError):
-            what = "SMTP server refused the message"
-        elif isinstance(exc, smtplib.SMTPConnectError):
-            what = "SMTP server refused the connection"
-        elif isinstance(exc, smtplib.SMTPHeloError):
-            what = "SMTP server refused EHLO and HELO"
-        else:
-            what = "SMTP server refused a command"
-        return self._coded(what, exc.smtp_code, exc.smtp_error, temporary)
+    def context(self) -> ssl.SSLContext:
+        if self.ssl_context is not None:
+            return self.ssl_context
+        return ssl.create_default_context()
 
-    def _coded(self, what: str, code: int, reply: bytes | str,
-               temporary: bool) -> DeliveryFailed:
+
+def _disconnected(settings: _Settings, *, timed_out: bool, connecting: bool) -> DeliveryFailed:
+    """The server went silent or away; before its greeting, a port mismatch is likely."""
+    what = "SMTP server timed out" if timed_out else "SMTP server closed the connection"
+    if not connecting:
+        return DeliveryFailed(what, temporary=True)
+    # An implicit-TLS server waits for a handshake that a plain client never starts.
+    if settings.security != "tls" and settings.port == _IMPLICIT_TLS_PORT:
+        return DeliveryFailed(
+            f"{what} before its greeting: port {settings.port} usually expects TLS "
+            "from the first byte; use security='tls'",
+            temporary=True,
+        )
+    return DeliveryFailed(f"{what} before its greeting", temporary=True)
+
+
+def _not_supported(text: str) -> DeliveryFailed:
+    """A needed extension is missing; ``text`` is the client library's own fixed wording."""
+    missing = next((name for name in ("STARTTLS", "AUTH", "SMTPUTF8") if name in text),
+                   "a needed extension")
+    return DeliveryFailed(f"SMTP server does not offer {missing}", temporary=False)
+
+
+def _transport_failure(settings: _Settings, exc: BaseException, *,
+                       connecting: bool) -> DeliveryFailed:
+    """Map a TLS, socket or message error, whichever SMTP client met it."""
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        # A certificate that fails verification will fail again until someone fixes it.
+        reason = exc.verify_message or "verification failed"
+        return DeliveryFailed(f"SMTP server certificate rejected: {reason}", temporary=False)
+    if isinstance(exc, ssl.SSLError):
+        if connecting and settings.security == "tls" and exc.reason in _NOT_TLS_REASONS:
+            # The server spoke clear text: it will every time, until the settings change.
+            return DeliveryFailed(
+                f"TLS handshake with port {settings.port} failed: the server may expect "
+                "STARTTLS; use security='starttls'",
+                temporary=False,
+            )
+        return DeliveryFailed("TLS with the SMTP server failed", temporary=True)
+    if isinstance(exc, TimeoutError):
+        return DeliveryFailed("SMTP server timed out", temporary=True)
+    if isinstance(exc, OSError):
+        reason = exc.strerror or type(exc).__name__
+        return DeliveryFailed(f"could not reach the SMTP server: {reason}", temporary=True)
+    return DeliveryFailed("the message cannot be sent over SMTP", temporary=False)
+
+
+def _recipients_refused(settings: _Settings,
+                        replies: list[tuple[int, bytes | str]]) -> DeliveryFailed:
+    """Every refused recipient's ``(code, reply)``; the highest code decides."""
+    if not replies:
+        return DeliveryFailed("SMTP server refused the recipient", temporary=False)
+    temporary = all(400 <= code < 500 for code, _reply in replies)
+    # The highest code is the one that decided: any 5xx makes the failure permanent.
+    code, reply = max(replies, key=lambda item: item[0])
+    return _coded(settings, "SMTP server refused the recipient", code, reply, temporary)
+
+
+def _refused(settings: _Settings, step: _Step, code: int, reply: bytes | str) -> DeliveryFailed:
+    """The server refused ``step`` with ``code``; ``reply`` is read for its enhanced code only."""
+    temporary = 400 <= code < 500
+    if step == "login":
         enhanced = _enhanced_code(code, reply)
-        text = f"{what} ({_codes(code, enhanced)})"
-        hint = self._hint(code, enhanced)
-        if hint is not None:
-            text = f"{text}; {hint}"
-        return DeliveryFailed(text, temporary=temporary, smtp_code=code,
-                              enhanced_code=enhanced)
+        return DeliveryFailed(f"SMTP login failed ({_codes(code, enhanced)})",
+                              temporary=temporary, smtp_code=code, enhanced_code=enhanced)
+    return _coded(settings, _STEP_WORDS[step], code, reply, temporary)
 
-    def _hint(self, code: int, enhanced: str | None) -> str | None:
-        """The likely fix a refusal's codes point to, judged from this mailer's settings."""
-        if code == 530 and self._security == "plain":
-            # 530 is both "must issue STARTTLS first" and "authentication required";
-            # either way this library logs in only over TLS, so TLS comes first.
-            return _STARTTLS_HINT
-        if self._username is not None:
-            return None
-        if code in (530, 535):
-            return _LOGIN_HINT
-        if (enhanced is not None and enhanced.startswith("5.7.")
-                and not _is_sender_authentication(enhanced)):
-            return _LOGIN_HINT
+
+def _coded(settings: _Settings, what: str, code: int, reply: bytes | str,
+           temporary: bool) -> DeliveryFailed:
+    enhanced = _enhanced_code(code, reply)
+    text = f"{what} ({_codes(code, enhanced)})"
+    hint = _hint(settings, code, enhanced)
+    if hint is not None:
+        text = f"{text}; {hint}"
+    return DeliveryFailed(text, temporary=temporary, smtp_code=code, enhanced_code=enhanced)
+
+
+def _hint(settings: _Settings, code: int, enhanced: str | None) -> str | None:
+    """The likely fix a refusal's codes point to, judged from the mailer's settings."""
+    if code == 530 and settings.security == "plain":
+        # 530 is both "must issue STARTTLS first" and "authentication required";
+        # either way this library logs in only over TLS, so TLS comes first.
+        return _STARTTLS_HINT
+    if settings.username is not None:
         return None
+    if code in (530, 535):
+        return _LOGIN_HINT
+    if (enhanced is not None and enhanced.startswith("5.7.")
+            and not _is_sender_authentication(enhanced)):
+        return _LOGIN_HINT
+    return None
 
 
 def _checked_envelope_sender(value: object) -> str:

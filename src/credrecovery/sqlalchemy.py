@@ -33,7 +33,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, TypeVar, cast
 
 try:
@@ -202,25 +202,47 @@ def _mapped_tables(metadata: sa.MetaData, mapping: TableMapping) -> tuple[sa.Tab
     return clients, domains
 
 
-def _guarded(action: str, work: Callable[[], _T], *, refusal: str | None = None) -> _T:
-    """Run ``work``, turning SQLAlchemy's errors into :class:`DirectoryError`.
+def _translated(
+    exc: sa_exc.SQLAlchemyError, action: str, refusal: str | None
+) -> tuple[Exception, bool]:
+    """The error to raise for ``exc``, and whether it may be chained to ``exc``.
 
     With ``refusal``, an integrity error becomes a :class:`ValueError` with
     that message instead. Either carries ``sqlstate`` and ``constraint``. An
-    error whose text may quote a row is raised outside the handler, so that
-    neither ``__cause__`` nor ``__context__`` leads back to it.
+    error whose text may quote a row must not be chained: neither
+    ``__cause__`` nor ``__context__`` may lead back to it.
     """
+    sqlstate, constraint = _error_codes(exc)
+    error: Exception
+    if refusal is not None and isinstance(exc, sa_exc.IntegrityError):
+        error = _tagged(ValueError(refusal), sqlstate, constraint)
+    else:
+        error = _directory_error(f"the client directory could not {action}",
+                                 sqlstate, constraint)
+    return error, not _may_quote_row(exc)
+
+
+def _guarded(action: str, work: Callable[[], _T], *, refusal: str | None = None) -> _T:
+    """Run ``work``, turning SQLAlchemy's errors into :class:`DirectoryError` (see _translated)."""
     try:
         return work()
     except sa_exc.SQLAlchemyError as exc:
-        sqlstate, constraint = _error_codes(exc)
-        error: Exception
-        if refusal is not None and isinstance(exc, sa_exc.IntegrityError):
-            error = _tagged(ValueError(refusal), sqlstate, constraint)
-        else:
-            error = _directory_error(f"the client directory could not {action}",
-                                     sqlstate, constraint)
-        if not _may_quote_row(exc):
+        error, chained = _translated(exc, action, refusal)
+        if chained:
+            raise error from exc
+    # Raised outside the handler, so that no __context__ is set.
+    raise error
+
+
+async def _guarded_async(
+    action: str, work: Callable[[], Awaitable[_T]], *, refusal: str | None = None
+) -> _T:
+    """:func:`_guarded` for a coroutine."""
+    try:
+        return await work()
+    except sa_exc.SQLAlchemyError as exc:
+        error, chained = _translated(exc, action, refusal)
+        if chained:
             raise error from exc
     raise error
 
@@ -247,10 +269,13 @@ def _tagged(error: _E, sqlstate: str | None, constraint: str | None) -> _E:
 
 
 def _error_codes(exc: sa_exc.SQLAlchemyError) -> tuple[str | None, str | None]:
-    """The SQLSTATE and constraint name a driver reported (psycopg 3 or 2), if any."""
+    """The SQLSTATE and constraint name a driver reported (psycopg 3 or 2, asyncpg), if any."""
     orig = getattr(exc, "orig", None)
     sqlstate = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
     constraint = getattr(getattr(orig, "diag", None), "constraint_name", None)
+    if constraint is None:
+        # SQLAlchemy's asyncpg adapter keeps asyncpg's own error as the cause.
+        constraint = getattr(getattr(orig, "__cause__", None), "constraint_name", None)
     return (
         sqlstate if isinstance(sqlstate, str) else None,
         constraint if isinstance(constraint, str) else None,
@@ -267,7 +292,194 @@ def _may_quote_row(exc: sa_exc.SQLAlchemyError) -> bool:
         return True
     # PostgreSQL puts row values in DETAIL and, for COPY, the input line in CONTEXT.
     diag = getattr(exc.orig, "diag", None)
-    return any(getattr(diag, field, None) for field in ("message_detail", "context"))
+    if any(getattr(diag, field, None) for field in ("message_detail", "context")):
+        return True
+    asyncpg_error = getattr(exc.orig, "__cause__", None)
+    return any(getattr(asyncpg_error, field, None) for field in ("detail", "context"))
+
+
+class _Statements:
+    """The tables, the column mapping and every statement a SQLAlchemy directory runs.
+
+    Shared by :class:`SQLAlchemyDirectory` and the asyncio directory, which
+    then differ only in how they run these statements.
+    """
+
+    def __init__(self, mapping: TableMapping | None) -> None:
+        self.own_schema = mapping is None
+        self.mapping = _OWN_MAPPING if mapping is None else mapping
+        self.metadata = sa.MetaData(schema=self.mapping.schema)
+        if mapping is None:
+            self.clients, self.domains = _own_tables(self.metadata)
+        else:
+            self.clients, self.domains = _mapped_tables(self.metadata, mapping)
+        m = self.mapping
+        self.number = self.clients.c[m.number]
+        self.email = self.clients.c[m.email]
+        self.key_hash = self.clients.c[m.key_hash]
+        self.domain = self.domains.c[m.domain]
+        self.domain_client = self.domains.c[m.domain_client]
+        self.client_columns: list[sa.ColumnElement[Any]] = [
+            self.number.label("number"),
+            self.email.label("email"),
+            self.key_hash.label("key_hash"),
+        ]
+        if m.name is not None:
+            self.client_columns.append(self.clients.c[m.name].label("name"))
+        if m.locale is not None:
+            self.client_columns.append(self.clients.c[m.locale].label("locale"))
+
+    def describe(self, url: sa.URL) -> str:
+        """What a repr shows: the URL without its password, and the tables."""
+        shown = url.render_as_string(hide_password=True)
+        return (f"{shown!r}, clients={self.clients.fullname!r}, "
+                f"domains={self.domains.fullname!r}")
+
+    def check_own_schema(self) -> None:
+        if not self.own_schema:
+            raise TypeError("create_schema only applies to the directory's own tables")
+
+    def select(
+        self, kind: IdentifierKind | str, value: str, limit: int
+    ) -> tuple[IdentifierKind, sa.Select[Any] | None]:
+        """The lookup for ``value``: ``None`` when it cannot match. Checks ``limit``."""
+        kind = parse_kind(kind)
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
+        condition: sa.ColumnElement[bool]
+        if kind is IdentifierKind.CLIENT_NUMBER:
+            number = self.number_value(value)
+            if number is None:
+                return kind, None
+            condition = self.number == number
+        elif kind is IdentifierKind.EMAIL:
+            condition = self._email_is(value)
+        else:
+            # A semi-join rather than a join, so that a host table listing a
+            # domain twice for one client still yields that client once.
+            owners = sa.select(self.domain_client).where(self._domain_is(value))
+            condition = self.number.in_(owners.scalar_subquery())
+        # Two rows for a number or a domain mean the host's column is not unique.
+        fetch = limit if kind is IdentifierKind.EMAIL else 2
+        statement = (
+            sa.select(*self.client_columns)
+            .where(condition, self.email.is_not(None), self.key_hash.is_not(None))
+            .order_by(self.number)
+            .limit(fetch)
+        )
+        return kind, statement
+
+    def found(
+        self, kind: IdentifierKind, rows: Sequence[sa.Row[Any]], limit: int
+    ) -> list[Client]:
+        """The clients of a lookup's ``rows``; raises when a number or domain is not unique."""
+        if kind is not IdentifierKind.EMAIL and len(rows) > 1:
+            raise _directory_error(
+                "several clients match one number or domain; the mapped column must be unique"
+            )
+        clients = (self.client(row._mapping) for row in rows[:limit])
+        return [client for client in clients if client is not None]
+
+    def replace(self, number: str, current: str, new: str) -> sa.Update | None:
+        """The conditional ``UPDATE``; ``None`` when ``number`` cannot match."""
+        number_value = self.number_value(number)
+        if number_value is None:
+            return None
+        return (
+            sa.update(self.clients)
+            .where(self.number == number_value, self.key_hash == current)
+            .values({self.key_hash: new})
+        )
+
+    def stored_record(self, record: ClientRecord) -> tuple[Client, str | int]:
+        """The client as it reads back, and its number as the column stores it."""
+        number_value = self.stored_number(record.client.number)
+        return dataclasses.replace(record.client, number=str(number_value)), number_value
+
+    def taken_checks(
+        self, number: str | int, domains: Sequence[str]
+    ) -> list[tuple[sa.Select[Any], str]]:
+        """Queries that find a row when ``number`` or one of ``domains`` is taken, each with
+        the refusal to raise then."""
+        checks = [(self._exists(self.clients, self.number == number),
+                   "a client with this number already exists")]
+        if domains:
+            domain_column: sa.ColumnElement[str] = (
+                self.domain if self.mapping.domain_lowercased else sa.func.lower(self.domain)
+            )
+            checks.append((self._exists(self.domains, domain_column.in_(domains)),
+                           "one of these domains belongs to another client"))
+        return checks
+
+    @staticmethod
+    def _exists(table: sa.Table, condition: sa.ColumnElement[bool]) -> sa.Select[Any]:
+        return sa.select(sa.literal(1)).select_from(table).where(condition).limit(1)
+
+    def inserts(
+        self, client: Client, number: str | int, domains: Sequence[str]
+    ) -> list[tuple[sa.Insert, list[dict[str, Any]]]]:
+        """The inserts that add ``client`` and its ``domains``, each with its rows."""
+        inserts = [(sa.insert(self.clients), [self.client_row(client, number)])]
+        if domains:
+            inserts.append((sa.insert(self.domains),
+                            [self.domain_row(d, number) for d in domains]))
+        return inserts
+
+    def number_value(self, number: str) -> str | int | None:
+        """``number`` as the number column compares it; ``None`` if it cannot match."""
+        if not self.mapping.number_is_integer:
+            return number
+        if not _DECIMAL.fullmatch(number):
+            return None
+        value = int(number)
+        return value if value <= _MAX_BIGINT else None
+
+    def stored_number(self, number: str) -> str | int:
+        value = self.number_value(number)
+        if value is None:
+            raise ValueError("this directory's client numbers are non-negative integers")
+        return value
+
+    def _email_is(self, email: str) -> sa.ColumnElement[bool]:
+        if self.mapping.email_lowercased:
+            return self.email == email
+        return sa.func.lower(self.email) == email
+
+    def _domain_is(self, domain: str) -> sa.ColumnElement[bool]:
+        if self.mapping.domain_lowercased:
+            return self.domain == domain
+        return sa.func.lower(self.domain) == domain
+
+    def client_row(self, client: Client, number: str | int) -> dict[str, Any]:
+        m = self.mapping
+        row: dict[str, Any] = {m.number: number, m.email: client.email, m.key_hash: client.key_hash}
+        if m.name is not None:
+            row[m.name] = client.name
+        if m.locale is not None:
+            row[m.locale] = client.locale
+        return row
+
+    def domain_row(self, domain: str, number: str | int) -> dict[str, Any]:
+        return {self.mapping.domain: domain, self.mapping.domain_client: number}
+
+    @staticmethod
+    def client(row: sa.RowMapping) -> Client | None:
+        # A row without an address or a hash cannot be recovered; it reads as absent.
+        if row["email"] is None or row["key_hash"] is None:
+            return None
+        name = row.get("name")
+        locale = row.get("locale")
+        return Client(
+            number=str(row["number"]),
+            email=str(row["email"]),
+            key_hash=str(row["key_hash"]),
+            name="" if name is None else str(name),
+            locale=str(locale) if locale else None,
+        )
+
+
+#: What add_client's ValueError says when a constraint refuses the client.
+_ADD_REFUSAL = "the database refused the client: a duplicate or a constraint"
 
 
 class SQLAlchemyDirectory:
@@ -298,29 +510,8 @@ class SQLAlchemyDirectory:
             self._engine = engine_or_url
         else:
             self._engine = sa.create_engine(engine_or_url, pool_pre_ping=True, hide_parameters=True)
-        self._own_schema = mapping is None
-        self._mapping = _OWN_MAPPING if mapping is None else mapping
+        self._statements = _Statements(mapping)
         self._crypt_context = crypt_context
-        self._metadata = sa.MetaData(schema=self._mapping.schema)
-        if mapping is None:
-            self._clients, self._domains = _own_tables(self._metadata)
-        else:
-            self._clients, self._domains = _mapped_tables(self._metadata, mapping)
-        m = self._mapping
-        self._number = self._clients.c[m.number]
-        self._email = self._clients.c[m.email]
-        self._key_hash = self._clients.c[m.key_hash]
-        self._domain = self._domains.c[m.domain]
-        self._domain_client = self._domains.c[m.domain_client]
-        self._client_columns: list[sa.ColumnElement[Any]] = [
-            self._number.label("number"),
-            self._email.label("email"),
-            self._key_hash.label("key_hash"),
-        ]
-        if m.name is not None:
-            self._client_columns.append(self._clients.c[m.name].label("name"))
-        if m.locale is not None:
-            self._client_columns.append(self._clients.c[m.locale].label("locale"))
         if create_schema:
             try:
                 self.create_schema()
@@ -330,11 +521,7 @@ class SQLAlchemyDirectory:
                 raise
 
     def __repr__(self) -> str:
-        url = self._engine.url.render_as_string(hide_password=True)
-        return (
-            f"SQLAlchemyDirectory({url!r}, clients={self._clients.fullname!r}, "
-            f"domains={self._domains.fullname!r})"
-        )
+        return f"SQLAlchemyDirectory({self._statements.describe(self._engine.url)})"
 
     @property
     def engine(self) -> sa.Engine:
@@ -344,7 +531,7 @@ class SQLAlchemyDirectory:
     @property
     def mapping(self) -> TableMapping:
         """The tables and columns in use; the built-in one in own-schema mode."""
-        return self._mapping
+        return self._statements.mapping
 
     @property
     def metadata(self) -> sa.MetaData:
@@ -352,7 +539,7 @@ class SQLAlchemyDirectory:
 
         In mapped mode they hold only the mapped columns; never create them.
         """
-        return self._metadata
+        return self._statements.metadata
 
     def create_schema(self) -> None:
         """Create the directory's own tables and indexes where they are missing.
@@ -361,9 +548,9 @@ class SQLAlchemyDirectory:
         host owns those tables. Raises :class:`~credrecovery.DirectoryError`
         when the database fails.
         """
-        if not self._own_schema:
-            raise TypeError("create_schema only applies to the directory's own tables")
-        _guarded("create its tables", lambda: self._metadata.create_all(self._engine))
+        self._statements.check_own_schema()
+        metadata = self._statements.metadata
+        _guarded("create its tables", lambda: metadata.create_all(self._engine))
 
     def dispose(self) -> None:
         """Close the engine's pooled connections.
@@ -403,42 +590,16 @@ class SQLAlchemyDirectory:
         is below 1, and :class:`~credrecovery.DirectoryError` when the
         database fails or when several clients have the number or the domain.
         """
-        kind = parse_kind(kind)
-        if limit < 1:
-            raise ValueError("limit must be at least 1")
-        condition: sa.ColumnElement[bool]
-        if kind is IdentifierKind.CLIENT_NUMBER:
-            number = self._number_value(value)
-            if number is None:
-                return []
-            condition = self._number == number
-        elif kind is IdentifierKind.EMAIL:
-            condition = self._email_is(value)
-        else:
-            # A semi-join rather than a join, so that a host table listing a
-            # domain twice for one client still yields that client once.
-            owners = sa.select(self._domain_client).where(self._domain_is(value))
-            condition = self._number.in_(owners.scalar_subquery())
-        # Two rows for a number or a domain mean the host's column is not unique.
-        fetch = limit if kind is IdentifierKind.EMAIL else 2
-        statement = (
-            sa.select(*self._client_columns)
-            .where(condition, self._email.is_not(None), self._key_hash.is_not(None))
-            .order_by(self._number)
-            .limit(fetch)
-        )
+        kind, statement = self._statements.select(kind, value, limit)
+        if statement is None:
+            return []
 
         def fetch_rows() -> Sequence[sa.Row[Any]]:
             with self._engine.connect() as connection:
                 return connection.execute(statement).all()
 
         rows = _guarded("look up a client", fetch_rows)
-        if kind is not IdentifierKind.EMAIL and len(rows) > 1:
-            raise _directory_error(
-                "several clients match one number or domain; the mapped column must be unique"
-            )
-        clients = (self._client(row._mapping) for row in rows[:limit])
-        return [client for client in clients if client is not None]
+        return self._statements.found(kind, rows, limit)
 
     def replace_key_hash(self, number: str, current: str, new: str) -> bool:
         """Store ``new`` as ``number``'s key hash if it still is ``current``.
@@ -447,14 +608,9 @@ class SQLAlchemyDirectory:
         changed a row. Raises :class:`~credrecovery.DirectoryError` when the
         database fails.
         """
-        number_value = self._number_value(number)
-        if number_value is None:
+        statement = self._statements.replace(number, current, new)
+        if statement is None:
             return False
-        statement = (
-            sa.update(self._clients)
-            .where(self._number == number_value, self._key_hash == current)
-            .values({self._key_hash: new})
-        )
 
         def swap() -> bool:
             with self._engine.begin() as connection:
@@ -493,23 +649,19 @@ class SQLAlchemyDirectory:
             locale=locale,
             crypt_context=self._crypt_context,
         )
-        number_value = self._stored_number(record.client.number)
-        client = dataclasses.replace(record.client, number=str(number_value))
+        statements = self._statements
+        client, number_value = statements.stored_record(record)
+        taken = statements.taken_checks(number_value, record.domains)
 
         def insert() -> None:
             with self._engine.begin() as connection:
-                self._check_free(connection, number_value, record.domains)
-                connection.execute(
-                    sa.insert(self._clients), [self._client_row(client, number_value)]
-                )
-                if record.domains:
-                    connection.execute(
-                        sa.insert(self._domains),
-                        [self._domain_row(d, number_value) for d in record.domains],
-                    )
+                for check, refusal in taken:
+                    if connection.execute(check).first() is not None:
+                        raise ValueError(refusal)
+                for statement, rows in statements.inserts(client, number_value, record.domains):
+                    connection.execute(statement, rows)
 
-        _guarded("add a client", insert,
-                 refusal="the database refused the client: a duplicate or a constraint")
+        _guarded("add a client", insert, refusal=_ADD_REFUSAL)
         return client
 
     def bulk_add(
@@ -528,6 +680,7 @@ class SQLAlchemyDirectory:
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
         items = iter(clients)
+        statements = self._statements
 
         def insert() -> int:
             count = 0
@@ -536,11 +689,11 @@ class SQLAlchemyDirectory:
                     client_rows: list[dict[str, Any]] = []
                     domain_rows: list[dict[str, Any]] = []
                     for client, domains in batch:
-                        number_value = self._stored_number(client.number)
-                        client_rows.append(self._client_row(client, number_value))
-                        domain_rows += (self._domain_row(d, number_value) for d in domains)
-                    self._insert_many(connection, self._clients, client_rows)
-                    self._insert_many(connection, self._domains, domain_rows)
+                        number_value = statements.stored_number(client.number)
+                        client_rows.append(statements.client_row(client, number_value))
+                        domain_rows += (statements.domain_row(d, number_value) for d in domains)
+                    self._insert_many(connection, statements.clients, client_rows)
+                    self._insert_many(connection, statements.domains, domain_rows)
                     count += len(client_rows)
             return count
 
@@ -571,73 +724,6 @@ class SQLAlchemyDirectory:
                 raise sa_exc.DBAPIError.instance(sql, None, exc, dbapi.Error) from exc
             return
         connection.execute(sa.insert(table), rows)
-
-    def _number_value(self, number: str) -> str | int | None:
-        """``number`` as the number column compares it; ``None`` if it cannot match."""
-        if not self._mapping.number_is_integer:
-            return number
-        if not _DECIMAL.fullmatch(number):
-            return None
-        value = int(number)
-        return value if value <= _MAX_BIGINT else None
-
-    def _stored_number(self, number: str) -> str | int:
-        value = self._number_value(number)
-        if value is None:
-            raise ValueError("this directory's client numbers are non-negative integers")
-        return value
-
-    def _email_is(self, email: str) -> sa.ColumnElement[bool]:
-        if self._mapping.email_lowercased:
-            return self._email == email
-        return sa.func.lower(self._email) == email
-
-    def _domain_is(self, domain: str) -> sa.ColumnElement[bool]:
-        if self._mapping.domain_lowercased:
-            return self._domain == domain
-        return sa.func.lower(self._domain) == domain
-
-    def _check_free(
-        self, connection: sa.Connection, number: str | int, domains: Sequence[str]
-    ) -> None:
-        def exists(table: sa.Table, condition: sa.ColumnElement[bool]) -> bool:
-            statement = sa.select(sa.literal(1)).select_from(table).where(condition).limit(1)
-            return connection.execute(statement).first() is not None
-
-        if exists(self._clients, self._number == number):
-            raise ValueError("a client with this number already exists")
-        domain_column: sa.ColumnElement[str] = (
-            self._domain if self._mapping.domain_lowercased else sa.func.lower(self._domain)
-        )
-        if domains and exists(self._domains, domain_column.in_(domains)):
-            raise ValueError("one of these domains belongs to another client")
-
-    def _client_row(self, client: Client, number: str | int) -> dict[str, Any]:
-        m = self._mapping
-        row: dict[str, Any] = {m.number: number, m.email: client.email, m.key_hash: client.key_hash}
-        if m.name is not None:
-            row[m.name] = client.name
-        if m.locale is not None:
-            row[m.locale] = client.locale
-        return row
-
-    def _domain_row(self, domain: str, number: str | int) -> dict[str, Any]:
-        return {self._mapping.domain: domain, self._mapping.domain_client: number}
-
-    @staticmethod
-    def _client(row: sa.RowMapping) -> Client | None:
-        # A row without an address or a hash cannot be recovered; it reads as absent.
-        if row["email"] is None or row["key_hash"] is None:
-            return None
-        name = row.get("name")
-        locale = row.get("locale")
-        return Client(
-            number=str(row["number"]),
-            email=str(row["email"]),
-            key_hash=str(row["key_hash"]),
-            name="" if name is None else str(name),
-            locale=str(locale) if locale else None,
-        )
 
 
 def _copy_target(connection: sa.Connection, table: sa.Table) -> str:

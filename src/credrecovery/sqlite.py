@@ -171,10 +171,7 @@ class SQLiteDirectory:
         _create_private(self._path)
         try:
             with self._connect("prepare its schema") as conn:
-                # WAL lets readers go on while a writer holds the lock; the mode
-                # is stored in the file, so setting it once here is enough.
-                conn.execute("PRAGMA journal_mode = WAL")
-                _prepare_schema(conn)
+                _prepare_file(conn)
         except BaseException:
             self.close()
             raise
@@ -279,9 +276,7 @@ class SQLiteDirectory:
         asks for a small ``limit``. Raises :class:`ValueError` when ``limit``
         is below 1 and :class:`DirectoryError` when the database fails.
         """
-        sql = _FIND_SQL[parse_kind(kind)]
-        if limit < 1:
-            raise ValueError("limit must be at least 1")
+        sql = _find_sql(kind, limit)
         with self._connect("look up a client") as conn:
             try:
                 rows = conn.execute(sql, (value, limit)).fetchall()
@@ -293,12 +288,7 @@ class SQLiteDirectory:
                     rows = conn.execute(sql, (value, limit)).fetchall()
                 finally:
                     conn.text_factory = str
-        found = []
-        for row in rows:
-            client = Client(*row[:5])
-            if row[5]:
-                found.append(client)
-        return found
+        return _matched_clients(rows)
 
     def replace_key_hash(self, number: str, current: str, new: str) -> bool:
         """Store ``new`` as the key hash of client ``number`` if it is still ``current``.
@@ -345,6 +335,51 @@ class SQLiteDirectory:
         conn.execute("PRAGMA foreign_keys = ON")
         self._local.conn, self._local.pid = conn, os.getpid()
         return conn
+
+
+def _find_sql(kind: IdentifierKind | str, limit: int) -> str:
+    """The lookup statement for ``kind``; raises :class:`ValueError` for a ``limit`` below 1."""
+    sql = _FIND_SQL[parse_kind(kind)]
+    if limit < 1:
+        raise ValueError("limit must be at least 1")
+    return sql
+
+
+def _matched_clients(rows: Iterable[Sequence[object]]) -> list[Client]:
+    """The clients of a _FIND_SQL result that matched; a miss's stand-in row is dropped."""
+    found = []
+    for row in rows:
+        # Built for a hit and a miss alike, so that both do the same work.
+        client = Client(*row[:5])  # type: ignore[arg-type]
+        if row[5]:
+            found.append(client)
+    return found
+
+
+def _prepare_file(conn: sqlite3.Connection) -> None:
+    """Switch a file to WAL and bring its schema to _SCHEMA_VERSION, on a fresh connection."""
+    # WAL lets readers go on while a writer holds the lock; the mode is stored
+    # in the file, so setting it once, when the directory opens it, is enough.
+    conn.execute("PRAGMA journal_mode = WAL")
+    _prepare_schema(conn)
+
+
+def _prepare_path(path: str, timeout: float) -> None:
+    """Create ``path`` (mode 0600) if missing and prepare it, on a connection of its own.
+
+    Raises :class:`DirectoryError` worded as :class:`SQLiteDirectory` words it.
+    """
+    _create_private(path)
+    try:
+        conn = sqlite3.connect(path, timeout=timeout, isolation_level=None)
+    except sqlite3.Error as exc:
+        raise DirectoryError("could not open the client directory to prepare its schema") from exc
+    try:
+        _prepare_file(conn)
+    except sqlite3.Error as exc:
+        raise DirectoryError("the client directory failed to prepare its schema") from exc
+    finally:
+        conn.close()
 
 
 def _exists(conn: sqlite3.Connection, sql: str, value: str) -> bool:

@@ -1,0 +1,154 @@
+"""Every string the panel shows, in English and Spanish.
+
+Templates read them through ``t.<name>``; :func:`pick_language` chooses the table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+LANGUAGES = ("en", "es")
+DEFAULT_LANGUAGE = "en"
+
+STRINGS: Mapping[str, Mapping[str, str]] = {
+    "en": {
+        "html_lang": "en",
+        "panel": "Client Panel",
+        "switch_to": "Español",
+        "switch_lang": "es",
+        "login_title": "Sign in to the Client Panel",
+        "client_number": "Client number",
+        "access_key": "Access key",
+        "sign_in": "Sign in",
+        "forgot_link": "Forgot your client number or key?",
+        "login_failed": "That client number and access key do not match. Check both and try again.",
+        "signed_in_title": "Signed in",
+        "signed_in_as": "Signed in as client {number}.",
+        "sign_out": "Sign out",
+        "forgot_title": "Recover your access details",
+        "forgot_intro": ("Choose one detail of your account and type it. We will mail a "
+                         "confirmation link to the account's primary email address."),
+        "identifier": "Recover by",
+        "kind_domain": "Domain name",
+        "kind_client_number": "Client number",
+        "kind_email": "Primary email address",
+        "value": "Value",
+        "value_hint": "For example ejemploxmundo.com.ar, 9000 or the primary address.",
+        "send": "Send the link",
+        "invalid_domain": "Type a domain name such as ejemploxmundo.com.ar.",
+        "invalid_client_number": "Type your client number, digits only.",
+        "invalid_email": "Type a full email address, such as name@ejemploxmundo.com.ar.",
+        "invalid_kind": "Choose one of the options in the list.",
+        "sent_title": "Check your mail",
+        "sent_body": ("If that detail belongs to one of our clients, a confirmation link is on "
+                      "its way to the account's primary email address. The link works once "
+                      "and expires within the hour."),
+        "back_to_login": "Back to sign in",
+        "confirm_title": "Send my access details",
+        "confirm_body": ("Press Confirm to receive your client number and a new access key by "
+                         "mail. Your current access key stops working as soon as you do."),
+        "confirm_button": "Confirm",
+        "done_title": "Access details sent",
+        "done_body": ("Your client number and a new access key were mailed to the account's "
+                      "primary email address. Use them to sign in."),
+        "go_to_login": "Go to sign in",
+        "expired_title": "This link has expired",
+        "expired_body": "Confirmation links last one hour. Ask for a new one.",
+        "used_title": "This link was already used",
+        "used_body": ("The link was used before, or the access details changed after it was "
+                      "sent. If you still need them, ask for a new link."),
+        "invalid_title": "This link is not valid",
+        "invalid_body": "Open the link from the mail in full, or ask for a new one.",
+        "ask_again": "Ask for a new link",
+        "limited_title": "Too many attempts",
+        "limited_body": "Wait {seconds} seconds and try again.",
+        "delivery_title": "The mail could not be sent",
+        "delivery_temporary": "Nothing changed yet. Open the same link again in a few minutes.",
+        "delivery_permanent": "Nothing changed. Contact support.",
+        "unavailable_title": "Service unavailable",
+        "unavailable_body": "Try again in a few minutes.",
+        "csrf_title": "The form expired",
+        "csrf_body": "Reload the page and send the form again.",
+        "not_found_title": "Page not found",
+        "not_found_body": "There is nothing at this address.",
+    },
+    "es": {
+        "html_lang": "es",
+        "panel": "Panel de Clientes",
+        "switch_to": "English",
+        "switch_lang": "en",
+        "login_title": "Ingresar al Panel de Clientes",
+        "client_number": "Número de cliente",
+        "access_key": "Clave de acceso",
+        "sign_in": "Ingresar",
+        "forgot_link": "¿Olvidó su número de cliente o su clave?",
+        "login_failed": ("El número de cliente y la clave de acceso no coinciden. Revise ambos "
+                         "e intente de nuevo."),
+        "signed_in_title": "Sesión iniciada",
+        "signed_in_as": "Ingresó como cliente {number}.",
+        "sign_out": "Salir",
+        "forgot_title": "Recupere sus datos de acceso",
+        "forgot_intro": ("Elija un dato de su cuenta y escríbalo. Enviaremos un enlace de "
+                         "confirmación a la dirección de correo primaria de la cuenta."),
+        "identifier": "Recuperar por",
+        "kind_domain": "Nombre de dominio",
+        "kind_client_number": "Número de cliente",
+        "kind_email": "Dirección de correo primaria",
+        "value": "Dato",
+        "value_hint": "Por ejemplo ejemploxmundo.com.ar, 9000 o la dirección primaria.",
+        "send": "Enviar el enlace",
+        "invalid_domain": "Escriba un nombre de dominio, como ejemploxmundo.com.ar.",
+        "invalid_client_number": "Escriba su número de cliente, solo dígitos.",
+        "invalid_email": "Escriba una dirección completa, como nombre@ejemploxmundo.com.ar.",
+        "invalid_kind": "Elija una de las opciones de la lista.",
+        "sent_title": "Revise su correo",
+        "sent_body": ("Si ese dato pertenece a uno de nuestros clientes, enviamos un enlace de "
+                      "confirmación a la dirección de correo primaria de la cuenta. El enlace "
+                      "sirve una sola vez y vence dentro de una hora."),
+        "back_to_login": "Volver a ingresar",
+        "confirm_title": "Enviar mis datos de acceso",
+        "confirm_body": ("Pulse Confirmar para recibir por correo su número de cliente y una "
+                         "clave de acceso nueva. La clave actual deja de funcionar en ese "
+                         "momento."),
+        "confirm_button": "Confirmar",
+        "done_title": "Datos de acceso enviados",
+        "done_body": ("Enviamos su número de cliente y una clave de acceso nueva a la dirección "
+                      "de correo primaria de la cuenta. Úselos para ingresar."),
+        "go_to_login": "Ir a ingresar",
+        "expired_title": "Este enlace venció",
+        "expired_body": "Los enlaces de confirmación duran una hora. Pida uno nuevo.",
+        "used_title": "Este enlace ya fue usado",
+        "used_body": ("El enlace se usó antes, o los datos de acceso cambiaron después de "
+                      "enviarlo. Si todavía los necesita, pida un enlace nuevo."),
+        "invalid_title": "Este enlace no es válido",
+        "invalid_body": "Abra el enlace del correo completo, o pida uno nuevo.",
+        "ask_again": "Pedir un enlace nuevo",
+        "limited_title": "Demasiados intentos",
+        "limited_body": "Espere {seconds} segundos e intente de nuevo.",
+        "delivery_title": "No se pudo enviar el correo",
+        "delivery_temporary": "Todavía no cambió nada. Abra el mismo enlace en unos minutos.",
+        "delivery_permanent": "No cambió nada. Comuníquese con soporte.",
+        "unavailable_title": "Servicio no disponible",
+        "unavailable_body": "Intente de nuevo en unos minutos.",
+        "csrf_title": "El formulario venció",
+        "csrf_body": "Recargue la página y envíe el formulario de nuevo.",
+        "not_found_title": "Página no encontrada",
+        "not_found_body": "No hay nada en esta dirección.",
+    },
+}
+
+
+def pick_language(asked: str | None, saved: str | None, accepted: Iterable[str]) -> str:
+    """The UI language: an explicit ``?lang=``, else the saved choice, else the browser's.
+
+    ``accepted`` is the browser's languages, best first (``Accept-Language``);
+    only their primary subtag counts, so ``es-AR`` picks Spanish.
+    """
+    for choice in (asked, saved):
+        if choice in LANGUAGES:
+            return choice
+    for language in accepted:
+        primary = language.split("-", 1)[0].lower()
+        if primary in LANGUAGES:
+            return primary
+    return DEFAULT_LANGUAGE

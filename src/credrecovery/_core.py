@@ -1,0 +1,585 @@
+"""The recovery flows, written once as pure logic that asks for its effects.
+
+In the manner of h11: each flow is a generator that yields an *effect* (a
+frozen dataclass: look a client up, swap a key hash, count a limiter hit,
+hash a key, hand delivery a job, send a mail) and receives its result, or the
+exception it raised, thrown back in. :class:`~credrecovery.RecoveryService`
+and :class:`~credrecovery.AsyncRecoveryService` are thin drivers that perform
+the effects, one synchronously and one with ``await``. Everything that keeps a
+hit and a miss alike, the rollback, the wrapping of directory failures and
+the rate-limit decisions live here only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import threading
+import unicodedata
+from collections.abc import Callable, Generator, Iterator, Sequence
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from typing import Any, NoReturn, TypeVar
+
+from ._secrets import Secret
+from .composer import Composer
+from .delivery import failure_details
+from .exceptions import (
+    DeliveryFailed,
+    DirectoryError,
+    InvalidIdentifier,
+    InvalidToken,
+    RateLimited,
+    RecoveryError,
+    TokenAlreadyUsed,
+    TokenExpired,
+)
+from .identifiers import IdentifierKind, normalize_identifier, parse_kind
+from .jobs import MAX_CLIENTS_PER_MAIL, ConfirmationJob
+from .keys import generate_key
+from .messages import credentials_message, mailbox, pick_language
+from .models import Client, Confirmation, Login
+from .tokens import TokenClaims, TokenSigner, account_binding
+
+logger = logging.getLogger("credrecovery")
+_T = TypeVar("_T")
+
+# Stands in for a client when nothing matched, so that a miss builds, hands
+# over and composes exactly what a hit does.
+_NOBODY = Client(number="0", email="nobody@example.com", key_hash="-" * 97)
+
+
+# --- effects ------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Find:
+    """Look one client up: the directory's ``find``."""
+
+    kind: IdentifierKind
+    value: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class FindAll:
+    """Every client an identifier names: the directory's optional ``find_all``."""
+
+    kind: IdentifierKind
+    value: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Swap:
+    """The directory's compare-and-set of a key hash."""
+
+    number: str
+    current: str
+    new: str = dataclasses.field(repr=False)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Hit:
+    """Count one hit of a limit; the result is whether it was within the limit."""
+
+    limit: str
+    value: str = dataclasses.field(repr=False)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class HitClient:
+    """Count one ``per_client`` hit, for a known client or a miss."""
+
+    value: str = dataclasses.field(repr=False)
+    known: bool
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Test:
+    """Whether a limit would take one more hit, without counting it."""
+
+    limit: str
+    value: str = dataclasses.field(repr=False)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RetryAfter:
+    """Seconds until a limit takes a hit again."""
+
+    limit: str
+    value: str = dataclasses.field(repr=False)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Hash:
+    """Hash a new key with the service's policy; slow, so an async driver uses a thread."""
+
+    key: Secret
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Verify:
+    """Check a key against a stored hash: ``(valid, upgraded hash or None)``."""
+
+    key: Secret
+    stored: str = dataclasses.field(repr=False)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Submit:
+    """Hand delivery one confirmation job."""
+
+    job: ConfirmationJob
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Send:
+    """Send the credentials mail through the mailer, now."""
+
+    message: EmailMessage = dataclasses.field(repr=False)
+
+
+Effect = Find | FindAll | Swap | Hit | HitClient | Test | RetryAfter | Hash | Verify | Submit | Send
+Flow = Generator[Effect, Any, _T]
+
+
+class Interrupted(Exception):
+    """Carries a ``KeyboardInterrupt``, ``SystemExit`` or the like into a flow.
+
+    A generator cannot go on after ``GeneratorExit`` is thrown into it, nor
+    should a flow's ``except Exception`` swallow an interruption; wrapped, it
+    lets the flow undo what it must, and the driver raises the original.
+    """
+
+    def __init__(self, original: BaseException) -> None:
+        super().__init__(type(original).__name__)
+        self.original = original
+
+
+# --- the flows ----------------------------------------------------------------------------
+
+
+class Core:
+    """The flows of one service: ``request``, ``check``, ``confirm`` and ``authenticate``.
+
+    Holds no I/O object: only the token signer, the composer's settings, and
+    the in-process registry of confirmations under way.
+    """
+
+    def __init__(
+        self,
+        *,
+        tokens: TokenSigner,
+        composer: Composer,
+        sender: str,
+        locale: str,
+        clock: Callable[[], float],
+        limited: bool,
+        finds_all: bool,
+    ) -> None:
+        self.tokens = tokens
+        self.composer = composer
+        self.sender = sender
+        self.locale = locale
+        self._clock = clock
+        self._limited = limited
+        self._finds_all = finds_all
+        self._confirming: set[str] = set()
+        self._confirming_lock = threading.Lock()
+        self._login_stand_in: str | None = None
+
+    # request ------------------------------------------------------------------------------
+
+    def request(self, kind: IdentifierKind | str, value: str, requester: str | None) -> Flow[None]:
+        """Hand delivery one job, a decoy on a miss; see :meth:`RecoveryService.request`."""
+        if requester is not None:
+            yield from self._enforce("per_requester", requester)
+        kind = parse_kind(kind)
+        normalized = normalize_identifier(kind, value)
+        mail_allowed = yield from self._hit("per_identifier", f"{kind.value}:{normalized}")
+        clients, truncated = yield from self._lookup(kind, normalized)
+        # From here on a miss works on the stand-in exactly as a hit works on
+        # its clients, computing what it will not use, so both cost the same.
+        found = bool(clients)
+        target = clients if found else [_NOBODY]
+        first = target[0]
+        by_address, by_value = first.email.lower(), f"?{kind.value}:{normalized}"
+        name = _shared_name(target)
+        # A miss is counted under the value it named, so that both paths create
+        # and touch counters alike.
+        client_allowed = yield from self._limit(
+            HitClient(by_address if found else by_value, found), "per_client")
+        job = ConfirmationJob(
+            recipient=first.email,
+            name=name if found else "",
+            language=pick_language(first.locale, self.locale),
+            sender=self.sender,
+            clients=tuple((c.number, account_binding(c)) for c in target),
+            issued_at=self._clock(),
+            decoy=not (found and mail_allowed and client_allowed),
+            truncated=truncated,
+        )
+        try:
+            yield Submit(job)
+        except Interrupted:
+            raise
+        except Exception as exc:  # noqa: BLE001 - never reveal that the client exists
+            # Logged for a decoy as well, so that a full queue costs both paths alike.
+            details = failure_details(exc)
+            logger.error("confirmation mail not queued: %s", details["reason"], extra={
+                "event": "mail_dropped", "client": None if job.decoy else first.number,
+                **details})
+            if not job.decoy:
+                return
+        if not found:
+            logger.info("recovery requested for an unknown identifier",
+                        extra={"event": "unknown_identifier", "kind": kind.value})
+        elif job.decoy:
+            limit = "per_identifier" if not mail_allowed else "per_client"
+            logger.warning("recovery mail withheld by rate limit",
+                           extra={"event": "throttled", "limit": limit})
+        else:
+            logger.info("recovery requested", extra={
+                "event": "requested", "kind": kind.value, "client": first.number})
+
+    def _lookup(self, kind: IdentifierKind, value: str) -> Flow[tuple[list[Client], bool]]:
+        """The usable clients ``value`` names, and whether more were left out."""
+        if kind is IdentifierKind.EMAIL and self._finds_all:
+            found: Sequence[object] = yield from self._directory(FindAll(kind, value))
+        else:
+            one = yield from self._directory(Find(kind, value))
+            found = [] if one is None else [one]
+        clients = [c for c in map(_usable, found) if c is not None]
+        if not clients:
+            # The stand-in is checked too, so that a miss costs what a hit does.
+            _usable(_NOBODY)
+        return clients[:MAX_CLIENTS_PER_MAIL], len(clients) > MAX_CLIENTS_PER_MAIL
+
+    # check and confirm --------------------------------------------------------------------
+
+    def check(self, token: str, requester: str | None) -> Flow[Confirmation]:
+        """Validate ``token`` without using it up; see :meth:`RecoveryService.check`."""
+        _, client = yield from self._verified(token, requester)
+        return Confirmation(client.number, client.email)
+
+    def confirm(self, token: str, requester: str | None) -> Flow[Confirmation]:
+        """Rotate the key and mail it; see :meth:`RecoveryService.confirm`."""
+        claims, client = yield from self._verified(token, requester)
+        with self._exclusive(client.number) as busy:
+            if busy:
+                yield from self._reject(
+                    TokenAlreadyUsed("this confirmation link is already being used"),
+                    "reused", requester)
+            return (yield from self._rotate(claims, client, requester))
+
+    def _rotate(
+        self, claims: TokenClaims, client: Client, requester: str | None
+    ) -> Flow[Confirmation]:
+        new_key = Secret(generate_key())
+        new_hash: str = yield Hash(new_key)
+        message: EmailMessage | None = credentials_message(
+            dataclasses.replace(client, key_hash=new_hash), key=new_key.reveal(),
+            sender=self.sender, language=pick_language(client.locale, self.locale),
+            now=datetime.fromtimestamp(self._clock(), UTC),
+        )
+        # From here on only the message holds the key; every error path drops it.
+        del new_key
+        swapped = yield from self._directory(Swap(client.number, client.key_hash, new_hash))
+        if not swapped:
+            message = None
+            yield from self._reject(TokenAlreadyUsed("this confirmation link was already used"),
+                                    "reused", requester)
+        try:
+            current = yield from self._directory(Find(IdentifierKind.CLIENT_NUMBER,
+                                                      client.number))
+            ours = isinstance(current, Client) and current.key_hash == new_hash
+            unchanged = ours and claims.matches(
+                dataclasses.replace(current, key_hash=client.key_hash))
+            if unchanged:
+                assert message is not None
+                yield Send(message)
+        except BaseException as exc:
+            message = None
+            restored = yield from self._undo(client, new_hash)
+            if isinstance(exc, DirectoryError | Interrupted) or not isinstance(exc, Exception):
+                raise
+            details = failure_details(exc)
+            logger.error("credentials mail not sent: %s", details["reason"], extra={
+                "event": "delivery_failed", "client": client.number, "restored": restored,
+                **details})
+            temporary = exc.temporary if isinstance(exc, DeliveryFailed) else True
+            raise DeliveryFailed(
+                "the new access details could not be mailed; nothing was changed"
+                if restored else
+                "the new access details could not be mailed; request a new link",
+                temporary=temporary,
+            ) from exc
+        if not unchanged:
+            message = None
+            if ours:
+                yield from self._undo(client, new_hash)
+            yield from self._reject(
+                TokenAlreadyUsed("the account changed while the link was confirmed"),
+                "reused", requester)
+        assert message is not None
+        logger.info("mail sent", extra={"event": "mail_sent", "client": client.number,
+                                        "message_id": message["Message-ID"]})
+        logger.info("recovery confirmed; access key rotated",
+                    extra={"event": "confirmed", "client": client.number})
+        return Confirmation(client.number, client.email)
+
+    def _undo(self, client: Client, new_hash: str) -> Flow[bool]:
+        try:
+            restored = yield from self._directory(Swap(client.number, new_hash, client.key_hash))
+        except DirectoryError:
+            restored = False
+        if not restored:
+            # The token is dead then, but a new request still recovers the account.
+            logger.critical("previous key could not be restored",
+                            extra={"event": "restore_failed", "client": client.number})
+        return bool(restored)
+
+    @contextlib.contextmanager
+    def _exclusive(self, number: str) -> Iterator[bool]:
+        # The losers of a race hash nothing: argon2 costs memory, and one link
+        # posted many times at once must not multiply it.
+        with self._confirming_lock:
+            busy = number in self._confirming
+            if not busy:
+                self._confirming.add(number)
+        try:
+            yield busy
+        finally:
+            if not busy:
+                with self._confirming_lock:
+                    self._confirming.discard(number)
+
+    def _verified(self, token: str, requester: str | None) -> Flow[tuple[TokenClaims, Client]]:
+        if requester is not None:
+            allowed = yield from self._limit(Test("failed_confirmations", requester),
+                                             "failed_confirmations")
+            if not allowed:
+                yield from self._throttle("failed_confirmations", requester)
+        error: InvalidToken | None = None
+        event = ""
+        try:
+            claims = self.tokens.read(token)
+        except TokenExpired as exc:
+            error, event = exc, "expired"
+        except InvalidToken as exc:
+            error, event = exc, "invalid"
+        if error is not None:
+            yield from self._reject(error, event, requester)
+        found = yield from self._directory(Find(IdentifierKind.CLIENT_NUMBER, claims.number))
+        client = _usable(found)
+        if client is not None:
+            try:
+                mailbox(client.email)
+            except ValueError:
+                _log_unusable(client.number, "the primary address is not a valid email address")
+                client = None
+        if client is None:
+            yield from self._reject(InvalidToken("the confirmation link is not valid"),
+                                    "invalid", requester)
+        assert client is not None
+        if not claims.matches(client):
+            yield from self._reject(TokenAlreadyUsed("this confirmation link was already used"),
+                                    "reused", requester)
+        return claims, client
+
+    def _reject(self, error: InvalidToken, event: str, requester: str | None) -> Flow[NoReturn]:
+        logger.info("confirmation refused", extra={"event": event})
+        # Counted, then decided: of many failures at once, only as many as
+        # the limit allows are answered with the token's own error.
+        if requester is not None:
+            allowed = yield from self._hit("failed_confirmations", requester)
+            if not allowed:
+                yield from self._throttle("failed_confirmations", requester)
+        raise error
+
+    # login --------------------------------------------------------------------------------
+
+    def authenticate(self, number: str, key: str) -> Flow[Login | None]:
+        """Check a login; see :meth:`RecoveryService.authenticate`."""
+        try:
+            normalized: str | None = normalize_identifier(IdentifierKind.CLIENT_NUMBER, number)
+        except InvalidIdentifier:
+            normalized = None
+        client = None
+        if normalized is not None:
+            client = _usable((yield from self._directory(
+                Find(IdentifierKind.CLIENT_NUMBER, normalized))))
+        if self._login_stand_in is None:
+            # An unknown number is checked against this, at the cost of a real one.
+            self._login_stand_in = yield Hash(Secret(generate_key()))
+        stored = client.key_hash if client is not None else self._login_stand_in
+        try:
+            valid, upgraded = yield Verify(Secret(key if isinstance(key, str) else ""), stored)
+        except (ValueError, TypeError):
+            valid, upgraded = False, None
+        if client is None or not valid:
+            logger.info("login refused", extra={"event": "login_refused"})
+            return None
+        if upgraded is not None:
+            yield from self._directory(Swap(client.number, client.key_hash, upgraded))
+        logger.info("login", extra={"event": "login", "client": client.number})
+        return Login(client.number, client.email)
+
+    # effects with the library's own error handling ----------------------------------------
+
+    def _directory(self, effect: Effect) -> Flow[Any]:
+        """Perform a directory effect; wrap what a host's directory raises in DirectoryError."""
+        try:
+            return (yield effect)
+        except Interrupted:
+            raise
+        except Exception as exc:
+            logger.error("client directory failed",
+                         extra={"event": "directory_error", "error": type(exc).__name__})
+            if isinstance(exc, RecoveryError):
+                raise
+            raise DirectoryError("the client directory is unavailable") from exc
+
+    def _limit(self, effect: Effect, name: str) -> Flow[bool]:
+        """A limiter effect that fails open: refusing every recovery while Redis is down
+        would be a denial of service of its own."""
+        if not self._limited:
+            return True
+        try:
+            return bool((yield effect))
+        except Interrupted:
+            raise
+        except Exception:  # noqa: BLE001 - any storage failure
+            logger.error("rate limit storage failed; letting the attempt through",
+                         extra={"event": "limiter_error", "limit": name})
+            return True
+
+    def _hit(self, name: str, value: str) -> Flow[bool]:
+        return (yield from self._limit(Hit(name, value), name))
+
+    def _enforce(self, name: str, requester: str) -> Flow[None]:
+        if not (yield from self._hit(name, requester)):
+            yield from self._throttle(name, requester)
+
+    def _throttle(self, name: str, requester: str) -> Flow[NoReturn]:
+        logger.warning("attempt refused by rate limit", extra={"event": "throttled",
+                                                               "limit": name})
+        try:
+            retry_after = float((yield RetryAfter(name, requester)))
+        except Interrupted:
+            raise
+        except Exception:  # noqa: BLE001 - any storage failure
+            retry_after = 60.0
+        raise RateLimited(name, retry_after)
+
+
+# --- checks on what a directory returns ------------------------------------------------------
+
+
+def _usable(record: object) -> Client | None:
+    """``record`` if the service can use it; else ``None``, logged at ERROR."""
+    if record is None:
+        return None
+    problem = _problem(record)
+    if problem is None:
+        assert isinstance(record, Client)
+        return record
+    number = getattr(record, "number", None)
+    _log_unusable(number if isinstance(number, str) and number.isprintable() else None, problem)
+    return None
+
+
+def _problem(record: object) -> str | None:
+    """What makes a directory record unusable, or ``None``."""
+    if not isinstance(record, Client):
+        return f"the directory returned a {type(record).__name__}, not a Client"
+    fields = {"number": record.number, "email": record.email, "key_hash": record.key_hash,
+              "name": record.name, "locale": record.locale}
+    for field, value in fields.items():
+        if value is None and field in ("name", "locale"):
+            continue
+        if not isinstance(value, str):
+            return f"{field} is {'missing' if value is None else 'not text'}"
+        if not value and field in ("number", "email", "key_hash"):
+            return f"{field} is empty"
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return f"{field} is not valid UTF-8"
+    # Lone surrogates (undecodable bytes) are not printable either.
+    for field, value in (("number", record.number), ("email", record.email),
+                         ("key_hash", record.key_hash)):
+        if not value.isprintable():
+            return f"{field} holds control characters"
+    return None
+
+
+def _log_unusable(number: str | None, problem: str) -> None:
+    logger.error("unusable client record: %s", problem,
+                 extra={"event": "unusable_record", "client": number, "reason": problem})
+
+
+def _shared_name(clients: Sequence[Client]) -> str:
+    # One greeting for the mailbox: a name only when every client has it.
+    names = {c.name for c in clients}
+    return names.pop() if len(names) == 1 else ""
+
+
+def checked_sender(sender: object) -> str:
+    """``sender`` as one mailbox with an A-label domain; :class:`ValueError` otherwise."""
+    import email.policy
+
+    if not isinstance(sender, str) or any(_is_control(c) for c in sender):
+        raise ValueError("sender must be one email address, optionally with a name, "
+                         "without line breaks or control characters")
+    parsed = email.policy.default.header_factory("From", sender)
+    if parsed.defects or len(parsed.addresses) != 1 or not parsed.addresses[0].username:
+        raise ValueError("sender must be one email address, optionally with a name")
+    name, address = parsed.addresses[0].display_name, parsed.addresses[0].addr_spec
+    try:
+        checked = mailbox(address, name)
+    except ValueError:
+        raise ValueError("sender is not a valid email address") from None
+    if not checked.username.isascii():
+        raise ValueError("sender's mailbox name must be ASCII")
+    if name and checked.display_name != name:
+        raise ValueError("sender's display name must be printable text")
+    return str(checked)
+
+
+def _is_control(char: str) -> bool:
+    return unicodedata.category(char)[0] == "C" or unicodedata.category(char) in ("Zl", "Zp")
+
+
+# --- driving a flow -------------------------------------------------------------------------
+
+
+def advance(flow: Flow[_T], result: Any, error: BaseException | None) -> tuple[bool, Any]:
+    """One step of ``flow``: ``(False, next effect)`` or ``(True, its return value)``.
+
+    ``error``, what the last effect raised, is thrown in instead of ``result``.
+    """
+    try:
+        if error is not None:
+            thrown = error if isinstance(error, Exception) else Interrupted(error)
+            return False, flow.throw(thrown)
+        return False, flow.send(result)
+    except StopIteration as stop:
+        return True, stop.value
+    except Interrupted as stopped:
+        raise stopped.original from None
+
+
+def run(flow: Flow[_T], perform: Callable[[Effect], Any]) -> _T:
+    """Drive ``flow`` to its end, performing each effect with ``perform``."""
+    result: Any = None
+    error: BaseException | None = None
+    while True:
+        done, value = advance(flow, result, error)
+        if done:
+            return value  # type: ignore[no-any-return]
+        result, error = None, None
+        try:
+            result = perform(value)
+        except BaseException as exc:  # noqa: BLE001 - thrown into the flow, which decides
+            error = exc
