@@ -8,7 +8,7 @@ Flask is not a dependency of credrecovery; install it next to it to try this::
     export CREDRECOVERY_CONFIRM_URL="http://127.0.0.1:5000/recover/{token}"
     export CREDRECOVERY_SENDER="Client Panel <panel@example.com>"
     export SMTP_HOST=localhost SMTP_PORT=1025
-    python -m credrecovery add-client --db clients.sqlite3 9000 ana@example.com
+    python -m credrecovery add-client --db clients.sqlite3 --create 9000 ana@example.com
     flask --app examples/flask_app.py run
 
 Also read, when set: SMTP_SECURITY ("plain", "starttls" or "tls"), SMTP_USERNAME,
