@@ -1,0 +1,254 @@
+"""A FastAPI front end for credrecovery on asyncio: AsyncRecoveryService, aiosqlite, aiosmtplib.
+
+Run it (see README.md beside this file)::
+
+    uvicorn --app-dir examples/fastapi_app fastapi_recovery:app
+
+Settings come from the environment when the app starts: CREDRECOVERY_SECRET_KEY,
+CREDRECOVERY_CONFIRM_URL, CREDRECOVERY_SENDER, CREDRECOVERY_DB, SMTP_HOST,
+SMTP_PORT, SMTP_SECURITY, SMTP_USERNAME, SMTP_PASSWORD. Requests carry their
+fields as JSON or as an urlencoded form, and get JSON or HTML back in kind.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import html
+import json
+import math
+import os
+import urllib.parse
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+
+from credrecovery import (
+    AsyncRecoveryService,
+    DeliveryFailed,
+    InvalidIdentifier,
+    InvalidToken,
+    RateLimited,
+    RecoveryError,
+    TokenAlreadyUsed,
+    TokenExpired,
+)
+from credrecovery.async_smtp import AsyncSMTPMailer
+from credrecovery.async_sqlite import AsyncSQLiteDirectory
+from credrecovery.smtp import Security
+
+SENT = ("If what you typed belongs to a client, we have mailed a confirmation link to the "
+        "account's primary email address. It works once and expires soon.")
+DONE = "Your client number and a new access key are on their way to your primary address."
+# The link carries the token in its path: its pages must not hand it to other
+# sites in a Referer header, nor to caches.
+LINK_HEADERS = {"Referrer-Policy": "no-referrer", "Cache-Control": "no-store"}
+# Every form here is a few short fields.
+MAX_BODY = 4096
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """Where clients live, how mail leaves, and the service's settings.
+
+    ``service_options`` are more :class:`AsyncRecoveryService` keyword
+    arguments (``rate_limits``, ``token_max_age``, ``crypt_context``...).
+    """
+
+    secret_key: str = dataclasses.field(repr=False)
+    confirm_url: str
+    sender: str
+    database: str = "clients.sqlite3"
+    smtp_host: str = "localhost"
+    smtp_port: int = 25
+    smtp_security: Security = "plain"
+    smtp_username: str | None = None
+    smtp_password: str | None = dataclasses.field(default=None, repr=False)
+    service_options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
+        security = env.get("SMTP_SECURITY", "plain")
+        if security not in ("plain", "starttls", "tls"):
+            raise ValueError("SMTP_SECURITY must be plain, starttls or tls")
+        return cls(
+            secret_key=env["CREDRECOVERY_SECRET_KEY"],
+            confirm_url=env["CREDRECOVERY_CONFIRM_URL"],
+            sender=env.get("CREDRECOVERY_SENDER", "Client Panel <panel@example.com>"),
+            database=env.get("CREDRECOVERY_DB", "clients.sqlite3"),
+            smtp_host=env.get("SMTP_HOST", "localhost"),
+            smtp_port=int(env.get("SMTP_PORT", "25")),
+            smtp_security=security,  # type: ignore[arg-type]
+            smtp_username=env.get("SMTP_USERNAME") or None,
+            smtp_password=env.get("SMTP_PASSWORD") or None,
+        )
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """The app; ``settings`` default to :meth:`Settings.from_env`, read at startup."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        config = settings if settings is not None else Settings.from_env()
+        directory = AsyncSQLiteDirectory(config.database)
+        mailer = AsyncSMTPMailer(config.smtp_host, config.smtp_port,
+                                 security=config.smtp_security,
+                                 username=config.smtp_username, password=config.smtp_password)
+        service = AsyncRecoveryService(
+            directory, mailer, secret_key=config.secret_key,
+            confirm_url=config.confirm_url, sender=config.sender, **config.service_options)
+        async with directory, service:  # closed in reverse: queued mail first
+            app.state.recovery = service
+            yield
+
+    app = FastAPI(lifespan=lifespan)
+
+    @app.exception_handler(RecoveryError)
+    async def recovery_error(request: Request, exc: RecoveryError) -> Response:
+        status, text, headers = explain(exc)
+        return answer(request, text, status, headers)
+
+    @app.get("/forgot", response_class=HTMLResponse)
+    async def forgot_form() -> str:
+        return form_page()
+
+    @app.post("/forgot")
+    async def forgot(request: Request) -> Response:
+        fields = await read_fields(request)
+        kind, value = fields.get("kind", ""), fields.get("value", "")
+        try:
+            await service_of(request).request(kind, value, requester=client_ip(request))
+        except InvalidIdentifier as exc:
+            if wants_json(request):
+                return JSONResponse({"detail": str(exc)}, exc.http_status)
+            return HTMLResponse(form_page(str(exc), value), exc.http_status)
+        return answer(request, SENT)  # the same answer whether or not a client matched
+
+    @app.get("/recover/{token}")
+    async def confirm_form(request: Request, token: str) -> Response:
+        # Mail scanners open links: the GET only checks, the button's POST confirms.
+        await service_of(request).check(token, requester=client_ip(request))
+        return HTMLResponse(CONFIRM_PAGE, headers=LINK_HEADERS)
+
+    @app.post("/recover/{token}")
+    async def confirm(request: Request, token: str) -> Response:
+        confirmation = await service_of(request).confirm(token, requester=client_ip(request))
+        await end_panel_sessions(confirmation.number)
+        return answer(request, DONE, headers=LINK_HEADERS)
+
+    @app.post("/login")
+    async def login(request: Request) -> Response:
+        fields = await read_fields(request)
+        signed_in = await service_of(request).authenticate(fields.get("number", ""),
+                                                           fields.get("key", ""))
+        if signed_in is None:
+            return answer(request, "Wrong client number or access key.", 401)
+        # A real panel starts its session here.
+        if wants_json(request):
+            return JSONResponse({"number": signed_in.number})
+        return HTMLResponse(page(f"Signed in as client {signed_in.number}."))
+
+    return app
+
+
+app = create_app()
+
+
+def service_of(request: Request) -> AsyncRecoveryService:
+    service: AsyncRecoveryService = request.app.state.recovery
+    return service
+
+
+def client_ip(request: Request) -> str | None:
+    # Behind a proxy: uvicorn --proxy-headers --forwarded-allow-ips=<the proxy>.
+    return request.client.host if request.client else None
+
+
+async def end_panel_sessions(number: str) -> None:
+    """Sign client ``number`` out everywhere: the old key is dead, so are its sessions."""
+
+
+def wants_json(request: Request) -> bool:
+    return request.headers.get("content-type", "").split(";")[0].strip() == "application/json"
+
+
+class BadForm(RecoveryError):
+    """The request's body is not a small JSON object or urlencoded form of strings."""
+
+    http_status = 400
+
+
+async def read_fields(request: Request) -> dict[str, str]:
+    """The request's string fields, from JSON or an urlencoded form; raises :class:`BadForm`."""
+    body = await request.body()
+    if len(body) > MAX_BODY:
+        raise BadForm("the request is too large")
+    try:
+        if wants_json(request):
+            data = json.loads(body or b"{}")
+            if not isinstance(data, dict):
+                raise BadForm("send a JSON object")
+            return {name: value for name, value in data.items() if isinstance(value, str)}
+        parsed = urllib.parse.parse_qs(body.decode("utf-8"), max_num_fields=10)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise BadForm("the request's fields could not be read") from exc
+    return {name: values[0] for name, values in parsed.items()}
+
+
+def explain(exc: RecoveryError) -> tuple[int, str, dict[str, str]]:
+    """The status, the text and the extra headers of the answer that reports ``exc``."""
+    if isinstance(exc, RateLimited):
+        wait = math.ceil(exc.retry_after)
+        return 429, f"Too many attempts. Try again in {wait} seconds.", {"Retry-After": str(wait)}
+    # The subclasses first: both are InvalidTokens.
+    if isinstance(exc, TokenExpired):
+        return 410, "This link has expired. Ask for a new one.", LINK_HEADERS
+    if isinstance(exc, TokenAlreadyUsed):
+        return 409, ("This link was already used, or your access details changed since it "
+                     "was sent. Ask for a new one if you still need it."), LINK_HEADERS
+    if isinstance(exc, InvalidToken):
+        return 400, ("This link is not valid. Copy it from the mail in full, "
+                     "or ask for a new one."), LINK_HEADERS
+    if isinstance(exc, BadForm):
+        return 400, "The request could not be read.", {}
+    if isinstance(exc, DeliveryFailed):
+        return exc.http_status, "We could not mail your new access details. " + (
+            "Try the same link again in a few minutes." if exc.temporary
+            else "Contact support."), LINK_HEADERS
+    return exc.http_status, "The service is unavailable. Try again in a few minutes.", {}
+
+
+def answer(request: Request, text: str, status: int = 200,
+           headers: Mapping[str, str] | None = None) -> Response:
+    """``text`` as JSON for a JSON request, else as a page."""
+    if wants_json(request):
+        return JSONResponse({"detail": text}, status, headers=dict(headers or {}))
+    return HTMLResponse(page(text), status, headers=dict(headers or {}))
+
+
+def page(text: str) -> str:
+    return (f'<!DOCTYPE html><html lang="en"><meta charset="utf-8"><title>Recover access</title>'
+            f'<p>{html.escape(text)}</p><p><a href="/forgot">Start again</a></p></html>')
+
+
+def form_page(error: str = "", value: str = "") -> str:
+    alert = f'<p role="alert">{html.escape(error)}</p>' if error else ""
+    return f"""<!DOCTYPE html><html lang="en"><meta charset="utf-8"><title>Recover access</title>
+<h1>Forgot your client number or key?</h1>{alert}
+<form method="post">
+  <select name="kind"><option value="domain">Domain name</option>
+    <option value="client_number">Client number</option>
+    <option value="email">Primary email address</option></select>
+  <input name="value" value="{html.escape(value)}" required maxlength="320">
+  <button>Send</button>
+</form></html>"""
+
+
+# No action: the form posts back to the link itself.
+CONFIRM_PAGE = """<!DOCTYPE html><html lang="en"><meta charset="utf-8"><title>Recover access</title>
+<h1>Send my access details</h1>
+<p>Press the button to receive your client number and a new access key by mail.
+Your current key stops working when you do.</p>
+<form method="post"><button>Confirm</button></form></html>"""
