@@ -8,6 +8,7 @@ for the same server reply, codes and hints included, never the server's text.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import email.errors
 import os
@@ -104,6 +105,7 @@ class AsyncSMTPMailer:
         try:
             await client.connect()
         except _SEND_ERRORS as exc:
+            await _closed(client)
             raise self._failure(exc, connecting=True) from exc
         try:
             await self._deliver(client, message, recipients)
@@ -136,7 +138,7 @@ class AsyncSMTPMailer:
             with contextlib.suppress(aiosmtplib.SMTPException, OSError):
                 await client.quit()
         finally:
-            client.close()
+            await _closed(client)
 
     def _failure(self, exc: BaseException, *, connecting: bool) -> DeliveryFailed:
         """Map an aiosmtplib or socket error onto SMTPMailer's DeliveryFailed for it."""
@@ -214,3 +216,13 @@ def _with_reason(error: OSError) -> OSError:
     if isinstance(error, ssl.SSLError) or error.errno is None:
         return error
     return OSError(error.errno, os.strerror(error.errno))
+
+
+async def _closed(client: aiosmtplib.SMTP) -> None:
+    """Close ``client``'s connection and let the loop finish closing its socket.
+
+    A transport only closes on the loop's next turn; a loop that ends first
+    leaves the socket open until the garbage collector warns about it.
+    """
+    client.close()
+    await asyncio.sleep(0)
