@@ -224,5 +224,10 @@ async def _closed(client: aiosmtplib.SMTP) -> None:
     A transport only closes on the loop's next turn; a loop that ends first
     leaves the socket open until the garbage collector warns about it.
     """
+    transport = getattr(client, "transport", None)
     client.close()
-    await asyncio.sleep(0)
+    if transport is not None:
+        # A TLS transport would otherwise wait for the peer's goodbye.
+        transport.abort()
+    for _ in range(2):
+        await asyncio.sleep(0)
