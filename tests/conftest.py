@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import itertools
 import re
 import threading
 from collections.abc import Callable, Iterator
@@ -25,7 +26,7 @@ class FakeClock:
     """A settable clock, in seconds since the epoch."""
 
     def __init__(self, now: float = 1_800_000_000.0) -> None:
-        self.now = now
+        self.start = self.now = now
 
     def __call__(self) -> float:
         return self.now
@@ -109,6 +110,9 @@ class AsyncShell:
     def authenticate(self, *args: Any, **kwargs: Any) -> Any:
         return self._await(self.service.authenticate(*args, **kwargs))
 
+    def change_key(self, *args: Any, **kwargs: Any) -> Any:
+        return self._await(self.service.change_key(*args, **kwargs))
+
     def flush(self, timeout: float | None = None) -> bool:
         return bool(self._await(self.service.flush(timeout)))
 
@@ -128,6 +132,62 @@ class AsyncShell:
         self.close()
 
 
+class ChoosingShell:
+    """A ``key_mode="choose"`` service, driven by tests written for generated keys.
+
+    Each :meth:`confirm` called without ``new_key`` chooses a fresh key that
+    the policy accepts; once it succeeds, :func:`key_from` reads that key
+    back from the notice it mailed, so the same assertions hold in both modes.
+    """
+
+    def __init__(self, service: Any) -> None:
+        self.service = service
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.service, name)
+
+    def __repr__(self) -> str:
+        return repr(self.service)
+
+    def __enter__(self) -> ChoosingShell:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.service.close()
+
+    def confirm(self, token: str, *, requester: str | None = None,
+                new_key: str | None = None) -> Any:
+        if new_key is None:
+            new_key = f"correct horse battery staple {next(_CHOICES)}"
+        confirmation = self.service.confirm(token, requester=requester, new_key=new_key)
+        _CHOSEN[confirmation.number] = new_key
+        return confirmation
+
+
+_CHOICES = itertools.count()
+# The key last chosen, by client number, for key_from() to read off a notice.
+_CHOSEN: dict[str, str] = {}
+KEY_MODES = ("generate", "choose")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Run a module's service tests in both key modes when it sets ``BOTH_KEY_MODES``.
+
+    A test about the generated key's own mail opts out with
+    ``@pytest.mark.generated_key``.
+    """
+    if ("key_mode" in metafunc.fixturenames
+            and getattr(metafunc.module, "BOTH_KEY_MODES", False)
+            and metafunc.definition.get_closest_marker("generated_key") is None):
+        metafunc.parametrize("key_mode", KEY_MODES)
+
+
+@pytest.fixture
+def key_mode() -> str:
+    """The key mode of services that make_service builds; see pytest_generate_tests."""
+    return "generate"
+
+
 @pytest.fixture(params=["sync", "async"])
 def shell(request: pytest.FixtureRequest) -> str:
     """Which shell a service-level test drives: RecoveryService or AsyncRecoveryService."""
@@ -137,7 +197,7 @@ def shell(request: pytest.FixtureRequest) -> str:
 @pytest.fixture
 def make_service(
     directory: MemoryDirectory, mailer: MemoryMailer, ctx: CryptContext, clock: FakeClock,
-    shell: str,
+    shell: str, key_mode: str,
 ) -> Iterator[Callable[..., RecoveryService]]:
     """Build services with test defaults; synchronous delivery and no limits unless asked.
 
@@ -158,16 +218,20 @@ def make_service(
         options.update(overrides)
         d = options.pop("directory", directory)
         m = options.pop("mailer", mailer)
+        options.setdefault("key_mode", key_mode)
         service: Any = (RecoveryService(d, m, **options) if shell == "sync"
                         else AsyncShell(AsyncRecoveryService(d, m, **options)))
+        if options["key_mode"] == "choose":
+            service = ChoosingShell(service)
         made.append(service)
         return service  # type: ignore[no-any-return]
 
     yield make
     for service in made:
         service.close()
-        if isinstance(service, AsyncShell):
-            service.stop_loop()
+        inner = service.service if isinstance(service, ChoosingShell) else service
+        if isinstance(inner, AsyncShell):
+            inner.stop_loop()
 
 
 @pytest.fixture
@@ -184,8 +248,13 @@ def token_from(message: Any) -> str:
 
 
 def key_from(message: Any) -> str:
-    """Extract the new access key from a credentials mail."""
+    """The new access key: from a credentials mail, or the one chosen, for a change notice."""
     text = message.get_body(("plain",)).get_content()
-    match = re.search(r"(?:Access key|Clave de acceso): (\S+)", text)
-    assert match, "no access key in the mail"
-    return match.group(1)
+    match = re.search(r"(?:Access key|Clave de acceso):\s+(\S+)", text)
+    if match:
+        return match.group(1)
+    notice = re.search(r"client number (\S+) .* was changed|número de cliente (\S+) ", text)
+    assert notice, "no access key in the mail, nor a notice of a chosen one"
+    number = notice.group(1) or notice.group(2)
+    assert number in _CHOSEN, "the notice is for a key no test chose"
+    return _CHOSEN[number]

@@ -3,7 +3,9 @@
 The URL comes from ``CREDRECOVERY_TEST_REDIS_URL`` (default
 ``redis://127.0.0.1:6379/15``). The database is flushed before and after each
 test, so point the variable at a database that holds nothing else, and give
-concurrent test sessions databases of their own. When the server cannot be
+concurrent test sessions databases of their own. Under pytest-xdist each
+worker after the first takes a database of its own below that one, skipping
+13 and 14, which the benchmarks use. When the server cannot be
 reached the test is skipped, or fails if ``CREDRECOVERY_REQUIRE_SERVICES=1``.
 
 Test modules import the fixture by name::
@@ -41,10 +43,23 @@ def _unavailable(message: str) -> NoReturn:
     pytest.skip(message)
 
 
+def _for_this_worker(url: str) -> str:
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    index = int(worker.removeprefix("gw") or 0)
+    if index == 0:
+        return url
+    parts = urlsplit(url)
+    base = int(parts.path.strip("/") or 0)
+    db = base - index - (2 if base > 14 else 0)
+    if db < 0:
+        pytest.fail(f"no Redis database left for xdist worker {worker}")
+    return urlunsplit(parts._replace(path=f"/{db}"))
+
+
 @pytest.fixture
 def redis_url() -> Iterator[str]:
     """The URL of an empty Redis database, flushed again after the test."""
-    url = os.environ.get("CREDRECOVERY_TEST_REDIS_URL", DEFAULT_URL)
+    url = _for_this_worker(os.environ.get("CREDRECOVERY_TEST_REDIS_URL", DEFAULT_URL))
     client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=5)
     try:
         try:

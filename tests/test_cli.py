@@ -23,7 +23,7 @@ SMTP_PASSWORD = "cli-smtp-Passw0rd-7a1f"
 EMAIL = "ejemplo@ejemploxmundo.com.ar"
 DOMAIN = "ejemploxmundo.com.ar"
 TOKEN_IN_LINK = re.compile(r"/recover/([\w.-]+)")
-KEY_IN_MAIL = re.compile(r"Access key: (\S+)")
+KEY_IN_MAIL = re.compile(r"Access key:\s+(\S+)")
 ENV_NAMES = ("CREDRECOVERY_SECRET_KEY", "CREDRECOVERY_SMTP_PASSWORD")
 
 # Runs the real command line, reporting the modes of the directory file and its
@@ -353,7 +353,7 @@ def test_confirm_hides_the_new_key_unless_asked(db: Path, locale: str, label: st
     """Without --print-key the printed credentials mail shows a marker, not the new key."""
     confirmed = run("confirm", "--db", str(db), "--locale", locale, request_token(db))
     assert confirmed.returncode == 0, confirmed.stderr
-    assert f"{label}: {REDACTED_KEY}\n" in confirmed.stdout
+    assert f"{label}:\n{REDACTED_KEY}\n" in confirmed.stdout
     assert ": 9000\n" in confirmed.stdout
     key_hash = stored_hash(db)
     words = set(re.findall(r"[A-Za-z0-9]+", confirmed.stdout + confirmed.stderr))

@@ -192,8 +192,8 @@ def test_a_permanent_failure_is_not_retried(
     inner = FlakyMailer(DeliveryFailed("550 no such user", temporary=False), failures=10)
     mailer = background(inner, max_attempts=5)
     mailer.send(message(1))
+    # flush() waits for retries too, so a wrongly scheduled one would have run.
     assert mailer.flush(timeout=5)
-    time.sleep(0.05)  # a wrongly scheduled retry would have run by now
     assert len(inner.attempts) == 1
     assert inner.outbox == []
     assert events(caplog, "delivery_retry") == []
@@ -224,19 +224,34 @@ def test_gives_up_after_max_attempts(
     assert mailer.pending == 0
 
 
-def test_retry_backoff_doubles(background: Callable[..., BackgroundMailer]) -> None:
-    """The wait before each retry doubles, with jitter between 0.5 and 1 times the step."""
+def _until(condition: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + 5
+    while not condition():
+        assert time.monotonic() < deadline, "the worker never got there"
+        time.sleep(0.005)
+
+
+def test_retry_backoff_doubles(clock: FakeClock, caplog: pytest.LogCaptureFixture) -> None:
+    """The wait before each retry doubles, with jitter between 0.5 and 1 times the step,
+    and no retry leaves before its wait is over."""
+    caplog.set_level(logging.INFO, logger="credrecovery")
     inner = FlakyMailer(OSError("busy"), failures=4)
-    mailer = background(inner, backoff=0.05, max_attempts=5)
-    mailer.send(message(1))
-    assert mailer.flush(timeout=5)
-    assert len(inner.attempts) == 5
-    gaps = [b - a for a, b in zip(inner.attempts, inner.attempts[1:], strict=False)]
-    for k, gap in enumerate(gaps):
-        step = 0.05 * 2**k
-        assert 0.5 * step - 0.005 <= gap <= step + 0.15, (k, gaps)
-    # Whatever the jitter, a step is at least half the next one's minimum.
-    assert gaps[2] > gaps[0] and gaps[3] > gaps[1], gaps
+    with BackgroundMailer(inner, clock=clock, backoff=1.0, max_attempts=5,
+                          workers=1) as mailer:
+        mailer.send(message(1))
+        for k in range(4):
+            _until(lambda k=k: len(events(caplog, "delivery_retry")) == k + 1)
+            wait = events(caplog, "delivery_retry")[k].args[0]  # type: ignore[index]
+            step = 2.0**k
+            assert 0.5 * step <= wait <= step, (k, wait)
+            clock.advance(wait - 0.01)
+            mailer.flush(timeout=0.01)  # wakes the worker, which must not go yet
+            assert len(inner.attempts) == k + 1
+            clock.advance(0.02)
+            mailer.flush(timeout=0.01)
+            _until(lambda k=k: len(inner.attempts) == k + 2)
+        assert mailer.flush(timeout=5)
+    assert subjects(inner.outbox) == ["message 1"]
 
 
 def test_retry_backoff_is_capped(background: Callable[..., BackgroundMailer]) -> None:
@@ -288,10 +303,11 @@ def test_a_full_queue_refuses_send(background: Callable[..., BackgroundMailer]) 
 
 
 class SmallQueue(BackgroundMailer):
-    """The service's background mailer, with a queue of two."""
+    """The service's background mailer, with a queue of two and no delay."""
 
-    def __init__(self, mailer: Any) -> None:
-        super().__init__(mailer, max_queue=2, backoff=0.01, workers=1)
+    def __init__(self, mailer: Any, **options: Any) -> None:
+        super().__init__(mailer, max_queue=2, backoff=0.01, workers=1, delay=(0.0, 0.0),
+                         **options)
 
 
 def test_the_service_answers_the_same_when_the_queue_is_full(
@@ -623,3 +639,60 @@ def test_a_queue_is_refused_as_the_mailer(directory: MemoryDirectory) -> None:
     with pytest.raises(ValueError, match="delivery="):
         RecoveryService(directory, BackgroundMailer(MemoryMailer()), secret_key=SECRET,
                         confirm_url=CONFIRM_URL, sender=SENDER)
+
+
+# --- the test clock -------------------------------------------------------------------------
+
+
+def test_retries_wait_on_the_mailers_clock(
+    clock: FakeClock, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """On a test clock a retry is due only once the clock has moved past its backoff."""
+    caplog.set_level(logging.INFO, logger="credrecovery")
+    inner = FlakyMailer(OSError("busy"), failures=1)
+    with BackgroundMailer(inner, clock=clock, backoff=10.0, workers=1) as mailer:
+        mailer.send(message(1))
+        deadline = time.monotonic() + 5
+        while not events(caplog, "delivery_retry") and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert len(inner.attempts) == 1
+        assert mailer.pending == 1
+        assert mailer.flush(timeout=0.05) is False  # ten seconds that have not passed
+        clock.advance(10.0)
+        assert mailer.flush(timeout=5)
+    assert subjects(inner.outbox) == ["message 1"]
+
+
+def test_a_test_clock_keeps_delivery_in_threads(
+    make_service: ServiceFactory, clock: FakeClock,
+) -> None:
+    """A delivery process cannot share the host's clock: "auto" stays in threads."""
+    smtp = SMTPMailer("127.0.0.1", 1)  # picklable, so "auto" would pick a process
+    service = make_service(mailer=smtp, delivery=BackgroundMailer(smtp, clock=clock))
+    assert service.delivery.process_id is None  # type: ignore[attr-defined]
+    with pytest.raises(ValueError, match="clock"):
+        BackgroundMailer(smtp, clock=clock, isolation="process")
+
+
+class MinuteDelay(BackgroundMailer):
+    """The service's background mailer, holding each job a minute."""
+
+    def __init__(self, mailer: Any, **options: Any) -> None:
+        super().__init__(mailer, delay=(60.0, 60.0), workers=1, **options)
+
+
+def test_the_services_clock_times_its_background_delay(
+    make_service: ServiceFactory, clock: FakeClock, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The mailer the service builds counts its random delay on the service's clock."""
+    monkeypatch.setattr("credrecovery.service.BackgroundMailer", MinuteDelay)
+    inner = RecordingMailer()
+    service = make_service(mailer=inner, delivery="background")
+    service.request("domain", "ejemploxmundo.com.ar")
+    clock.advance(60.0)
+    service.delivery.send(message(1))  # due at once; it also wakes the worker
+    deadline = time.monotonic() + 5
+    while len(inner.outbox) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert "message 1" in subjects(inner.outbox)
+    assert len(inner.outbox) == 2  # the job's minute passed on the service's clock

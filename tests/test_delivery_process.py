@@ -22,6 +22,12 @@ PRIMARY = "ejemplo@ejemploxmundo.com.ar"
 
 
 @pytest.fixture
+def clock() -> Callable[[], float]:
+    """The real clock: a test clock would keep delivery in threads, and these test the process."""
+    return time.time
+
+
+@pytest.fixture
 def server() -> RunningSMTPServer:
     with running_smtp_server() as running:
         yield running

@@ -3,8 +3,7 @@
 Django is configured here from the example's own settings module, with the
 test's secret, a cheap hashing profile and the locmem mail backend; each test
 gets a fresh SQLite file, migrated. The example's directory also runs the
-library's directory contract (the tests are imported from
-``test_directory_contract`` and run against it here).
+library's directory contract, from ``credrecovery.testing``.
 """
 
 from __future__ import annotations
@@ -29,9 +28,9 @@ from django.db import connection, connections
 from django.test import Client as BrowserClient
 from django.test.utils import setup_test_environment, teardown_test_environment
 
-import test_directory_contract as contract
 from conftest import CONFIRM_URL, OLD_KEY, SECRET, SENDER, FakeClock, key_from, token_from
-from credrecovery import RateLimits, RecoveryService, cheap_context
+from credrecovery import DirectoryError, RateLimits, RecoveryService, cheap_context
+from credrecovery.testing import DirectoryContract
 from smtp_server import running_smtp_server
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -282,48 +281,31 @@ def _smtp_backend(host: str, port: int) -> Iterator[None]:
 # --- the library's directory contract, run against DjangoDirectory -------------------------
 
 
-def _drop_tables() -> None:
-    with connection.cursor() as cursor:
-        cursor.execute("DROP TABLE recovery_domain")
-        cursor.execute("DROP TABLE recovery_client")
+class TestDjangoDirectoryContract(DirectoryContract):
+    """DjangoDirectory passes the contract every shipped directory passes."""
+
+    shares_addresses = True
+    storage_error = DirectoryError
+
+    @pytest.fixture
+    def directory(self, database: Path) -> DjangoDirectory:
+        return DjangoDirectory(crypt_context=CONTEXT)
+
+    def break_storage(self, directory: DjangoDirectory) -> None:
+        with connection.cursor() as cursor:
+            cursor.execute("DROP TABLE recovery_domain")
+            cursor.execute("DROP TABLE recovery_client")
 
 
-@pytest.fixture
-def store(database: Path) -> contract.Store:
-    return contract.Store(DjangoDirectory(crypt_context=contract.CONTEXT),  # type: ignore[arg-type]
-                          _drop_tables)
-
-
-@pytest.fixture
-def directory(store: contract.Store) -> contract.Directory:
-    return store.directory
-
-
-test_satisfies_the_protocol = contract.test_satisfies_the_protocol
-test_find_by_each_kind = contract.test_find_by_each_kind
-test_misses_return_none = contract.test_misses_return_none
-test_stored_values_are_normalized = contract.test_stored_values_are_normalized
-test_replace_key_hash_is_compare_and_set = contract.test_replace_key_hash_is_compare_and_set
-test_concurrent_compare_and_set_lets_one_win = (
-    contract.test_concurrent_compare_and_set_lets_one_win)
-test_storage_failure_surfaces_as_directory_error = (
-    contract.test_storage_failure_surfaces_as_directory_error)
-test_full_flow_through_the_service = contract.test_full_flow_through_the_service
-test_shared_primary_address_finds_every_client = (
-    contract.test_shared_primary_address_finds_every_client)
-test_find_all_stops_at_the_limit = contract.test_find_all_stops_at_the_limit
-test_find_all_by_number_or_domain_is_one_client_at_most = (
-    contract.test_find_all_by_number_or_domain_is_one_client_at_most)
-test_numbers_and_domains_stay_unique = contract.test_numbers_and_domains_stay_unique
-
-
-def test_double_replace_key_hash_lets_one_win(store: contract.Store) -> None:
+def test_double_replace_key_hash_lets_one_win(database: Path) -> None:
     """Two swaps from the same current hash, each its own UPDATE: the second finds it gone."""
-    contract.add_alice(store.directory)
-    first = store.directory.replace_key_hash("1001", contract.OLD_HASH, contract.NEW_HASH)
-    second = store.directory.replace_key_hash("1001", contract.OLD_HASH, contract.THIRD_HASH)
+    directory = DjangoDirectory(crypt_context=CONTEXT)
+    old, new, third = (CONTEXT.hash(key) for key in ("Old-Key-1", "New-Key-2", "Third-Key-3"))
+    directory.add_client("1001", "alice@example.com", key_hash=old)
+    first = directory.replace_key_hash("1001", old, new)
+    second = directory.replace_key_hash("1001", old, third)
     assert (first, second) == (True, False)
-    assert models.Client.objects.get(number="1001").key_hash == contract.NEW_HASH
+    assert models.Client.objects.get(number="1001").key_hash == new
 
 
 # --- docs/embedding.md quotes this example ---------------------------------------------------

@@ -258,8 +258,35 @@ def test_recovery_by_each_identifier_in_the_browser(
         page.get_by_role("link", name="Go to sign in").click()
         page.wait_for_url("**/login")
         assert sign_in(page, panel.url, NUMBER, new_key).status == 302
+        # The mailed key is temporary: the panel asks for one of the client's own first.
+        page.wait_for_url("**/change-key")
+        assert page.locator("h1").inner_text() == "Choose your own access key"
+        page.goto(panel.url + "/account")
+        assert urllib.parse.urlsplit(page.url).path == "/change-key"
+        page.fill("#current", new_key)
+        page.fill("#new", "short")
+        page.evaluate("document.querySelector('#new').removeAttribute('minlength')")
+        with page.expect_response(posting(page, "/change-key")) as refused_key:
+            page.click("button[type=submit]")
+        assert refused_key.value.status == 422
+        assert page.locator("#change-error").inner_text() == "The key is too short."
+        shot(page, f"{kind}-6-change-key-refused")
+        seen = len(panel.smtp.received)
+        own_key = f"my own {kind} key for the panel"
+        page.fill("#current", new_key)
+        page.fill("#new", own_key)
+        page.click("button[type=submit]")
+        page.wait_for_url("**/account")
         assert page.locator("#signed-in").inner_text() == "Signed in as client 9000."
         shot(page, f"{kind}-6-signed-in")
+        notice = panel.next_mail(seen)
+        assert "was changed" in str(notice["Subject"])
+        assert own_key not in notice.as_string()
+        page.get_by_role("button", name="Sign out").click()
+        page.wait_for_url("**/login")
+        assert sign_in(page, panel.url, NUMBER, new_key).status == 401
+        assert sign_in(page, panel.url, NUMBER, own_key).status == 302
+        page.wait_for_url("**/account")  # a key of one's own asks for no change
         page.get_by_role("button", name="Sign out").click()
         page.wait_for_url("**/login")
 

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -319,3 +322,110 @@ def test_only_invalid_identifier_escapes(kind: str, value: str) -> None:
         return
     assert isinstance(result, str)
     assert result
+
+
+# --- codes and languages ----------------------------------------------------------------------
+
+_CODE_CASES = [
+    ("colour", "example.com", "unknown_kind", None),
+    ("domain", 42, "not_text", "domain"),
+    ("email", "a" * 400 + "@example.com", "too_long", "email"),
+    ("client_number", "90\r\n00", "bad_characters", "client_number"),
+    ("domain", "exa\x00mple.com", "bad_characters", "domain"),
+    ("email", "   ", "empty", "email"),
+    ("domain", "localhost", "bad_domain", "domain"),
+    ("domain", "-bad-.com", "bad_domain", "domain"),
+    ("email", "not-an-address", "bad_email", "email"),
+    ("client_number", "90 00", "bad_client_number", "client_number"),
+]
+
+_SPANISH = {
+    "unknown_kind": "Elija un nombre de dominio, un número de cliente o una dirección de correo.",
+    "not_text": "El valor debe ser texto.",
+    "too_long": "El valor es demasiado largo.",
+    "bad_characters": "El valor contiene un salto de línea o un carácter nulo.",
+    "empty": "Escriba un valor.",
+    "bad_domain": "Este no es un nombre de dominio válido.",
+    "bad_email": "Esta no es una dirección de correo válida.",
+    "bad_client_number": "Un número de cliente tiene de 1 a 32 letras, dígitos, '-' o '_'.",
+}
+
+
+@pytest.mark.parametrize(("kind", "value", "code", "kind_attr"), _CODE_CASES)
+def test_every_refusal_has_a_code(kind: str, value: object, code: str,
+                                  kind_attr: str | None) -> None:
+    """Each case says what is wrong in ``code``; the message stays English by default."""
+    with pytest.raises(InvalidIdentifier) as info:
+        normalize_identifier(kind, value)  # type: ignore[arg-type]
+    assert info.value.code == code
+    assert info.value.kind == kind_attr
+    assert str(info.value) == info.value.message_in("en")
+    assert str(info.value).isascii()
+
+
+@pytest.mark.parametrize(("kind", "value", "code", "kind_attr"), _CODE_CASES)
+def test_message_in_another_language(kind: str, value: object, code: str,
+                                     kind_attr: str | None) -> None:
+    """message_in gives the message in a panel's language: es, es-AR, or English otherwise."""
+    with pytest.raises(InvalidIdentifier) as info:
+        normalize_identifier(kind, value)  # type: ignore[arg-type]
+    assert info.value.message_in("es") == _SPANISH[code]
+    assert info.value.message_in("es-AR") == _SPANISH[code]
+    assert info.value.message_in("de") == str(info.value)
+    assert info.value.message_in(None) == str(info.value)
+
+
+def test_every_code_has_a_spanish_message() -> None:
+    """The Spanish catalog covers every code the library raises."""
+    from credrecovery.exceptions import IDENTIFIER_MESSAGES
+
+    assert set(IDENTIFIER_MESSAGES) == set(_SPANISH)
+    for code in IDENTIFIER_MESSAGES:
+        assert InvalidIdentifier(code=code).message_in("es") == _SPANISH[code]
+
+
+def test_the_old_constructor_still_works() -> None:
+    """A host's own InvalidIdentifier(message, kind=...) keeps its text, with code "invalid"."""
+    error = InvalidIdentifier("Use the panel's number.", kind="client_number")
+    assert str(error) == "Use the panel's number."
+    assert error.kind == "client_number"
+    assert error.code == "invalid"
+    assert error.message_in("es") == "Use the panel's number."
+
+
+def test_a_host_catalog_translates_the_messages(tmp_path: Path) -> None:
+    """message_in(language, catalogs=...) reads a host's catalog, as the service does."""
+    from babel.messages.catalog import Catalog
+    from babel.messages.pofile import write_po
+
+    catalog = Catalog(locale="pt_BR", domain="credrecovery")
+    catalog.add("Type a value.", "Digite um valor.")
+    target = tmp_path / "pt_BR" / "LC_MESSAGES"
+    target.mkdir(parents=True)
+    with (target / "credrecovery.po").open("wb") as stream:
+        write_po(stream, catalog)
+    error = InvalidIdentifier(code="empty")
+    assert error.message_in("pt-BR", tmp_path) == "Digite um valor."
+    assert error.message_in("pt-BR") == "Type a value."
+
+
+@pytest.mark.parametrize(("locale", "expected"), [
+    ("es", "Este no es un nombre de dominio válido."),
+    ("es_MX", "Este no es un nombre de dominio válido."),
+    ("en", "This is not a valid domain name."),
+])
+def test_the_service_raises_in_its_own_language(
+    make_service: Callable[..., Any], locale: str, expected: str
+) -> None:
+    """A service with locale="es" raises Spanish messages; the code and kind stay."""
+    service = make_service(locale=locale)
+    with pytest.raises(InvalidIdentifier) as info:
+        service.request("domain", "localhost")
+    assert str(info.value) == expected
+    assert info.value.code == "bad_domain"
+    assert info.value.kind == "domain"
+    assert info.value.message_in("en") == "This is not a valid domain name."
+    with pytest.raises(InvalidIdentifier) as kind_info:
+        service.request("colour", "blue")
+    assert kind_info.value.code == "unknown_kind"
+    assert str(kind_info.value) == InvalidIdentifier(code="unknown_kind").message_in(locale)

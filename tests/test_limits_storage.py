@@ -10,24 +10,16 @@ from limits import parse
 from limits.storage import MemoryStorage
 from limits.strategies import SlidingWindowCounterRateLimiter
 
+from conftest import FakeClock
 from credrecovery import RateLimits
 from credrecovery._limits_storage import BoundedMemoryStorage
 from credrecovery.ratelimit import Limiter
 
 
-def _clear_of_second_edge(margin: float = 0.3) -> None:
-    """Sleep past the next second boundary if it is closer than ``margin``."""
-    left = 1.0 - time.time() % 1.0
-    if left < margin:
-        time.sleep(left + 0.02)
-
-
-@pytest.fixture(autouse=True)
-def clear_of_minute_edge() -> None:
-    """Start each test clear of a minute boundary, where windows of minutes and hours turn."""
-    left = 60.0 - time.time() % 60.0
-    if left < 5.0:
-        time.sleep(left + 0.05)
+@pytest.fixture
+def clock() -> FakeClock:
+    """The storages' clock, ten minutes into an hour: no window turns unless it is moved."""
+    return FakeClock(1_800_000_600.0)
 
 
 @pytest.fixture
@@ -36,9 +28,9 @@ def no_timed_sweep(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("credrecovery._limits_storage._MIN_SWEEP_INTERVAL", 1e9)
 
 
-def test_allows_exactly_the_limit_then_refuses() -> None:
+def test_allows_exactly_the_limit_then_refuses(clock: FakeClock) -> None:
     """Five hits in a window pass, the sixth is refused, and test/get_window_stats agree."""
-    limiter = SlidingWindowCounterRateLimiter(BoundedMemoryStorage())
+    limiter = SlidingWindowCounterRateLimiter(BoundedMemoryStorage(clock=clock))
     item = parse("5/hour")
     for i in range(5):
         assert limiter.get_window_stats(item, "k").remaining == 5 - i
@@ -54,6 +46,9 @@ def test_allows_exactly_the_limit_then_refuses() -> None:
 
 def test_answers_like_limits_memory_storage() -> None:
     """Hit for hit, the sliding window counter answers as it does on limits' MemoryStorage."""
+    # Both count on the real clock here, so the test keeps clear of a minute's turn.
+    if 60.0 - time.time() % 60.0 < 1.0:
+        time.sleep(1.1)
     ours = SlidingWindowCounterRateLimiter(BoundedMemoryStorage())
     theirs = SlidingWindowCounterRateLimiter(MemoryStorage())
     item = parse("7/minute")
@@ -64,13 +59,15 @@ def test_answers_like_limits_memory_storage() -> None:
             theirs.get_window_stats(item, "k").remaining
 
 
-def test_hits_are_allowed_again_after_the_window() -> None:
+def test_hits_are_allowed_again_after_the_window(clock: FakeClock) -> None:
     """Once two windows of a 3/second limit have passed, three more hits pass."""
-    _clear_of_second_edge()
-    limiter = SlidingWindowCounterRateLimiter(BoundedMemoryStorage())
+    limiter = SlidingWindowCounterRateLimiter(BoundedMemoryStorage(clock=clock))
     item = parse("3/second")
     assert [limiter.hit(item, "k") for _ in range(4)] == [True, True, True, False]
-    time.sleep(2.1)
+    clock.advance(1.1)
+    # A tenth into the next window, the last one's three hits still weigh 2.7.
+    assert [limiter.hit(item, "k") for _ in range(2)] == [True, False]
+    clock.advance(1.0)
     assert limiter.test(item, "k")
     assert [limiter.hit(item, "k") for _ in range(4)] == [True, True, True, False]
 
@@ -86,15 +83,17 @@ def test_the_cap_is_never_exceeded() -> None:
     assert len(storage) > 900
 
 
-def test_expired_keys_are_reclaimed_by_the_counted_sweep(no_timed_sweep: None) -> None:
+def test_expired_keys_are_reclaimed_by_the_counted_sweep(
+    no_timed_sweep: None, clock: FakeClock,
+) -> None:
     """Keys from a spray are dropped by the sweep run after max(1000, max_keys // 8) new keys."""
-    storage = BoundedMemoryStorage(max_keys=4000)
+    storage = BoundedMemoryStorage(max_keys=4000, clock=clock)
     limiter = SlidingWindowCounterRateLimiter(storage)
     item = parse("5/second")
     for n in range(500):
         limiter.hit(item, f"old{n}")
     assert len(storage) == 500
-    time.sleep(2.1)
+    clock.advance(2.1)
     for n in range(499):
         limiter.hit(item, f"new{n}")
     assert len(storage) == 999  # nothing read the old keys, and no sweep yet
@@ -102,24 +101,25 @@ def test_expired_keys_are_reclaimed_by_the_counted_sweep(no_timed_sweep: None) -
     assert len(storage) <= 500
 
 
-def test_expired_keys_are_reclaimed_by_a_timed_sweep() -> None:
+def test_expired_keys_are_reclaimed_by_a_timed_sweep(clock: FakeClock) -> None:
     """A new key a second or more after the last sweep drops what expired meanwhile."""
-    storage = BoundedMemoryStorage(max_keys=4000)
+    storage = BoundedMemoryStorage(max_keys=4000, clock=clock)
     limiter = SlidingWindowCounterRateLimiter(storage)
     item = parse("5/second")
     for n in range(500):
         limiter.hit(item, f"old{n}")
-    time.sleep(2.1)
+    clock.advance(2.1)
     limiter.hit(item, "fresh")
     assert len(storage) == 1
 
 
-def test_expired_keys_are_dropped_when_read() -> None:
+def test_expired_keys_are_dropped_when_read(clock: FakeClock) -> None:
     """Reading an expired counter drops it and reads zero."""
-    storage = BoundedMemoryStorage()
+    storage = BoundedMemoryStorage(clock=clock)
     assert storage.incr("k", 1, amount=3) == 3
+    clock.advance(0.9)
     assert storage.get("k") == 3
-    time.sleep(1.1)
+    clock.advance(0.2)
     assert storage.get("k") == 0
     assert len(storage) == 0
 
@@ -137,23 +137,23 @@ def test_eviction_drops_the_oldest_first(no_timed_sweep: None) -> None:
     assert survivors == list(range(1500 - len(survivors), 1500))
 
 
-def test_eviction_prefers_expired_keys(no_timed_sweep: None) -> None:
+def test_eviction_prefers_expired_keys(no_timed_sweep: None, clock: FakeClock) -> None:
     """At the cap, expired counters at the front go before any live one."""
-    storage = BoundedMemoryStorage(max_keys=500)
+    storage = BoundedMemoryStorage(max_keys=500, clock=clock)
     for n in range(250):
         storage.incr(f"short{n}", 1)
     for n in range(250):
         storage.incr(f"long{n}", 3600)
-    time.sleep(1.1)
+    clock.advance(1.1)
     for n in range(50):
         storage.incr(f"new{n}", 3600)
     assert len(storage) == 300
     assert all(storage.get(f"long{n}") == 1 for n in range(250))
 
 
-def test_concurrent_hits_on_one_key_never_overshoot() -> None:
+def test_concurrent_hits_on_one_key_never_overshoot(clock: FakeClock) -> None:
     """Eight threads hammering one key with a limit of 50 get exactly 50 successes."""
-    limiter = SlidingWindowCounterRateLimiter(BoundedMemoryStorage())
+    limiter = SlidingWindowCounterRateLimiter(BoundedMemoryStorage(clock=clock))
     item = parse("50/minute")
     successes = [0] * 8
     start = threading.Barrier(8)
@@ -172,9 +172,9 @@ def test_concurrent_hits_on_one_key_never_overshoot() -> None:
     assert sum(successes) == 50
 
 
-def test_clear_and_reset() -> None:
+def test_clear_and_reset(clock: FakeClock) -> None:
     """clear forgets one limit's windows, reset forgets everything and says how much."""
-    storage = BoundedMemoryStorage()
+    storage = BoundedMemoryStorage(clock=clock)
     limiter = SlidingWindowCounterRateLimiter(storage)
     item = parse("2/hour")
     for key in ("a", "b"):

@@ -24,8 +24,9 @@ from credrecovery import (
     RecoveryService,
     cheap_context,
 )
+from credrecovery.i18n import PACKAGED_CATALOGS, available_languages, negotiate
 from credrecovery.memory import MemoryDirectory, MemoryMailer
-from credrecovery.messages import confirmation_message, credentials_message, pick_language
+from credrecovery.messages import confirmation_message, credentials_message
 
 PRIMARY = "ejemplo@ejemploxmundo.com.ar"
 NOW = datetime(2027, 1, 15, 12, 0, tzinfo=UTC)
@@ -138,7 +139,7 @@ def test_confirmation_expiry_follows_max_age(
     """The expiry wording reflects token_max_age."""
     service = make_service(token_max_age=timedelta(days=1, hours=2, minutes=30))
     message = _confirmation(mailer, service)
-    assert "expires in 1 day, 2 hours and 30 minutes" in _plain(message)
+    assert "expires in 1 day, 2 hours, and 30 minutes" in _plain(message)
 
 
 def test_credentials_content_english(service: RecoveryService, mailer: MemoryMailer) -> None:
@@ -148,7 +149,7 @@ def test_credentials_content_english(service: RecoveryService, mailer: MemoryMai
     text = _plain(message)
     key = key_from(message)
     assert "Client number: 9000" in text
-    assert f"Access key: {key}" in text
+    assert f"Access key:\n{key}\n" in text
     assert "previous access key no longer works" in text
     assert "If you did not ask for this" in text
     assert "contact support" in text
@@ -225,9 +226,11 @@ def test_language_choice(
         (("espanol",), "en"),
     ],
 )
-def test_pick_language(preferences: tuple[str | None, ...], expected: str) -> None:
-    """pick_language takes the first supported language and defaults to English."""
-    assert pick_language(*preferences) == expected
+def test_negotiate_with_the_packaged_catalogs(
+    preferences: tuple[str | None, ...], expected: str
+) -> None:
+    """The first language a packaged catalog offers wins, else English."""
+    assert negotiate(preferences, available_languages((str(PACKAGED_CATALOGS),))) == expected
 
 
 def test_html_escapes_name(
@@ -461,3 +464,41 @@ def test_a_shared_address_lists_each_client_with_its_link() -> None:
             assert f"{label} {number}:\n{link}" in text
             assert link in _html(message)
         assert ("more client accounts" in text) if language == "en" else ("más cuentas" in text)
+
+
+@pytest.mark.parametrize("override", ["\u202e", "\u202d", "\u2066", "\u2067", "\u2068", "\u2069"])
+def test_bidi_overrides_do_not_reach_the_mail(override: str) -> None:
+    """A name cannot flip the text around it: bidi overrides and isolates are dropped."""
+    client = Client("9000", PRIMARY, "hash", name=f"Ana {override}moc.elpmaxe")
+    message = credentials_message(client, key="ABCDEFGHJKMNPQRS", sender=SENDER,
+                                  language="en", now=NOW)
+    assert override not in str(message["To"])
+    for part in message.walk():
+        if part.get_content_maintype() == "text":
+            assert override not in part.get_content()
+    assert "Ana moc.elpmaxe" in message.get_body(("plain",)).get_content()
+
+
+def test_a_link_that_reads_as_a_bitcoin_address_is_signed_again(clock: FakeClock) -> None:
+    """A run spam filters read as a Bitcoin address makes the link re-signed a second earlier."""
+    import re
+    import secrets as random_source
+
+    from credrecovery import ConfirmationJob, RecoveryService
+    from credrecovery.tokens import TokenSigner
+
+    bitcoin = re.compile(r"\b(?<!=)[13][a-km-zA-HJ-NP-Z1-9]{29,34}\b")
+    service = RecoveryService(MemoryDirectory(crypt_context=_CHEAP), MemoryMailer(),
+                              secret_key="s" * 32, confirm_url=CONFIRM_URL, sender=SENDER,
+                              delivery="sync", rate_limits=None, clock=clock)
+    signer = TokenSigner("s" * 32, clock=clock)
+    while True:  # about one binding in 4,000 signs to such a run
+        binding = random_source.token_hex(16)
+        if bitcoin.search(signer.issue_for("9000", binding, issued_at=clock())):
+            break
+    job = ConfirmationJob(recipient=PRIMARY, name="", language="en", sender=SENDER,
+                          clients=(("9000", binding),), issued_at=clock())
+    link = token_from(service.composer.confirmation(job))
+    assert not bitcoin.search(link)
+    assert link in [signer.issue_for("9000", binding, issued_at=clock() - k) for k in (1, 2, 3)]
+    assert signer.read(link).number == "9000"

@@ -19,13 +19,19 @@ from credrecovery import (
     DirectoryError,
     InvalidIdentifier,
     InvalidToken,
+    KeyRejected,
     Mailer,
     RateLimited,
     RecoveryError,
     TokenAlreadyUsed,
     TokenExpired,
 )
-from credrecovery.protocols import AsyncClientDirectory, AsyncMailer
+from credrecovery.protocols import (
+    AsyncClientDirectory,
+    AsyncMailer,
+    AsyncMustChangeDirectory,
+    MustChangeDirectory,
+)
 
 PACKAGE_DIR = Path(credrecovery.__file__).parent
 EXCEPTIONS = [
@@ -33,11 +39,13 @@ EXCEPTIONS = [
     DirectoryError,
     InvalidIdentifier,
     InvalidToken,
+    KeyRejected,
     RateLimited,
     TokenAlreadyUsed,
     TokenExpired,
 ]
-PROTOCOLS = [ClientDirectory, Mailer, DeliveryQueue, AsyncClientDirectory, AsyncMailer]
+PROTOCOLS = [ClientDirectory, Mailer, DeliveryQueue, AsyncClientDirectory, AsyncMailer,
+             MustChangeDirectory, AsyncMustChangeDirectory]
 
 
 @pytest.mark.parametrize("name", credrecovery.__all__)

@@ -9,7 +9,7 @@ from collections.abc import Callable
 import pytest
 import redis
 
-from conftest import token_from
+from conftest import FakeClock, token_from
 from credrecovery import RateLimits, RecoveryService
 from credrecovery._limits_storage import BoundedMemoryStorage
 from credrecovery.exceptions import InvalidToken, RateLimited
@@ -47,13 +47,13 @@ def storage_uri(request: pytest.FixtureRequest) -> str:
     return url
 
 
-@pytest.fixture(autouse=True)
-def clear_of_window_edge() -> None:
-    """Start each test clear of a minute boundary.
+def _clear_of_window_edge() -> None:
+    """Wait out a minute's turn if one is near, for limits counted on the real clock.
 
-    The in-memory sliding window counter aligns its windows on the clock; a
-    test straddling a boundary sees the previous window's weight, not its own
-    count. Hour boundaries are minute boundaries too.
+    The service's clock is a test clock, which counts ``memory://`` windows,
+    but Redis keys expire on the server's clock, and a test straddling a turn
+    there sees the previous window's weight, not its own count. Hour turns are
+    minute turns too.
     """
     margin = 15.0 if time.time() % 3600 > 3600 - 15.0 else 3.0
     left = 60.0 - time.time() % 60.0
@@ -64,6 +64,9 @@ def clear_of_window_edge() -> None:
 @pytest.fixture
 def limited(make_service: ServiceFactory, storage_uri: str) -> Callable[..., RecoveryService]:
     """Build a synchronous service counting limits in ``storage_uri``."""
+
+    if storage_uri != "memory://":
+        _clear_of_window_edge()
 
     def make(**limits: str) -> RecoveryService:
         return make_service(rate_limits=RateLimits(storage_uri=storage_uri, **limits))
@@ -220,25 +223,29 @@ def _spray_misses(limiter: Limiter, count: int, caps: int) -> int:
     return largest
 
 
-@pytest.mark.parametrize("spray", [8_000, 60_000])
-def test_a_spray_of_misses_never_resets_a_known_clients_cap(spray: int) -> None:
+@pytest.mark.parametrize("spray", [800, 6_000])
+def test_a_spray_of_misses_never_resets_a_known_clients_cap(
+    spray: int, clock: FakeClock,
+) -> None:
     """After 3 hits on a client, no spray of misses lets a 4th through; stores stay capped."""
-    limiter = Limiter(RateLimits(per_client="3/hour", memory_max_keys=20_000), LIMITER_KEY)
+    limiter = Limiter(RateLimits(per_client="3/hour", memory_max_keys=2_000), LIMITER_KEY,
+                      clock=clock)
     victim = EMAIL
     for _ in range(3):
         assert limiter.hit_client(victim, known=True)
-    largest = _spray_misses(limiter, spray, caps=20_000)
-    assert largest > 15_000, "the spray never filled the shared store; nothing was tested"
+    largest = _spray_misses(limiter, spray, caps=2_000)
+    assert largest > 1_500, "the spray never filled the shared store; nothing was tested"
     assert len(limiter.known_storage) == 1  # misses wrote nothing there
     assert not limiter.hit_client(victim, known=True)
 
 
-def test_the_spray_does_reset_a_counter_kept_beside_the_misses() -> None:
+def test_the_spray_does_reset_a_counter_kept_beside_the_misses(clock: FakeClock) -> None:
     """Control: the same spray evicts a per_client counter kept in the shared store."""
-    limiter = Limiter(RateLimits(per_client="3/hour", memory_max_keys=20_000), LIMITER_KEY)
+    limiter = Limiter(RateLimits(per_client="3/hour", memory_max_keys=2_000), LIMITER_KEY,
+                      clock=clock)
     for _ in range(3):
         assert limiter.hit("per_client", EMAIL)
-    _spray_misses(limiter, 8_000, caps=20_000)
+    _spray_misses(limiter, 800, caps=2_000)
     assert limiter.hit("per_client", EMAIL)
 
 
@@ -336,17 +343,35 @@ def test_requests_and_confirmations_count_apart(
 # --- a flood ----------------------------------------------------------------------------
 
 
-def test_a_flood_sends_at_most_three_mails(
-    limited: Callable[..., RecoveryService], mailer: MemoryMailer,
+def test_a_flood_sends_at_most_three_mails_an_hour(
+    limited: Callable[..., RecoveryService], mailer: MemoryMailer, clock: FakeClock,
+    storage_uri: str,
 ) -> None:
-    """Ten thousand requests for one client, however named, mail it three times."""
+    """A flood for one client, however named, mails it at most three times in any hour.
+
+    On the test clock the flood runs for two hours, a request every six
+    seconds; Redis counts on the real clock, so there it is a burst.
+    """
     service = limited()
     names = [*KNOWN, ("domain", "EJEMPLOXMUNDO.COM.AR."), ("email", "Ejemplo@EjemploXMundo.com.ar")]
-    for i in range(10_000):
+    spread = storage_uri == "memory://"
+    sent_at: list[float] = []
+    for i in range(1_200 if spread else 1_000):
         kind, value = names[i % len(names)]
         assert service.request(kind, value) is None
-    assert len(mailer.outbox) == 3
+        if len(mailer.outbox) > len(sent_at):
+            sent_at.append(clock())
+        if spread:
+            clock.advance(6)
     assert all(m["To"].addresses[0].addr_spec == EMAIL for m in mailer.outbox)
+    if not spread:
+        assert len(mailer.outbox) == 3
+        return
+    assert sent_at[:3] == [clock.start, clock.start + 6, clock.start + 12]
+    assert len(sent_at) > 3, "the flood locked the client out for good"
+    # No hour holds a fourth mail: each is an hour or more after the third before it.
+    pairs = zip(sent_at, sent_at[3:], strict=False)
+    assert all(later - earlier >= 3600 for earlier, later in pairs)
 
 
 # --- logging and storage keys -----------------------------------------------------------
@@ -493,13 +518,19 @@ def test_unreachable_redis_fails_open_for_hit_client(
 def test_a_spray_of_misses_leaves_a_clients_cap_in_place(
     make_service: ServiceFactory, mailer: MemoryMailer,
 ) -> None:
-    """After three mails, 8,000 unknown identifiers from 8,000 requesters do not buy a fourth."""
-    service = make_service(rate_limits=RateLimits(memory_max_keys=20_000))
+    """After three mails, a spray of unknown identifiers from as many requesters, enough
+    to fill the limiter's store, does not buy a fourth."""
+    service = make_service(rate_limits=RateLimits(memory_max_keys=2_000))
     for _ in range(3):
         service.request("client_number", NUMBER, requester="198.51.100.1")
     assert len(mailer.outbox) == 3
-    for n in range(8_000):
+    shared = service.limiter.storage
+    shared = getattr(shared, "bounded", shared)  # the async limiter wraps the same store
+    largest = 0
+    for n in range(800):
         service.request("domain", f"spray-{n}.example", requester=f"10.{n // 250}.{n % 250}.1")
+        largest = max(largest, len(shared))
+    assert largest > 1_900, "the spray never filled the limiter's store; nothing was tested"
     service.request("domain", DOMAIN, requester="198.51.100.2")
     service.request("email", EMAIL, requester="198.51.100.3")
     assert len(mailer.outbox) == 3

@@ -33,6 +33,10 @@ from credrecovery.memory import MemoryDirectory, MemoryMailer
 PRIMARY = "ejemplo@ejemploxmundo.com.ar"
 NEW_SECRET = "rotated-secret-key-9876543210fedcba"
 
+# Every service test here runs in both key modes; see conftest.pytest_generate_tests.
+BOTH_KEY_MODES = True
+
+
 MakeService = Callable[..., RecoveryService]
 
 

@@ -111,7 +111,8 @@ def test_values_are_stored_normalized(directory: SQLiteDirectory) -> None:
         " C1 ", "Foo@Example.COM", key=KEY, domains=["MÜNCHEN.de", "Example.ORG."],
         name="Foo GmbH", locale="de",
     )
-    assert added == Client("C1", "foo@example.com", added.key_hash, "Foo GmbH", "de")
+    assert added == Client("C1", "foo@example.com", added.key_hash, "Foo GmbH", "de",
+                           domains=("example.org", "xn--mnchen-3ya.de"))
     assert directory.find(IdentifierKind.EMAIL, "foo@example.com") == added
     assert directory.find(IdentifierKind.DOMAIN, "xn--mnchen-3ya.de") == added
     assert directory.find(IdentifierKind.DOMAIN, "example.org") == added
@@ -401,9 +402,13 @@ def test_version_0_file_is_migrated_on_open(tmp_path: Path, ctx: CryptContext) -
     make_version_0_file(old)
     before = stored_rows(old)
     with SQLiteDirectory(old, crypt_context=ctx) as directory:
-        assert stored_rows(old) == before
+        clients, domains = stored_rows(old)
+        # The rows as they were, each with must_change 0 after them.
+        assert ([row[:-1] for row in clients], domains) == before
+        assert [row[-1] for row in clients] == [0, 0]
         ana = directory.find(IdentifierKind.DOMAIN, "a-shop.example")
-        assert ana == Client("C1", "a@example.com", "$h$1", "Ana", "es")
+        assert ana == Client("C1", "a@example.com", "$h$1", "Ana", "es",
+                             domains=("a-shop.example", "a.example"))
         shared = directory.add_client("C3", "a@example.com", key_hash="$h$3",
                                       domains=["c.example"])
         assert directory.find_all(IdentifierKind.EMAIL, "a@example.com") == [ana, shared]
@@ -558,7 +563,7 @@ def test_invalid_utf8_reads_back_with_surrogates(db_path: Path,
     with contextlib.closing(sqlite3.connect(db_path, isolation_level=None)) as conn:
         conn.execute("UPDATE clients SET name = CAST(x'416effe1' AS TEXT),"
                      " key_hash = CAST(x'2468ff' AS TEXT) WHERE number = 'C1'")
-    broken = Client("C1", "a@example.com", "$h\udcff", "An\udcff\udce1")
+    broken = Client("C1", "a@example.com", "$h\udcff", "An\udcff\udce1", domains=("a.example",))
     for kind, value in [(IdentifierKind.CLIENT_NUMBER, "C1"),
                         (IdentifierKind.DOMAIN, "a.example")]:
         assert directory.find(kind, value) == broken, kind

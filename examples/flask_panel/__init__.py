@@ -37,6 +37,7 @@ from credrecovery import (
     IdentifierKind,
     InvalidIdentifier,
     InvalidToken,
+    KeyRejected,
     RateLimited,
     RecoveryError,
     RecoveryService,
@@ -283,17 +284,51 @@ def register_routes(app: Flask, panel: Panel) -> None:
             session["lang"] = chosen
         session["client"] = signed_in.number
         session["seal"] = session_seal(panel, signed_in.number)
+        if signed_in.must_change:
+            # A key that travelled by mail is replaced before anything else.
+            session["must_change"] = True
+            return redirect(url_for("change_key"))
         return redirect(url_for("account"))
 
-    @app.get("/account")
-    def account() -> BaseResponse:
+    def signed_in_client() -> str | None:
         number = session.get("client")
         seal = session_seal(panel, number) if isinstance(number, str) else None
         if seal is None or not hmac.compare_digest(str(session.get("seal", "")), seal):
-            session.pop("client", None)
-            session.pop("seal", None)
+            for name in ("client", "seal", "must_change"):
+                session.pop(name, None)
+            return None
+        return cast(str, number)
+
+    @app.get("/account")
+    def account() -> BaseResponse:
+        number = signed_in_client()
+        if number is None:
             return redirect(url_for("login"))
+        if session.get("must_change"):
+            return redirect(url_for("change_key"))
         return page("account.html", number=number)
+
+    @app.get("/change-key")
+    def change_key() -> BaseResponse:
+        if signed_in_client() is None:
+            return redirect(url_for("login"))
+        return page("change_key.html")
+
+    @app.post("/change-key")
+    def change_key_post() -> BaseResponse:
+        number = signed_in_client()
+        if number is None:
+            return redirect(url_for("login"))
+        try:
+            changed = panel.service(language()).change_key(
+                number, request.form.get("current", ""), request.form.get("new", ""))
+        except KeyRejected as exc:
+            return page("change_key.html", exc.http_status, error=exc.message_in(language()))
+        if changed is None:
+            return page("change_key.html", 401, error=STRINGS[language()]["change_wrong_key"])
+        session.pop("must_change", None)
+        session["seal"] = session_seal(panel, number)
+        return redirect(url_for("account"))
 
     @app.post("/logout")
     def logout() -> BaseResponse:
@@ -354,12 +389,8 @@ def register_routes(app: Flask, panel: Panel) -> None:
 
 
 def identifier_error(exc: InvalidIdentifier) -> str:
-    """What to show next to the value field: the library's own text, or its translation."""
-    if language() == "en":
-        return str(exc)
-    # The library's messages are English; without a code of their own, name the kind's rule.
-    key = f"invalid_{exc.kind}" if exc.kind in KINDS else "invalid_kind"
-    return STRINGS[language()][key]
+    """What to show next to the value field: the library's text in the page's language."""
+    return exc.message_in(language())
 
 
 def error_page(exc: RecoveryError) -> Response:

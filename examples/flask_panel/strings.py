@@ -35,10 +35,6 @@ STRINGS: Mapping[str, Mapping[str, str]] = {
         "value": "Value",
         "value_hint": "For example ejemploxmundo.com.ar, 9000 or the primary address.",
         "send": "Send the link",
-        "invalid_domain": "Type a domain name such as ejemploxmundo.com.ar.",
-        "invalid_client_number": "Type your client number, digits only.",
-        "invalid_email": "Type a full email address, such as name@ejemploxmundo.com.ar.",
-        "invalid_kind": "Choose one of the options in the list.",
         "sent_title": "Check your mail",
         "sent_body": ("If that detail belongs to one of our clients, a confirmation link is on "
                       "its way to the account's primary email address. The link works once "
@@ -71,6 +67,13 @@ STRINGS: Mapping[str, Mapping[str, str]] = {
         "csrf_body": "Reload the page and send the form again.",
         "not_found_title": "Page not found",
         "not_found_body": "There is nothing at this address.",
+        "change_title": "Choose your own access key",
+        "change_intro": ("The key you signed in with was mailed to you. Choose a key of your "
+                         "own to go on: at least 15 characters; a few words make a good one."),
+        "current_key": "Access key from the mail",
+        "new_key": "New access key",
+        "change_button": "Save my key",
+        "change_wrong_key": "That is not your current access key.",
     },
     "es": {
         "html_lang": "es",
@@ -97,10 +100,6 @@ STRINGS: Mapping[str, Mapping[str, str]] = {
         "value": "Dato",
         "value_hint": "Por ejemplo ejemploxmundo.com.ar, 9000 o la dirección primaria.",
         "send": "Enviar el enlace",
-        "invalid_domain": "Escriba un nombre de dominio, como ejemploxmundo.com.ar.",
-        "invalid_client_number": "Escriba su número de cliente, solo dígitos.",
-        "invalid_email": "Escriba una dirección completa, como nombre@ejemploxmundo.com.ar.",
-        "invalid_kind": "Elija una de las opciones de la lista.",
         "sent_title": "Revise su correo",
         "sent_body": ("Si ese dato pertenece a uno de nuestros clientes, enviamos un enlace de "
                       "confirmación a la dirección de correo primaria de la cuenta. El enlace "
@@ -134,6 +133,14 @@ STRINGS: Mapping[str, Mapping[str, str]] = {
         "csrf_body": "Recargue la página y envíe el formulario de nuevo.",
         "not_found_title": "Página no encontrada",
         "not_found_body": "No hay nada en esta dirección.",
+        "change_title": "Elija su propia clave de acceso",
+        "change_intro": ("La clave con la que ingresó le llegó por correo. Elija una clave "
+                         "propia para seguir: al menos 15 caracteres; unas cuantas palabras "
+                         "sirven bien."),
+        "current_key": "Clave de acceso del correo",
+        "new_key": "Clave de acceso nueva",
+        "change_button": "Guardar mi clave",
+        "change_wrong_key": "Esa no es su clave de acceso actual.",
     },
 }
 

@@ -8,6 +8,7 @@ number with the new key.
 
 from importlib import metadata as _metadata
 
+from .branding import Branding
 from .composer import Composer
 from .delivery import BackgroundMailer
 from .exceptions import (
@@ -15,6 +16,7 @@ from .exceptions import (
     DirectoryError,
     InvalidIdentifier,
     InvalidToken,
+    KeyRejected,
     RateLimited,
     RecoveryError,
     TokenAlreadyUsed,
@@ -24,7 +26,16 @@ from .identifiers import IdentifierKind, normalize_identifier
 from .jobs import MAX_CLIENTS_PER_MAIL, ConfirmationJob
 from .keys import cheap_context, default_context, generate_key
 from .models import Client, Confirmation, Login
-from .protocols import AsyncClientDirectory, AsyncMailer, ClientDirectory, DeliveryQueue, Mailer
+from .policy import KeyPolicy
+from .protocols import (
+    AsyncClientDirectory,
+    AsyncMailer,
+    AsyncMustChangeDirectory,
+    ClientDirectory,
+    DeliveryQueue,
+    Mailer,
+    MustChangeDirectory,
+)
 from .ratelimit import RateLimits
 from .service import AsyncRecoveryService, RecoveryService
 
@@ -37,8 +48,10 @@ __all__ = [
     "MAX_CLIENTS_PER_MAIL",
     "AsyncClientDirectory",
     "AsyncMailer",
+    "AsyncMustChangeDirectory",
     "AsyncRecoveryService",
     "BackgroundMailer",
+    "Branding",
     "Client",
     "ClientDirectory",
     "Composer",
@@ -50,8 +63,11 @@ __all__ = [
     "IdentifierKind",
     "InvalidIdentifier",
     "InvalidToken",
+    "KeyPolicy",
+    "KeyRejected",
     "Login",
     "Mailer",
+    "MustChangeDirectory",
     "RateLimited",
     "RateLimits",
     "RecoveryError",

@@ -30,6 +30,7 @@ from .exceptions import (
     DirectoryError,
     InvalidIdentifier,
     InvalidToken,
+    KeyRejected,
     RateLimited,
     RecoveryError,
     TokenAlreadyUsed,
@@ -38,8 +39,9 @@ from .exceptions import (
 from .identifiers import IdentifierKind, normalize_identifier, parse_kind
 from .jobs import MAX_CLIENTS_PER_MAIL, ConfirmationJob
 from .keys import generate_key
-from .messages import credentials_message, mailbox, pick_language
+from .messages import mailbox
 from .models import Client, Confirmation, Login
+from .policy import KeyPolicy
 from .tokens import TokenClaims, TokenSigner, account_binding
 
 logger = logging.getLogger("credrecovery")
@@ -139,8 +141,22 @@ class Send:
     message: EmailMessage = dataclasses.field(repr=False)
 
 
-Effect = Find | FindAll | Swap | Hit | HitClient | Test | RetryAfter | Hash | Verify | Submit | Send
+@dataclasses.dataclass(frozen=True, slots=True)
+class Mark:
+    """Say whether a client must change its key at the next sign-in: the optional
+    ``set_must_change`` of the directory."""
+
+    number: str
+    value: bool
+
+
+Effect = (Find | FindAll | Swap | Mark | Hit | HitClient | Test | RetryAfter | Hash | Verify
+          | Submit | Send)
 Flow = Generator[Effect, Any, _T]
+
+
+class _Lost(Exception):
+    """Another change of the same key won the race."""
 
 
 class Interrupted(Exception):
@@ -176,7 +192,13 @@ class Core:
         clock: Callable[[], float],
         limited: bool,
         finds_all: bool,
+        key_mode: str = "generate",
+        key_policy: KeyPolicy | None = None,
+        marks: bool = False,
     ) -> None:
+        self.key_mode = key_mode
+        self.key_policy = key_policy if key_policy is not None else KeyPolicy()
+        self._marks = marks
         self.tokens = tokens
         self.composer = composer
         self.sender = sender
@@ -194,8 +216,13 @@ class Core:
         """Hand delivery one job, a decoy on a miss; see :meth:`RecoveryService.request`."""
         if requester is not None:
             yield from self._enforce("per_requester", requester)
-        kind = parse_kind(kind)
-        normalized = normalize_identifier(kind, value)
+        try:
+            kind = parse_kind(kind)
+            normalized = normalize_identifier(kind, value)
+        except InvalidIdentifier as exc:
+            # Raised in the service's language; a panel may ask exc.message_in().
+            exc.args = (self.composer.error_message(exc, self.locale),)
+            raise
         mail_allowed = yield from self._hit("per_identifier", f"{kind.value}:{normalized}")
         clients, truncated = yield from self._lookup(kind, normalized)
         # From here on a miss works on the stand-in exactly as a hit works on
@@ -212,7 +239,7 @@ class Core:
         job = ConfirmationJob(
             recipient=first.email,
             name=name if found else "",
-            language=pick_language(first.locale, self.locale),
+            language=self.composer.language_for(first.locale, self.locale),
             sender=self.sender,
             clients=tuple((c.number, account_binding(c)) for c in target),
             issued_at=self._clock(),
@@ -262,77 +289,131 @@ class Core:
         _, client = yield from self._verified(token, requester)
         return Confirmation(client.number, client.email)
 
-    def confirm(self, token: str, requester: str | None) -> Flow[Confirmation]:
-        """Rotate the key and mail it; see :meth:`RecoveryService.confirm`."""
+    def confirm(self, token: str, requester: str | None,
+                new_key: str | None = None) -> Flow[Confirmation]:
+        """Rotate the key and mail it, or the notice; see :meth:`RecoveryService.confirm`."""
+        chosen = self._chosen(new_key)
         claims, client = yield from self._verified(token, requester)
+        if chosen is not None:
+            self._check_key(chosen, client)
         with self._exclusive(client.number) as busy:
             if busy:
                 yield from self._reject(
                     TokenAlreadyUsed("this confirmation link is already being used"),
                     "reused", requester)
-            return (yield from self._rotate(claims, client, requester))
 
-    def _rotate(
-        self, claims: TokenClaims, client: Client, requester: str | None
-    ) -> Flow[Confirmation]:
-        new_key = Secret(generate_key())
-        new_hash: str = yield Hash(new_key)
-        message: EmailMessage | None = credentials_message(
-            dataclasses.replace(client, key_hash=new_hash), key=new_key.reveal(),
-            sender=self.sender, language=pick_language(client.locale, self.locale),
-            now=datetime.fromtimestamp(self._clock(), UTC),
-        )
-        # From here on only the message holds the key; every error path drops it.
-        del new_key
-        swapped = yield from self._directory(Swap(client.number, client.key_hash, new_hash))
-        if not swapped:
-            message = None
-            yield from self._reject(TokenAlreadyUsed("this confirmation link was already used"),
-                                    "reused", requester)
-        try:
-            current = yield from self._directory(Find(IdentifierKind.CLIENT_NUMBER,
-                                                      client.number))
-            ours = isinstance(current, Client) and current.key_hash == new_hash
-            unchanged = ours and claims.matches(
-                dataclasses.replace(current, key_hash=client.key_hash))
-            if unchanged:
-                assert message is not None
-                yield Send(message)
-        except BaseException as exc:
-            message = None
-            restored = yield from self._undo(client, new_hash)
-            if isinstance(exc, DirectoryError | Interrupted) or not isinstance(exc, Exception):
-                raise
-            details = failure_details(exc)
-            logger.error("credentials mail not sent: %s", details["reason"], extra={
-                "event": "delivery_failed", "client": client.number, "restored": restored,
-                **details})
-            temporary = exc.temporary if isinstance(exc, DeliveryFailed) else True
-            raise DeliveryFailed(
-                "the new access details could not be mailed; nothing was changed"
-                if restored else
-                "the new access details could not be mailed; request a new link",
-                temporary=temporary,
-            ) from exc
-        if not unchanged:
-            message = None
-            if ours:
-                yield from self._undo(client, new_hash)
-            yield from self._reject(
-                TokenAlreadyUsed("the account changed while the link was confirmed"),
-                "reused", requester)
-        assert message is not None
-        logger.info("mail sent", extra={"event": "mail_sent", "client": client.number,
-                                        "message_id": message["Message-ID"]})
+            def refuse(error: TokenAlreadyUsed) -> Flow[NoReturn]:
+                return self._reject(error, "reused", requester)
+
+            def unchanged(current: Client) -> bool:
+                return claims.matches(dataclasses.replace(current, key_hash=client.key_hash))
+
+            yield from self._rotate(client, chosen, unchanged, refuse)
         logger.info("recovery confirmed; access key rotated",
                     extra={"event": "confirmed", "client": client.number})
         return Confirmation(client.number, client.email)
 
-    def _undo(self, client: Client, new_hash: str) -> Flow[bool]:
+    def _chosen(self, new_key: str | None) -> Secret | None:
+        if self.key_mode == "generate":
+            if new_key is not None:
+                raise ValueError("new_key is taken only with key_mode='choose'")
+            return None
+        if new_key is None:
+            raise ValueError("with key_mode='choose', pass the client's new key as new_key")
+        if not isinstance(new_key, str):
+            raise TypeError("the new key must be a str")
+        return Secret(new_key)
+
+    def _check_key(self, key: Secret, client: Client) -> None:
+        reasons = self.key_policy.reasons(key.reveal(), client)
+        if reasons:
+            logger.info("chosen key refused", extra={"event": "key_rejected",
+                                                     "client": client.number,
+                                                     "reasons": list(reasons)})
+            rejected = KeyRejected(reasons)
+            raise KeyRejected(reasons, self.composer.error_message(rejected, self.locale))
+
+    def _rotate(
+        self,
+        client: Client,
+        chosen: Secret | None,
+        unchanged: Callable[[Client], bool],
+        refuse: Callable[[TokenAlreadyUsed], Flow[NoReturn]],
+    ) -> Flow[None]:
+        """Swap in a new key hash and mail the key (or, for a chosen key, a notice).
+
+        ``unchanged`` tells whether the record read back after the swap is
+        still the account the caller meant; ``refuse`` raises when it is not.
+        Every failure leaves the previous hash and mark in place.
+        """
+        new_key = chosen if chosen is not None else Secret(generate_key())
+        new_hash: str = yield Hash(new_key)
+        now = datetime.fromtimestamp(self._clock(), UTC)
+        message: EmailMessage | None = (
+            self.composer.credentials(client, key=new_key.reveal(), sender=self.sender, now=now)
+            if chosen is None else self.composer.key_changed(client, sender=self.sender, now=now))
+        # From here on only the message holds a generated key; every error path drops it.
+        del new_key
+        swapped = yield from self._directory(Swap(client.number, client.key_hash, new_hash))
+        if not swapped:
+            message = None
+            yield from refuse(TokenAlreadyUsed("this confirmation link was already used"))
+        marked = False
+        try:
+            current = yield from self._directory(Find(IdentifierKind.CLIENT_NUMBER,
+                                                      client.number))
+            ours = isinstance(current, Client) and current.key_hash == new_hash
+            still = ours and unchanged(current)
+            if still:
+                assert message is not None
+                # A generated key travelled by mail: it is to be replaced at sign-in.
+                marked = (yield from self._mark(client.number, chosen is None))
+                yield Send(message)
+        except BaseException as exc:
+            message = None
+            restored = yield from self._undo(client, new_hash, marked)
+            if isinstance(exc, DirectoryError | Interrupted) or not isinstance(exc, Exception):
+                raise
+            details = failure_details(exc)
+            what = "credentials mail" if chosen is None else "key change notice"
+            logger.error("%s not sent: %s", what, details["reason"], extra={
+                "event": "delivery_failed", "client": client.number, "restored": restored,
+                **details})
+            temporary = exc.temporary if isinstance(exc, DeliveryFailed) else True
+            what = "the new access details" if chosen is None else "the notice of the change"
+            raise DeliveryFailed(
+                f"{what} could not be mailed; nothing was changed"
+                if restored else
+                f"{what} could not be mailed; request a new link",
+                temporary=temporary,
+            ) from exc
+        if not still:
+            message = None
+            if ours:
+                yield from self._undo(client, new_hash, marked)
+            yield from refuse(TokenAlreadyUsed("the account changed while the key was replaced"))
+        assert message is not None
+        logger.info("mail sent", extra={"event": "mail_sent", "client": client.number,
+                                        "message_id": message["Message-ID"]})
+
+    def _mark(self, number: str, value: bool) -> Flow[bool]:
+        """Set the directory's must-change mark, if it keeps one; whether it was set."""
+        if not self._marks:
+            return False
+        yield from self._directory(Mark(number, value))
+        return True
+
+    def _undo(self, client: Client, new_hash: str, marked: bool) -> Flow[bool]:
         try:
             restored = yield from self._directory(Swap(client.number, new_hash, client.key_hash))
         except DirectoryError:
             restored = False
+        if restored and marked:
+            try:
+                yield from self._directory(Mark(client.number, client.must_change))
+            except DirectoryError:
+                logger.error("must-change mark not restored",
+                             extra={"event": "mark_not_restored", "client": client.number})
         if not restored:
             # The token is dead then, but a new request still recovers the account.
             logger.critical("previous key could not be restored",
@@ -423,7 +504,39 @@ class Core:
         if upgraded is not None:
             yield from self._directory(Swap(client.number, client.key_hash, upgraded))
         logger.info("login", extra={"event": "login", "client": client.number})
-        return Login(client.number, client.email)
+        return Login(client.number, client.email, must_change=client.must_change)
+
+    def change_key(self, number: str, key: str, new_key: str) -> Flow[Login | None]:
+        """Replace a client's key with one it chose; see :meth:`RecoveryService.change_key`."""
+        if not isinstance(new_key, str):
+            raise TypeError("the new key must be a str")
+        chosen = Secret(new_key)
+        login = yield from self.authenticate(number, key)
+        if login is None:
+            return None
+        client = _usable((yield from self._directory(
+            Find(IdentifierKind.CLIENT_NUMBER, login.number))))
+        if client is None:
+            return None
+        self._check_key(chosen, client)
+
+        def refuse(error: TokenAlreadyUsed) -> Flow[NoReturn]:
+            raise _Lost from error
+            yield  # a generator, as _rotate expects
+
+        with self._exclusive(client.number) as busy:
+            try:
+                if busy:
+                    raise _Lost
+                yield from self._rotate(client, chosen,
+                                        lambda current: current.email == client.email, refuse)
+            except _Lost:
+                logger.info("key change refused: the key changed meanwhile",
+                            extra={"event": "login_refused"})
+                return None
+        logger.info("access key changed", extra={"event": "key_changed",
+                                                 "client": client.number})
+        return Login(client.number, client.email, must_change=False)
 
     # effects with the library's own error handling ----------------------------------------
 

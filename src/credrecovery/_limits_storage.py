@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from itertools import islice
 from math import floor
 
@@ -42,7 +43,8 @@ class BoundedMemoryStorage(Storage, SlidingWindowCounterSupport, TimestampedSlid
     """Counters for the fixed and sliding window strategies, for one process.
 
     One lock guards a dict of ``key -> (count, expiry time)`` kept in insertion
-    order. Expiry times are ``time.time()`` plus the TTL a strategy asks for;
+    order. Expiry times are ``clock()`` (``time.time`` unless a test clock is
+    given) plus the TTL a strategy asks for;
     a sliding window's counter lives for two windows from its first hit, as on
     ``MemoryStorage``.
 
@@ -69,17 +71,19 @@ class BoundedMemoryStorage(Storage, SlidingWindowCounterSupport, TimestampedSlid
 
     STORAGE_SCHEME = None
 
-    def __init__(self, max_keys: int = 250_000) -> None:
+    def __init__(self, max_keys: int = 250_000, *,
+                 clock: Callable[[], float] = time.time) -> None:
         if max_keys < 1:
             raise ValueError("max_keys must be at least 1")
         super().__init__()
         self.max_keys = max_keys
+        self._clock = clock
         self._sweep_every = max(1000, max_keys // 8)
         self._evict_batch = max(1, max_keys // 64)
         self._lock = threading.Lock()
         self._entries: dict[str, _Entry] = {}
         self._inserted = 0
-        self._next_timed_sweep = time.monotonic() + _MIN_SWEEP_INTERVAL
+        self._next_timed_sweep = clock() + _MIN_SWEEP_INTERVAL
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -116,22 +120,20 @@ class BoundedMemoryStorage(Storage, SlidingWindowCounterSupport, TimestampedSlid
 
     def _insert(self, key: str, entry: _Entry, now: float) -> None:
         self._inserted += 1
-        if self._inserted >= self._sweep_every or time.monotonic() >= self._next_timed_sweep:
+        if self._inserted >= self._sweep_every or now >= self._next_timed_sweep:
             self._sweep(now)
         if len(self._entries) >= self.max_keys:
             self._evict(now)
         self._entries[key] = entry
 
     def _sweep(self, now: float) -> None:
-        started = time.monotonic()
+        started = time.perf_counter()
         # A new dict rather than deletions in place: deleted slots at the front
         # would otherwise be walked over by every eviction until the dict resizes.
         self._entries = {k: e for k, e in self._entries.items() if e.expires_at > now}
         self._inserted = 0
-        finished = time.monotonic()
-        self._next_timed_sweep = finished + max(
-            _MIN_SWEEP_INTERVAL, _SWEEP_DUTY * (finished - started)
-        )
+        took = time.perf_counter() - started
+        self._next_timed_sweep = now + max(_MIN_SWEEP_INTERVAL, _SWEEP_DUTY * took)
 
     def _evict(self, now: float) -> None:
         doomed: list[str] = []
@@ -159,16 +161,16 @@ class BoundedMemoryStorage(Storage, SlidingWindowCounterSupport, TimestampedSlid
     def incr(self, key: str, expiry: float, amount: int = 1) -> int:
         """Add ``amount`` to ``key``'s counter; a new counter expires in ``expiry`` seconds."""
         with self._lock:
-            return self._incr(key, expiry, amount, time.time())
+            return self._incr(key, expiry, amount, self._clock())
 
     def get(self, key: str) -> int:
         """The counter for ``key``; 0 if there is none or it expired."""
         with self._lock:
-            return self._count(key, time.time())
+            return self._count(key, self._clock())
 
     def get_expiry(self, key: str) -> float:
-        """When ``key``'s counter expires, as a ``time.time()``; now if there is none."""
-        now = time.time()
+        """When ``key``'s counter expires, on the storage's clock; now if there is none."""
+        now = self._clock()
         with self._lock:
             entry = self._live(key, now)
             return now if entry is None else entry.expires_at
@@ -198,7 +200,7 @@ class BoundedMemoryStorage(Storage, SlidingWindowCounterSupport, TimestampedSlid
         """Count ``amount`` hits if the weighted count stays within ``limit``, atomically."""
         if amount > limit:
             return False
-        now = time.time()
+        now = self._clock()
         previous_key, current_key = self.sliding_window_keys(key, expiry, now)
         with self._lock:
             previous_count, previous_ttl, current_count, _ = self._window(
@@ -214,14 +216,14 @@ class BoundedMemoryStorage(Storage, SlidingWindowCounterSupport, TimestampedSlid
 
     def get_sliding_window(self, key: str, expiry: int) -> tuple[int, float, int, float]:
         """Previous count, its weight in seconds, current count and its TTL."""
-        now = time.time()
+        now = self._clock()
         previous_key, current_key = self.sliding_window_keys(key, expiry, now)
         with self._lock:
             return self._window(previous_key, current_key, expiry, now)
 
     def clear_sliding_window(self, key: str, expiry: int) -> None:
         """Drop the current and previous windows' counters for ``key``."""
-        previous_key, current_key = self.sliding_window_keys(key, expiry, time.time())
+        previous_key, current_key = self.sliding_window_keys(key, expiry, self._clock())
         with self._lock:
             self._entries.pop(previous_key, None)
             self._entries.pop(current_key, None)

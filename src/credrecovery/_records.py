@@ -18,7 +18,12 @@ _default_context = functools.cache(default_context)
 
 @dataclasses.dataclass(frozen=True)
 class ClientRecord:
-    """A client ready to store: every value normalized, the key hashed."""
+    """A client ready to store: every value normalized, the key hashed.
+
+    ``domains`` are normalized, without duplicates and sorted, so that a
+    client reads back from any directory equal to the one ``add_client``
+    returned; ``client.domains`` holds the same tuple.
+    """
 
     client: Client
     domains: tuple[str, ...]
@@ -45,7 +50,7 @@ class ClientRecord:
         if not key_hash:
             raise ValueError("key_hash must not be empty")
         normalized_domains = tuple(
-            dict.fromkeys(normalize_identifier(IdentifierKind.DOMAIN, d) for d in domains)
+            sorted({normalize_identifier(IdentifierKind.DOMAIN, d) for d in domains})
         )
         client = Client(
             number=normalize_identifier(IdentifierKind.CLIENT_NUMBER, number),
@@ -53,5 +58,6 @@ class ClientRecord:
             key_hash=key_hash,
             name=name,
             locale=locale,
+            domains=normalized_domains,
         )
         return cls(client, normalized_domains)

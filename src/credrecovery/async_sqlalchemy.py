@@ -84,15 +84,18 @@ class AsyncSQLAlchemyDirectory:
     async def create_schema(self) -> None:
         """Create the directory's own tables and indexes where they are missing.
 
-        Idempotent. Raises :class:`TypeError` with a :class:`TableMapping`, and
+        Idempotent; to tables an earlier version created it adds the
+        ``must_change`` column, as :meth:`SQLAlchemyDirectory.create_schema
+        <credrecovery.sqlalchemy.SQLAlchemyDirectory.create_schema>` does.
+        Raises :class:`TypeError` with a :class:`TableMapping`, and
         :class:`~credrecovery.DirectoryError` when the database fails.
         """
-        self._statements.check_own_schema()
-        metadata = self._statements.metadata
+        statements = self._statements
+        statements.check_own_schema()
 
         async def create() -> None:
             async with self._engine.begin() as connection:
-                await connection.run_sync(metadata.create_all)
+                await connection.run_sync(statements.create_own_schema)
 
         await _guarded_async("create its tables", create)
 
@@ -157,6 +160,26 @@ class AsyncSQLAlchemyDirectory:
                 return (await connection.execute(statement)).rowcount == 1
 
         return await _guarded_async("replace a key hash", swap)
+
+    async def set_must_change(self, number: str, value: bool) -> None:
+        """Record whether client ``number`` must replace its key at the next sign-in.
+
+        As :meth:`SQLAlchemyDirectory.set_must_change
+        <credrecovery.sqlalchemy.SQLAlchemyDirectory.set_must_change>`: one
+        ``UPDATE``, nothing for an unknown number or without a mapped
+        ``must_change`` column; :class:`~credrecovery.DirectoryError` when the
+        database fails.
+        """
+        statement = self._statements.set_must_change(number, value)
+        if statement is None:
+            return
+        update: sa.Update = statement
+
+        async def run() -> None:
+            async with self._engine.begin() as connection:
+                await connection.execute(update)
+
+        await _guarded_async("record whether a key must change", run)
 
     async def add_client(
         self,

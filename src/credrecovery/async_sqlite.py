@@ -32,7 +32,9 @@ from .models import Client
 from .sqlite import (
     _INSERT_CLIENT_SQL,
     _INSERT_DOMAIN_SQL,
+    _MUST_CHANGE_SQL,
     _REPLACE_SQL,
+    _client_values,
     _decode_text,
     _find_sql,
     _matched_clients,
@@ -59,8 +61,8 @@ class AsyncSQLiteDirectory:
     :meth:`close` or ``async with``. An instance belongs to the event loop of
     its first call.
 
-    Hits and misses read one client row each, as in the synchronous directory,
-    so that they take the same time.
+    Hits and misses read one client row each, and its domains, as in the
+    synchronous directory, so that they take the same time.
     """
 
     def __init__(
@@ -130,10 +132,7 @@ class AsyncSQLiteDirectory:
                 for domain in record.domains:
                     if await _exists(conn, "SELECT 1 FROM domains WHERE domain = ?", domain):
                         raise ValueError("one of these domains belongs to another client")
-                await conn.execute(
-                    _INSERT_CLIENT_SQL,
-                    (client.number, client.email, client.key_hash, client.name, client.locale),
-                )
+                await conn.execute(_INSERT_CLIENT_SQL, _client_values(client))
                 await conn.executemany(
                     _INSERT_DOMAIN_SQL, [(domain, client.number) for domain in record.domains]
                 )
@@ -190,6 +189,17 @@ class AsyncSQLiteDirectory:
         async with self._connect("replace a key hash") as conn:
             cursor = await conn.execute(_REPLACE_SQL, (new, number, current))
             return cursor.rowcount == 1
+
+    async def set_must_change(self, number: str, value: bool) -> None:
+        """Record whether client ``number`` must replace its key at the next sign-in.
+
+        As :meth:`SQLiteDirectory.set_must_change
+        <credrecovery.sqlite.SQLiteDirectory.set_must_change>`: one ``UPDATE``,
+        nothing for an unknown number; :class:`DirectoryError` when the
+        database fails.
+        """
+        async with self._connect("record whether a key must change") as conn:
+            await conn.execute(_MUST_CHANGE_SQL, (int(bool(value)), number))
 
     @contextlib.asynccontextmanager
     async def _connect(self, action: str) -> AsyncIterator[aiosqlite.Connection]:

@@ -650,7 +650,7 @@ def _token_in(message: EmailMessage) -> str:
 
 
 def _key_in(message: EmailMessage) -> str:
-    match = re.search(r"Access key: (\S+)", render(message))
+    match = re.search(r"Access key:\s+(\S+)", render(message))
     if match is None:
         raise AssertionError("no key in the credentials mail")
     return match.group(1)

@@ -23,7 +23,7 @@ import pickletools
 import secrets
 import threading
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from email.message import EmailMessage
 from typing import Any, Literal
 
@@ -78,6 +78,10 @@ class BackgroundMailer:
     when it is full. Call
     :meth:`flush` to wait for the queue to drain and :meth:`close` (or use
     ``with``) before exiting; an open mailer also flushes at interpreter exit.
+
+    Delays and backoff count on ``clock``, ``time.monotonic`` by default. A
+    test clock keeps delivery in threads; moving it does not wake the
+    workers, so call :meth:`flush` after moving it.
     """
 
     def __init__(
@@ -91,6 +95,7 @@ class BackgroundMailer:
         delay: tuple[float, float] = (0.2, 2.0),
         workers: int = 4,
         isolation: Literal["auto", "process", "thread"] = "auto",
+        clock: Callable[[], float] | None = None,
     ) -> None:
         if (max_queue < 1 or max_attempts < 1 or backoff < 0 or max_backoff < backoff
                 or workers < 1):
@@ -107,10 +112,14 @@ class BackgroundMailer:
         self.delay = delay
         self.workers = workers
         self.isolation = isolation
+        if clock is not None and isolation == "process":
+            raise ValueError("a delivery process cannot share a clock given by the host")
+        self._clock = clock if clock is not None else time.monotonic
+        self._custom_clock = clock is not None
         self._process: DeliveryProcess | None = None
         self._composer: Composer | None = None
         self._cond = threading.Condition()
-        # (due time on the monotonic clock, order, item); a heap.
+        # (due time on self._clock, order, item); a heap.
         self._queue: list[tuple[float, int, _Item]] = []
         self._order = itertools.count()
         self._in_flight = 0
@@ -150,7 +159,7 @@ class BackgroundMailer:
         if self._composer is not None and self._composer is not composer:
             raise ValueError("this BackgroundMailer already delivers for another service")
         self._composer = composer
-        if self.isolation == "thread" or self._process is not None:
+        if self.isolation == "thread" or self._custom_clock or self._process is not None:
             return
         options = {"max_queue": self.max_queue, "max_attempts": self.max_attempts,
                    "backoff": self.backoff, "max_backoff": self.max_backoff,
@@ -243,7 +252,7 @@ class BackgroundMailer:
                 raise DeliveryFailed("the background mailer is closed", temporary=False)
             if len(self._queue) >= self.max_queue:
                 raise DeliveryFailed("the delivery queue is full")
-            heapq.heappush(self._queue, (time.monotonic() + wait, next(self._order), item))
+            heapq.heappush(self._queue, (self._clock() + wait, next(self._order), item))
             if not self._threads:
                 self._threads = [
                     threading.Thread(target=self._run, name=f"credrecovery-delivery-{n}",
@@ -260,7 +269,7 @@ class BackgroundMailer:
             while True:
                 if self._closed:
                     return None
-                now = time.monotonic()
+                now = self._clock()
                 if self._queue and self._queue[0][0] <= now:
                     item = heapq.heappop(self._queue)[2]
                     break
@@ -312,7 +321,7 @@ class BackgroundMailer:
                        extra={"event": "delivery_retry", **details})
         item.attempt += 1
         with self._cond:
-            heapq.heappush(self._queue, (time.monotonic() + wait, next(self._order), item))
+            heapq.heappush(self._queue, (self._clock() + wait, next(self._order), item))
 
 
 def _importable_elsewhere(pickled: bytes) -> None:

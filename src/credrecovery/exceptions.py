@@ -5,6 +5,8 @@ Messages and attributes never carry a token, a key, a hash or a secret.
 
 from __future__ import annotations
 
+import os
+
 
 class RecoveryError(Exception):
     """Base of every credrecovery error. Never raised directly."""
@@ -13,18 +15,105 @@ class RecoveryError(Exception):
     http_status: int = 500
 
 
+def N_(message: str) -> str:
+    """Mark ``message`` for the catalogs without translating it here."""
+    return message
+
+
+#: The English text of each :attr:`InvalidIdentifier.code`; the catalogs
+#: translate these message ids.
+IDENTIFIER_MESSAGES: dict[str, str] = {
+    "unknown_kind": N_("Choose a domain name, a client number or an email address."),
+    "not_text": N_("The value must be text."),
+    "too_long": N_("The value is too long."),
+    "bad_characters": N_("The value contains a line break or a null character."),
+    "empty": N_("Type a value."),
+    "bad_domain": N_("This is not a valid domain name."),
+    "bad_email": N_("This is not a valid email address."),
+    "bad_client_number": N_("A client number has 1 to 32 letters, digits, '-' or '_'."),
+}
+
+
 class InvalidIdentifier(RecoveryError, ValueError):
     """The identifier kind or value is malformed.
 
     The message is safe to show on the recovery form. ``kind`` is the kind
     that was asked for, as given, when it was a known kind; else ``None``.
+    ``code`` says what is wrong, for a program: one of ``unknown_kind``,
+    ``not_text``, ``too_long``, ``bad_characters``, ``empty``, ``bad_domain``,
+    ``bad_email`` and ``bad_client_number`` (see :data:`IDENTIFIER_MESSAGES`),
+    or ``invalid`` when raised without one.
     """
 
     http_status = 400
 
-    def __init__(self, message: str, *, kind: str | None = None) -> None:
+    def __init__(self, message: str | None = None, *, kind: str | None = None,
+                 code: str = "invalid") -> None:
+        if message is None:
+            message = IDENTIFIER_MESSAGES.get(code, "The identifier is not valid.")
         super().__init__(message)
         self.kind = kind
+        self.code = code
+
+    def message_in(self, language: str | None,
+                   catalogs: str | os.PathLike[str] | None = None) -> str:
+        """The message in ``language`` (``"es"``, ``"pt-BR"``), for a form.
+
+        ``catalogs`` is a host's own catalog directory, searched first, as
+        for ``RecoveryService(catalogs=...)``. The message comes in English
+        when no catalog has the language, and as raised when ``code`` has no
+        message of the library's.
+        """
+        from . import i18n
+
+        text = IDENTIFIER_MESSAGES.get(self.code)
+        if text is None:
+            return str(self)
+        dirs = i18n.catalog_dirs(catalogs)
+        locale = i18n.negotiate([language], i18n.available_languages(dirs))
+        return i18n.translations(dirs, locale).gettext(text)
+
+
+#: The English text of each :attr:`KeyRejected.reasons` code; the catalogs
+#: translate these message ids.
+KEY_MESSAGES: dict[str, str] = {
+    "too_short": N_("The key is too short."),
+    "too_long": N_("The key is too long."),
+    "bad_characters": N_("The key contains a control character."),
+    "contains_client_number": N_("The key must not contain your client number."),
+    "contains_email": N_("The key must not contain your email address."),
+    "contains_domain": N_("The key must not contain one of your domain names."),
+    "breached": N_("This key has appeared in a data breach. Choose another one."),
+}
+
+
+class KeyRejected(RecoveryError, ValueError):
+    """The key a client chose breaks the key policy; the token is still unused.
+
+    ``reasons`` holds a code of :data:`KEY_MESSAGES` for each rule broken
+    (see :class:`~credrecovery.policy.KeyPolicy`). The message is the
+    reasons' texts in the service's language, fit for the form; the key is
+    never part of it.
+    """
+
+    http_status = 422
+
+    def __init__(self, reasons: tuple[str, ...], message: str | None = None) -> None:
+        if message is None:
+            message = " ".join(KEY_MESSAGES.get(code, code) for code in reasons)
+        super().__init__(message)
+        self.reasons = tuple(reasons)
+
+    def message_in(self, language: str | None,
+                   catalogs: str | os.PathLike[str] | None = None) -> str:
+        """The message in ``language``, as :meth:`InvalidIdentifier.message_in` gives its own."""
+        from . import i18n
+
+        dirs = i18n.catalog_dirs(catalogs)
+        locale = i18n.negotiate([language], i18n.available_languages(dirs))
+        translations = i18n.translations(dirs, locale)
+        return " ".join(translations.gettext(KEY_MESSAGES[code]) if code in KEY_MESSAGES
+                        else code for code in self.reasons)
 
 
 class InvalidToken(RecoveryError):

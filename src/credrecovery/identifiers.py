@@ -40,9 +40,7 @@ def parse_kind(kind: IdentifierKind | str) -> IdentifierKind:
             return IdentifierKind(kind)
         except ValueError:
             pass
-    raise InvalidIdentifier(
-        "Choose a domain name, a client number or an email address."
-    )
+    raise InvalidIdentifier(code="unknown_kind")
 
 
 def normalize_identifier(kind: IdentifierKind | str, value: str) -> str:
@@ -53,29 +51,26 @@ def normalize_identifier(kind: IdentifierKind | str, value: str) -> str:
       internationalized domain in Unicode), then lower-cased;
     * client number: stripped, then 1 to 32 letters, digits, ``-`` or ``_``.
 
-    Raises :class:`InvalidIdentifier` with a message fit for the form.
+    Raises :class:`InvalidIdentifier` with a message fit for the form, in
+    English, and a ``code`` saying what is wrong;
+    :meth:`InvalidIdentifier.message_in` gives the message in another language.
     """
     kind = parse_kind(kind)
     if not isinstance(value, str):
-        raise InvalidIdentifier("The value must be text.", kind=kind.value)
+        raise InvalidIdentifier(kind=kind.value, code="not_text")
     if len(value) > MAX_INPUT_LENGTH:
-        raise InvalidIdentifier("The value is too long.", kind=kind.value)
+        raise InvalidIdentifier(kind=kind.value, code="too_long")
     if _FORBIDDEN.search(value):
-        raise InvalidIdentifier(
-            "The value contains a line break or a null character.", kind=kind.value
-        )
+        raise InvalidIdentifier(kind=kind.value, code="bad_characters")
     value = value.strip()
     if not value:
-        raise InvalidIdentifier("Type a value.", kind=kind.value)
+        raise InvalidIdentifier(kind=kind.value, code="empty")
     if kind is IdentifierKind.DOMAIN:
         return _normalize_domain(value)
     if kind is IdentifierKind.EMAIL:
         return _normalize_email(value)
     if not _CLIENT_NUMBER.fullmatch(value):
-        raise InvalidIdentifier(
-            "A client number has 1 to 32 letters, digits, '-' or '_'.",
-            kind=kind.value,
-        )
+        raise InvalidIdentifier(kind=kind.value, code="bad_client_number")
     return value
 
 
@@ -85,11 +80,9 @@ def _normalize_domain(value: str) -> str:
         # full-width and ideographic full stops into ".".
         ascii_name = idna.encode(value, uts46=True).decode("ascii").removesuffix(".")
     except (idna.IDNAError, UnicodeError) as exc:
-        raise InvalidIdentifier(
-            "This is not a valid domain name.", kind="domain"
-        ) from exc
+        raise InvalidIdentifier(kind="domain", code="bad_domain") from exc
     if "." not in ascii_name or len(ascii_name) > 253:
-        raise InvalidIdentifier("This is not a valid domain name.", kind="domain")
+        raise InvalidIdentifier(kind="domain", code="bad_domain")
     return ascii_name.lower()
 
 
@@ -97,7 +90,5 @@ def _normalize_email(value: str) -> str:
     try:
         checked = email_validator.validate_email(value, check_deliverability=False)
     except email_validator.EmailNotValidError as exc:
-        raise InvalidIdentifier(
-            "This is not a valid email address.", kind="email"
-        ) from exc
+        raise InvalidIdentifier(kind="email", code="bad_email") from exc
     return checked.normalized.lower()

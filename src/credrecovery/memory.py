@@ -22,7 +22,8 @@ class MemoryDirectory:
     """A thread-safe :class:`~credrecovery.ClientDirectory` held in a dict.
 
     Numbers and domains are unique; several clients may share a primary
-    address, and :meth:`find_all` returns them all.
+    address, and :meth:`find_all` returns them all. Clients come back with
+    their domains, and with the flag :meth:`set_must_change` keeps.
     """
 
     def __init__(self, *, crypt_context: CryptContext | None = None) -> None:
@@ -107,6 +108,16 @@ class MemoryDirectory:
                 return False
             self._clients[number] = dataclasses.replace(client, key_hash=new)
             return True
+
+    def set_must_change(self, number: str, value: bool) -> None:
+        """Record whether client ``number`` must replace its key at the next sign-in.
+
+        Does nothing for an unknown number.
+        """
+        with self._lock:
+            client = self._clients.get(number)
+            if client is not None:
+                self._clients[number] = dataclasses.replace(client, must_change=bool(value))
 
 
 class MemoryMailer:

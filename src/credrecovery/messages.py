@@ -1,157 +1,69 @@
-"""The two mails of the flow, rendered in English or Spanish.
+"""The two mails of the flow: rendered from templates, in the client's language.
 
-Pure: plain values in, an :class:`email.message.EmailMessage` out. Directory
-fields only ever reach the body, escaped, and the ``To`` header as one
-mailbox whose display name is written as atoms or RFC 2047 encoded-words,
-so none can add a header or a recipient.
+Bodies and subjects come from Jinja2 templates (``credrecovery/templates``,
+or a host's own, searched first) with texts from gettext catalogs (see
+:mod:`credrecovery.i18n`). The envelope is the library's alone: ``From``,
+``To``, ``Date``, ``Message-ID``, the automated-mail headers and
+``Content-Language``. Directory fields only ever reach the body, escaped in
+HTML, and the ``To`` header as one mailbox whose display name is written as
+atoms or RFC 2047 encoded-words, so none can add a header or a recipient. A
+rendered subject is folded to one line first.
 """
 
 from __future__ import annotations
 
 import base64
-import dataclasses
-import html
+import functools
+import os
 import re
-from collections.abc import Sequence
+import threading
+import unicodedata
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from email.headerregistry import Address, AddressHeader, BaseHeader, HeaderRegistry
 from email.message import EmailMessage
 from email.policy import Policy
 from email.policy import default as _default_policy
 from email.utils import format_datetime, make_msgid
-from typing import cast
+from pathlib import Path
+from typing import Any, cast
 
 import email_validator
+import jinja2
 
+from . import i18n
+from .branding import Branding
+from .exceptions import InvalidIdentifier, KeyRejected
 from .models import Client
 
 __all__ = [
-    "LANGUAGES",
+    "TEMPLATE_NAMES",
+    "MailRenderer",
     "confirmation_message",
     "credentials_message",
     "mailbox",
-    "pick_language",
+    "safe_display_name",
 ]
 
-LANGUAGES = ("en", "es")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]+")
+#: The templates a host may override, by file name.
+TEMPLATE_NAMES = (
+    "confirmation_subject.txt", "confirmation.txt", "confirmation.html",
+    "credentials_subject.txt", "credentials.txt", "credentials.html",
+    "key_changed_subject.txt", "key_changed.txt", "key_changed.html",
+    "layout.html", "macros.html", "greeting.txt", "greeting.html",
+)
+PACKAGED_TEMPLATES = Path(__file__).parent / "templates"
+
+# Line and paragraph separators, and the bidi embeddings, overrides and
+# isolates that would let a name display as something it is not.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029\u202a-\u202e\u2066-\u2069]+")
 _MAX_NAME = 100
+_MAX_SUBJECT = 200
 _PLAIN_PHRASE = re.compile(r"[A-Za-z0-9]+(?: [A-Za-z0-9]+)*")
+_BLANK_LINES = re.compile(r"\n{3,}")
 # Headers that mark both mails as automated (RFC 3834, and Exchange's own),
 # so that vacation responders and other robots do not answer them.
 _AUTOMATED = (("Auto-Submitted", "auto-generated"), ("X-Auto-Response-Suppress", "All"))
-
-@dataclasses.dataclass(frozen=True)
-class _Catalog:
-    confirm_subject: str
-    confirm_body: str
-    confirm_button: str
-    confirm_body_many: str
-    client_link: str
-    more_clients: str
-    credentials_subject: str
-    credentials_body: str
-    greeting: str
-    greeting_anonymous: str
-    units: tuple[tuple[str, str], ...]
-    conjunction: str
-
-
-_TEXT = {
-    "en": _Catalog(
-        confirm_subject="Confirm your client panel recovery request",
-        confirm_body=(
-            "{greeting}\n\n"
-            "We received a request to recover access to your client panel "
-            "account. To get your client number and a new access key, confirm "
-            "the request by opening this link:\n\n{link}\n\n"
-            "The link works once and expires in {expires} (at {deadline}).\n\n"
-            "If you did not ask for this, ignore this message. Nothing on your "
-            "account changes and your current access key keeps working.\n"
-        ),
-        confirm_button="Confirm the request",
-        confirm_body_many=(
-            "{greeting}\n\n"
-            "We received a request to recover access to the client panel. This "
-            "address is the primary address of several client accounts. To get "
-            "the client number and a new access key of one of them, confirm the "
-            "request by opening the link below that client number.\n\n{links}"
-            "Each link works once and expires in {expires} (at {deadline}). "
-            "Only the account whose link you open changes.\n\n"
-            "If you did not ask for this, ignore this message. Nothing on your "
-            "accounts changes and your current access keys keep working.\n"
-        ),
-        client_link="Client number {number}",
-        more_clients=(
-            "This address serves more client accounts than one mail lists. To "
-            "recover one that is not listed, ask again with its client number "
-            "or domain name."
-        ),
-        credentials_subject="Your client panel access details",
-        credentials_body=(
-            "{greeting}\n\n"
-            "As you confirmed, here are your new access details for the client "
-            "panel.\n\n"
-            "Client number: {number}\n"
-            "Access key: {key}\n\n"
-            "Your previous access key no longer works. Keep this one somewhere "
-            "safe, or change it after you sign in.\n\n"
-            "If you did not ask for this, someone may be able to read your "
-            "mail. Secure your mailbox, then contact support straight away.\n"
-        ),
-        greeting="Hello {name},",
-        greeting_anonymous="Hello,",
-        units=(("day", "days"), ("hour", "hours"), ("minute", "minutes")),
-        conjunction="and",
-    ),
-    "es": _Catalog(
-        confirm_subject="Confirme su pedido de recuperación de acceso",
-        confirm_body=(
-            "{greeting}\n\n"
-            "Recibimos un pedido para recuperar el acceso a su cuenta del panel "
-            "de clientes. Para recibir su número de cliente y una clave de "
-            "acceso nueva, confirme el pedido abriendo este enlace:\n\n{link}\n\n"
-            "El enlace sirve una sola vez y vence en {expires} ({deadline}).\n\n"
-            "Si usted no hizo este pedido, ignore este mensaje. Su cuenta no "
-            "cambia y su clave actual sigue funcionando.\n"
-        ),
-        confirm_button="Confirmar el pedido",
-        confirm_body_many=(
-            "{greeting}\n\n"
-            "Recibimos un pedido para recuperar el acceso al panel de clientes. "
-            "Esta dirección es la dirección primaria de varias cuentas de "
-            "cliente. Para recibir el número de cliente y una clave de acceso "
-            "nueva de una de ellas, confirme el pedido abriendo el enlace que "
-            "figura debajo de ese número de cliente.\n\n{links}"
-            "Cada enlace sirve una sola vez y vence en {expires} ({deadline}). "
-            "Solo cambia la cuenta cuyo enlace abra.\n\n"
-            "Si usted no hizo este pedido, ignore este mensaje. Sus cuentas no "
-            "cambian y sus claves actuales siguen funcionando.\n"
-        ),
-        client_link="Número de cliente {number}",
-        more_clients=(
-            "Esta dirección tiene más cuentas de cliente de las que entran en un "
-            "mensaje. Para recuperar una que no figura, vuelva a pedirlo con su "
-            "número de cliente o su dominio."
-        ),
-        credentials_subject="Sus datos de acceso al panel de clientes",
-        credentials_body=(
-            "{greeting}\n\n"
-            "Tal como lo confirmó, estos son sus nuevos datos de acceso al panel "
-            "de clientes.\n\n"
-            "Número de cliente: {number}\n"
-            "Clave de acceso: {key}\n\n"
-            "Su clave anterior ya no funciona. Guarde esta en un lugar seguro, "
-            "o cámbiela después de ingresar.\n\n"
-            "Si usted no hizo este pedido, alguien podría estar leyendo su "
-            "correo. Proteja su casilla y comuníquese con soporte de inmediato.\n"
-        ),
-        greeting="Hola, {name}:",
-        greeting_anonymous="Hola:",
-        units=(("día", "días"), ("hora", "horas"), ("minuto", "minutos")),
-        conjunction="y",
-    ),
-}
 
 
 class _OneMailbox(AddressHeader):
@@ -221,82 +133,8 @@ _POLICY = _default_policy.clone(header_factory=_HeaderClasses())
 _UTF8_POLICY = _POLICY.clone(utf8=True)
 
 
-def pick_language(*preferences: str | None) -> str:
-    """Return the first supported language among ``preferences``, else English.
-
-    ``"es"``, ``"es_AR"`` and ``"es-AR"`` all pick Spanish.
-    """
-    for preference in preferences:
-        if preference:
-            language = re.split(r"[-_.@]", preference, maxsplit=1)[0].lower()
-            if language in LANGUAGES:
-                return language
-    return "en"
-
-
-def confirmation_message(
-    client: Client,
-    *,
-    link: str | None = None,
-    links: Sequence[tuple[str, str]] = (),
-    truncated: bool = False,
-    expires_in: timedelta,
-    sender: str,
-    language: str,
-    now: datetime,
-) -> EmailMessage:
-    """The mail that asks the client to confirm by following a link.
-
-    Give ``link`` for one client, or ``links`` as ``(client number, link)``
-    pairs for an address several clients share; ``truncated`` tells that the
-    address serves more clients than the list holds. Raises
-    :class:`ValueError` when the primary address cannot be mailed.
-    """
-    if link is not None:
-        links = [(client.number, link)]
-    if not links:
-        raise ValueError("a confirmation mail needs a link")
-    text = _TEXT[language]
-    values = {
-        "greeting": _greeting(text, client),
-        "expires": _duration(text, expires_in),
-        "deadline": (now + expires_in).strftime("%Y-%m-%d %H:%M UTC"),
-    }
-    if len(links) == 1 and not truncated:
-        plain = text.confirm_body.format(link=links[0][1], **values)
-        buttons = _button(links[0][1], text.confirm_button)
-    else:
-        listed = "".join(
-            f"{text.client_link.format(number=number)}:\n{url}\n\n" for number, url in links
-        )
-        if truncated:
-            listed += text.more_clients + "\n\n"
-        plain = text.confirm_body_many.format(links=listed, **values)
-        buttons = "".join(
-            _button(url, f"{text.confirm_button}: {text.client_link.format(number=number)}")
-            for number, url in links
-        )
-    return _build(client, sender, text.confirm_subject, plain, now, extra_html=buttons)
-
-
-def credentials_message(
-    client: Client,
-    *,
-    key: str,
-    sender: str,
-    language: str,
-    now: datetime,
-) -> EmailMessage:
-    """The mail that carries the client number and the new access key."""
-    text = _TEXT[language]
-    plain = text.credentials_body.format(
-        greeting=_greeting(text, client), number=client.number, key=key
-    )
-    return _build(client, sender, text.credentials_subject, plain, now)
-
-
 def safe_display_name(name: str) -> str:
-    """``name`` with control characters folded to spaces and its length capped."""
+    """``name`` with control and bidi override characters folded to spaces, length capped."""
     return " ".join(_CONTROL.sub(" ", name).split())[:_MAX_NAME]
 
 
@@ -317,42 +155,285 @@ def mailbox(address: str, name: str = "") -> Address:
                    username=checked.local_part, domain=checked.ascii_domain)
 
 
-def _button(link: str, label: str) -> str:
-    return f'<p><a href="{html.escape(link, quote=True)}">{html.escape(label)}</a></p>'
+class MailRenderer:
+    """Renders both mails from templates and catalogs; the settings of a :class:`Composer`.
+
+    :param branding: how the mails name the provider; ``None`` for neutral
+        wording ("your client panel").
+    :param templates: a directory or a :class:`jinja2.BaseLoader` searched
+        before the packaged templates, so that a host overrides one file by
+        its name (:data:`TEMPLATE_NAMES`).
+    :param catalogs: a host's gettext catalog directory, searched before the
+        packaged one (``<dir>/<locale>/LC_MESSAGES/credrecovery.mo`` or ``.po``).
+    :param locale: the service's language, for clients without one.
+
+    Pickles as its settings alone (a loader given must pickle too): the
+    Jinja2 environments are built again on first use.
+    """
+
+    def __init__(
+        self,
+        *,
+        branding: Branding | None = None,
+        templates: str | os.PathLike[str] | jinja2.BaseLoader | None = None,
+        catalogs: str | os.PathLike[str] | None = None,
+        locale: str = "en",
+    ) -> None:
+        if branding is not None and not isinstance(branding, Branding):
+            raise TypeError("branding must be a credrecovery.Branding")
+        if templates is not None and not isinstance(templates, jinja2.BaseLoader):
+            templates = os.fspath(templates)
+            if not Path(templates).is_dir():
+                raise ValueError("templates must be a directory or a jinja2 loader")
+        if catalogs is not None:
+            catalogs = os.fspath(catalogs)
+            if not Path(catalogs).is_dir():
+                raise ValueError("catalogs must be a directory")
+        self.branding = branding
+        self.templates: str | jinja2.BaseLoader | None = templates
+        self.catalogs: str | None = catalogs
+        self.locale = locale
+        self._dirs = i18n.catalog_dirs(catalogs)
+        self._environments: dict[str, jinja2.Environment] = {}
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return (f"MailRenderer(branding={self.branding!r}, templates={self.templates!r}, "
+                f"catalogs={self.catalogs!r}, locale={self.locale!r})")
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"branding": self.branding, "templates": self.templates,
+                "catalogs": self.catalogs, "locale": self.locale}
+
+    def __setstate__(self, state: Mapping[str, Any]) -> None:
+        self.__init__(**state)  # type: ignore[misc]
+
+    @property
+    def languages(self) -> frozenset[str]:
+        """The locales with a catalog, packaged or the host's; English always."""
+        return i18n.available_languages(self._dirs)
+
+    def language_for(self, *preferences: str | None) -> str:
+        """The first of ``preferences`` with a catalog, then the service's locale, else ``"en"``."""
+        return i18n.negotiate((*preferences, self.locale), self.languages)
+
+    def gettext(self, message: str, language: str) -> str:
+        """``message`` translated into ``language`` (negotiated first)."""
+        return i18n.translations(self._dirs, self.language_for(language)).gettext(message)
+
+    def error_message(self, error: InvalidIdentifier | KeyRejected,
+                      language: str | None = None) -> str:
+        """``error``'s message in ``language``, else in the service's locale."""
+        return error.message_in(self.language_for(language), self.catalogs)
+
+    def confirmation(
+        self,
+        *,
+        recipient: str,
+        name: str,
+        links: Sequence[tuple[str, str]],
+        truncated: bool,
+        expires_in: timedelta,
+        sender: str,
+        language: str,
+        now: datetime,
+    ) -> EmailMessage:
+        """The mail asking to confirm by following one of ``links``, ``(number, url)`` pairs.
+
+        Raises :class:`ValueError` when ``recipient`` cannot be mailed.
+        """
+        if not links:
+            raise ValueError("a confirmation mail needs a link")
+        to = _recipient(recipient, name)
+        locale = self.language_for(language)
+        context = self._context(name, locale)
+        context.update(
+            links=[{"number": number, "url": url} for number, url in links],
+            client_numbers=[number for number, _ in links],
+            truncated=truncated,
+            expires_in=i18n.format_timedelta(expires_in, locale),
+            deadline=i18n.format_datetime(now + expires_in, locale),
+        )
+        return self._render("confirmation", context, locale, to, sender, now)
+
+    def credentials(
+        self,
+        *,
+        recipient: str,
+        name: str,
+        number: str,
+        key: str,
+        sender: str,
+        language: str,
+        now: datetime,
+    ) -> EmailMessage:
+        """The mail carrying client ``number`` and its new access ``key``.
+
+        Raises :class:`ValueError` when ``recipient`` cannot be mailed.
+        """
+        to = _recipient(recipient, name)
+        locale = self.language_for(language)
+        context = self._context(name, locale)
+        context.update(client_number=number, key=key)
+        return self._render("credentials", context, locale, to, sender, now)
+
+    def key_changed(
+        self,
+        *,
+        recipient: str,
+        name: str,
+        number: str,
+        sender: str,
+        language: str,
+        now: datetime,
+    ) -> EmailMessage:
+        """The notice that client ``number``'s key was changed at ``now``; it carries no key.
+
+        Raises :class:`ValueError` when ``recipient`` cannot be mailed.
+        """
+        to = _recipient(recipient, name)
+        locale = self.language_for(language)
+        context = self._context(name, locale)
+        context.update(client_number=number, changed_at=i18n.format_datetime(now, locale))
+        return self._render("key_changed", context, locale, to, sender, now)
+
+    def _context(self, name: str, locale: str) -> dict[str, Any]:
+        branding = self.branding
+        return {
+            "branding": branding,
+            "language": i18n.language_tag(locale),
+            "direction": i18n.text_direction(locale),
+            "greeting_name": safe_display_name(name),
+            "login_url": branding.login_url if branding else None,
+            "support": branding.support if branding else "",
+            "support_href": branding.support_href if branding else None,
+        }
+
+    def _render(self, mail: str, context: dict[str, Any], locale: str, to: Address,
+                sender: str, now: datetime) -> EmailMessage:
+        environment = self._environment(locale)
+        subject = one_line(environment.get_template(f"{mail}_subject.txt").render(context))
+        context["subject"] = subject
+        plain = _tidy(environment.get_template(f"{mail}.txt").render(context))
+        html = environment.get_template(f"{mail}.html").render(context)
+        return _build(to, sender, subject, plain, html, now, context["language"])
+
+    def _environment(self, locale: str) -> jinja2.Environment:
+        # One environment per language: gettext is installed environment-wide,
+        # and delivery renders from several threads at once.
+        environment = self._environments.get(locale)
+        if environment is not None:
+            return environment
+        with self._lock:
+            environment = self._environments.get(locale)
+            if environment is None:
+                environment = self._new_environment(locale)
+                self._environments[locale] = environment
+        return environment
+
+    def _new_environment(self, locale: str) -> jinja2.Environment:
+        loaders: list[jinja2.BaseLoader] = [jinja2.FileSystemLoader(PACKAGED_TEMPLATES)]
+        if isinstance(self.templates, jinja2.BaseLoader):
+            loaders.insert(0, self.templates)
+        elif self.templates is not None:
+            loaders.insert(0, jinja2.FileSystemLoader(self.templates))
+        environment = jinja2.Environment(
+            loader=jinja2.ChoiceLoader(loaders),
+            autoescape=jinja2.select_autoescape(
+                enabled_extensions=("html",), default_for_string=False, default=False),
+            undefined=jinja2.StrictUndefined,
+            extensions=["jinja2.ext.i18n"],
+            lstrip_blocks=True,
+            keep_trailing_newline=True,
+            auto_reload=False,
+        )
+        translations = i18n.translations(self._dirs, locale)
+        environment.install_gettext_translations(  # type: ignore[attr-defined]
+            translations, newstyle=True)
+        return environment
 
 
-def _greeting(text: _Catalog, client: Client) -> str:
-    name = safe_display_name(client.name)
-    return text.greeting.format(name=name) if name else text.greeting_anonymous
+@functools.lru_cache(maxsize=16)
+def _default_renderer(branding: Branding | None) -> MailRenderer:
+    return MailRenderer(branding=branding)
 
 
-def _duration(text: _Catalog, span: timedelta) -> str:
-    minutes = max(1, round(span.total_seconds() / 60))
-    days, rest = divmod(minutes, 24 * 60)
-    hours, minutes = divmod(rest, 60)
-    parts = [
-        f"{count} {text.units[i][count != 1]}"
-        for i, count in enumerate((days, hours, minutes))
-        if count
-    ]
-    if len(parts) == 1:
-        return parts[0]
-    return f"{', '.join(parts[:-1])} {text.conjunction} {parts[-1]}"
+def confirmation_message(
+    client: Client,
+    *,
+    link: str | None = None,
+    links: Sequence[tuple[str, str]] = (),
+    truncated: bool = False,
+    expires_in: timedelta,
+    sender: str,
+    language: str,
+    now: datetime,
+    branding: Branding | None = None,
+) -> EmailMessage:
+    """The mail that asks the client to confirm by following a link (packaged templates).
+
+    Give ``link`` for one client, or ``links`` as ``(client number, link)``
+    pairs for an address several clients share; ``truncated`` tells that the
+    address serves more clients than the list holds. ``language`` is a
+    locale (``"es"``, ``"pt-BR"``); without a catalog for it, English.
+    Raises :class:`ValueError` when the primary address cannot be mailed.
+    """
+    if link is not None:
+        links = [(client.number, link)]
+    return _default_renderer(branding).confirmation(
+        recipient=client.email, name=client.name, links=links, truncated=truncated,
+        expires_in=expires_in, sender=sender, language=language, now=now)
+
+
+def credentials_message(
+    client: Client,
+    *,
+    key: str,
+    sender: str,
+    language: str,
+    now: datetime,
+    branding: Branding | None = None,
+) -> EmailMessage:
+    """The mail that carries the client number and the new access key (packaged templates)."""
+    return _default_renderer(branding).credentials(
+        recipient=client.email, name=client.name, number=client.number, key=key,
+        sender=sender, language=language, now=now)
+
+
+def one_line(text: str) -> str:
+    """``text`` as one header line: control characters and line breaks become spaces,
+    runs of spaces one, and the length is capped."""
+    cleaned = "".join(" " if _is_control(c) else c for c in text)
+    line = " ".join(cleaned.split())
+    return line if len(line) <= _MAX_SUBJECT else line[:_MAX_SUBJECT - 1].rstrip() + "…"
+
+
+def _is_control(char: str) -> bool:
+    category = unicodedata.category(char)
+    return category[0] == "C" or category in ("Zl", "Zp")
+
+
+def _tidy(plain: str) -> str:
+    lines = [line if line == "-- " else line.rstrip() for line in plain.strip().split("\n")]
+    return _BLANK_LINES.sub("\n\n", "\n".join(lines)) + "\n"
+
+
+def _recipient(address: str, name: str) -> Address:
+    try:
+        return mailbox(address, name)
+    except ValueError as exc:
+        raise ValueError("the primary address is not a valid email address") from exc
 
 
 def _build(
-    client: Client,
+    recipient: Address,
     sender: str,
     subject: str,
     plain: str,
+    html: str,
     now: datetime,
-    *,
-    extra_html: str = "",
+    language: str,
 ) -> EmailMessage:
-    try:
-        recipient = mailbox(client.email, client.name)
-    except ValueError as exc:
-        raise ValueError("the primary address is not a valid email address") from exc
     # Only a mailbox name outside ASCII needs SMTPUTF8 and UTF-8 headers.
     message = EmailMessage(policy=_POLICY if recipient.username.isascii() else _UTF8_POLICY)
     message["From"] = sender
@@ -365,13 +446,7 @@ def _build(
     for name, value in _AUTOMATED:
         message[name] = value
     message.set_content(plain, cte="quoted-printable")
-    paragraphs = "".join(
-        f"<p>{html.escape(block).replace(chr(10), '<br>')}</p>"
-        for block in plain.strip().split("\n\n")
-    )
-    message.add_alternative(
-        f'<!DOCTYPE html><html><body>{paragraphs}{extra_html}</body></html>',
-        subtype="html",
-        cte="quoted-printable",
-    )
+    message.add_alternative(html, subtype="html", cte="quoted-printable")
+    # After the parts exist: making the alternative moves Content-* headers into the first.
+    message["Content-Language"] = language
     return message

@@ -11,7 +11,12 @@ class Client:
 
     ``email`` is the primary address, the only one recovery mail goes to.
     ``key_hash`` is the passlib hash of the current access key; it is left out
-    of the repr so that it never reaches a log by accident.
+    of the repr so that it never reaches a log by accident. ``domains`` are
+    the client's domain names, for directories that return them: a key the
+    client chooses may not contain one. ``must_change`` tells that the current
+    key was generated and mailed, and should be replaced at the next sign-in,
+    for directories that store it (see ``set_must_change`` in
+    :class:`~credrecovery.protocols.ClientDirectory`).
     """
 
     number: str
@@ -19,6 +24,8 @@ class Client:
     key_hash: str = dataclasses.field(repr=False)
     name: str = ""
     locale: str | None = None
+    domains: tuple[str, ...] = ()
+    must_change: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,7 +41,13 @@ class Confirmation:
 
 @dataclasses.dataclass(frozen=True)
 class Login:
-    """What a successful :meth:`RecoveryService.authenticate` reports: who signed in."""
+    """What a successful :meth:`RecoveryService.authenticate` reports: who signed in.
+
+    ``must_change`` tells that the key was generated and mailed by a recovery
+    (for directories that keep the mark): the panel should ask for a new one,
+    with :meth:`RecoveryService.change_key`, before anything else.
+    """
 
     number: str
     email: str
+    must_change: bool = False

@@ -17,7 +17,15 @@ from .models import Client
 if TYPE_CHECKING:
     from .composer import Composer
 
-__all__ = ["AsyncClientDirectory", "AsyncMailer", "ClientDirectory", "DeliveryQueue", "Mailer"]
+__all__ = [
+    "AsyncClientDirectory",
+    "AsyncMailer",
+    "AsyncMustChangeDirectory",
+    "ClientDirectory",
+    "DeliveryQueue",
+    "Mailer",
+    "MustChangeDirectory",
+]
 
 
 @runtime_checkable
@@ -30,6 +38,16 @@ class ClientDirectory(Protocol):
     of them, with the normalization and errors of :meth:`find`. The service
     detects it at run time and, for an email, mails one confirmation that
     lists them all. Without it, :meth:`find` alone serves, unchanged.
+
+    A directory that can remember that a client's key must be replaced should
+    also have ``set_must_change(number, value) -> None`` (see
+    :class:`MustChangeDirectory`) and report the flag as
+    :attr:`Client.must_change <credrecovery.models.Client.must_change>`. The
+    service detects it at run time: it sets the flag once it has mailed a
+    generated key, clears it when the client chooses a key, and puts it back
+    when that fails. Without it, clients read with ``must_change`` false.
+    A directory may also return each client's
+    :attr:`~credrecovery.models.Client.domains`, normalized.
     """
 
     def find(self, kind: IdentifierKind, value: str) -> Client | None:
@@ -51,6 +69,28 @@ class ClientDirectory(Protocol):
         with the same ``current``, at most one may return ``True``. Return
         ``False``, without writing, when the stored hash differs or the client
         does not exist. Raise on storage failure, having written nothing.
+        """
+        ...
+
+
+@runtime_checkable
+class MustChangeDirectory(Protocol):
+    """The optional part of a :class:`ClientDirectory` that keeps the "must change" flag.
+
+    Not a requirement: the service looks for ``set_must_change`` at run time.
+    A directory with it returns the stored flag as
+    :attr:`Client.must_change <credrecovery.models.Client.must_change>` from
+    ``find`` and ``find_all``.
+    """
+
+    def set_must_change(self, number: str, value: bool) -> None:
+        """Record whether client ``number`` must replace its key at the next sign-in.
+
+        ``number`` is normalized, as :meth:`ClientDirectory.replace_key_hash`
+        gets it. Change nothing else of the record. For an unknown number do
+        nothing and return ``None``, without raising. Raise on storage
+        failure, having written nothing; the service wraps it in
+        :class:`DirectoryError`.
         """
         ...
 
@@ -114,14 +154,24 @@ class DeliveryQueue(Protocol):
 class AsyncClientDirectory(Protocol):
     """Read clients and swap their key hash, as coroutines: :class:`ClientDirectory`'s twin.
 
-    It may have ``async def find_all(kind, value, *, limit)``, as a
-    :class:`ClientDirectory` may have ``find_all``.
+    It may have ``async def find_all(kind, value, *, limit)`` and
+    ``async def set_must_change(number, value)`` (see
+    :class:`AsyncMustChangeDirectory`), as a :class:`ClientDirectory` may have
+    ``find_all`` and ``set_must_change``.
     """
 
     async def find(self, kind: IdentifierKind, value: str) -> Client | None:
         ...
 
     async def replace_key_hash(self, number: str, current: str, new: str) -> bool:
+        ...
+
+
+@runtime_checkable
+class AsyncMustChangeDirectory(Protocol):
+    """:class:`MustChangeDirectory`'s twin, for an :class:`AsyncClientDirectory`."""
+
+    async def set_must_change(self, number: str, value: bool) -> None:
         ...
 
 
@@ -134,7 +184,11 @@ class AsyncMailer(Protocol):
 
 
 # One contract, written once: the twins carry the sync methods' docstrings.
-for _twin, _original in ((AsyncClientDirectory, ClientDirectory), (AsyncMailer, Mailer)):
-    for _name in ("find", "replace_key_hash", "send"):
+for _twin, _original in (
+    (AsyncClientDirectory, ClientDirectory),
+    (AsyncMustChangeDirectory, MustChangeDirectory),
+    (AsyncMailer, Mailer),
+):
+    for _name in ("find", "replace_key_hash", "set_must_change", "send"):
         if hasattr(_twin, _name):
             getattr(_twin, _name).__doc__ = getattr(_original, _name).__doc__

@@ -91,15 +91,19 @@ class Limiter:
 
     If the storage is unreachable the limiter fails open and logs an error:
     refusing every recovery while Redis is down would be a denial of service.
+
+    ``clock`` (the service's) times the ``"memory://"`` windows; Redis keys
+    expire on the server's own clock.
     """
 
-    def __init__(self, config: RateLimits, key: bytes) -> None:
+    def __init__(self, config: RateLimits, key: bytes, *,
+                 clock: Callable[[], float] = time.time) -> None:
         self.config = config
         storage: object
         known_storage: object
         if urllib.parse.urlparse(config.storage_uri).scheme == "memory":
-            storage = BoundedMemoryStorage(config.memory_max_keys)
-            known_storage = BoundedMemoryStorage(config.memory_max_keys)
+            storage = BoundedMemoryStorage(config.memory_max_keys, clock=clock)
+            known_storage = BoundedMemoryStorage(config.memory_max_keys, clock=clock)
         else:
             storage = known_storage = storage_from_string(config.storage_uri)
         if not isinstance(storage, Storage) or not isinstance(known_storage, Storage):
@@ -176,9 +180,9 @@ class _AsyncBoundedMemory(aio_storage.Storage, aio_storage.SlidingWindowCounterS
 
     STORAGE_SCHEME = None
 
-    def __init__(self, max_keys: int) -> None:
+    def __init__(self, max_keys: int, clock: Callable[[], float]) -> None:
         super().__init__()
-        self.bounded = BoundedMemoryStorage(max_keys)
+        self.bounded = BoundedMemoryStorage(max_keys, clock=clock)
 
     @property
     def base_exceptions(self) -> type[Exception] | tuple[type[Exception], ...]:
@@ -222,7 +226,8 @@ class AsyncLimiter:
     reach the caller, whose flow fails open and logs ``limiter_error``.
     """
 
-    def __init__(self, config: RateLimits, key: bytes) -> None:
+    def __init__(self, config: RateLimits, key: bytes, *,
+                 clock: Callable[[], float] = time.time) -> None:
         self.config = config
         self._key = key
         self._items = {name: parse(getattr(config, name))
@@ -231,8 +236,8 @@ class AsyncLimiter:
         storage: object
         known: object
         if urllib.parse.urlparse(config.storage_uri).scheme == "memory":
-            storage = _AsyncBoundedMemory(config.memory_max_keys)
-            known = _AsyncBoundedMemory(config.memory_max_keys)
+            storage = _AsyncBoundedMemory(config.memory_max_keys, clock)
+            known = _AsyncBoundedMemory(config.memory_max_keys, clock)
         else:
             uri = config.storage_uri
             if not uri.startswith("async+"):

@@ -11,21 +11,25 @@ import functools
 import hashlib
 import inspect
 import logging
+import os
 import time
 from collections.abc import Callable, Iterable
 from datetime import timedelta
 from typing import Any, Literal, TypeVar
 
+import jinja2
 from passlib.context import CryptContext
 
 from . import _core
 from ._core import Effect, Flow
+from .branding import Branding
 from .composer import Composer
 from .delivery import BackgroundMailer, InlineDelivery
 from .identifiers import IdentifierKind
 from .jobs import MAX_CLIENTS_PER_MAIL
 from .keys import default_context
 from .models import Confirmation, Login
+from .policy import KeyPolicy
 from .protocols import AsyncClientDirectory, AsyncMailer, ClientDirectory, DeliveryQueue, Mailer
 from .ratelimit import AsyncLimiter, Limiter, RateLimits
 from .tokens import TokenSigner
@@ -59,7 +63,14 @@ class _Shell:
         rate_limits: RateLimits | None = RateLimits(),  # noqa: B008 - frozen value
         delivery: Literal["background", "sync"] | DeliveryQueue = "background",
         clock: Callable[[], float] = time.time,
+        branding: Branding | None = None,
+        templates: str | os.PathLike[str] | jinja2.BaseLoader | None = None,
+        catalogs: str | os.PathLike[str] | None = None,
+        key_mode: Literal["generate", "choose"] = "generate",
+        key_policy: KeyPolicy | None = None,
     ) -> None:
+        if key_mode not in ("generate", "choose"):
+            raise ValueError("key_mode must be 'generate' or 'choose'")
         if not isinstance(confirm_url, str) or "{token}" not in confirm_url:
             raise ValueError("confirm_url must be a string containing '{token}'")
         if isinstance(mailer, DeliveryQueue):
@@ -83,11 +94,14 @@ class _Shell:
         self.locale = locale
         self.crypt_context = crypt_context if crypt_context is not None else default_context()
         self.composer = Composer(self.tokens, confirm_url=confirm_url, clock=clock,
-                                 secret_keys=[secret_key, *fallbacks])
+                                 secret_keys=[secret_key, *fallbacks], branding=branding,
+                                 templates=templates, catalogs=catalogs, locale=locale)
         self._find_all = _find_all_of(directory)
         self._delivery: DeliveryQueue
         if delivery == "background":
-            self._delivery = BackgroundMailer(mailer)
+            # The wall clock stays out of due times, which must not jump.
+            self._delivery = BackgroundMailer(mailer,
+                                              clock=None if clock is time.time else clock)
         elif delivery == "sync":
             self._delivery = InlineDelivery(mailer)
         elif isinstance(delivery, DeliveryQueue):
@@ -96,12 +110,15 @@ class _Shell:
             raise ValueError("delivery must be 'background', 'sync' or a DeliveryQueue")
         self._delivery.bind(self.composer)
         limiter_key = hashlib.sha256(b"credrecovery.ratelimit\x00" + _as_bytes(secret_key)).digest()
-        self.limiter: Any = (self._limiter_class(rate_limits, limiter_key)
+        self.limiter: Any = (self._limiter_class(rate_limits, limiter_key, clock=clock)
                              if rate_limits is not None else None)
         self._core = _core.Core(
             tokens=self.tokens, composer=self.composer, sender=self.sender, locale=locale,
             clock=clock, limited=rate_limits is not None, finds_all=self._find_all is not None,
+            key_mode=key_mode, key_policy=key_policy,
+            marks=callable(getattr(directory, "set_must_change", None)),
         )
+        self.key_mode = key_mode
 
     def __repr__(self) -> str:
         return (
@@ -130,7 +147,10 @@ class RecoveryService(_Shell):
     :param sender: the ``From`` address, optionally with a display name.
     :param token_max_age: how long a confirmation link stays valid.
     :param crypt_context: passlib policy for new key hashes (default argon2).
-    :param locale: language of mail for clients without a locale of their own.
+    :param locale: language of mail for clients without a locale of their own,
+        and of :class:`InvalidIdentifier` messages (``"es"``, ``"pt-BR"``).
+        A client's own locale wins; each is tried as given, then as its
+        language alone; English when no catalog has either.
     :param rate_limits: limits on abuse; ``None`` turns limiting off.
     :param delivery: where confirmation mails are composed and sent:
         ``"background"`` (default) in a :class:`BackgroundMailer` around
@@ -138,7 +158,34 @@ class RecoveryService(_Shell):
         hit slower than a miss (for command lines and tests only); or a
         :class:`~credrecovery.protocols.DeliveryQueue` of your own, such as a
         tuned :class:`BackgroundMailer` or ``credrecovery.celery.CeleryDelivery``.
-    :param clock: seconds since the epoch; injectable for tests.
+    :param branding: a :class:`~credrecovery.Branding`: the provider's name
+        (in both mails' subjects, bodies and footers), support contact,
+        sign-in page and logo. ``None`` keeps neutral wording ("your client
+        panel").
+    :param templates: a directory, or a :class:`jinja2.BaseLoader`, searched
+        before the packaged templates, so that a file of the same name
+        (``confirmation.html``, ``credentials_subject.txt``...) replaces
+        the library's; see ``docs/templates.md`` for the names and the
+        variables each receives. A loader must pickle for delivery in a
+        process of its own.
+    :param catalogs: a directory of gettext catalogs searched before the
+        packaged ones, as ``<dir>/<locale>/LC_MESSAGES/credrecovery.mo``
+        (or ``.po``): adds a language, or rewords one.
+    :param key_mode: ``"generate"`` (default): :meth:`confirm` generates a
+        key and mails it with the client number; the directory, if it keeps
+        the mark, records it as one to change at the next sign-in.
+        ``"choose"``: :meth:`confirm` takes the client's own key as
+        ``new_key``, checked against ``key_policy``, and mails a notice of
+        the change that carries no key.
+    :param key_policy: the :class:`~credrecovery.policy.KeyPolicy` for keys
+        clients choose, in :meth:`confirm` and :meth:`change_key`; by default
+        15 to 128 characters, none of the client's own details.
+    :param clock: seconds since the epoch, the one clock of the service:
+        token stamps and expiry, the ``"memory://"`` rate-limit windows,
+        mail deadlines, and the delays and backoff of the
+        :class:`BackgroundMailer` that ``delivery="background"`` builds. A
+        test passes a settable clock and needs no real sleeps; see
+        :class:`BackgroundMailer` for moving it while mail is queued.
     """
 
     _limiter_class = Limiter
@@ -184,8 +231,15 @@ class RecoveryService(_Shell):
         """
         return self._run(self._core.check(token, requester))
 
-    def confirm(self, token: str, *, requester: str | None = None) -> Confirmation:
+    def confirm(self, token: str, *, requester: str | None = None,
+                new_key: str | None = None) -> Confirmation:
         """Rotate the client's access key and mail it with the client number.
+
+        With ``key_mode="choose"``, ``new_key`` is the key the client typed
+        (required; refused in the other mode): it is checked against
+        ``key_policy`` first, and a key that breaks it raises
+        :class:`KeyRejected`, in the service's language, leaving the token
+        unused. The mail is then a notice of the change, with no key in it.
 
         Raises :class:`TokenExpired`, :class:`TokenAlreadyUsed` or
         :class:`InvalidToken` for a bad token, :class:`RateLimited` when
@@ -202,7 +256,7 @@ class RecoveryService(_Shell):
         account change while the key is hashed (a new primary address, say),
         the previous key is put back and :class:`TokenAlreadyUsed` raised.
         """
-        return self._run(self._core.confirm(token, requester))
+        return self._run(self._core.confirm(token, requester, new_key))
 
     def authenticate(self, number: str, key: str) -> Login | None:
         """Check a login form's client number and access key against the directory.
@@ -217,6 +271,20 @@ class RecoveryService(_Shell):
         """
         return self._run(self._core.authenticate(number, key))
 
+    def change_key(self, number: str, key: str, new_key: str) -> Login | None:
+        """Replace client ``number``'s access key ``key`` with ``new_key``, the client's choice.
+
+        For the page a panel shows when :attr:`Login.must_change` is set, or
+        any "change your key" form. ``key`` is checked as :meth:`authenticate`
+        checks it, and ``None`` returned when it is wrong (or another change
+        won a race); ``new_key`` is checked against ``key_policy``
+        (:class:`KeyRejected`). The key is swapped, the must-change mark
+        cleared, and a notice of the change mailed to the primary address; if
+        that mail fails the previous key is put back and
+        :class:`DeliveryFailed` raised. Returns the new :class:`Login`.
+        """
+        return self._run(self._core.change_key(number, key, new_key))
+
     def _run(self, flow: Flow[_T]) -> _T:
         return _core.run(flow, self._perform)
 
@@ -229,6 +297,8 @@ class RecoveryService(_Shell):
                 return self._find_all(kind, value)
             case _core.Swap(number, current, new):
                 return self.directory.replace_key_hash(number, current, new)
+            case _core.Mark(number, value):
+                return self.directory.set_must_change(number, value)  # type: ignore[attr-defined]
             case _core.Hash(key):
                 return self.crypt_context.hash(key.reveal())
             case _core.Verify(key, stored):
@@ -290,13 +360,18 @@ class AsyncRecoveryService(_Shell):
         """Validate ``token`` without using it up: :meth:`RecoveryService.check`, awaited."""
         return await self._run(self._core.check(token, requester))
 
-    async def confirm(self, token: str, *, requester: str | None = None) -> Confirmation:
+    async def confirm(self, token: str, *, requester: str | None = None,
+                      new_key: str | None = None) -> Confirmation:
         """Rotate the key and mail it: :meth:`RecoveryService.confirm`, awaited."""
-        return await self._run(self._core.confirm(token, requester))
+        return await self._run(self._core.confirm(token, requester, new_key))
 
     async def authenticate(self, number: str, key: str) -> Login | None:
         """Check a login: :meth:`RecoveryService.authenticate`, awaited."""
         return await self._run(self._core.authenticate(number, key))
+
+    async def change_key(self, number: str, key: str, new_key: str) -> Login | None:
+        """Replace a key with the client's choice: :meth:`RecoveryService.change_key`, awaited."""
+        return await self._run(self._core.change_key(number, key, new_key))
 
     async def _run(self, flow: Flow[_T]) -> _T:
         result: Any = None
@@ -320,6 +395,8 @@ class AsyncRecoveryService(_Shell):
                 return await _call(self._find_all, kind, value)
             case _core.Swap(number, current, new):
                 return await _call(self.directory.replace_key_hash, number, current, new)
+            case _core.Mark(number, value):
+                return await _call(self.directory.set_must_change, number, value)  # type: ignore[union-attr]
             case _core.Hash(key):
                 return await _call(self.crypt_context.hash, key.reveal())
             case _core.Verify(key, stored):

@@ -4,7 +4,9 @@
 
 * **its own tables** (no ``mapping``): ``credrecovery_clients`` and
   ``credrecovery_domains``, created by :meth:`SQLAlchemyDirectory.create_schema`
-  or described by :attr:`SQLAlchemyDirectory.metadata` for a migration tool;
+  or described by :attr:`SQLAlchemyDirectory.metadata` for a migration tool.
+  Tables an earlier version created lack ``credrecovery_clients.must_change``;
+  ``create_schema`` adds it (a migration tool can, from the metadata);
 * **the host's existing tables**, described by a :class:`TableMapping`. Only the
   mapped columns are ever read or written; the host's other columns, indexes
   and constraints are left alone and nothing is reflected.
@@ -15,6 +17,8 @@ stored values with ``=`` so that an ordinary index serves them; see
 
 Numbers and domains name one client each; several clients may share a
 primary address, and :meth:`SQLAlchemyDirectory.find_all` returns them all.
+A lookup returns each client with its domains, read by the same statement,
+and with the flag that ``set_must_change`` keeps.
 
 Errors from the database surface as :class:`~credrecovery.DirectoryError`
 with two attributes, ``sqlstate`` (the SQLSTATE the database reported, such
@@ -59,6 +63,8 @@ _T = TypeVar("_T")
 # SQLSTATE classes whose messages may quote a row: data exceptions, integrity
 # violations (DETAIL: Failing row contains ...), PL/pgSQL RAISE in host triggers.
 _ROW_QUOTING_CLASSES = frozenset({"22", "23", "P0"})
+# Joins a client's domains in a lookup; no domain name holds one.
+_DOMAIN_SEPARATOR = ","
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -70,11 +76,21 @@ class TableMapping:
 
     ``clients_table`` holds one row per client: ``number`` (the client number),
     ``email`` (the primary address), ``key_hash`` (the passlib hash of the
-    access key) and, when the table has them, ``name`` and ``locale``; an
-    unmapped ``name`` reads as ``""``, an unmapped ``locale`` as ``None``.
+    access key) and, when the table has them, ``name``, ``locale`` and
+    ``must_change``; an unmapped ``name`` reads as ``""``, an unmapped
+    ``locale`` as ``None``.
+
+    ``must_change`` names a boolean column (``BOOLEAN`` on PostgreSQL; where
+    there is no boolean type, an integer holding 0 or 1, as SQLAlchemy's
+    :class:`~sqlalchemy.types.Boolean` stores it) telling that the client's
+    key was generated and must be replaced at the next sign-in; ``NULL``
+    reads as false. Without it, clients read with ``must_change`` false and
+    :meth:`SQLAlchemyDirectory.set_must_change` does nothing.
 
     ``domains_table`` holds one row per domain: ``domain`` and
-    ``domain_client``, the column holding the owning client's number.
+    ``domain_client``, the column holding the owning client's number. A
+    lookup returns a client's domains with it, lower-cased when
+    ``domain_lowercased`` is off, sorted and without duplicates.
 
     ``schema`` qualifies both tables (a PostgreSQL schema, a MySQL database).
 
@@ -98,7 +114,8 @@ class TableMapping:
     unique constraint stops two concurrent :meth:`SQLAlchemyDirectory.add_client`
     calls from both succeeding. ``email`` should be indexed; it may be shared
     by several clients, which :meth:`SQLAlchemyDirectory.find_all` returns in
-    number order.
+    number order. ``domain_client`` should be indexed too: a lookup reads the
+    domains of the clients it found through it.
     """
 
     clients_table: str
@@ -107,6 +124,7 @@ class TableMapping:
     key_hash: str
     name: str | None = None
     locale: str | None = None
+    must_change: str | None = None
     domains_table: str
     domain: str
     domain_client: str
@@ -136,6 +154,7 @@ _OWN_MAPPING = TableMapping(
     key_hash="key_hash",
     name="name",
     locale="locale",
+    must_change="must_change",
     domains_table="credrecovery_domains",
     domain="domain",
     domain_client="client_number",
@@ -155,6 +174,7 @@ def _own_tables(metadata: sa.MetaData) -> tuple[sa.Table, sa.Table]:
         sa.Column("key_hash", sa.Text(), nullable=False),
         sa.Column("name", sa.String(255), nullable=False, server_default=""),
         sa.Column("locale", sa.String(35), nullable=True),
+        sa.Column("must_change", sa.Boolean(), nullable=False, server_default=sa.false()),
         sa.PrimaryKeyConstraint("number", name="pk_credrecovery_clients"),
         # Not unique: resellers hold several client numbers under one address.
         sa.Index("ix_credrecovery_clients_email", "email"),
@@ -192,6 +212,8 @@ def _mapped_tables(metadata: sa.MetaData, mapping: TableMapping) -> tuple[sa.Tab
         for column in (mapping.name, mapping.locale)
         if column is not None
     ]
+    if mapping.must_change is not None:
+        client_columns.append(sa.Column(mapping.must_change, sa.Boolean()))
     clients = sa.Table(mapping.clients_table, metadata, *client_columns)
     domains = sa.Table(
         mapping.domains_table,
@@ -328,6 +350,11 @@ class _Statements:
             self.client_columns.append(self.clients.c[m.name].label("name"))
         if m.locale is not None:
             self.client_columns.append(self.clients.c[m.locale].label("locale"))
+        self.must_change: sa.Column[Any] | None = (
+            None if m.must_change is None else self.clients.c[m.must_change]
+        )
+        if self.must_change is not None:
+            self.client_columns.append(self.must_change.label("must_change"))
 
     def describe(self, url: sa.URL) -> str:
         """What a repr shows: the URL without its password, and the tables."""
@@ -338,6 +365,32 @@ class _Statements:
     def check_own_schema(self) -> None:
         if not self.own_schema:
             raise TypeError("create_schema only applies to the directory's own tables")
+
+    def create_own_schema(self, connection: sa.Connection) -> None:
+        """Create the own tables where missing, and add the columns an earlier version lacked."""
+        self.metadata.create_all(connection)
+        schema = _translated_schema(connection, self.clients)
+        present = {column["name"] for column in
+                   sa.inspect(connection).get_columns(self.clients.name, schema=schema)}
+        assert self.must_change is not None
+        if self.must_change.name not in present:
+            # The column as create_all writes it, NOT NULL with its default,
+            # so that rows already there read as false.
+            spec = sa.schema.CreateColumn(self.must_change).compile(dialect=connection.dialect)
+            connection.exec_driver_sql(
+                f"ALTER TABLE {_quoted_table(connection, self.clients)} ADD {spec}"
+            )
+
+    def set_must_change(self, number: str, value: bool) -> sa.Update | None:
+        """The ``UPDATE`` of the flag; ``None`` without a column or when ``number`` cannot match."""
+        number_value = self.number_value(number)
+        if self.must_change is None or number_value is None:
+            return None
+        return (
+            sa.update(self.clients)
+            .where(self.number == number_value)
+            .values({self.must_change: bool(value)})
+        )
 
     def select(
         self, kind: IdentifierKind | str, value: str, limit: int
@@ -361,12 +414,23 @@ class _Statements:
             condition = self.number.in_(owners.scalar_subquery())
         # Two rows for a number or a domain mean the host's column is not unique.
         fetch = limit if kind is IdentifierKind.EMAIL else 2
-        statement = (
+        matched = (
             sa.select(*self.client_columns)
             .where(condition, self.email.is_not(None), self.key_hash.is_not(None))
             .order_by(self.number)
             .limit(fetch)
+            .subquery("matched")
         )
+        # The clients' domains by the same statement, so that a hit costs no
+        # second round trip that a miss would not. Read around the lookup
+        # rather than in it, so that they leave its plan alone and are read
+        # for the matched rows only.
+        domains = (
+            sa.select(sa.func.aggregate_strings(self._stored_domain(), _DOMAIN_SEPARATOR))
+            .where(self.domain_client == matched.c.number)
+            .scalar_subquery()
+        )
+        statement = sa.select(matched, domains.label("domains")).order_by(matched.c.number)
         return kind, statement
 
     def found(
@@ -404,10 +468,7 @@ class _Statements:
         checks = [(self._exists(self.clients, self.number == number),
                    "a client with this number already exists")]
         if domains:
-            domain_column: sa.ColumnElement[str] = (
-                self.domain if self.mapping.domain_lowercased else sa.func.lower(self.domain)
-            )
-            checks.append((self._exists(self.domains, domain_column.in_(domains)),
+            checks.append((self._exists(self.domains, self._stored_domain().in_(domains)),
                            "one of these domains belongs to another client"))
         return checks
 
@@ -446,9 +507,12 @@ class _Statements:
         return sa.func.lower(self.email) == email
 
     def _domain_is(self, domain: str) -> sa.ColumnElement[bool]:
+        return self._stored_domain() == domain
+
+    def _stored_domain(self) -> sa.ColumnElement[str]:
         if self.mapping.domain_lowercased:
-            return self.domain == domain
-        return sa.func.lower(self.domain) == domain
+            return self.domain
+        return sa.func.lower(self.domain)
 
     def client_row(self, client: Client, number: str | int) -> dict[str, Any]:
         m = self.mapping
@@ -457,6 +521,8 @@ class _Statements:
             row[m.name] = client.name
         if m.locale is not None:
             row[m.locale] = client.locale
+        if m.must_change is not None:
+            row[m.must_change] = client.must_change
         return row
 
     def domain_row(self, domain: str, number: str | int) -> dict[str, Any]:
@@ -469,12 +535,16 @@ class _Statements:
             return None
         name = row.get("name")
         locale = row.get("locale")
+        domains = row["domains"]
         return Client(
             number=str(row["number"]),
             email=str(row["email"]),
             key_hash=str(row["key_hash"]),
             name="" if name is None else str(name),
             locale=str(locale) if locale else None,
+            # A host table may list a domain twice; databases join in no set order.
+            domains=tuple(sorted(set(str(domains).split(_DOMAIN_SEPARATOR)))) if domains else (),
+            must_change=bool(row.get("must_change")),
         )
 
 
@@ -544,13 +614,20 @@ class SQLAlchemyDirectory:
     def create_schema(self) -> None:
         """Create the directory's own tables and indexes where they are missing.
 
-        Idempotent. Raises :class:`TypeError` with a :class:`TableMapping`: the
-        host owns those tables. Raises :class:`~credrecovery.DirectoryError`
+        Idempotent. To tables an earlier version created it adds the
+        ``must_change`` column (``NOT NULL``, default false); it changes them
+        in no other way. Raises :class:`TypeError` with a :class:`TableMapping`:
+        the host owns those tables. Raises :class:`~credrecovery.DirectoryError`
         when the database fails.
         """
-        self._statements.check_own_schema()
-        metadata = self._statements.metadata
-        _guarded("create its tables", lambda: metadata.create_all(self._engine))
+        statements = self._statements
+        statements.check_own_schema()
+
+        def create() -> None:
+            with self._engine.begin() as connection:
+                statements.create_own_schema(connection)
+
+        _guarded("create its tables", create)
 
     def dispose(self) -> None:
         """Close the engine's pooled connections.
@@ -585,10 +662,12 @@ class SQLAlchemyDirectory:
         A number or a domain names at most one client; an email, every client
         whose primary address it is. Numbers are ordered as the database
         orders the column: numerically with ``number_is_integer``, else as
-        text. Rows without an address or a key hash are left out. The service
-        asks for a small ``limit``. Raises :class:`ValueError` when ``limit``
-        is below 1, and :class:`~credrecovery.DirectoryError` when the
-        database fails or when several clients have the number or the domain.
+        text. Each client comes with its domains, sorted, and its
+        ``must_change`` flag (false without a mapped column). Rows without an
+        address or a key hash are left out. The service asks for a small
+        ``limit``. Raises :class:`ValueError` when ``limit`` is below 1, and
+        :class:`~credrecovery.DirectoryError` when the database fails or when
+        several clients have the number or the domain.
         """
         kind, statement = self._statements.select(kind, value, limit)
         if statement is None:
@@ -617,6 +696,24 @@ class SQLAlchemyDirectory:
                 return connection.execute(statement).rowcount == 1
 
         return _guarded("replace a key hash", swap)
+
+    def set_must_change(self, number: str, value: bool) -> None:
+        """Record whether client ``number`` must replace its key at the next sign-in.
+
+        One ``UPDATE``; an unknown number changes nothing. With a
+        :class:`TableMapping` that names no ``must_change`` column it does
+        nothing at all. Raises :class:`~credrecovery.DirectoryError` when the
+        database fails.
+        """
+        statement = self._statements.set_must_change(number, value)
+        if statement is None:
+            return
+
+        def update() -> None:
+            with self._engine.begin() as connection:
+                connection.execute(statement)
+
+        _guarded("record whether a key must change", update)
 
     def add_client(
         self,
@@ -711,7 +808,7 @@ class SQLAlchemyDirectory:
             preparer = connection.dialect.identifier_preparer
             names = list(rows[0])
             columns = ", ".join(preparer.quote(name) for name in names)
-            sql = f"COPY {_copy_target(connection, table)} ({columns}) FROM STDIN"
+            sql = f"COPY {_quoted_table(connection, table)} ({columns}) FROM STDIN"
             cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
             dbapi = connection.dialect.loaded_dbapi
             # The raw cursor bypasses SQLAlchemy, so its errors are wrapped here
@@ -726,12 +823,19 @@ class SQLAlchemyDirectory:
         connection.execute(sa.insert(table), rows)
 
 
-def _copy_target(connection: sa.Connection, table: sa.Table) -> str:
-    """``table``'s quoted name, with its schema translated as SQLAlchemy would."""
-    preparer = connection.dialect.identifier_preparer
+def _translated_schema(connection: sa.Connection, table: sa.Table) -> str | None:
+    """``table``'s schema, translated by the connection's ``schema_translate_map``."""
     translate = connection.get_execution_options().get("schema_translate_map") or {}
     if table.schema not in translate:
-        return preparer.format_table(table)
-    schema = translate[table.schema] or connection.dialect.default_schema_name
+        return table.schema
+    schema: str | None = translate[table.schema] or connection.dialect.default_schema_name
+    return schema
+
+
+def _quoted_table(connection: sa.Connection, table: sa.Table) -> str:
+    """``table``'s quoted name, with its schema translated as SQLAlchemy would."""
+    preparer = connection.dialect.identifier_preparer
+    schema = _translated_schema(connection, table)
     name = preparer.quote(table.name)
     return name if schema is None else f"{preparer.quote_schema(schema)}.{name}"
+

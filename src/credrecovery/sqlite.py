@@ -38,7 +38,8 @@ _SCHEMA = (
     email    TEXT NOT NULL,
     key_hash TEXT NOT NULL,
     name     TEXT NOT NULL DEFAULT '',
-    locale   TEXT
+    locale   TEXT,
+    must_change INTEGER NOT NULL DEFAULT 0
 )""",
     "CREATE INDEX IF NOT EXISTS clients_email ON clients (email, number)",
     """CREATE TABLE IF NOT EXISTS domains (
@@ -52,17 +53,23 @@ _SCHEMA = (
 # random client's, which is then dropped. A hit and a miss then take the same
 # steps through SQLite, touch as much memory and decode as many values; a hit
 # alone reading a row shows in its timing, all the more on a busy server whose
-# caches are cold. The last column tells a match from the stand-in.
+# caches are cold. The sixth column tells a match from the stand-in. The last
+# two, the flag and the row's domains (read through the domains_number index),
+# are read for the stand-in too: a miss then also reads its stand-in's domains.
 # Numbers and domains are primary keys, so only an email can match several rows.
 _FIND_SQL: dict[IdentifierKind, str] = {
     IdentifierKind.CLIENT_NUMBER: (
-        "SELECT number, email, key_hash, name, locale, number = ?1 FROM clients"
+        "SELECT number, email, key_hash, name, locale, number = ?1, must_change,"
+        " (SELECT group_concat(domain, ',') FROM domains WHERE domains.number = clients.number)"
+        " FROM clients"
         " WHERE rowid = coalesce((SELECT rowid FROM clients WHERE number = ?1),"
         " (SELECT rowid FROM clients WHERE rowid >= abs(random()) %"
         " ((SELECT max(rowid) FROM clients) + 1) ORDER BY rowid LIMIT 1)) LIMIT ?2"
     ),
     IdentifierKind.EMAIL: (
-        "SELECT number, email, key_hash, name, locale, email = ?1 FROM clients"
+        "SELECT number, email, key_hash, name, locale, email = ?1, must_change,"
+        " (SELECT group_concat(domain, ',') FROM domains WHERE domains.number = clients.number)"
+        " FROM clients"
         " WHERE rowid IN (SELECT rowid FROM clients WHERE email = ?1 UNION ALL"
         " SELECT (SELECT rowid FROM clients WHERE rowid >= abs(random()) %"
         " ((SELECT max(rowid) FROM clients) + 1) ORDER BY rowid LIMIT 1)"
@@ -71,7 +78,9 @@ _FIND_SQL: dict[IdentifierKind, str] = {
     ),
     IdentifierKind.DOMAIN: (
         "SELECT number, email, key_hash, name, locale, EXISTS (SELECT 1 FROM domains"
-        " WHERE domain = ?1 AND domains.number = clients.number) FROM clients"
+        " WHERE domain = ?1 AND domains.number = clients.number), must_change,"
+        " (SELECT group_concat(domain, ',') FROM domains WHERE domains.number = clients.number)"
+        " FROM clients"
         " WHERE rowid = coalesce((SELECT clients.rowid FROM domains JOIN clients"
         " ON clients.number = domains.number WHERE domains.domain = ?1),"
         " (SELECT clients.rowid FROM domains JOIN clients ON clients.number = domains.number"
@@ -81,8 +90,10 @@ _FIND_SQL: dict[IdentifierKind, str] = {
 }
 _REPLACE_SQL = "UPDATE clients SET key_hash = ? WHERE number = ? AND key_hash = ?"
 _INSERT_CLIENT_SQL = (
-    "INSERT INTO clients (number, email, key_hash, name, locale) VALUES (?, ?, ?, ?, ?)"
+    "INSERT INTO clients (number, email, key_hash, name, locale, must_change)"
+    " VALUES (?, ?, ?, ?, ?, ?)"
 )
+_MUST_CHANGE_SQL = "UPDATE clients SET must_change = ? WHERE number = ?"
 _INSERT_DOMAIN_SQL = "INSERT INTO domains (domain, number) VALUES (?, ?)"
 
 
@@ -125,9 +136,20 @@ def _migrate_to_1(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE INDEX IF NOT EXISTS clients_email ON clients (email, number)")
 
 
+def _migrate_to_2(conn: sqlite3.Connection) -> None:
+    """Version 1 to 2: ``clients.must_change``, 0 for every client already there."""
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(clients)")}
+    if "must_change" in columns:
+        raise DirectoryError(
+            "the clients table already has a must_change column; migrate it by hand"
+        )
+    # Adding a column with a constant default rewrites no row.
+    conn.execute("ALTER TABLE clients ADD COLUMN must_change INTEGER NOT NULL DEFAULT 0")
+
+
 # _MIGRATIONS[n] takes a file from version n to n + 1: a change of schema is
 # one more step here, with _SCHEMA changed to match its outcome.
-_MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_migrate_to_1,)
+_MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_migrate_to_1, _migrate_to_2)
 _SCHEMA_VERSION = len(_MIGRATIONS)
 
 
@@ -146,10 +168,11 @@ class SQLiteDirectory:
     the library wrote it.
 
     Numbers and domains are unique; several clients may share a primary
-    address, and :meth:`find_all` returns them all. Text that is not valid
-    UTF-8 reads back with its bad bytes as lone surrogates (``surrogateescape``)
-    rather than failing the lookup, so that the service can set the record
-    aside as unusable.
+    address, and :meth:`find_all` returns them all. Clients come back with
+    their domains, sorted, and with the flag :meth:`set_must_change` keeps.
+    Text that is not valid UTF-8 reads back with its bad bytes as lone
+    surrogates (``surrogateescape``) rather than failing the lookup, so that
+    the service can set the record aside as unusable.
     """
 
     def __init__(
@@ -224,10 +247,7 @@ class SQLiteDirectory:
             if any(_exists(conn, "SELECT 1 FROM domains WHERE domain = ?", domain)
                    for domain in record.domains):
                 raise ValueError("one of these domains belongs to another client")
-            conn.execute(
-                _INSERT_CLIENT_SQL,
-                (client.number, client.email, client.key_hash, client.name, client.locale),
-            )
+            conn.execute(_INSERT_CLIENT_SQL, _client_values(client))
             conn.executemany(
                 _INSERT_DOMAIN_SQL, ((domain, client.number) for domain in record.domains)
             )
@@ -238,14 +258,15 @@ class SQLiteDirectory:
 
         For imports and benchmarks: values must already be normalized and
         hashed, and nothing is checked beyond the database's constraints.
+        Each client's ``must_change`` is stored; its domains are the pair's
+        second item, not ``Client.domains``.
         Raises :class:`ValueError` on a duplicate and :class:`DirectoryError`
         on any other database error, having inserted nothing.
         """
-        clients: list[tuple[str, str, str, str, str | None]] = []
+        clients: list[tuple[str, str, str, str, str | None, int]] = []
         domains: list[tuple[str, str]] = []
         for client, client_domains in records:
-            clients.append((client.number, client.email, client.key_hash, client.name,
-                            client.locale))
+            clients.append(_client_values(client))
             domains.extend((domain, client.number) for domain in client_domains)
         try:
             with self._connect("import clients") as conn, conn:
@@ -301,6 +322,15 @@ class SQLiteDirectory:
             cursor = conn.execute(_REPLACE_SQL, (new, number, current))
             return cursor.rowcount == 1
 
+    def set_must_change(self, number: str, value: bool) -> None:
+        """Record whether client ``number`` must replace its key at the next sign-in.
+
+        One ``UPDATE``; an unknown number changes nothing. Raises
+        :class:`DirectoryError` when the database fails, having written nothing.
+        """
+        with self._connect("record whether a key must change") as conn:
+            conn.execute(_MUST_CHANGE_SQL, (int(bool(value)), number))
+
     @contextlib.contextmanager
     def _connect(self, action: str) -> Iterator[sqlite3.Connection]:
         """Yield this thread's autocommit connection; turn SQLite errors into DirectoryError."""
@@ -350,10 +380,24 @@ def _matched_clients(rows: Iterable[Sequence[object]]) -> list[Client]:
     found = []
     for row in rows:
         # Built for a hit and a miss alike, so that both do the same work.
-        client = Client(*row[:5])  # type: ignore[arg-type]
+        number, email, key_hash, name, locale = row[:5]
+        client = Client(number, email, key_hash, name, locale,  # type: ignore[arg-type]
+                        domains=_split_domains(row[7]), must_change=bool(row[6]))
         if row[5]:
             found.append(client)
     return found
+
+
+def _split_domains(joined: object) -> tuple[str, ...]:
+    """The domains a lookup's group_concat joined, sorted as ClientRecord sorts them."""
+    # Normalized domains hold no comma; SQLite joins them in no defined order.
+    return tuple(sorted(joined.split(","))) if isinstance(joined, str) and joined else ()
+
+
+def _client_values(client: Client) -> tuple[str, str, str, str, str | None, int]:
+    """The parameters of _INSERT_CLIENT_SQL for ``client``."""
+    return (client.number, client.email, client.key_hash, client.name, client.locale,
+            int(client.must_change))
 
 
 def _prepare_file(conn: sqlite3.Connection) -> None:
