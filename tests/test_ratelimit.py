@@ -18,6 +18,8 @@ from credrecovery.ratelimit import Limiter
 from redis_server import redis_url  # noqa: F401 - a fixture, used through getfixturevalue
 
 ServiceFactory = Callable[..., RecoveryService]
+# Every service test here runs in both key modes; see conftest.pytest_generate_tests.
+BOTH_KEY_MODES = True
 
 DOMAIN = "ejemploxmundo.com.ar"
 OTHER_DOMAIN = "otro-ejemplo.com"
@@ -343,6 +345,7 @@ def test_requests_and_confirmations_count_apart(
 # --- a flood ----------------------------------------------------------------------------
 
 
+@pytest.mark.generated_key  # requests only: the key mode never comes into it
 def test_a_flood_sends_at_most_three_mails_an_hour(
     limited: Callable[..., RecoveryService], mailer: MemoryMailer, clock: FakeClock,
     storage_uri: str,
@@ -515,6 +518,7 @@ def test_unreachable_redis_fails_open_for_hit_client(
         assert EMAIL not in record.getMessage() + repr(vars(record))
 
 
+@pytest.mark.generated_key  # requests only: the key mode never comes into it
 def test_a_spray_of_misses_leaves_a_clients_cap_in_place(
     make_service: ServiceFactory, mailer: MemoryMailer,
 ) -> None:
