@@ -155,10 +155,6 @@ Effect = (Find | FindAll | Swap | Mark | Hit | HitClient | Test | RetryAfter | H
 Flow = Generator[Effect, Any, _T]
 
 
-class _Lost(Exception):
-    """Another change of the same key won the race."""
-
-
 class Interrupted(Exception):
     """Carries a ``KeyboardInterrupt``, ``SystemExit`` or the like into a flow.
 
@@ -302,13 +298,13 @@ class Core:
                     TokenAlreadyUsed("this confirmation link is already being used"),
                     "reused", requester)
 
-            def refuse(error: TokenAlreadyUsed) -> Flow[NoReturn]:
-                return self._reject(error, "reused", requester)
-
             def unchanged(current: Client) -> bool:
                 return claims.matches(dataclasses.replace(current, key_hash=client.key_hash))
 
-            yield from self._rotate(client, chosen, unchanged, refuse)
+            try:
+                yield from self._rotate(client, chosen, unchanged)
+            except TokenAlreadyUsed as exc:
+                yield from self._reject(exc, "reused", requester)
         logger.info("recovery confirmed; access key rotated",
                     extra={"event": "confirmed", "client": client.number})
         return Confirmation(client.number, client.email)
@@ -338,13 +334,13 @@ class Core:
         client: Client,
         chosen: Secret | None,
         unchanged: Callable[[Client], bool],
-        refuse: Callable[[TokenAlreadyUsed], Flow[NoReturn]],
     ) -> Flow[None]:
         """Swap in a new key hash and mail the key (or, for a chosen key, a notice).
 
         ``unchanged`` tells whether the record read back after the swap is
-        still the account the caller meant; ``refuse`` raises when it is not.
-        Every failure leaves the previous hash and mark in place.
+        still the account the caller meant; :class:`TokenAlreadyUsed` is
+        raised when it is not, or when another swap won. Every failure leaves
+        the previous hash and mark in place.
         """
         new_key = chosen if chosen is not None else Secret(generate_key())
         new_hash: str = yield Hash(new_key)
@@ -357,7 +353,7 @@ class Core:
         swapped = yield from self._directory(Swap(client.number, client.key_hash, new_hash))
         if not swapped:
             message = None
-            yield from refuse(TokenAlreadyUsed("this confirmation link was already used"))
+            raise TokenAlreadyUsed("this confirmation link was already used")
         marked = False
         try:
             current = yield from self._directory(Find(IdentifierKind.CLIENT_NUMBER,
@@ -391,7 +387,7 @@ class Core:
             message = None
             if ours:
                 yield from self._undo(client, new_hash, marked)
-            yield from refuse(TokenAlreadyUsed("the account changed while the key was replaced"))
+            raise TokenAlreadyUsed("the account changed while the key was replaced")
         assert message is not None
         logger.info("mail sent", extra={"event": "mail_sent", "client": client.number,
                                         "message_id": message["Message-ID"]})
@@ -482,6 +478,14 @@ class Core:
 
     def authenticate(self, number: str, key: str) -> Flow[Login | None]:
         """Check a login; see :meth:`RecoveryService.authenticate`."""
+        client = yield from self._signed_in(number, key)
+        if client is None:
+            return None
+        logger.info("login", extra={"event": "login", "client": client.number})
+        return Login(client.number, client.email, must_change=client.must_change)
+
+    def _signed_in(self, number: str, key: str) -> Flow[Client | None]:
+        """The client whose number and key these are, with its hash as now stored; else None."""
         try:
             normalized: str | None = normalize_identifier(IdentifierKind.CLIENT_NUMBER, number)
         except InvalidIdentifier:
@@ -501,36 +505,27 @@ class Core:
         if client is None or not valid:
             logger.info("login refused", extra={"event": "login_refused"})
             return None
-        if upgraded is not None:
-            yield from self._directory(Swap(client.number, client.key_hash, upgraded))
-        logger.info("login", extra={"event": "login", "client": client.number})
-        return Login(client.number, client.email, must_change=client.must_change)
+        if upgraded is not None and (yield from self._directory(
+                Swap(client.number, client.key_hash, upgraded))):
+            client = dataclasses.replace(client, key_hash=upgraded)
+        return client
 
     def change_key(self, number: str, key: str, new_key: str) -> Flow[Login | None]:
         """Replace a client's key with one it chose; see :meth:`RecoveryService.change_key`."""
         if not isinstance(new_key, str):
             raise TypeError("the new key must be a str")
         chosen = Secret(new_key)
-        login = yield from self.authenticate(number, key)
-        if login is None:
-            return None
-        client = _usable((yield from self._directory(
-            Find(IdentifierKind.CLIENT_NUMBER, login.number))))
+        client = yield from self._signed_in(number, key)
         if client is None:
             return None
         self._check_key(chosen, client)
-
-        def refuse(error: TokenAlreadyUsed) -> Flow[NoReturn]:
-            raise _Lost from error
-            yield  # a generator, as _rotate expects
-
         with self._exclusive(client.number) as busy:
             try:
                 if busy:
-                    raise _Lost
+                    raise TokenAlreadyUsed("this key is already being changed")
                 yield from self._rotate(client, chosen,
-                                        lambda current: current.email == client.email, refuse)
-            except _Lost:
+                                        lambda current: current.email == client.email)
+            except TokenAlreadyUsed:
                 logger.info("key change refused: the key changed meanwhile",
                             extra={"event": "login_refused"})
                 return None

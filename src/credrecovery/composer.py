@@ -16,6 +16,7 @@ import re
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
+from typing import Any
 
 import jinja2
 
@@ -129,24 +130,20 @@ class Composer:
         reach the mail. Raises :class:`ValueError` when the address cannot be
         mailed.
         """
-        moment = now if now is not None else datetime.fromtimestamp(self._clock(), UTC)
-        return self.renderer.credentials(
-            recipient=client.email, name=client.name, number=client.number, key=key,
-            sender=sender, language=self.language_for(client.locale), now=moment)
-
+        return self.renderer.credentials(key=key, **self._addressed(client, sender, now))
 
     def key_changed(self, client: Client, *, sender: str,
                     now: datetime | None = None) -> EmailMessage:
         """The notice that ``client``'s key was changed, carrying no key, in its language.
 
-        Of ``client`` only the number, the address, the name and the locale
-        reach the mail. Raises :class:`ValueError` when the address cannot be
-        mailed.
+        Takes of ``client`` what :meth:`credentials` takes.
         """
+        return self.renderer.key_changed(**self._addressed(client, sender, now))
+
+    def _addressed(self, client: Client, sender: str, now: datetime | None) -> dict[str, Any]:
         moment = now if now is not None else datetime.fromtimestamp(self._clock(), UTC)
-        return self.renderer.key_changed(
-            recipient=client.email, name=client.name, number=client.number,
-            sender=sender, language=self.language_for(client.locale), now=moment)
+        return {"recipient": client.email, "name": client.name, "number": client.number,
+                "sender": sender, "language": self.language_for(client.locale), "now": moment}
 
 
 def _bytes(key: str | bytes) -> bytes:

@@ -271,11 +271,8 @@ class MailRenderer:
 
         Raises :class:`ValueError` when ``recipient`` cannot be mailed.
         """
-        to = _recipient(recipient, name)
-        locale = self.language_for(language)
-        context = self._context(name, locale)
-        context.update(client_number=number, key=key)
-        return self._render("credentials", context, locale, to, sender, now)
+        return self._client_mail("credentials", recipient, name, number, sender, language, now,
+                                 key=key)
 
     def key_changed(
         self,
@@ -291,11 +288,18 @@ class MailRenderer:
 
         Raises :class:`ValueError` when ``recipient`` cannot be mailed.
         """
+        locale = self.language_for(language)
+        return self._client_mail("key_changed", recipient, name, number, sender, locale, now,
+                                 changed_at=i18n.format_datetime(now, locale))
+
+    def _client_mail(self, mail: str, recipient: str, name: str, number: str, sender: str,
+                     language: str, now: datetime, **values: Any) -> EmailMessage:
+        """Render ``mail`` for client ``number``, with ``values`` added to the context."""
         to = _recipient(recipient, name)
         locale = self.language_for(language)
         context = self._context(name, locale)
-        context.update(client_number=number, changed_at=i18n.format_datetime(now, locale))
-        return self._render("key_changed", context, locale, to, sender, now)
+        context.update(client_number=number, **values)
+        return self._render(mail, context, locale, to, sender, now)
 
     def _context(self, name: str, locale: str) -> dict[str, Any]:
         branding = self.branding
