@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
+import logging
 import os
 import re
 import sqlite3
 import stat
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 import credrecovery
-from credrecovery import IdentifierKind, default_context
-from credrecovery.cli import REDACTED_KEY
+from credrecovery import IdentifierKind, cheap_context, cli, default_context
+from credrecovery.cli import REDACTED_KEY, SECRET_ENV
 from credrecovery.sqlite import SQLiteDirectory
 from smtp_server import LocalCertificate, RecordingHandler, make_certificate, running_smtp_server
 
@@ -25,6 +30,8 @@ DOMAIN = "ejemploxmundo.com.ar"
 TOKEN_IN_LINK = re.compile(r"/recover/([\w.-]+)")
 KEY_IN_MAIL = re.compile(r"Access key:\s+(\S+)")
 ENV_NAMES = ("CREDRECOVERY_SECRET_KEY", "CREDRECOVERY_SMTP_PASSWORD")
+# What default_context() makes of a new key: argon2id at full strength.
+PRODUCTION_HASH = re.compile(r"\$argon2id\$v=19\$m=65536,t=3,p=4\$")
 
 # Runs the real command line, reporting the modes of the directory file and its
 # -wal and -shm just before the command closes it (SQLite removes the last two then).
@@ -43,11 +50,87 @@ sys.exit(cli.main(sys.argv[2:]))
 """
 
 
+Runner = Callable[..., subprocess.CompletedProcess[str]]
+
+
+@pytest.fixture(autouse=True)
+def cheap_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """In-process commands hash with cheap_context(), which has the production schemes."""
+    monkeypatch.setattr(cli, "default_context", cheap_context)
+
+
 def run(*args: str, secret: str | None = SECRET, stdin: str | None = None,
         env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m credrecovery *args`` in this process, as the real process would.
+
+    For the call only, the variables of ENV_NAMES are unset and then set from
+    ``secret`` and ``env``; the rest of the environment is this process's.
+    Standard input reads ``stdin`` and is not a terminal; standard output and
+    error are captured; the exit status is what main() returns or what
+    SystemExit carries (--help, --version, usage errors). The credrecovery
+    logger's handlers and level are put back afterwards, since main() binds a
+    handler to the first call's standard error and keeps it. An unexpected
+    exception propagates instead of becoming a traceback on standard error.
+
+    Hashing uses the cheap test profile (the cheap_hashing fixture): hashing
+    strength is not what these tests assert. The real-process tests, which
+    run_process() starts, hash at full strength, and
+    test_operator_flow_on_a_sqlite_file checks that they do.
+    """
+    changes: dict[str, str | None] = dict.fromkeys(ENV_NAMES)
+    if secret is not None:
+        changes[SECRET_ENV] = secret
+    changes.update(env or {})
+    saved = {name: os.environ.get(name) for name in changes}
+    logger = logging.getLogger(credrecovery.__name__)
+    handlers, level = list(logger.handlers), logger.level
+    stdout, stderr = io.StringIO(), io.StringIO()
+    real_stdin = sys.stdin
+    try:
+        _set_environment(changes)
+        sys.stdin = io.StringIO(stdin or "")
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            try:
+                status = cli.main(list(args))
+            except SystemExit as exit_:
+                status = _exit_status(exit_.code)
+    finally:
+        sys.stdin = real_stdin
+        _set_environment(saved)
+        for handler in list(logger.handlers):
+            if handler not in handlers:
+                logger.removeHandler(handler)
+        logger.setLevel(level)
+    return subprocess.CompletedProcess(
+        [sys.executable, "-m", "credrecovery", *args], status,
+        stdout.getvalue(), stderr.getvalue(),
+    )
+
+
+def _set_environment(values: dict[str, str | None]) -> None:
+    for name, value in values.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
+def _exit_status(code: object) -> int:
+    """The status a process exiting with SystemExit(code) has, printing a message as it would."""
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code
+    print(code, file=sys.stderr)
+    return 1
+
+
+def run_process(*args: str, secret: str | None = SECRET, stdin: str | None = None,
+                env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m credrecovery *args`` in a new interpreter, with run()'s environment."""
     environment = {k: v for k, v in os.environ.items() if k not in ENV_NAMES}
     if secret is not None:
-        environment["CREDRECOVERY_SECRET_KEY"] = secret
+        environment[SECRET_ENV] = secret
     environment.update(env or {})
     return subprocess.run(
         [sys.executable, "-m", "credrecovery", *args], input=stdin,
@@ -62,10 +145,10 @@ def failed(result: subprocess.CompletedProcess[str]) -> bool:
             and "Traceback" not in result.stderr)
 
 
-def add_client(db: Path) -> str:
+def add_client(db: Path, runner: Runner = run) -> str:
     """Create ``db`` with client 9000 and return its initial access key."""
-    added = run("add-client", "--db", str(db), "--create", "9000", EMAIL,
-                "--domain", DOMAIN, "--name", "Ejemplo")
+    added = runner("add-client", "--db", str(db), "--create", "9000", EMAIL,
+                   "--domain", DOMAIN, "--name", "Ejemplo")
     assert added.returncode == 0, added.stderr
     key = re.search(r"initial access key: (\S+)", added.stdout)
     assert key
@@ -127,11 +210,13 @@ def test_help_shows_defaults(command: str) -> None:
     assert "(default: 25)" in text
     assert "(default: plain)" in text
     assert "CREDRECOVERY_SMTP_PASSWORD" in text
+    assert "--lock-timeout SECONDS" in text
+    assert "before failing (default: 5.0)" in text
 
 
 def test_version_is_printed_and_exported() -> None:
-    """--version prints 'credrecovery <version>', the package's __version__."""
-    result = run("--version")
+    """`python -m credrecovery --version` prints 'credrecovery <version>', the __version__."""
+    result = run_process("--version")
     assert result.returncode == 0
     assert result.stdout.strip() == f"credrecovery {credrecovery.__version__}"
     assert re.fullmatch(r"\d+\.\d+.*", credrecovery.__version__)
@@ -149,24 +234,32 @@ def test_secret_prints_a_fresh_random_secret() -> None:
 
 
 def test_operator_flow_on_a_sqlite_file(tmp_path: Path) -> None:
-    """add-client, request, then confirm --print-key on one file rotate the key and show it."""
-    db = tmp_path / "clients.sqlite3"
-    initial_key = add_client(db)
+    """add-client, request, then confirm --print-key on one file rotate the key and show it.
 
-    requested = run("request", "--db", str(db), "domain", "EJEMPLOXMUNDO.com.ar")
+    Runs `python -m credrecovery` in real processes: exit status 0 and 1, and
+    keys hashed by the production policy, full-strength argon2id.
+    """
+    db = tmp_path / "clients.sqlite3"
+    initial_key = add_client(db, run_process)
+    assert PRODUCTION_HASH.match(stored_hash(db))
+    assert not default_context().needs_update(stored_hash(db))
+
+    requested = run_process("request", "--db", str(db), "domain", "EJEMPLOXMUNDO.com.ar")
     assert requested.returncode == 0, requested.stderr
     assert f"To: Ejemplo <{EMAIL}>" in requested.stdout
     token = TOKEN_IN_LINK.search(requested.stdout)
     assert token
 
-    confirmed = run("confirm", "--db", str(db), "--print-key", token.group(1))
+    confirmed = run_process("confirm", "--db", str(db), "--print-key", token.group(1))
     assert confirmed.returncode == 0, confirmed.stderr
     new_key = KEY_IN_MAIL.search(confirmed.stdout)
     assert new_key
     assert default_context().verify(new_key.group(1), stored_hash(db))
     assert not default_context().verify(initial_key, stored_hash(db))
+    assert PRODUCTION_HASH.match(stored_hash(db))
+    assert not default_context().needs_update(stored_hash(db))
 
-    reused = run("confirm", "--db", str(db), token.group(1))
+    reused = run_process("confirm", "--db", str(db), token.group(1))
     assert failed(reused)
     assert "already used" in reused.stderr
 
@@ -259,15 +352,22 @@ def test_bad_tokens_and_missing_secrets_are_errors(db: Path) -> None:
 
 
 def test_a_locked_database_is_an_error(db: Path) -> None:
-    """A directory file another process holds locked is an error once the wait runs out."""
+    """A directory file another connection holds locked is an error once --lock-timeout runs out.
+
+    The command waits the time given, not the default 5 seconds.
+    """
     holder = sqlite3.connect(db, isolation_level=None)
     try:
         holder.execute("BEGIN EXCLUSIVE")
-        result = run("add-client", "--db", str(db), "9001", "other@example.com")
+        started = time.monotonic()
+        result = run("add-client", "--db", str(db), "--lock-timeout", "0.5",
+                     "9001", "other@example.com")
+        waited = time.monotonic() - started
     finally:
         holder.close()
     assert failed(result)
     assert "database is locked" in result.stderr
+    assert 0.5 <= waited < 4
 
 
 # --- files -------------------------------------------------------------------------

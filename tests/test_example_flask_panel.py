@@ -9,7 +9,6 @@ Skips when Playwright or ``/usr/bin/chromium`` is missing, unless
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import re
 import sys
@@ -27,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+import browser as chromium
 from conftest import OLD_KEY, SECRET, key_from
 from credrecovery import RateLimits, RecoveryService, cheap_context
 from credrecovery.smtp import SMTPMailer
@@ -37,10 +37,6 @@ if TYPE_CHECKING:
     from playwright.sync_api import Browser, BrowserContext, Page, Response
 
 ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run", "--disable-sync"]
-REQUIRED = os.environ.get("CREDRECOVERY_REQUIRE_SERVICES") == "1"
 ARTIFACTS = Path(os.environ.get("CREDRECOVERY_ARTIFACTS")
                  or ROOT / "tests" / "artifacts" / "flask_panel")
 
@@ -52,19 +48,8 @@ IDENTIFIERS = {"domain": DOMAIN, "client_number": NUMBER, "email": EMAIL}
 LINK = re.compile(r"https?://\S+/recover/[A-Za-z0-9_.-]+")
 
 
-def _unavailable() -> str | None:
-    for module, package in (("flask", "flask"), ("flask_wtf", "flask-wtf"),
-                            ("playwright", "playwright")):
-        if importlib.util.find_spec(module) is None:
-            return f"{module} is not installed (pip install {package})"
-    if not os.access(CHROMIUM, os.X_OK):
-        return f"{CHROMIUM} is missing (apt-get install chromium)"
-    return None
-
-
-UNAVAILABLE = _unavailable()
-if UNAVAILABLE and not REQUIRED:
-    pytest.skip(UNAVAILABLE, allow_module_level=True)
+UNAVAILABLE = chromium.require("flask", "flask-wtf")
+browser = chromium.browser
 
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # the example is imported as ``examples.flask_panel``
@@ -91,22 +76,15 @@ class LivePanel:
         return self.smtp.received[seen].message
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    if UNAVAILABLE:
-        pytest.fail(f"CREDRECOVERY_REQUIRE_SERVICES=1 but {UNAVAILABLE}")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield launched
-        finally:
-            launched.close()
-
-
 @contextmanager
 def _serve(tmp_path: Path, **config: Any) -> Iterator[LivePanel]:
+    """The example on a free loopback port, with its client and SMTP server; ``config`` on top.
+
+    The app delivers as deployed, through its delivery processes, unless
+    ``config`` sets ``PANEL_DELIVERY``.
+    """
+    if UNAVAILABLE:
+        pytest.fail(f"CREDRECOVERY_REQUIRE_SERVICES=1 but {UNAVAILABLE}")
     from examples.flask_panel import create_app
     from werkzeug.serving import make_server
 
@@ -129,7 +107,9 @@ def _serve(tmp_path: Path, **config: Any) -> Iterator[LivePanel]:
             "PANEL_CRYPT_CONTEXT": cheap_context(), **config,
         })
         apps.append(app)
-        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        # Shutting down waits for the loop to look up: by default, half a second.
+        thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02},
+                                  daemon=True)
         thread.start()
         try:
             yield LivePanel(url, smtp, app)
@@ -142,17 +122,57 @@ def _serve(tmp_path: Path, **config: Any) -> Iterator[LivePanel]:
 
 @pytest.fixture
 def panel(tmp_path: Path) -> Iterator[LivePanel]:
+    """The panel as deployed: mail leaves through its delivery processes."""
     with _serve(tmp_path) as live:
         yield live
 
 
 @pytest.fixture
-def context(browser: Browser) -> Iterator[BrowserContext]:
-    made = browser.new_context(locale="en-US")
+def inline_panel(tmp_path: Path) -> Iterator[LivePanel]:
+    """The panel sending each mail before its page answers (``PANEL_DELIVERY="sync"``).
+
+    For the tests that are not about delivery: no delivery process to start
+    and stop, and a mail sent by mistake is there at once.
+    """
+    with _serve(tmp_path, PANEL_DELIVERY="sync") as live:
+        yield live
+
+
+@pytest.fixture(scope="module")
+def sessions(browser: Browser) -> Iterator[tuple[BrowserContext, BrowserContext]]:
+    """Two English browser sessions, each with one page, for the whole module.
+
+    A new page costs about a quarter of a second; tests get these back with
+    their cookies cleared (:func:`page`, :func:`other_page`).
+    """
+    made: list[BrowserContext] = []
     try:
-        yield made
+        for _ in range(2):
+            made.append(browser.new_context(locale="en-US"))
+            made[-1].new_page()
+        yield made[0], made[1]
     finally:
-        made.close()
+        for context in made:
+            context.close()
+
+
+def _fresh(context: BrowserContext) -> Page:
+    # Every test serves the panel on a port of its own, and the HTML pages are
+    # no-store, so the cookies are all an earlier test leaves behind.
+    context.clear_cookies()
+    return context.pages[0]
+
+
+@pytest.fixture
+def page(sessions: tuple[BrowserContext, BrowserContext]) -> Page:
+    """A page of an English browser session that holds no cookie yet."""
+    return _fresh(sessions[0])
+
+
+@pytest.fixture
+def other_page(sessions: tuple[BrowserContext, BrowserContext]) -> Page:
+    """A page of a second English browser session (another device), holding no cookie yet."""
+    return _fresh(sessions[1])
 
 
 @dataclass
@@ -164,8 +184,9 @@ class Watched:
     console_errors: list[str]
 
 
-def watch(context: BrowserContext) -> Watched:
-    page = context.new_page()
+@contextmanager
+def watch(page: Page) -> Iterator[Watched]:
+    """Record what ``page`` sees inside the ``with`` block."""
     watched = Watched(page, [], [])
 
     def on_console(message: Any) -> None:
@@ -173,9 +194,16 @@ def watch(context: BrowserContext) -> Watched:
         if message.type == "error" and not message.text.startswith("Failed to load resource"):
             watched.console_errors.append(message.text)
 
-    page.on("response", lambda response: watched.responses.append(response))
+    def on_response(response: Response) -> None:
+        watched.responses.append(response)
+
+    page.on("response", on_response)
     page.on("console", on_console)
-    return watched
+    try:
+        yield watched
+    finally:
+        page.remove_listener("response", on_response)
+        page.remove_listener("console", on_console)
 
 
 def shot(page: Page, name: str) -> None:
@@ -222,16 +250,13 @@ def ask_for_link(page: Page, panel: LivePanel, kind: str, value: str, name: str)
 
 @pytest.mark.parametrize("kind", list(IDENTIFIERS))
 def test_recovery_by_each_identifier_in_the_browser(
-        panel: LivePanel, context: BrowserContext, browser: Browser, kind: str) -> None:
+        panel: LivePanel, page: Page, other_page: Page, kind: str) -> None:
     """Login → forgot → mail → link → Confirm → new key signs in, old key and sessions end."""
-    before = browser.new_context(locale="en-US")
-    try:
-        earlier = before.new_page()
-        assert sign_in(earlier, panel.url, NUMBER, OLD_KEY).status == 302
-        assert earlier.locator("#signed-in").inner_text() == "Signed in as client 9000."
+    earlier = other_page
+    assert sign_in(earlier, panel.url, NUMBER, OLD_KEY).status == 302
+    assert earlier.locator("#signed-in").inner_text() == "Signed in as client 9000."
 
-        watched = watch(context)
-        page = watched.page
+    with watch(page) as watched:
         link = ask_for_link(page, panel, kind, IDENTIFIERS[kind], kind)
         assert link.startswith(panel.url + "/recover/")
 
@@ -311,12 +336,11 @@ def test_recovery_by_each_identifier_in_the_browser(
             assert "default-src 'none'" in csp and "frame-ancestors 'none'" in csp
             assert "'unsafe-inline'" not in csp
         assert watched.console_errors == [], "the browser refused something (CSP?)"
-    finally:
-        before.close()
 
 
-def test_expired_link_gets_its_own_page(panel: LivePanel, context: BrowserContext) -> None:
+def test_expired_link_gets_its_own_page(inline_panel: LivePanel, page: Page) -> None:
     """A link older than its lifetime shows the expired page, with no Confirm button."""
+    panel = inline_panel
     two_hours_ago: Callable[[], float] = lambda: time.time() - 7200  # noqa: E731
     with RecoveryService(
         SQLiteDirectory(panel.app.config["PANEL_DB"]),
@@ -327,7 +351,6 @@ def test_expired_link_gets_its_own_page(panel: LivePanel, context: BrowserContex
         old_service.request("client_number", NUMBER)
     link = LINK.search(panel.smtp.received[-1].message.get_body(("plain",)).get_content())
     assert link
-    page = context.new_page()
     opened = page.goto(link.group(0))
     assert opened is not None and opened.status == 400
     assert page.locator("h1").inner_text() == "This link has expired"
@@ -335,10 +358,9 @@ def test_expired_link_gets_its_own_page(panel: LivePanel, context: BrowserContex
     shot(page, "expired-link")
 
 
-def test_forged_link_gets_the_generic_page(panel: LivePanel, context: BrowserContext) -> None:
+def test_forged_link_gets_the_generic_page(inline_panel: LivePanel, page: Page) -> None:
     """A link whose token is not genuine shows the generic invalid-link page."""
-    page = context.new_page()
-    opened = page.goto(panel.url + "/recover/not-a-real-token")
+    opened = page.goto(inline_panel.url + "/recover/not-a-real-token")
     assert opened is not None and opened.status == 400
     assert page.locator("h1").inner_text() == "This link is not valid"
     shot(page, "invalid-link")
@@ -387,9 +409,9 @@ def test_spanish_ui_and_mail(panel: LivePanel, browser: Browser) -> None:
 
 
 def test_invalid_identifier_is_shown_next_to_the_field(
-        panel: LivePanel, context: BrowserContext) -> None:
+        inline_panel: LivePanel, page: Page) -> None:
     """A malformed value re-shows the form with the library's message beside the field."""
-    page = context.new_page()
+    panel = inline_panel
     page.goto(panel.url + "/forgot")
     page.select_option("select[name=kind]", "domain")
     page.fill("input[name=value]", "not a domain!")
@@ -404,11 +426,10 @@ def test_invalid_identifier_is_shown_next_to_the_field(
     shot(page, "invalid-identifier")
 
 
-def test_too_many_requests_get_429_with_retry_after(
-        tmp_path: Path, context: BrowserContext) -> None:
+def test_too_many_requests_get_429_with_retry_after(tmp_path: Path, page: Page) -> None:
     """Past the per-requester limit the recovery form answers 429 with Retry-After."""
-    with _serve(tmp_path, PANEL_RATE_LIMITS=RateLimits(per_requester="2/minute")) as live:
-        page = context.new_page()
+    with _serve(tmp_path, PANEL_RATE_LIMITS=RateLimits(per_requester="2/minute"),
+                PANEL_DELIVERY="sync") as live:
         statuses: list[Response] = []
         for _ in range(3):
             page.goto(live.url + "/forgot")
@@ -435,9 +456,9 @@ def _post(url: str, fields: dict[str, str]) -> int:
 
 
 def test_forms_refuse_a_post_without_the_csrf_token(
-        panel: LivePanel, context: BrowserContext) -> None:
+        inline_panel: LivePanel, page: Page) -> None:
     """Login, recovery and confirm POSTs without the CSRF token get 400 and change nothing."""
-    page = context.new_page()
+    panel = inline_panel
     link = ask_for_link(page, panel, "client_number", NUMBER, "csrf")
     mails = len(panel.smtp.received)
     assert _post(panel.url + "/login", {"number": NUMBER, "key": OLD_KEY}) == 400
@@ -457,11 +478,10 @@ def test_forms_refuse_a_post_without_the_csrf_token(
 
 
 def test_session_cookie_is_httponly_and_samesite_lax(
-        panel: LivePanel, context: BrowserContext) -> None:
+        inline_panel: LivePanel, page: Page) -> None:
     """The session cookie set at sign-in is HttpOnly and SameSite=Lax."""
-    page = context.new_page()
-    assert sign_in(page, panel.url, NUMBER, OLD_KEY).status == 302
-    cookies = [cookie for cookie in context.cookies() if cookie["name"] == "session"]
+    assert sign_in(page, inline_panel.url, NUMBER, OLD_KEY).status == 302
+    cookies = [cookie for cookie in page.context.cookies() if cookie["name"] == "session"]
     assert len(cookies) == 1
     assert cookies[0]["httpOnly"] is True
     assert cookies[0]["sameSite"] == "Lax"

@@ -12,42 +12,31 @@ missing, unless ``CREDRECOVERY_REQUIRE_SERVICES=1``.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
+import browser as chromium
 from test_mail_quality import BRANDINGS, CUSTOM_BRANDING, KINDS, LANGUAGES, Case, Mail, mail_for
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page, Route
 
 ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run", "--disable-sync"]
-REQUIRED = os.environ.get("CREDRECOVERY_REQUIRE_SERVICES") == "1"
 UPDATE_DOCS = os.environ.get("CREDRECOVERY_UPDATE_SCREENSHOTS") == "1"
 ARTIFACTS = (Path(os.environ["CREDRECOVERY_ARTIFACTS"]) / "mail"
              if os.environ.get("CREDRECOVERY_ARTIFACTS") else ROOT / "tests" / "artifacts" / "mail")
 DOCS_IMAGES = ROOT / "docs" / "images"
 WIDTHS = (375, 800)
+# Where each mail is served from: a reserved name, answered by the page's route.
+MAIL_URL = "https://mail.invalid/"
 
-
-def _unavailable() -> str | None:
-    if importlib.util.find_spec("playwright") is None:
-        return "playwright is not installed (pip install playwright)"
-    if not os.access(CHROMIUM, os.X_OK):
-        return f"{CHROMIUM} is missing (apt-get install chromium)"
-    return None
-
-
-UNAVAILABLE = _unavailable()
-if UNAVAILABLE and not REQUIRED:
-    pytest.skip(UNAVAILABLE, allow_module_level=True)
+chromium.require()
+browser = chromium.browser
 
 CASES = [Case(kind, language, branding, "plain")
          for branding in BRANDINGS for language in LANGUAGES for kind in KINDS]
@@ -59,51 +48,68 @@ CASES += [Case(kind, "en", branding, who)
 CASES += [Case("multi", language, "default", "truncated") for language in LANGUAGES]
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    if UNAVAILABLE:
-        pytest.fail(f"CREDRECOVERY_REQUIRE_SERVICES=1 but {UNAVAILABLE}")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield launched
-        finally:
-            launched.close()
-
-
-@pytest.fixture(scope="module")
-def logo(browser: Browser) -> bytes:
+def _draw_logo(page: Page) -> bytes:
     """A logo image for the custom branding's ``logo_url``, drawn by the browser itself."""
-    page = browser.new_page(viewport={"width": 400, "height": 120})
-    try:
-        page.set_content(
-            '<div id="logo" style="width:320px;height:80px;display:flex;align-items:center;'
-            'justify-content:center;background:#0b3d91;color:#fff;border-radius:8px;'
-            'font:bold 30px sans-serif">XMundo Networks</div>')
-        return page.locator("#logo").screenshot()
-    finally:
-        page.close()
+    page.set_viewport_size({"width": 400, "height": 120})
+    page.set_content(
+        '<div id="logo" style="width:320px;height:80px;display:flex;align-items:center;'
+        'justify-content:center;background:#0b3d91;color:#fff;border-radius:8px;'
+        'font:bold 30px sans-serif">XMundo Networks</div>')
+    return page.locator("#logo").screenshot()
 
 
-def _open(browser: Browser, logo: bytes, mail: Mail, width: int) -> tuple[Page, list[str]]:
-    """A page at ``width`` showing ``mail``'s HTML part; no request leaves the machine."""
-    page = browser.new_page(viewport={"width": width, "height": 400})
-    requested: list[str] = []
+@dataclass
+class MailPage:
+    """The page every case is laid out in, and what its current mail requested.
 
-    def answer(route: Route) -> None:
-        requested.append(route.request.url)
-        if route.request.url == CUSTOM_BRANDING["logo_url"]:
-            route.fulfill(status=200, content_type="image/png", body=logo)
+    Each mail is a new document, served at ``MAIL_URL`` as ``text/html`` with no
+    charset, so the browser decodes it by the mail's own ``<meta charset>``. A
+    document keeps the images it has loaded whatever the cache says, so one
+    replaced in place would show the logo without requesting it again.
+    """
+
+    page: Page
+    logo: bytes
+    html: str = ""
+    requested: list[str] = field(default_factory=list)
+
+    def answer(self, route: Route) -> None:
+        """Serve the mail and the logo; record every request but the mail's, abort the rest."""
+        url = route.request.url
+        if url == MAIL_URL:
+            route.fulfill(status=200, content_type="text/html", body=self.html)
+            return
+        self.requested.append(url)
+        if url == CUSTOM_BRANDING["logo_url"]:
+            route.fulfill(status=200, content_type="image/png", body=self.logo)
         else:
             route.abort()
 
-    page.route("**/*", answer)
-    html = mail.message.get_body(("html",))
-    assert html is not None
-    page.set_content(str(html.get_content()))
-    return page, requested
+    def show(self, mail: Mail, width: int) -> None:
+        """Lay ``mail``'s HTML part out at ``width``."""
+        html = mail.message.get_body(("html",))
+        assert html is not None
+        self.html = str(html.get_content())
+        self.requested.clear()
+        self.page.set_viewport_size({"width": width, "height": 400})
+        opened = self.page.goto(MAIL_URL)
+        assert opened is not None and opened.ok
+
+
+@pytest.fixture(scope="module")
+def mail_page(browser: Browser) -> Iterator[MailPage]:
+    """One page for the module: a new one per case costs more than the case itself.
+
+    No request leaves the machine.
+    """
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        shown = MailPage(page, _draw_logo(page))
+        page.route("**/*", shown.answer)
+        yield shown
+    finally:
+        context.close()
 
 
 LAYOUT = """() => ({
@@ -231,40 +237,36 @@ def _check_link(page: Page, link: str, width: int, *, wraps: bool = True) -> Non
 
 @pytest.mark.parametrize("width", WIDTHS)
 @pytest.mark.parametrize("case", CASES, ids=lambda case: case.id)
-def test_html_part_lays_out_in_chromium(
-    browser: Browser, logo: bytes, case: Case, width: int
-) -> None:
+def test_html_part_lays_out_in_chromium(mail_page: MailPage, case: Case, width: int) -> None:
     """No sideways scroll; lang, charset, title, viewport; button before raw link; key in <code>."""
     mail = mail_for(case)
-    page, requested = _open(browser, logo, mail, width)
-    try:
-        _screenshot(page, case, width)
-        layout: dict[str, Any] = page.evaluate(LAYOUT)
-        assert layout["scrollWidth"] <= layout["innerWidth"], (
-            f"scrolls sideways: {layout['scrollWidth']} > {layout['innerWidth']}")
-        assert layout["lang"] == case.language
-        language = mail.message.get("Content-Language")
-        if language is not None:
-            assert layout["lang"] == str(language)
-        assert layout["charset"] is not None and layout["charset"].lower() == "utf-8"
-        assert layout["characterSet"] == "UTF-8"
-        assert layout["title"] == str(mail.message["Subject"])
-        assert layout["viewport"] is not None and "width=device-width" in layout["viewport"]
-        if case.branding == "custom":
-            assert requested == [CUSTOM_BRANDING["logo_url"]]
-            assert layout["images"] == [{"src": CUSTOM_BRANDING["logo_url"], "width": 320}]
-        else:
-            assert requested == [] and layout["images"] == []
-        for link in mail.links:
-            _check_link(page, link, width)
-        if case.who == "rtl":
-            assert page.evaluate(ISOLATED, "אבי"), "the right-to-left name is not isolated"
-        if case.kind == "credentials":
-            codes = page.evaluate(KEY_LAYOUT, mail.key)
-            assert codes, "the access key is not inside <code>"
-            assert all(c["left"] >= 0 and c["right"] <= width and c["width"] > 0
-                       for c in codes), codes
-        if case.kind in ("credentials", "key-changed") and case.branding == "custom":
-            _check_link(page, CUSTOM_BRANDING["login_url"], width, wraps=False)
-    finally:
-        page.close()
+    mail_page.show(mail, width)
+    page, requested = mail_page.page, mail_page.requested
+    _screenshot(page, case, width)
+    layout: dict[str, Any] = page.evaluate(LAYOUT)
+    assert layout["scrollWidth"] <= layout["innerWidth"], (
+        f"scrolls sideways: {layout['scrollWidth']} > {layout['innerWidth']}")
+    assert layout["lang"] == case.language
+    language = mail.message.get("Content-Language")
+    if language is not None:
+        assert layout["lang"] == str(language)
+    assert layout["charset"] is not None and layout["charset"].lower() == "utf-8"
+    assert layout["characterSet"] == "UTF-8"
+    assert layout["title"] == str(mail.message["Subject"])
+    assert layout["viewport"] is not None and "width=device-width" in layout["viewport"]
+    if case.branding == "custom":
+        assert requested == [CUSTOM_BRANDING["logo_url"]]
+        assert layout["images"] == [{"src": CUSTOM_BRANDING["logo_url"], "width": 320}]
+    else:
+        assert requested == [] and layout["images"] == []
+    for link in mail.links:
+        _check_link(page, link, width)
+    if case.who == "rtl":
+        assert page.evaluate(ISOLATED, "אבי"), "the right-to-left name is not isolated"
+    if case.kind == "credentials":
+        codes = page.evaluate(KEY_LAYOUT, mail.key)
+        assert codes, "the access key is not inside <code>"
+        assert all(c["left"] >= 0 and c["right"] <= width and c["width"] > 0
+                   for c in codes), codes
+    if case.kind in ("credentials", "key-changed") and case.branding == "custom":
+        _check_link(page, CUSTOM_BRANDING["login_url"], width, wraps=False)

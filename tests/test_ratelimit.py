@@ -49,26 +49,14 @@ def storage_uri(request: pytest.FixtureRequest) -> str:
     return url
 
 
-def _clear_of_window_edge() -> None:
-    """Wait out a minute's turn if one is near, for limits counted on the real clock.
-
-    The service's clock is a test clock, which counts ``memory://`` windows,
-    but Redis keys expire on the server's clock, and a test straddling a turn
-    there sees the previous window's weight, not its own count. Hour turns are
-    minute turns too.
-    """
-    margin = 15.0 if time.time() % 3600 > 3600 - 15.0 else 3.0
-    left = 60.0 - time.time() % 60.0
-    if left < margin:
-        time.sleep(left + 0.05)
-
-
 @pytest.fixture
 def limited(make_service: ServiceFactory, storage_uri: str) -> Callable[..., RecoveryService]:
-    """Build a synchronous service counting limits in ``storage_uri``."""
+    """Build a service counting limits in ``storage_uri``.
 
-    if storage_uri != "memory://":
-        _clear_of_window_edge()
+    ``memory://`` windows run on the test clock. On Redis each counter's
+    window starts at its first hit, in a database flushed for the test, so no
+    window turns while a test runs, however near a turn of the real clock.
+    """
 
     def make(**limits: str) -> RecoveryService:
         return make_service(rate_limits=RateLimits(storage_uri=storage_uri, **limits))
@@ -345,6 +333,11 @@ def test_requests_and_confirmations_count_apart(
 # --- a flood ----------------------------------------------------------------------------
 
 
+FLOOD_NAMES = [*KNOWN, ("domain", "EJEMPLOXMUNDO.COM.AR."),
+               ("email", "Ejemplo@EjemploXMundo.com.ar")]
+FLOOD_SPACING = 30  # seconds between the test clock's requests after the burst
+
+
 @pytest.mark.generated_key  # requests only: the key mode never comes into it
 def test_a_flood_sends_at_most_three_mails_an_hour(
     limited: Callable[..., RecoveryService], mailer: MemoryMailer, clock: FakeClock,
@@ -352,25 +345,37 @@ def test_a_flood_sends_at_most_three_mails_an_hour(
 ) -> None:
     """A flood for one client, however named, mails it at most three times in any hour.
 
-    On the test clock the flood runs for two hours, a request every six
-    seconds; Redis counts on the real clock, so there it is a burst.
+    A burst names the client every way at once: the first three requests
+    mail, no later one in the burst does. On the test clock the flood then
+    goes on for two hours, a request every FLOOD_SPACING seconds, and mail
+    resumes; Redis counts on the real clock, so there the burst names the
+    client twenty times each way, and that is all.
     """
     service = limited()
-    names = [*KNOWN, ("domain", "EJEMPLOXMUNDO.COM.AR."), ("email", "Ejemplo@EjemploXMundo.com.ar")]
     spread = storage_uri == "memory://"
     sent_at: list[float] = []
-    for i in range(1_200 if spread else 1_000):
-        kind, value = names[i % len(names)]
+
+    def ask(i: int) -> None:
+        kind, value = FLOOD_NAMES[i % len(FLOOD_NAMES)]
         assert service.request(kind, value) is None
         if len(mailer.outbox) > len(sent_at):
             sent_at.append(clock())
-        if spread:
-            clock.advance(6)
+
+    for i in range(len(FLOOD_NAMES) * (1 if spread else 20)):
+        ask(i)
+    assert len(mailer.outbox) == 3
     assert all(m["To"].addresses[0].addr_spec == EMAIL for m in mailer.outbox)
     if not spread:
-        assert len(mailer.outbox) == 3
         return
-    assert sent_at[:3] == [clock.start, clock.start + 6, clock.start + 12]
+    assert sent_at == [clock.start] * 3
+    # The flood starts as an hour turns. The sliding window counter weighs the
+    # previous hour's mails by how much of that hour the window still covers,
+    # so three mails late in one hour would let a fourth through early in the next.
+    assert clock.start % 3600 == 0
+    for i in range(2 * 3600 // FLOOD_SPACING):
+        clock.advance(FLOOD_SPACING)
+        ask(i)
+    assert all(m["To"].addresses[0].addr_spec == EMAIL for m in mailer.outbox)
     assert len(sent_at) > 3, "the flood locked the client out for good"
     # No hour holds a fourth mail: each is an hour or more after the third before it.
     pairs = zip(sent_at, sent_at[3:], strict=False)
@@ -425,6 +430,20 @@ def test_throttling_is_logged_without_identifiers_or_requesters(
         for key in keys:
             for value in [DOMAIN, EMAIL, NUMBER, "nadie-aqui", asker, prober, "ejemplo"]:
                 assert value not in key, (value, key)
+
+
+@pytest.mark.redis
+def test_a_redis_window_runs_a_whole_window_from_its_first_hit(
+    redis_url: str,  # noqa: F811
+) -> None:
+    """On Redis a counter's window ends a whole window after its first hit, whatever the
+    real clock's phase, so a test on a fresh database sees no window turn."""
+    if time.time() % 60.0 < 1.5:
+        time.sleep(1.5)  # a window that followed the clock would also end in a minute here
+    limiter = Limiter(RateLimits(storage_uri=redis_url), LIMITER_KEY)
+    assert limiter.hit("per_requester", "203.0.113.7")
+    time.sleep(0.01)  # within the hit's millisecond, limits reads the window as ending now
+    assert 59.0 < limiter.retry_after("per_requester", "203.0.113.7") <= 60.0
 
 
 # --- configuration ----------------------------------------------------------------------
@@ -518,23 +537,29 @@ def test_unreachable_redis_fails_open_for_hit_client(
         assert EMAIL not in record.getMessage() + repr(vars(record))
 
 
+SPRAY_CAP = 200  # memory_max_keys for the service-level spray: small, so few requests fill it
+
+
 @pytest.mark.generated_key  # requests only: the key mode never comes into it
 def test_a_spray_of_misses_leaves_a_clients_cap_in_place(
     make_service: ServiceFactory, mailer: MemoryMailer,
 ) -> None:
     """After three mails, a spray of unknown identifiers from as many requesters, enough
     to fill the limiter's store, does not buy a fourth."""
-    service = make_service(rate_limits=RateLimits(memory_max_keys=2_000))
+    service = make_service(rate_limits=RateLimits(memory_max_keys=SPRAY_CAP))
     for _ in range(3):
         service.request("client_number", NUMBER, requester="198.51.100.1")
     assert len(mailer.outbox) == 3
     shared = service.limiter.storage
     shared = getattr(shared, "bounded", shared)  # the async limiter wraps the same store
     largest = 0
-    for n in range(800):
+    # Each miss writes three counters (requester, identifier, client), so half
+    # the cap in misses writes half as many counters again as the store holds.
+    for n in range(SPRAY_CAP // 2):
         service.request("domain", f"spray-{n}.example", requester=f"10.{n // 250}.{n % 250}.1")
         largest = max(largest, len(shared))
-    assert largest > 1_900, "the spray never filled the limiter's store; nothing was tested"
+    assert largest > SPRAY_CAP * 0.95, (
+        "the spray never filled the limiter's store; nothing was tested")
     service.request("domain", DOMAIN, requester="198.51.100.2")
     service.request("email", EMAIL, requester="198.51.100.3")
     assert len(mailer.outbox) == 3

@@ -1,7 +1,8 @@
 """Several worker processes sharing SQLite, PostgreSQL and Redis, and a host's own tables.
 
-The workers are real processes started with ``spawn``: each builds its own
-directory and service from plain settings, as a web server's workers would.
+The workers are real processes, forked from a clean server process that has
+only imported this module (``forkserver``): each builds its own directory and
+service from plain settings, as a web server's workers would.
 """
 
 from __future__ import annotations
@@ -67,11 +68,13 @@ def read_outbox(outbox: Path) -> list[EmailMessage]:
 
 
 def run_workers(target: Callable[..., None], args: list[tuple[Any, ...]]) -> list[Any]:
-    """Run ``target(*a, barrier, results)`` in a spawned process per ``a``; return the results.
+    """Run ``target(*a, barrier, results)`` in a process of its own per ``a``; return the results.
 
     Every worker waits on the barrier before its part, so they start it together.
     """
-    context = multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("forkserver")
+    # Imported once in the server rather than in each worker, as spawn would.
+    context.set_forkserver_preload([__name__])
     barrier = context.Barrier(len(args))
     results = context.Queue()
     processes = [

@@ -337,6 +337,25 @@ def test_a_jinja2_loader_works_too(
     assert "Hola, Ana Example:" in _plain(confirmation)
 
 
+def test_compiled_templates_are_shared_but_never_stale(
+    make_service: Callable[..., RecoveryService], mailer: MemoryMailer, tmp_path: Path
+) -> None:
+    """Services share compiled templates, yet each renders the source its templates hold now."""
+    subject = tmp_path / "confirmation_subject.txt"
+    # Loaders without file names: the same template name, two different sources.
+    loaders = [jinja2.DictLoader({"confirmation_subject.txt": f"{word} wording\n"})
+               for word in ("Third", "Fourth")]
+    subjects = []
+    for word, templates in [("First", tmp_path), ("Second", tmp_path),
+                            ("", loaders[0]), ("", loaders[1])]:
+        if word:
+            subject.write_text(f"{word} wording\n", encoding="utf-8")
+        mailer.outbox.clear()
+        confirmation, _ = _both(mailer, make_service(templates=templates))
+        subjects.append(str(confirmation["Subject"]))
+    assert subjects == ["First wording", "Second wording", "Third wording", "Fourth wording"]
+
+
 def test_a_typo_in_a_template_fails_loudly(tmp_path: Path) -> None:
     """An undefined variable raises instead of rendering as nothing."""
     (tmp_path / "credentials.txt").write_text("{{ clinet_number }}\n", encoding="utf-8")

@@ -14,6 +14,7 @@ import argparse
 import contextlib
 import getpass
 import logging
+import math
 import os
 import re
 import secrets
@@ -256,6 +257,19 @@ def _parser() -> argparse.ArgumentParser:
 def _db(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--db", required=True, type=Path, metavar="FILE",
                         help="SQLite directory file")
+    parser.add_argument("--lock-timeout", type=_seconds, default=5.0, metavar="SECONDS",
+                        help="how long to wait for a lock another process holds on FILE "
+                             "before failing")
+
+
+def _seconds(text: str) -> float:
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not math.isfinite(seconds) or seconds < 0:
+        raise argparse.ArgumentTypeError(f"not a number of seconds, 0 or more: {text!r}")
+    return seconds
 
 
 def _flow_options(parser: argparse.ArgumentParser) -> None:
@@ -322,6 +336,7 @@ def _service(args: argparse.Namespace, directory: SQLiteDirectory, mailer: Maile
     return RecoveryService(
         directory, mailer, secret_key=secret, confirm_url=args.confirm_url,
         sender=args.sender, locale=args.locale, delivery="sync", rate_limits=None,
+        crypt_context=default_context(),
     )
 
 
@@ -369,12 +384,13 @@ def _recipients(message: EmailMessage) -> str:
 
 @contextlib.contextmanager
 def _directory(
-    path: Path, *, create: Literal["never", "if-missing", "new"] = "never"
+    path: Path, *, timeout: float, create: Literal["never", "if-missing", "new"] = "never"
 ) -> Iterator[SQLiteDirectory]:
     """Open the SQLite directory at ``path``, creating the file only as ``create`` allows.
 
     A file created here is mode 0600, as are its ``-wal`` and ``-shm``; should
-    the command then fail, the new file is removed again.
+    the command then fail, the new file is removed again. ``timeout`` is how
+    many seconds each call waits for a lock another connection holds.
     """
     created = False
     if create != "never":
@@ -390,7 +406,8 @@ def _directory(
         _check_existing(path)
     try:
         with _private_umask():
-            directory = SQLiteDirectory(path)
+            directory = SQLiteDirectory(path, crypt_context=default_context(),
+                                        timeout=timeout)
     except BaseException:
         if created:
             _remove(path)
@@ -448,7 +465,7 @@ def _secret_command(_: argparse.Namespace) -> int:
 
 
 def _init(args: argparse.Namespace) -> int:
-    with _directory(args.db, create="new"):
+    with _directory(args.db, timeout=args.lock_timeout, create="new"):
         pass
     print(f"created an empty client directory in {args.db}")
     return 0
@@ -461,7 +478,8 @@ def _add_client(args: argparse.Namespace) -> int:
     if key_hash is not None:
         _check_key_hash(key_hash, default_context())
     key = None if key_hash is not None else generate_key()
-    with _directory(args.db, create="if-missing" if args.create else "never") as directory:
+    with _directory(args.db, timeout=args.lock_timeout,
+                    create="if-missing" if args.create else "never") as directory:
         client = directory.add_client(
             args.number, args.email, key=key, key_hash=key_hash,
             domains=args.domain, name=args.name, locale=args.locale,
@@ -495,7 +513,7 @@ def _request(args: argparse.Namespace) -> int:
     value = normalize_identifier(kind, args.value)
     smtp = _smtp_mailer(args)
     recorder = _Recorder(smtp if smtp is not None else PrintMailer())
-    with _directory(args.db) as directory:
+    with _directory(args.db, timeout=args.lock_timeout) as directory:
         client = directory.find(kind, value)
         if client is None:
             raise _CommandFailed(f"no client has the {_KIND_LABELS[kind]} {value}")
@@ -521,7 +539,7 @@ def _confirm(args: argparse.Namespace) -> int:
     smtp = _smtp_mailer(args)
     outbox = MemoryMailer()
     recorder = _Recorder(smtp if smtp is not None else outbox)
-    with _directory(args.db) as directory:
+    with _directory(args.db, timeout=args.lock_timeout) as directory:
         service = _service(args, directory, recorder, secret)
         result = service.confirm(token)
         if smtp is not None:
