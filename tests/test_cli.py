@@ -77,42 +77,32 @@ def run(*args: str, secret: str | None = SECRET, stdin: str | None = None,
     run_process() starts, hash at full strength, and
     test_operator_flow_on_a_sqlite_file checks that they do.
     """
-    changes: dict[str, str | None] = dict.fromkeys(ENV_NAMES)
-    if secret is not None:
-        changes[SECRET_ENV] = secret
-    changes.update(env or {})
-    saved = {name: os.environ.get(name) for name in changes}
     logger = logging.getLogger(credrecovery.__name__)
-    handlers, level = list(logger.handlers), logger.level
+    handlers = list(logger.handlers)
     stdout, stderr = io.StringIO(), io.StringIO()
-    real_stdin = sys.stdin
-    try:
-        _set_environment(changes)
-        sys.stdin = io.StringIO(stdin or "")
-        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
-            try:
-                status = cli.main(list(args))
-            except SystemExit as exit_:
-                status = _exit_status(exit_.code)
-    finally:
-        sys.stdin = real_stdin
-        _set_environment(saved)
-        for handler in list(logger.handlers):
-            if handler not in handlers:
-                logger.removeHandler(handler)
-        logger.setLevel(level)
+    with pytest.MonkeyPatch.context() as patch:
+        for name in ENV_NAMES:
+            patch.delenv(name, raising=False)
+        if secret is not None:
+            patch.setenv(SECRET_ENV, secret)
+        for name, value in (env or {}).items():
+            patch.setenv(name, value)
+        patch.setattr(sys, "stdin", io.StringIO(stdin or ""))
+        patch.setattr(logger, "level", logger.level)
+        try:
+            with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+                try:
+                    status = cli.main(list(args))
+                except SystemExit as exit_:
+                    status = _exit_status(exit_.code)
+        finally:
+            for handler in list(logger.handlers):
+                if handler not in handlers:
+                    logger.removeHandler(handler)
     return subprocess.CompletedProcess(
         [sys.executable, "-m", "credrecovery", *args], status,
         stdout.getvalue(), stderr.getvalue(),
     )
-
-
-def _set_environment(values: dict[str, str | None]) -> None:
-    for name, value in values.items():
-        if value is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = value
 
 
 def _exit_status(code: object) -> int:
