@@ -696,3 +696,76 @@ def test_the_services_clock_times_its_background_delay(
         time.sleep(0.01)
     assert "message 1" in subjects(inner.outbox)
     assert len(inner.outbox) == 2  # the job's minute passed on the service's clock
+
+
+# --- what a mailer raises -----------------------------------------------------------------
+
+
+class GreenTimeout(BaseException):
+    """Stands for gevent's or eventlet's ``Timeout``, which is no ``Exception``."""
+
+
+class DoomedMailer(RecordingMailer):
+    """Raises :class:`GreenTimeout` for every message whose subject starts with "doomed"."""
+
+    def send(self, message: EmailMessage) -> None:
+        if str(message["Subject"]).startswith("doomed"):
+            raise GreenTimeout
+        super().send(message)
+
+
+def test_a_base_exception_is_retried_like_any_failure(
+    background: Callable[..., BackgroundMailer], caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A mailer raising a BaseException on its first sends gets them retried, then delivered."""
+    caplog.set_level(logging.WARNING, logger="credrecovery")
+    inner = FlakyMailer(GreenTimeout(), failures=6)  # type: ignore[arg-type]
+    mailer = background(inner, workers=2, max_attempts=10)
+    for n in range(3):
+        mailer.send(message(n))
+    assert mailer.flush(timeout=10)
+    assert sorted(subjects(inner.outbox)) == ["message 0", "message 1", "message 2"]
+    assert {r.reason for r in events(caplog, "delivery_retry")} == {  # type: ignore[attr-defined]
+        "the mailer raised GreenTimeout"}
+
+
+def test_no_worker_is_lost_to_what_a_mailer_raises(
+    background: Callable[..., BackgroundMailer], caplog: pytest.LogCaptureFixture,
+) -> None:
+    """More BaseExceptions than workers: each is given up with a reason, and later mail leaves."""
+    caplog.set_level(logging.ERROR, logger="credrecovery")
+    inner = DoomedMailer()
+    mailer = background(inner, workers=2, max_attempts=1)
+    doomed = [message(n) for n in range(6)]
+    for msg in doomed:
+        msg.replace_header("Subject", f"doomed {msg['Subject']}")
+        mailer.send(msg)
+    assert mailer.flush(timeout=10)
+    mailer.send(message(7))
+    mailer.send(message(8))
+    assert mailer.flush(timeout=10)
+    assert subjects(inner.outbox) == ["message 7", "message 8"]
+    failed = events(caplog, "delivery_failed")
+    assert len(failed) == 6
+    assert {r.reason for r in failed} == {"the mailer raised GreenTimeout"}  # type: ignore[attr-defined]
+
+
+def test_a_worker_that_ends_anyway_is_replaced(
+    background: Callable[..., BackgroundMailer],
+) -> None:
+    """A worker thread that ends for a reason outside any job is replaced at the next job."""
+    inner = RecordingMailer()
+    mailer = background(inner, workers=2)
+    mailer.send(message(1))
+    assert mailer.flush(timeout=5)
+    first = list(mailer._threads)
+    with mailer._cond:
+        mailer._closed = True
+        mailer._cond.notify_all()
+    for thread in first:
+        thread.join(5)
+    mailer._closed = False
+    mailer.send(message(2))
+    assert mailer.flush(timeout=5)
+    assert subjects(inner.outbox) == ["message 1", "message 2"]
+    assert all(thread.is_alive() for thread in mailer._threads)

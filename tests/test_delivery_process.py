@@ -5,9 +5,12 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import sys
 import time
 from collections.abc import Callable
+from email.message import EmailMessage
 
+import jinja2
 import pytest
 from passlib.context import CryptContext
 
@@ -70,25 +73,72 @@ def test_default_delivery_composes_and_sends_in_another_process(
     assert _gone(child)
 
 
-def test_a_mailer_that_cannot_cross_stays_in_threads(
+def test_a_memory_mailer_stays_in_threads(
     make_service: MakeService, mailer: MemoryMailer, caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """A MemoryMailer keeps its outbox here: delivery runs in threads, with a warning."""
-    caplog.set_level(logging.WARNING, logger="credrecovery")
+    """A MemoryMailer keeps its outbox here: delivery runs in threads, and says why."""
+    caplog.set_level(logging.INFO, logger="credrecovery")
     service = make_service(delivery="background")
     assert isinstance(service.delivery, BackgroundMailer)
     assert service.delivery.process_id is None
-    assert len(_events(caplog, "delivery_in_thread")) == 1
+    [event] = _events(caplog, "delivery_in_thread")
+    assert event.levelno == logging.INFO
+    assert getattr(event, "reason", None) == "the host's own mailer"
     service.request("client_number", "9000")
     assert service.flush(timeout=5)
     assert len(mailer.outbox) == 1
 
 
+class HostMailer:
+    """A host's mailer, defined in a module another process could import, that pickles fine."""
+
+    def __init__(self) -> None:
+        self.sent: list[EmailMessage] = []
+
+    def send(self, message: EmailMessage) -> None:
+        self.sent.append(message)
+
+
+def test_a_host_mailer_that_pickles_still_gets_every_mail(make_service: MakeService) -> None:
+    """A host's picklable module-level mailer is never copied into a process: its own list fills."""
+    host = HostMailer()
+    service = make_service(mailer=host, delivery="background")
+    assert isinstance(service.delivery, BackgroundMailer)
+    assert service.delivery.process_id is None
+    service.request("client_number", "9000")
+    service.request("client_number", "1")
+    assert service.flush(timeout=10)
+    assert [m["To"].addresses[0].addr_spec for m in host.sent] == [PRIMARY]
+
+
+class SMTPSettingsMailer:
+    """A host's mailer defined by settings alone, for the explicit request for a process."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.inner = SMTPMailer(host, port, timeout=5)
+
+    def send(self, message: EmailMessage) -> None:
+        self.inner.send(message)
+
+
+def test_process_isolation_is_the_hosts_explicit_choice(
+    make_service: MakeService, server: RunningSMTPServer,
+) -> None:
+    """isolation='process' moves a host's mailer to a child, which sends from its copy."""
+    delivery = BackgroundMailer(SMTPSettingsMailer(server.host, server.port),
+                                isolation="process", delay=(0.0, 0.0))
+    service = make_service(delivery=delivery)
+    assert delivery.process_id is not None
+    service.request("client_number", "9000")
+    assert service.flush(timeout=10)
+    assert [mail.rcpt_tos for mail in server.received] == [(PRIMARY,)]
+
+
 def test_process_isolation_refuses_a_mailer_that_cannot_cross(
     make_service: MakeService,
 ) -> None:
-    """isolation='process' with a mailer that does not pickle raises ValueError."""
-    with pytest.raises(ValueError, match="pickled"):
+    """isolation='process' with a mailer that does not pickle raises ValueError naming it."""
+    with pytest.raises(ValueError, match=r"the mailer \(MemoryMailer\) cannot be pickled"):
         make_service(delivery=BackgroundMailer(MemoryMailer(), isolation="process"))
 
 
@@ -152,12 +202,66 @@ class ScriptMailer(MemoryMailer):
 ScriptMailer.__module__ = "__main__"
 
 
-def test_a_mailer_of_the_main_script_stays_in_threads(
-    make_service: MakeService, caplog: pytest.LogCaptureFixture,
+def test_a_mailer_of_the_main_script_cannot_be_sent_to_a_process(
+    make_service: MakeService, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """A mailer class of __main__ pickles but would not load elsewhere: threads, with a warning."""
+    """A mailer class of __main__ pickles but would not load elsewhere, and the error says so."""
+    monkeypatch.setattr(sys.modules["__main__"], "ScriptMailer", ScriptMailer, raising=False)
+    with pytest.raises(ValueError, match="class of __main__"):
+        make_service(delivery=BackgroundMailer(ScriptMailer(), isolation="process"))
+
+
+class ScriptLoader(jinja2.DictLoader):
+    """Stands for a template loader a script defines in __main__."""
+
+
+ScriptLoader.__module__ = "__main__"
+
+
+def test_a_composer_that_cannot_cross_keeps_smtp_in_threads_and_says_why(
+    make_service: MakeService, server: RunningSMTPServer, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The library's SMTP mailer stays in threads when the composer cannot cross, naming it."""
     caplog.set_level(logging.WARNING, logger="credrecovery")
-    service = make_service(mailer=ScriptMailer(), delivery="background")
+    service = make_service(mailer=SMTPMailer(server.host, server.port, timeout=5),
+                           templates=ScriptLoader({}), delivery="background")
     assert isinstance(service.delivery, BackgroundMailer)
     assert service.delivery.process_id is None
-    assert len(_events(caplog, "delivery_in_thread")) == 1
+    [event] = _events(caplog, "delivery_in_thread")
+    assert "the composer (Composer) cannot be pickled" in event.getMessage()
+    service.request("client_number", "9000")
+    assert service.flush(timeout=10)
+    assert len(server.received) == 1
+
+
+class GreenTimeout(BaseException):
+    """Stands for gevent's or eventlet's ``Timeout``, which is no ``Exception``."""
+
+
+class TimingOutMailer(SMTPSettingsMailer):
+    """Raises :class:`GreenTimeout` on its first five sends, then sends through SMTP."""
+
+    def __init__(self, host: str, port: int) -> None:
+        super().__init__(host, port)
+        self.calls = 0
+
+    def send(self, message: EmailMessage) -> None:
+        self.calls += 1
+        if self.calls <= 5:
+            raise GreenTimeout
+        super().send(message)
+
+
+def test_the_delivery_process_loses_no_worker_to_a_base_exception(
+    make_service: MakeService, server: RunningSMTPServer, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """In the child too, BaseExceptions from the mailer are retried and every mail leaves."""
+    caplog.set_level(logging.INFO, logger="credrecovery")
+    delivery = BackgroundMailer(TimingOutMailer(server.host, server.port), isolation="process",
+                                delay=(0.0, 0.0), backoff=0.01, workers=2, max_attempts=10)
+    service = make_service(delivery=delivery)
+    for _ in range(3):
+        service.request("client_number", "9000")
+    assert service.flush(timeout=20)
+    assert len(server.received) == 3
+    assert len(_events(caplog, "delivery_retry")) == 5

@@ -14,6 +14,7 @@ from passlib.context import CryptContext
 
 from conftest import CONFIRM_URL, OLD_KEY, SECRET, SENDER, FakeClock, key_from, token_from
 from credrecovery import (
+    AsyncRecoveryService,
     Client,
     ClientDirectory,
     Confirmation,
@@ -836,3 +837,37 @@ def test_a_single_fallback_string_is_one_key(
     assert rotated.check(token).number == "9000"
     with pytest.raises(InvalidToken):
         rotated.check(forged)
+
+
+# --- wiring -------------------------------------------------------------------------------
+
+
+class ReadOnlyDirectory:
+    """A directory a host wrote with no way to store a new key hash."""
+
+    def find(self, kind: object, value: str) -> None:
+        return None
+
+
+class PrintingMailer:
+    """A mailer a host wrote with its method misnamed."""
+
+    def deliver(self, message: EmailMessage) -> None:
+        print(message)
+
+
+@pytest.mark.parametrize("service_class", [RecoveryService, AsyncRecoveryService])
+@pytest.mark.parametrize(("wired_directory", "wired_mailer", "missing"), [
+    (object(), MemoryMailer(),
+     r"the directory \(object\) has no find\(\) and replace_key_hash\(\)"),
+    (ReadOnlyDirectory(), MemoryMailer(), r"\(ReadOnlyDirectory\) has no replace_key_hash\(\)"),
+    (MemoryDirectory(), PrintingMailer(), r"the mailer \(PrintingMailer\) has no send\(\)"),
+])
+def test_wiring_mistakes_fail_at_construction(
+    service_class: type[RecoveryService], wired_directory: object, wired_mailer: object,
+    missing: str,
+) -> None:
+    """A directory or mailer without a method the service needs raises TypeError naming it."""
+    with pytest.raises(TypeError, match=missing):
+        service_class(wired_directory, wired_mailer, secret_key=SECRET,  # type: ignore[arg-type]
+              confirm_url=CONFIRM_URL, sender=SENDER, delivery="sync")

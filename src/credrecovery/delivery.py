@@ -3,10 +3,10 @@
 The request path hands every request, a hit or a miss, to delivery as one
 plain :class:`~credrecovery.jobs.ConfirmationJob`: a miss as a *decoy* that
 is composed like any other and then dropped. :class:`BackgroundMailer` does
-this in a delivery process of its own (or, where the mailer cannot cross a
-process, in worker threads), each job after a random delay, so that neither
-the composing nor the SMTP conversation lands inside the response of the
-request that asked for it.
+this in worker threads of this process or, for a mailer the library can
+rebuild from its settings, in a delivery process of its own, each job after a
+random delay, so that neither the composing nor the SMTP conversation lands
+inside the response of the request that asked for it.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import logging
 import pickle
 import pickletools
 import secrets
+import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -50,13 +51,25 @@ class _Item:
 class BackgroundMailer:
     """Deliver off the request path: confirmation jobs, and messages given to :meth:`send`.
 
-    ``isolation`` says where: ``"process"``, a child Python process that the
-    mailer starts and stops itself, so that the work never holds the web
-    process's interpreter lock; ``"thread"``, worker threads of this process;
-    or ``"auto"`` (the default), a process when the mailer and the service's
-    composer can be pickled, and threads otherwise, with a
-    ``delivery_in_thread`` warning. (A :class:`~credrecovery.memory.MemoryMailer`
-    stays in threads, so its outbox is the one you read.) The child logs
+    ``isolation`` says where, and the rule is that the mailer a host passes
+    stays the host's object:
+
+    * ``"auto"`` (the default): a child Python process that the mailer starts
+      and stops itself, so that the work never holds the web process's
+      interpreter lock, when ``mailer`` is one of the library's own
+      :class:`~credrecovery.smtp.SMTPMailer` or
+      :class:`~credrecovery.async_smtp.AsyncSMTPMailer` (plain settings, which the
+      child rebuilds) and the service's composer pickles; worker threads of
+      this process for any other mailer, so that the host's object sends every
+      mail itself (its outbox, counters and connections are the ones it reads);
+    * ``"thread"``: worker threads of this process, whatever the mailer;
+    * ``"process"``: the host's explicit request for a child process. The
+      child unpickles a *copy* of ``mailer`` and sends from it, so the object
+      passed here sees none of those mails: for a mailer defined by settings
+      alone. Raises :class:`ValueError` at :meth:`bind` if it cannot cross.
+
+    Where delivery stays in threads for another reason than the host's
+    choice, a ``delivery_in_thread`` log event says why. The child logs
     through this process's ``credrecovery`` logger.
 
     :meth:`submit` queues a confirmation job; the worker takes it after a
@@ -66,11 +79,14 @@ class BackgroundMailer:
     queues a finished message, to go out at once.
 
     A temporary failure (see :attr:`DeliveryFailed.temporary`; any other
-    exception counts as temporary) is retried up to ``max_attempts`` times
+    exception, a ``BaseException`` such as a green-thread ``Timeout``
+    included, counts as temporary) is retried up to ``max_attempts`` times
     with exponential backoff from ``backoff`` seconds, capped at
     ``max_backoff``, with jitter. Each attempt hands ``mailer`` a fresh copy
     of the message, so a mailer may change the one it is given. A permanent
-    failure, or the last attempt, is logged at ERROR with its reason.
+    failure, or the last attempt, is logged at ERROR with its reason. No
+    worker is lost to what a mailer raises, and one that ends anyway is
+    replaced at the next job.
 
     ``workers`` threads deliver at once, so that one slow server does not
     hold the others up. The queue holds at most ``max_queue`` jobs and
@@ -151,31 +167,36 @@ class BackgroundMailer:
     def bind(self, composer: Composer) -> None:
         """Compose submitted jobs with ``composer``; the service calls this once.
 
-        With ``isolation`` ``"process"`` or ``"auto"``, this starts the
-        delivery process. Raises :class:`ValueError` if the mailer already
-        serves another service, or if ``"process"`` was asked for and the
-        mailer or composer cannot be pickled.
+        Starts the delivery process where ``isolation`` calls for one. Raises
+        :class:`ValueError` if the mailer already serves another service, or
+        if ``"process"`` was asked for and the mailer or the composer cannot
+        cross to another process.
         """
         if self._composer is not None and self._composer is not composer:
             raise ValueError("this BackgroundMailer already delivers for another service")
         self._composer = composer
         if self.isolation == "thread" or self._custom_clock or self._process is not None:
             return
+        if self.isolation == "auto" and not _rebuilt_from_settings(self.mailer):
+            logger.info(
+                "confirmation mails are delivered from threads of this process: %s is the "
+                "host's own mailer, which stays where the host put it",
+                type(self.mailer).__name__,
+                extra={"event": "delivery_in_thread", "reason": "the host's own mailer"})
+            return
         options = {"max_queue": self.max_queue, "max_attempts": self.max_attempts,
                    "backoff": self.backoff, "max_backoff": self.max_backoff,
                    "delay": self.delay, "workers": self.workers}
         try:
-            config = pickle.dumps({"mailer": self.mailer, "composer": composer,
-                                   "options": options})
-            _importable_elsewhere(config)
-        except (pickle.PicklingError, TypeError, AttributeError) as exc:
+            config = _crossing({"mailer": self.mailer, "composer": composer,
+                                "options": options})
+        except _CannotCross as exc:
             if self.isolation == "process":
-                raise ValueError("the mailer or the composer cannot be pickled, so it "
-                                 "cannot cross to a delivery process") from exc
+                raise ValueError(f"{exc.reason}, so it cannot cross to a delivery "
+                                 "process") from exc.__cause__
             logger.warning(
-                "confirmation mails are delivered from threads of this process: %s cannot "
-                "be pickled; request timing is then less even", type(self.mailer).__name__,
-                extra={"event": "delivery_in_thread"})
+                "confirmation mails are delivered from threads of this process: %s",
+                exc.reason, extra={"event": "delivery_in_thread", "reason": exc.reason})
             return
         self._process = DeliveryProcess(config)
         atexit.register(self.close)
@@ -254,14 +275,14 @@ class BackgroundMailer:
                 raise DeliveryFailed("the delivery queue is full")
             heapq.heappush(self._queue, (self._clock() + wait, next(self._order), item))
             if not self._threads:
-                self._threads = [
-                    threading.Thread(target=self._run, name=f"credrecovery-delivery-{n}",
-                                     daemon=True)
-                    for n in range(self.workers)
-                ]
-                for thread in self._threads:
-                    thread.start()
                 atexit.register(self.close)
+            alive = [thread for thread in self._threads if thread.is_alive()]
+            for n in range(len(alive), self.workers):
+                thread = threading.Thread(target=self._run, name=f"credrecovery-delivery-{n}",
+                                          daemon=True)
+                thread.start()
+                alive.append(thread)
+            self._threads = alive
             self._cond.notify()
 
     def _next(self) -> _Item | None:
@@ -281,7 +302,7 @@ class BackgroundMailer:
         while (item := self._next()) is not None:
             try:
                 self._deliver(item)
-            except Exception as exc:  # noqa: BLE001 - the worker must outlive any one job
+            except BaseException as exc:  # noqa: BLE001 - the worker must outlive any one job
                 logger.error("mail delivery failed; giving up: %s", type(exc).__name__,
                              extra={"event": "delivery_failed", **failure_details(exc),
                                     **_clients(item.job)})
@@ -299,14 +320,14 @@ class BackgroundMailer:
         message = item.message
         try:
             send_now(self.mailer, copy.deepcopy(message))
-        except Exception as exc:  # noqa: BLE001 - a host mailer may raise anything
+        except BaseException as exc:  # noqa: BLE001 - a mailer may raise anything, Timeout included
             self._failed(item, exc)
             return
         logger.info("mail sent", extra={
             "event": "mail_sent", "message_id": message["Message-ID"],
             "attempt": item.attempt, **_clients(item.job)})
 
-    def _failed(self, item: _Item, exc: Exception) -> None:
+    def _failed(self, item: _Item, exc: BaseException) -> None:
         assert item.message is not None
         details = {"message_id": item.message["Message-ID"], "attempt": item.attempt,
                    **failure_details(exc), **_clients(item.job)}
@@ -324,11 +345,42 @@ class BackgroundMailer:
             heapq.heappush(self._queue, (self._clock() + wait, next(self._order), item))
 
 
-def _importable_elsewhere(pickled: bytes) -> None:
-    """Raise :class:`pickle.PicklingError` if ``pickled`` names a class of ``__main__``.
+def _rebuilt_from_settings(mailer: object) -> bool:
+    """Whether ``mailer`` is one of the library's SMTP mailers, which a child rebuilds.
 
-    Another process cannot import a script's or a notebook's own classes.
+    A host's subclass may hold state of its own, so only the exact classes count.
     """
+    from .smtp import SMTPMailer
+
+    # Imported only where aiosmtplib is, and so loaded by any AsyncSMTPMailer.
+    async_smtp = sys.modules.get("credrecovery.async_smtp")
+    async_class = getattr(async_smtp, "AsyncSMTPMailer", None)
+    return type(mailer) is SMTPMailer or (async_class is not None and type(mailer) is async_class)
+
+
+class _CannotCross(Exception):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _crossing(config: dict[str, Any]) -> bytes:
+    """``config`` pickled for the delivery process; :class:`_CannotCross` says what cannot go."""
+    for name in ("mailer", "composer"):
+        what = f"the {name} ({type(config[name]).__name__})"
+        try:
+            pickled = pickle.dumps(config[name])
+        except (pickle.PicklingError, TypeError, AttributeError) as exc:
+            raise _CannotCross(f"{what} cannot be pickled") from exc
+        if _names_main(pickled):
+            # Another process cannot import a script's or a notebook's own classes.
+            raise _CannotCross(f"{what} uses a class of __main__, which another "
+                               "process cannot import")
+    return pickle.dumps(config)
+
+
+def _names_main(pickled: bytes) -> bool:
+    """Whether ``pickled`` names a class of ``__main__``."""
     strings: list[str] = []
     for opcode, argument, _ in pickletools.genops(pickled):
         if isinstance(argument, str):
@@ -339,7 +391,8 @@ def _importable_elsewhere(pickled: bytes) -> None:
         elif opcode.name == "STACK_GLOBAL" and len(strings) > 1:
             module = strings[-2]
         if module == "__main__":
-            raise pickle.PicklingError("a class of __main__ cannot be imported elsewhere")
+            return True
+    return False
 
 
 def compose(composer: Composer, job: ConfirmationJob) -> EmailMessage | None:

@@ -73,6 +73,8 @@ class _Shell:
             raise ValueError("key_mode must be 'generate' or 'choose'")
         if not isinstance(confirm_url, str) or "{token}" not in confirm_url:
             raise ValueError("confirm_url must be a string containing '{token}'")
+        _require_methods(directory, "directory", "ClientDirectory", ("find", "replace_key_hash"))
+        _require_methods(mailer, "mailer", "Mailer", ("send",))
         if isinstance(mailer, DeliveryQueue):
             raise ValueError(
                 "mailer must send at once: a confirmation counts only once its mail has "
@@ -453,6 +455,15 @@ def _find_all_of(directory: object) -> Callable[..., Any] | None:
         return find_all  # type: ignore[no-any-return]
     # One more than a mail lists, to know that some were left out.
     return functools.partial(find_all, limit=MAX_CLIENTS_PER_MAIL + 1)
+
+
+def _require_methods(value: object, role: str, protocol: str, names: tuple[str, ...]) -> None:
+    """Raise :class:`TypeError` at construction for a wiring mistake, naming what is missing."""
+    missing = [name for name in names if not callable(getattr(value, name, None))]
+    if missing:
+        methods = " and ".join(f"{name}()" for name in missing)
+        raise TypeError(f"the {role} ({type(value).__name__}) has no {methods}: "
+                        f"a {protocol} needs {', '.join(names)}")
 
 
 def _as_bytes(key: str | bytes) -> bytes:
