@@ -13,6 +13,8 @@ Flask is not a dependency of credrecovery; install it next to it to try this::
 
 Also read, when set: SMTP_SECURITY ("plain", "starttls" or "tls"), SMTP_USERNAME,
 SMTP_PASSWORD and CREDRECOVERY_FALLBACK_KEYS (old signing keys, space-separated).
+Without CREDRECOVERY_SECRET_KEY, CREDRECOVERY_CONFIRM_URL or CREDRECOVERY_SENDER,
+``flask run`` says which is missing and exits with status 2.
 In production the link template is an https URL, and it never comes from the request.
 """
 
@@ -22,6 +24,7 @@ import atexit
 import math
 import os
 
+import click
 from flask import Flask, Response, render_template_string, request
 
 from credrecovery import (
@@ -67,23 +70,52 @@ SENT = ("If what you typed belongs to a client, we have mailed a confirmation li
         "the account's primary email address. It works once and expires soon.")
 
 
+class SettingsError(click.ClickException):
+    """A setting is missing or malformed: ``flask run`` prints its name and exits with 2."""
+
+    exit_code = 2
+
+
+#: The settings without a default, and how to get a value.
+REQUIRED = {
+    "CREDRECOVERY_SECRET_KEY": "generate one with 'python -m credrecovery secret'",
+    "CREDRECOVERY_CONFIRM_URL": ("give the link template, such as "
+                                 "'http://127.0.0.1:5000/recover/{token}'"),
+    "CREDRECOVERY_SENDER": "give the From address, such as 'Client Panel <panel@example.com>'",
+}
+
+
 def build_service() -> RecoveryService:
     env = os.environ
-    mailer = SMTPMailer(
-        env.get("SMTP_HOST", "localhost"),
-        int(env.get("SMTP_PORT", "25")),
-        security=env.get("SMTP_SECURITY", "plain"),
-        username=env.get("SMTP_USERNAME") or None,
-        password=env.get("SMTP_PASSWORD") or None,
-    )
-    return RecoveryService(
-        SQLiteDirectory(env.get("CREDRECOVERY_DB", "clients.sqlite3")),
-        mailer,
-        secret_key=env["CREDRECOVERY_SECRET_KEY"],
-        fallback_secret_keys=env.get("CREDRECOVERY_FALLBACK_KEYS", "").split(),
-        confirm_url=env["CREDRECOVERY_CONFIRM_URL"],
-        sender=env["CREDRECOVERY_SENDER"],
-    )
+    for name, hint in REQUIRED.items():
+        if not env.get(name):
+            raise SettingsError(f"{name} is not set; {hint}")
+    try:
+        port = int(env.get("SMTP_PORT", "25"))
+    except ValueError:
+        raise SettingsError("SMTP_PORT must be a port number") from None
+    security = env.get("SMTP_SECURITY", "plain")
+    if security not in ("plain", "starttls", "tls"):
+        raise SettingsError("SMTP_SECURITY must be plain, starttls or tls")
+    try:
+        mailer = SMTPMailer(
+            env.get("SMTP_HOST", "localhost"),
+            port,
+            security=security,  # type: ignore[arg-type]
+            username=env.get("SMTP_USERNAME") or None,
+            password=env.get("SMTP_PASSWORD") or None,
+        )
+        return RecoveryService(
+            SQLiteDirectory(env.get("CREDRECOVERY_DB", "clients.sqlite3")),
+            mailer,
+            secret_key=env["CREDRECOVERY_SECRET_KEY"],
+            fallback_secret_keys=env.get("CREDRECOVERY_FALLBACK_KEYS", "").split(),
+            confirm_url=env["CREDRECOVERY_CONFIRM_URL"],
+            sender=env["CREDRECOVERY_SENDER"],
+        )
+    except ValueError as exc:
+        # The library's messages name the setting and never quote a secret.
+        raise SettingsError(str(exc)) from None
 
 
 def end_panel_sessions(number: str) -> None:

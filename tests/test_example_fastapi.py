@@ -8,8 +8,10 @@ and talks to it over real HTTP.
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -306,3 +308,37 @@ def test_embedding_doc_quotes_the_example_verbatim() -> None:
         assert path.startswith("examples/fastapi_app/"), path
         source = (ROOT / path).read_text(encoding="utf-8")
         assert excerpt.strip() and excerpt in source, f"{path} no longer contains:\n{excerpt}"
+
+
+def _without_settings(**settings: str) -> dict[str, str]:
+    env = {name: value for name, value in os.environ.items()
+           if not name.startswith(("CREDRECOVERY_", "SMTP_"))}
+    return {**env, **settings}
+
+
+@pytest.mark.parametrize(("settings", "missing"), [
+    ({}, "CREDRECOVERY_SECRET_KEY"),
+    ({"CREDRECOVERY_SECRET_KEY": SECRET}, "CREDRECOVERY_CONFIRM_URL"),
+    ({"CREDRECOVERY_SECRET_KEY": SECRET, "CREDRECOVERY_CONFIRM_URL": CONFIRM_URL,
+      "SMTP_PORT": "smtp"}, "SMTP_PORT"),
+])
+def test_uvicorn_names_a_missing_setting_and_exits_2(settings: dict[str, str],
+                                                     missing: str) -> None:
+    """The README's uvicorn command, without a setting, names it and exits 2: no traceback."""
+    result = subprocess.run(
+        [sys.executable, "-m", "uvicorn", "--app-dir", str(EXAMPLE), "fastapi_recovery:app",
+         "--port", "0"],
+        env=_without_settings(**settings), capture_output=True, text=True, timeout=60,
+        cwd=ROOT, check=False)
+    assert result.returncode == 2, result.stderr
+    assert f"fastapi_recovery: {missing}" in result.stderr
+    assert "Traceback" not in result.stderr and "KeyError" not in result.stderr
+    assert SECRET not in result.stderr
+
+
+def test_settings_error_names_the_variable() -> None:
+    """Settings.from_env raises SettingsError, a ValueError, naming what is missing."""
+    with pytest.raises(fastapi_recovery.SettingsError, match="CREDRECOVERY_SECRET_KEY"):
+        fastapi_recovery.Settings.from_env({})
+    with pytest.raises(ValueError, match="CREDRECOVERY_CONFIRM_URL is not set"):
+        fastapi_recovery.Settings.from_env({"CREDRECOVERY_SECRET_KEY": SECRET})

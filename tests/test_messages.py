@@ -6,6 +6,7 @@ import email
 import email.parser
 import email.policy
 import email.utils
+import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
@@ -502,3 +503,54 @@ def test_a_link_that_reads_as_a_bitcoin_address_is_signed_again(clock: FakeClock
     assert not bitcoin.search(link)
     assert link in [signer.issue_for("9000", binding, issued_at=clock() - k) for k in (1, 2, 3)]
     assert signer.read(link).number == "9000"
+
+
+# --- links readable in the raw message ---------------------------------------
+
+QUERY_CONFIRM_URL = "https://panel.example.com/recover?token={token}&lang=es"
+LOGIN_URL = "https://panel.example.com/login?from=recovery-mail&step=sign-in"
+
+
+def _raw_lines(message: EmailMessage) -> list[str]:
+    return message.as_bytes().decode("utf-8").splitlines()
+
+
+@pytest.mark.parametrize("key_mode", ["generate", "choose"])
+@pytest.mark.parametrize("confirm_url", [CONFIRM_URL, QUERY_CONFIRM_URL])
+@pytest.mark.parametrize("locale", ["en", "es"])
+def test_links_are_whole_in_the_raw_message(
+    make_service: Callable[..., RecoveryService], mailer: MemoryMailer, key_mode: str,
+    confirm_url: str, locale: str,
+) -> None:
+    """as_bytes() holds each link whole on a line: no soft line break, no =3D, in both key modes."""
+    from credrecovery import Branding
+
+    service = make_service(key_mode=key_mode, confirm_url=confirm_url, locale=locale,
+                           branding=Branding(name="Example Hosting", login_url=LOGIN_URL))
+    service.request("client_number", "9000")
+    prefix, suffix = confirm_url.split("{token}")
+    plain = _plain(mailer.outbox[0])
+    match = re.search(re.escape(prefix) + r"([A-Za-z0-9_.-]+)" + re.escape(suffix), plain)
+    assert match is not None
+    assert match.group(0) in _raw_lines(mailer.outbox[0])
+    assert mailer.outbox[0].get_body(("plain",))["Content-Transfer-Encoding"] in ("7bit", "8bit")
+    service.confirm(match.group(1))
+    second = mailer.outbox[1]
+    assert any(LOGIN_URL in line for line in _raw_lines(second))
+    assert LOGIN_URL in _plain(second)
+    if key_mode == "generate":
+        key = key_from(second)
+        assert any(key in line for line in _raw_lines(second))
+
+
+def test_a_line_over_998_octets_falls_back_to_quoted_printable() -> None:
+    """RFC 5322 caps a line at 998 octets; a longer one goes quoted-printable, still decodable."""
+    link = "https://panel.example.com/recover/" + "a" * 1000
+    message = confirmation_message(
+        Client("9000", PRIMARY, "hash", name="Ana"), link=link,
+        expires_in=timedelta(hours=1), sender=SENDER, language="en", now=NOW)
+    part = message.get_body(("plain",))
+    assert part is not None
+    assert part["Content-Transfer-Encoding"] == "quoted-printable"
+    assert max(len(line) for line in message.as_bytes().splitlines()) <= 998
+    assert link in _plain(_reparse(message))

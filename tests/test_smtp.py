@@ -555,3 +555,78 @@ def test_delivery_failed_codes_default_to_none() -> None:
     assert (exc.smtp_code, exc.enhanced_code) == (None, None)
     coded = DeliveryFailed("refused", temporary=False, smtp_code=550, enhanced_code="5.1.1")
     assert (coded.smtp_code, coded.enhanced_code, coded.temporary) == (550, "5.1.1", False)
+
+
+# 8bit text parts (RFC 6152)
+
+
+class _No8BitMime(RecordingHandler):
+    """A server that does not offer 8BITMIME, as some old relays do not."""
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):  # type: ignore[no-untyped-def]
+        responses = await super().handle_EHLO(server, session, envelope, hostname, responses)
+        return [line for line in responses if "8BITMIME" not in line.upper()]
+
+
+def _utf8_message() -> EmailMessage:
+    message = make_message()
+    message.set_content("Clave de acceso: ñandú\nhttps://panel.example.com/recover?token=a.b\n",
+                        cte="8bit")
+    return message
+
+
+def test_8bit_body_is_declared_to_a_server_with_8bitmime(server: RunningSMTPServer) -> None:
+    """A message with an 8bit part goes with BODY=8BITMIME, its text byte for byte."""
+    SMTPMailer(server.host, server.port).send(_utf8_message())
+    [mail] = server.received
+    assert "BODY=8BITMIME" in mail.mail_options
+    assert "Clave de acceso: ñandú".encode() in mail.content
+    assert b"https://panel.example.com/recover?token=a.b" in mail.content.splitlines()
+
+
+def test_ascii_body_gets_no_body_parameter(server: RunningSMTPServer) -> None:
+    """A 7bit message is sent without a BODY parameter, as before."""
+    SMTPMailer(server.host, server.port).send(make_message())
+    assert not any(o.startswith("BODY=") for o in server.received[0].mail_options)
+
+
+def test_8bit_body_is_reencoded_for_a_server_without_8bitmime() -> None:
+    """Without 8BITMIME the server gets 7-bit quoted-printable and the same text."""
+    with running_smtp_server(_No8BitMime()) as running:
+        message = _utf8_message()
+        SMTPMailer(running.host, running.port).send(message)
+        [mail] = running.received
+    assert mail.content.isascii()
+    assert not any(o.startswith("BODY=") for o in mail.mail_options)
+    assert mail.message.get_content().splitlines() == message.get_content().splitlines()
+    assert message["Content-Transfer-Encoding"] == "8bit"
+
+
+def test_smtputf8_with_8bit_body_declares_body_once() -> None:
+    """An SMTPUTF8 message with an 8bit body declares BODY=8BITMIME once, with SMTPUTF8."""
+    with running_smtp_server(smtputf8=True) as running:
+        message = _utf8_message()
+        del message["To"]
+        message["To"] = "josé@example.com"
+        SMTPMailer(running.host, running.port).send(message)
+        [mail] = running.received
+    assert mail.rcpt_tos == ("josé@example.com",)
+    assert [o for o in mail.mail_options if o.startswith("BODY=")] == ["BODY=8BITMIME"]
+    assert "SMTPUTF8" in mail.mail_options
+
+
+@pytest.mark.parametrize("offers_8bitmime", [True, False])
+def test_async_mailer_sends_8bit_bodies_as_the_server_allows(offers_8bitmime: bool) -> None:
+    """AsyncSMTPMailer declares BODY=8BITMIME, or re-encodes to 7-bit for a server without it."""
+    import asyncio
+
+    from credrecovery.async_smtp import AsyncSMTPMailer
+
+    handler = RecordingHandler() if offers_8bitmime else _No8BitMime()
+    with running_smtp_server(handler) as running:
+        message = _utf8_message()
+        asyncio.run(AsyncSMTPMailer(running.host, running.port).send(message))
+        [mail] = running.received
+    assert ("BODY=8BITMIME" in mail.mail_options) == offers_8bitmime
+    assert mail.content.isascii() != offers_8bitmime
+    assert mail.message.get_content().splitlines() == message.get_content().splitlines()

@@ -4,9 +4,10 @@ Run it (see README.md beside this file)::
 
     uvicorn --app-dir examples/fastapi_app fastapi_recovery:app
 
-Settings come from the environment when the app starts: CREDRECOVERY_SECRET_KEY,
+Settings come from the environment when uvicorn loads ``app``: CREDRECOVERY_SECRET_KEY,
 CREDRECOVERY_CONFIRM_URL, CREDRECOVERY_SENDER, CREDRECOVERY_DB, SMTP_HOST,
-SMTP_PORT, SMTP_SECURITY, SMTP_USERNAME, SMTP_PASSWORD. Requests carry their
+SMTP_PORT, SMTP_SECURITY, SMTP_USERNAME, SMTP_PASSWORD. Without one of the first
+two, or with a malformed one, it prints which and exits with status 2. Requests carry their
 fields as JSON or as an urlencoded form, and get JSON or HTML back in kind.
 """
 
@@ -17,6 +18,7 @@ import html
 import json
 import math
 import os
+import sys
 import urllib.parse
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -70,20 +72,40 @@ class Settings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
+        """The settings from ``env``; :class:`SettingsError` names one missing or malformed."""
+        for name, hint in REQUIRED.items():
+            if not env.get(name):
+                raise SettingsError(f"{name} is not set; {hint}")
         security = env.get("SMTP_SECURITY", "plain")
         if security not in ("plain", "starttls", "tls"):
-            raise ValueError("SMTP_SECURITY must be plain, starttls or tls")
+            raise SettingsError("SMTP_SECURITY must be plain, starttls or tls")
+        try:
+            port = int(env.get("SMTP_PORT", "25"))
+        except ValueError:
+            raise SettingsError("SMTP_PORT must be a port number") from None
         return cls(
             secret_key=env["CREDRECOVERY_SECRET_KEY"],
             confirm_url=env["CREDRECOVERY_CONFIRM_URL"],
             sender=env.get("CREDRECOVERY_SENDER", "Client Panel <panel@example.com>"),
             database=env.get("CREDRECOVERY_DB", "clients.sqlite3"),
             smtp_host=env.get("SMTP_HOST", "localhost"),
-            smtp_port=int(env.get("SMTP_PORT", "25")),
+            smtp_port=port,
             smtp_security=security,  # type: ignore[arg-type]
             smtp_username=env.get("SMTP_USERNAME") or None,
             smtp_password=env.get("SMTP_PASSWORD") or None,
         )
+
+
+class SettingsError(ValueError):
+    """A setting is missing or malformed; the message names it and never quotes a secret."""
+
+
+#: The settings without a default, and how to get a value.
+REQUIRED = {
+    "CREDRECOVERY_SECRET_KEY": "generate one with 'python -m credrecovery secret'",
+    "CREDRECOVERY_CONFIRM_URL": ("give the link template, such as "
+                                 "'http://127.0.0.1:8000/recover/{token}'"),
+}
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -153,7 +175,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
-app = create_app()
+
+def __getattr__(name: str) -> Any:
+    # "uvicorn fastapi_recovery:app" reads the environment here, as it loads the
+    # app: a missing setting stops it with its name and exit status 2, as
+    # examples/flask_panel does, rather than with a traceback at startup.
+    if name != "app":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        print(f"fastapi_recovery: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    app = globals()["app"] = create_app(settings)
+    return app
 
 
 def service_of(request: Request) -> AsyncRecoveryService:

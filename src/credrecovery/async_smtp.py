@@ -51,8 +51,10 @@ class AsyncSMTPMailer:
     ``"tls"``, a verifying ``ssl_context`` by default, no login over
     ``"plain"`` without ``allow_plain_login=True``, ``timeout`` per network
     operation, and ``envelope_sender`` as ``MAIL FROM``. STARTTLS happens only
-    when ``security="starttls"`` asks for it, never by opportunity. The mailer
-    keeps no connection, so one instance may serve many tasks at once.
+    when ``security="starttls"`` asks for it, never by opportunity. An 8bit
+    part goes with ``BODY=8BITMIME`` where the server offers it; elsewhere
+    aiosmtplib re-encodes it in base64. The mailer keeps no connection, so
+    one instance may serve many tasks at once.
 
     Bad settings raise :class:`ValueError` here. :meth:`send` failures raise
     :class:`DeliveryFailed`, as :meth:`SMTPMailer.send

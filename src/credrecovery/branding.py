@@ -6,7 +6,7 @@ import dataclasses
 import unicodedata
 from urllib.parse import urlsplit
 
-import email_validator
+from .identifiers import check_address
 
 __all__ = ["Branding"]
 
@@ -88,7 +88,7 @@ def _is_web_url(value: object) -> bool:
 
 def _is_address(value: str) -> bool:
     try:
-        email_validator.validate_email(value, check_deliverability=False)
-    except (email_validator.EmailNotValidError, UnicodeError):
+        check_address(value)
+    except ValueError:
         return False
     return True

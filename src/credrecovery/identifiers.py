@@ -6,6 +6,7 @@ store values so that lookups by the service match what they stored.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import re
 
@@ -21,6 +22,11 @@ __all__ = ["IdentifierKind", "normalize_identifier", "parse_kind"]
 MAX_INPUT_LENGTH = 320
 _FORBIDDEN = re.compile(r"[\r\n\x00]")
 _CLIENT_NUMBER = re.compile(r"[A-Za-z0-9_-]{1,32}")
+# Top-level names kept for tests, documentation and local networks (RFC 2606,
+# RFC 6761, RFC 6762 and ICANN's .internal). Staging and test setups mail on
+# them; whether a domain is deliverable is the host's mail server's business.
+# .onion and .arpa stay refused: no mail server delivers there.
+_LOCAL_USE_NAMES = frozenset({"example", "test", "invalid", "localhost", "local", "internal"})
 
 
 class IdentifierKind(enum.StrEnum):
@@ -88,7 +94,74 @@ def _normalize_domain(value: str) -> str:
 
 def _normalize_email(value: str) -> str:
     try:
-        checked = email_validator.validate_email(value, check_deliverability=False)
-    except email_validator.EmailNotValidError as exc:
+        checked = check_address(value)
+    except ValueError as exc:
         raise InvalidIdentifier(kind="email", code="bad_email") from exc
     return checked.normalized.lower()
+
+
+@dataclasses.dataclass(frozen=True)
+class CheckedAddress:
+    """An address that :func:`check_address` accepted, in its normalized parts."""
+
+    #: The part before the ``@``, NFC normalized; outside ASCII only if allowed.
+    local_part: str
+    #: The domain in Unicode, for display and identifiers.
+    domain: str
+    #: The domain as A-labels, as it goes on the wire.
+    ascii_domain: str
+
+    @property
+    def normalized(self) -> str:
+        """``local_part@domain``."""
+        return f"{self.local_part}@{self.domain}"
+
+    @property
+    def ascii_email(self) -> str | None:
+        """``local_part@ascii_domain`` when the local part is ASCII, else ``None``."""
+        return f"{self.local_part}@{self.ascii_domain}" if self.local_part.isascii() else None
+
+
+def check_address(address: object, *, smtputf8: bool = True) -> CheckedAddress:
+    """``address`` as one bare address, checked for syntax only; :class:`ValueError` otherwise.
+
+    The one check behind client addresses, senders, envelope senders and the
+    ``To`` of every mail. email-validator checks the syntax without DNS: no
+    display name, quoted local part or IP literal, the RFC 5321 lengths, a
+    valid IDNA domain. A local part outside ASCII passes only with
+    ``smtputf8``. The domain needs a dot, except ``localhost``, and a last
+    label ending in a letter. Unlike email-validator's defaults, the names
+    kept for tests and local networks (``example.test``, ``x.invalid``,
+    ``host.local``, ``corp.internal``, ``localhost``) are addresses like any
+    other. The error's text is the validator's reason, which names characters
+    but never the address.
+    """
+    if not isinstance(address, str):
+        raise ValueError("an email address must be a string")
+    local, at, domain = address.rpartition("@")
+    reserved = domain.rpartition(".")[2]
+    # The validator refuses these names in every mode but one (.test), so it
+    # checks an ASCII stand-in of the same length, which passes exactly the
+    # checks the name would have: lengths, characters, IDNA of the other labels.
+    stand_in = bool(at) and reserved.isascii() and reserved.lower() in _LOCAL_USE_NAMES
+    if stand_in:
+        address = f"{local}@{domain[: len(domain) - len(reserved)]}{'x' * len(reserved)}"
+    try:
+        checked = email_validator.validate_email(
+            address, check_deliverability=False, allow_smtputf8=smtputf8,
+            globally_deliverable=False)
+    except (email_validator.EmailNotValidError, UnicodeError) as exc:
+        raise ValueError(str(exc)) from None
+    unicode_domain, ascii_domain = checked.domain, checked.ascii_domain
+    if stand_in:
+        name = reserved.lower()
+        unicode_domain = unicode_domain[: len(unicode_domain) - len(name)] + name
+        ascii_domain = ascii_domain[: len(ascii_domain) - len(name)] + name
+    # What globally_deliverable=True would check, save for localhost: a
+    # dotless name is most often a typo (ana@gmailcom), and RFC 5321 wants FQDNs.
+    if "." not in ascii_domain and ascii_domain != "localhost":
+        raise ValueError("The part after the @-sign should have a period.")
+    if not ascii_domain[-1].isascii() or not ascii_domain[-1].isalpha():
+        raise ValueError("The part after the @-sign is not within a valid top-level domain.")
+    return CheckedAddress(local_part=checked.local_part, domain=unicode_domain,
+                          ascii_domain=ascii_domain)

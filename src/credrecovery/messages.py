@@ -29,13 +29,13 @@ from email.utils import format_datetime, make_msgid
 from pathlib import Path
 from typing import Any, cast
 
-import email_validator
 import jinja2
 from jinja2.bccache import Bucket
 
 from . import i18n
 from .branding import Branding
 from .exceptions import InvalidIdentifier, KeyRejected
+from .identifiers import check_address
 from .models import Client
 
 __all__ = [
@@ -63,6 +63,8 @@ _MAX_NAME = 100
 _MAX_SUBJECT = 200
 _PLAIN_PHRASE = re.compile(r"[A-Za-z0-9]+(?: [A-Za-z0-9]+)*")
 _BLANK_LINES = re.compile(r"\n{3,}")
+# RFC 5322 2.1.1: a line holds at most 998 octets before its CRLF.
+_MAX_LINE_OCTETS = 998
 # Headers that mark both mails as automated (RFC 3834, and Exchange's own),
 # so that vacation responders and other robots do not answer them.
 _AUTOMATED = (("Auto-Submitted", "auto-generated"), ("X-Auto-Response-Suppress", "All"))
@@ -144,14 +146,16 @@ def mailbox(address: str, name: str = "") -> Address:
     """``address`` checked as a typed address would be, as an :class:`Address`.
 
     The domain becomes an A-label, which every server accepts; ``name`` is
-    cleaned with :func:`safe_display_name`. Raises :class:`ValueError` when
-    the address cannot be mailed.
+    cleaned with :func:`safe_display_name`. Syntax decides, not the domain:
+    names kept for tests and local networks (``example.test``, ``localhost``)
+    are mailed like any other. Raises :class:`ValueError` when the address
+    cannot be mailed.
     """
     # The parts go to Address unparsed, since the stdlib parser refuses a
     # mailbox name outside ASCII.
     try:
-        checked = email_validator.validate_email(address, check_deliverability=False)
-    except (email_validator.EmailNotValidError, UnicodeError, TypeError) as exc:
+        checked = check_address(address)
+    except ValueError as exc:
         raise ValueError("not a valid email address") from exc
     return Address(display_name=safe_display_name(name),
                    username=checked.local_part, domain=checked.ascii_domain)
@@ -471,6 +475,23 @@ def _recipient(address: str, name: str) -> Address:
         raise ValueError("the primary address is not a valid email address") from exc
 
 
+def _plain_encoding(plain: str) -> str:
+    """The transfer encoding that leaves the text part, and so its links, readable as sent.
+
+    Quoted-printable breaks lines at 76 characters and writes ``=`` as ``=3D``,
+    so a link copied from a raw view (a debugging SMTP server, a console
+    mail backend) would not work. The text goes as it is: 7bit in ASCII,
+    else 8bit UTF-8 (RFC 6152), as Django's mail does; :class:`SMTPMailer`
+    declares ``BODY=8BITMIME``, or re-encodes for a server without it. Only
+    a line over the 998 octets RFC 5322 allows, or a NUL, falls back to
+    quoted-printable.
+    """
+    data = plain.encode("utf-8")
+    if "\0" in plain or max(map(len, data.splitlines()), default=0) > _MAX_LINE_OCTETS:
+        return "quoted-printable"
+    return "7bit" if data.isascii() else "8bit"
+
+
 def _build(
     recipient: Address,
     sender: str,
@@ -491,7 +512,7 @@ def _build(
     message["Message-ID"] = make_msgid(domain=domain)
     for name, value in _AUTOMATED:
         message[name] = value
-    message.set_content(plain, cte="quoted-printable")
+    message.set_content(plain, cte=_plain_encoding(plain))
     message.add_alternative(html, subtype="html", cte="quoted-printable")
     # After the parts exist: making the alternative moves Content-* headers into the first.
     message["Content-Language"] = language

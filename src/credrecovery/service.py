@@ -156,8 +156,10 @@ class RecoveryService(_Shell):
     :param rate_limits: limits on abuse; ``None`` turns limiting off.
     :param delivery: where confirmation mails are composed and sent:
         ``"background"`` (default) in a :class:`BackgroundMailer` around
-        ``mailer``; ``"sync"`` within :meth:`request` itself, which makes a
-        hit slower than a miss (for command lines and tests only); or a
+        ``mailer``, which keeps a host's own mailer in threads of this
+        process and sends through that very object; ``"sync"`` within
+        :meth:`request` itself, which makes a hit slower than a miss (for
+        command lines and tests only); or a
         :class:`~credrecovery.protocols.DeliveryQueue` of your own, such as a
         tuned :class:`BackgroundMailer` or ``credrecovery.celery.CeleryDelivery``.
     :param branding: a :class:`~credrecovery.Branding`: the provider's name
@@ -168,8 +170,8 @@ class RecoveryService(_Shell):
         before the packaged templates, so that a file of the same name
         (``confirmation.html``, ``credentials_subject.txt``...) replaces
         the library's; see ``docs/templates.md`` for the names and the
-        variables each receives. A loader must pickle for delivery in a
-        process of its own.
+        variables each receives. A loader must pickle for delivery in the
+        library's delivery process (see :class:`BackgroundMailer`).
     :param catalogs: a directory of gettext catalogs searched before the
         packaged ones, as ``<dir>/<locale>/LC_MESSAGES/credrecovery.mo``
         (or ``.po``): adds a language, or rewords one.

@@ -12,6 +12,7 @@ names the reply codes and a likely fix, never the server's own text.
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import email.errors
 import math
@@ -23,9 +24,8 @@ from email.message import EmailMessage
 from email.utils import getaddresses
 from typing import Final, Literal, get_args
 
-import email_validator
-
 from .exceptions import DeliveryFailed
+from .identifiers import check_address
 
 __all__ = ["SMTPMailer", "Security"]
 
@@ -85,12 +85,17 @@ class SMTPMailer:
     server records it as ``Return-Path``): bounces go there, while the
     ``From`` header stays as it is. It must be one bare address such as
     ``bounces@example.com`` with an ASCII local part; an internationalized
-    domain is sent in its A-label form. With ``None``, smtplib takes the
+    domain is sent in its A-label form. Names kept for tests and local
+    networks (``bounces@panel.example.test``, ``bounces@localhost``) are
+    accepted like any other. With ``None``, smtplib takes the
     ``Sender`` or else the ``From`` address of each message.
 
     When the server offers DSN (RFC 3461), every message is sent with
     ``RET=HDRS``, so a bounce carries its headers but never its body. A server
-    that does not offer DSN gets no extra parameter.
+    that does not offer DSN gets no extra parameter. A message with an 8bit
+    part, as the library's text parts outside ASCII are, goes with
+    ``BODY=8BITMIME`` (RFC 6152); to a server that does not offer 8BITMIME,
+    a copy with those parts in quoted-printable goes instead.
 
     Bad settings raise :class:`ValueError` here. :meth:`send` failures raise
     :class:`DeliveryFailed`, described there.
@@ -155,6 +160,12 @@ class SMTPMailer:
             # STARTTLS forgets the extensions offered before it, so ask on this channel.
             client.ehlo_or_helo_if_needed()
             options = _DSN_MAIL_OPTIONS if client.has_extn("dsn") else ()
+            if _has_8bit_part(message):
+                if not client.has_extn("8bitmime"):
+                    message = _seven_bit(message)
+                elif not _smtplib_goes_smtputf8(message, settings.envelope_sender, recipients):
+                    # With SMTPUTF8, smtplib declares BODY=8BITMIME itself.
+                    options = (*options, "BODY=8BITMIME")
             refused = client.send_message(message, from_addr=settings.envelope_sender,
                                           to_addrs=recipients, mail_options=options)
             if refused:
@@ -399,14 +410,40 @@ def _checked_envelope_sender(value: object) -> str:
     if not isinstance(value, str):
         raise ValueError("envelope_sender must be a string")
     try:
-        checked = email_validator.validate_email(value, check_deliverability=False,
-                                                 allow_smtputf8=False)
-    except email_validator.EmailNotValidError as exc:
+        checked = check_address(value, smtputf8=False)
+    except ValueError as exc:
         # The validator's reason names the offending characters, not the value.
         raise ValueError(f"envelope_sender must be one bare email address: {exc}") from None
     if checked.ascii_email is None:
         raise ValueError("envelope_sender must be one bare email address in ASCII")
     return checked.ascii_email
+
+
+def _has_8bit_part(message: EmailMessage) -> bool:
+    return any(str(part.get("Content-Transfer-Encoding", "")).lower() == "8bit"
+               for part in message.walk())
+
+
+def _seven_bit(message: EmailMessage) -> EmailMessage:
+    """A copy of ``message`` whose 8bit text parts are quoted-printable, for a server
+    without 8BITMIME (RFC 6152 forbids sending it 8bit data)."""
+    converted = copy.deepcopy(message)
+    for part in converted.walk():
+        if (str(part.get("Content-Transfer-Encoding", "")).lower() == "8bit"
+                and part.get_content_maintype() == "text" and isinstance(part, EmailMessage)):
+            part.set_content(part.get_content(), subtype=part.get_content_subtype(),
+                             cte="quoted-printable")
+    return converted
+
+
+def _smtplib_goes_smtputf8(message: EmailMessage, envelope_sender: str | None,
+                           recipients: list[str]) -> bool:
+    """Whether :meth:`smtplib.SMTP.send_message` will add SMTPUTF8 and BODY=8BITMIME."""
+    sender = envelope_sender
+    if sender is None:
+        header = message["Sender"] if "Sender" in message else message["From"]
+        sender = getaddresses([str(header)])[0][1] if header is not None else ""
+    return not (sender.isascii() and all(address.isascii() for address in recipients))
 
 
 def _enhanced_code(smtp_code: int, reply: bytes | str) -> str | None:
