@@ -227,7 +227,12 @@ class Core:
         target = clients if found else [_NOBODY]
         first = target[0]
         by_address, by_value = first.email.lower(), f"?{kind.value}:{normalized}"
-        name = _shared_name(target)
+        # Every slot a mail could list is worked on, the empty ones on copies
+        # of the first client, so that an address clients share up to the cap
+        # costs what one client and a miss cost.
+        padded = self._padded(target, first, self._slots(kind, MAX_CLIENTS_PER_MAIL))
+        name = _shared_name(padded)
+        bindings = tuple((c.number, account_binding(c)) for c in padded)
         # A miss is counted under the value it named, so that both paths create
         # and touch counters alike.
         client_allowed = yield from self._limit(
@@ -237,7 +242,7 @@ class Core:
             name=name if found else "",
             language=self.composer.language_for(first.locale, self.locale),
             sender=self.sender,
-            clients=tuple((c.number, account_binding(c)) for c in target),
+            clients=bindings[:len(target)],
             issued_at=self._clock(),
             decoy=not (found and mail_allowed and client_allowed),
             truncated=truncated,
@@ -266,17 +271,31 @@ class Core:
                 "event": "requested", "kind": kind.value, "client": first.number})
 
     def _lookup(self, kind: IdentifierKind, value: str) -> Flow[tuple[list[Client], bool]]:
-        """The usable clients ``value`` names, and whether more were left out."""
+        """The usable clients ``value`` names, and whether more were left out.
+
+        As many records are checked whatever the directory returned: every
+        slot of the lookup, a stand-in where nothing came back, so that a
+        miss costs what a hit does, and an address clients share up to the
+        cap what one client does.
+        """
         if kind is IdentifierKind.EMAIL and self._finds_all:
             found: Sequence[object] = yield from self._directory(FindAll(kind, value))
         else:
             one = yield from self._directory(Find(kind, value))
             found = [] if one is None else [one]
-        clients = [c for c in map(_usable, found) if c is not None]
-        if not clients:
-            # The stand-in is checked too, so that a miss costs what a hit does.
-            _usable(_NOBODY)
+        checked = [_usable(record) for record in
+                   self._padded(found, _NOBODY, self._slots(kind, MAX_CLIENTS_PER_MAIL + 1))]
+        clients = [c for c in checked[:len(found)] if c is not None]
         return clients[:MAX_CLIENTS_PER_MAIL], len(clients) > MAX_CLIENTS_PER_MAIL
+
+    def _slots(self, kind: IdentifierKind, shared: int) -> int:
+        """How many slots a lookup of ``kind`` fills: ``shared`` where find_all is asked."""
+        return shared if kind is IdentifierKind.EMAIL and self._finds_all else 1
+
+    @staticmethod
+    def _padded(items: Sequence[_T], filler: _T, slots: int) -> list[_T]:
+        """``items``, then ``filler`` as often as it takes to fill ``slots``."""
+        return [*items, *[filler] * (slots - len(items))]
 
     # check and confirm --------------------------------------------------------------------
 

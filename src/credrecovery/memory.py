@@ -5,6 +5,7 @@ from __future__ import annotations
 import bisect
 import dataclasses
 import html
+import random
 import threading
 from collections.abc import Iterable
 from email.message import EmailMessage
@@ -24,6 +25,9 @@ class MemoryDirectory:
     Numbers and domains are unique; several clients may share a primary
     address, and :meth:`find_all` returns them all. Clients come back with
     their domains, and with the flag :meth:`set_must_change` keeps.
+
+    A lookup reads as many records whether or not anything matched: one for
+    a number or a domain, ``limit`` for an email (see :meth:`find_all`).
     """
 
     def __init__(self, *, crypt_context: CryptContext | None = None) -> None:
@@ -32,6 +36,11 @@ class MemoryDirectory:
         # Every number holding the address, kept sorted.
         self._by_email: dict[str, list[str]] = {}
         self._by_domain: dict[str, str] = {}
+        # Every key of each index, in the order added: where a miss's stand-ins come from.
+        self._numbers: list[str] = []
+        self._emails: list[str] = []
+        self._domains: list[str] = []
+        self._random = random.Random()  # noqa: S311 - picks stand-ins, guards no secret
         self._crypt_context = crypt_context
 
     def __repr__(self) -> str:
@@ -64,10 +73,14 @@ class MemoryDirectory:
             if any(domain in self._by_domain for domain in record.domains):
                 raise ValueError("one of these domains belongs to another client")
             self._clients[record.client.number] = record.client
+            self._numbers.append(record.client.number)
+            if record.client.email not in self._by_email:
+                self._emails.append(record.client.email)
             bisect.insort(self._by_email.setdefault(record.client.email, []),
                           record.client.number)
             for domain in record.domains:
                 self._by_domain[domain] = record.client.number
+            self._domains.extend(record.domains)
         return record.client
 
     def find(self, kind: IdentifierKind, value: str) -> Client | None:
@@ -84,21 +97,40 @@ class MemoryDirectory:
         A number or a domain names at most one client; an email, every client
         whose primary address it is. The service asks for a small ``limit``.
         Raises :class:`ValueError` when ``limit`` is below 1.
+
+        A hit and a miss read as many records: one for a number or a domain,
+        ``limit`` for an email. A miss reads what a random key of the same
+        index names; slots left over are filled with other clients' records.
+        What did not match is dropped.
         """
         kind = parse_kind(kind)
         if limit < 1:
             raise ValueError("limit must be at least 1")
+        width = limit if kind is IdentifierKind.EMAIL else 1
         with self._lock:
+            # A miss looks up a random key of the same index instead, and
+            # reads what that names, so that it touches as much as a hit.
+            keys = {IdentifierKind.CLIENT_NUMBER: self._numbers,
+                    IdentifierKind.EMAIL: self._emails,
+                    IdentifierKind.DOMAIN: self._domains}[kind]
+            if not keys:
+                return []
+            stand_in = keys[self._random.randrange(len(keys))]
             numbers: list[str]
             if kind is IdentifierKind.CLIENT_NUMBER:
-                numbers = [value]
+                hit = value in self._clients
+                numbers = [value if hit else stand_in]
             elif kind is IdentifierKind.EMAIL:
-                numbers = self._by_email.get(value, [])
+                hit = value in self._by_email
+                numbers = self._by_email[value if hit else stand_in][:width]
             else:
-                owner = self._by_domain.get(value)
-                numbers = [] if owner is None else [owner]
-            found = (self._clients.get(number) for number in numbers[:limit])
-            return [client for client in found if client is not None]
+                hit = value in self._by_domain
+                numbers = [self._by_domain[value if hit else stand_in]]
+            pool = self._numbers
+            start = self._random.randrange(len(pool))
+            others = [pool[(start + slot) % len(pool)] for slot in range(width)]
+            read = [self._clients[number] for number in (numbers + others)[:width]]
+            return read[:len(numbers) if hit else 0]
 
     def replace_key_hash(self, number: str, current: str, new: str) -> bool:
         """Atomically store ``new`` if client ``number``'s hash is still ``current``."""

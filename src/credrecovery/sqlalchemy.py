@@ -395,54 +395,85 @@ class _Statements:
     def select(
         self, kind: IdentifierKind | str, value: str, limit: int
     ) -> tuple[IdentifierKind, sa.Select[Any] | None]:
-        """The lookup for ``value``: ``None`` when it cannot match. Checks ``limit``."""
+        """The lookup for ``value``: ``None`` when it cannot match. Checks ``limit``.
+
+        It reads as many rows whether or not anything matched: ``limit`` for
+        an email, two for a number or a domain (two, to tell a column that is
+        not unique). They are the rows that follow ``value`` in the index that
+        serves the lookup, a hit's own first, wrapping round to the first rows
+        when too few follow; a ``hit`` column tells the matches, and the rest
+        are decoded like them, then dropped.
+        """
         kind = parse_kind(kind)
         if limit < 1:
             raise ValueError("limit must be at least 1")
-        condition: sa.ColumnElement[bool]
+        key: sa.ColumnElement[Any]
         if kind is IdentifierKind.CLIENT_NUMBER:
             number = self.number_value(value)
             if number is None:
                 return kind, None
-            condition = self.number == number
+            key, probe = self.number, number
+            source: sa.FromClause = self.clients
         elif kind is IdentifierKind.EMAIL:
-            condition = self._email_is(value)
+            key, probe, source = self._email(), value, self.clients
         else:
-            # A semi-join rather than a join, so that a host table listing a
-            # domain twice for one client still yields that client once.
-            owners = sa.select(self.domain_client).where(self._domain_is(value))
-            condition = self.number.in_(owners.scalar_subquery())
-        # Two rows for a number or a domain mean the host's column is not unique.
+            key, probe = self._stored_domain(), value
+            source = self.domains.join(self.clients, self.number == self.domain_client)
         fetch = limit if kind is IdentifierKind.EMAIL else 2
-        matched = (
-            sa.select(*self.client_columns)
-            .where(condition, self.email.is_not(None), self.key_hash.is_not(None))
-            .order_by(self.number)
+        usable = (self.email.is_not(None), self.key_hash.is_not(None))
+
+        def part(hit: sa.ColumnElement[Any], where: sa.ColumnElement[bool]) -> sa.Select[Any]:
+            # Wrapped: SQLite takes no ORDER BY or LIMIT on a part of a compound.
+            return sa.select(
+                sa.select(*self.client_columns, hit.label("hit"))
+                .select_from(source)
+                .where(where, *usable)
+                .order_by(key, self.number)
+                .limit(fetch)
+                .subquery()
+            )
+
+        # Both parts are limited on their own and the whole again: the
+        # databases run UNION ALL's parts in order and stop at the limit, so
+        # the wrapped part is read only when too few rows follow ``value``.
+        # Each part is ordered by its index, so that it reads no more rows
+        # than it returns.
+        picked = (
+            sa.union_all(part(key == probe, key >= probe),
+                         part(sa.false(), key < probe))
             .limit(fetch)
-            .subquery("matched")
+            .subquery("picked")
         )
         # The clients' domains by the same statement, so that a hit costs no
         # second round trip that a miss would not. Read around the lookup
         # rather than in it, so that they leave its plan alone and are read
-        # for the matched rows only.
+        # for the picked rows only.
         domains = (
             sa.select(sa.func.aggregate_strings(self._stored_domain(), _DOMAIN_SEPARATOR))
-            .where(self.domain_client == matched.c.number)
+            .where(self.domain_client == picked.c.number)
             .scalar_subquery()
         )
-        statement = sa.select(matched, domains.label("domains")).order_by(matched.c.number)
+        statement = sa.select(picked, domains.label("domains")).order_by(picked.c.number)
         return kind, statement
 
     def found(
         self, kind: IdentifierKind, rows: Sequence[sa.Row[Any]], limit: int
     ) -> list[Client]:
-        """The clients of a lookup's ``rows``; raises when a number or domain is not unique."""
-        if kind is not IdentifierKind.EMAIL and len(rows) > 1:
+        """The matched clients of a lookup's ``rows``, by number; stand-ins are dropped.
+
+        Raises when a number or domain names several clients.
+        """
+        # Every row is decoded, a stand-in as a match, so that both cost alike.
+        read = [(bool(row.hit), self.client(row._mapping)) for row in rows]
+        clients = [client for hit, client in read if hit and client is not None]
+        if kind is IdentifierKind.DOMAIN:
+            # A host table may list one client's domain twice: one client still.
+            clients = list({client.number: client for client in clients}.values())
+        if kind is not IdentifierKind.EMAIL and len(clients) > 1:
             raise _directory_error(
                 "several clients match one number or domain; the mapped column must be unique"
             )
-        clients = (self.client(row._mapping) for row in rows[:limit])
-        return [client for client in clients if client is not None]
+        return clients[:limit]
 
     def replace(self, number: str, current: str, new: str) -> sa.Update | None:
         """The conditional ``UPDATE``; ``None`` when ``number`` cannot match."""
@@ -501,13 +532,10 @@ class _Statements:
             raise ValueError("this directory's client numbers are non-negative integers")
         return value
 
-    def _email_is(self, email: str) -> sa.ColumnElement[bool]:
+    def _email(self) -> sa.ColumnElement[str]:
         if self.mapping.email_lowercased:
-            return self.email == email
-        return sa.func.lower(self.email) == email
-
-    def _domain_is(self, domain: str) -> sa.ColumnElement[bool]:
-        return self._stored_domain() == domain
+            return self.email
+        return sa.func.lower(self.email)
 
     def _stored_domain(self) -> sa.ColumnElement[str]:
         if self.mapping.domain_lowercased:

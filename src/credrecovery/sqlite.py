@@ -49,43 +49,52 @@ _SCHEMA = (
     "CREATE INDEX IF NOT EXISTS domains_number ON domains (number)",
 )
 
-# A lookup reads one client row whether or not anything matched: on a miss, a
-# random client's, which is then dropped. A hit and a miss then take the same
-# steps through SQLite, touch as much memory and decode as many values; a hit
-# alone reading a row shows in its timing, all the more on a busy server whose
-# caches are cold. The sixth column tells a match from the stand-in. The last
-# two, the flag and the row's domains (read through the domains_number index),
-# are read for the stand-in too: a miss then also reads its stand-in's domains.
-# Numbers and domains are primary keys, so only an email can match several rows.
+# A lookup reads as many client rows whether or not anything matched: one for
+# a number or a domain, ?2 (the limit) for an email. They are the rows that
+# follow the value in the index that serves the lookup, a hit's own first,
+# wrapping round to the first rows when too few follow. Rows that did not match are
+# dropped. A hit and a miss then take the same steps through SQLite, touch as
+# much memory and decode as many values; a hit alone reading a row shows in
+# its timing, all the more on a busy server whose caches are cold. The sixth
+# column tells a match from a stand-in. The last two, the flag and the row's
+# domains (read through the domains_number index), are read for a stand-in
+# too. Numbers and domains are primary keys, so only an email can match
+# several rows. A compound SELECT runs its parts in order, so the outer LIMIT
+# reads the wrapped part only when too few addresses follow.
 _FIND_SQL: dict[IdentifierKind, str] = {
     IdentifierKind.CLIENT_NUMBER: (
-        "SELECT number, email, key_hash, name, locale, number = ?1, must_change,"
+        "SELECT * FROM (SELECT number, email, key_hash, name, locale, number = ?1, must_change,"
         " (SELECT group_concat(domain, ',') FROM domains WHERE domains.number = clients.number)"
-        " FROM clients"
-        " WHERE rowid = coalesce((SELECT rowid FROM clients WHERE number = ?1),"
-        " (SELECT rowid FROM clients WHERE rowid >= abs(random()) %"
-        " ((SELECT max(rowid) FROM clients) + 1) ORDER BY rowid LIMIT 1)) LIMIT ?2"
+        " FROM clients WHERE number >= ?1 ORDER BY number LIMIT 1)"
+        " UNION ALL"
+        " SELECT * FROM (SELECT number, email, key_hash, name, locale, 0, must_change,"
+        " (SELECT group_concat(domain, ',') FROM domains WHERE domains.number = clients.number)"
+        " FROM clients WHERE number < ?1 ORDER BY number LIMIT 1)"
+        " LIMIT min(?2, 1)"
     ),
     IdentifierKind.EMAIL: (
-        "SELECT number, email, key_hash, name, locale, email = ?1, must_change,"
+        "SELECT * FROM (SELECT number, email, key_hash, name, locale, email = ?1, must_change,"
         " (SELECT group_concat(domain, ',') FROM domains WHERE domains.number = clients.number)"
-        " FROM clients"
-        " WHERE rowid IN (SELECT rowid FROM clients WHERE email = ?1 UNION ALL"
-        " SELECT (SELECT rowid FROM clients WHERE rowid >= abs(random()) %"
-        " ((SELECT max(rowid) FROM clients) + 1) ORDER BY rowid LIMIT 1)"
-        " WHERE NOT EXISTS (SELECT 1 FROM clients WHERE email = ?1))"
-        " ORDER BY number LIMIT ?2"
+        " FROM clients WHERE email >= ?1 ORDER BY email, number LIMIT ?2)"
+        " UNION ALL"
+        " SELECT * FROM (SELECT number, email, key_hash, name, locale, 0, must_change,"
+        " (SELECT group_concat(domain, ',') FROM domains WHERE domains.number = clients.number)"
+        " FROM clients WHERE email < ?1 ORDER BY email, number LIMIT ?2)"
+        " LIMIT ?2"
     ),
     IdentifierKind.DOMAIN: (
-        "SELECT number, email, key_hash, name, locale, EXISTS (SELECT 1 FROM domains"
-        " WHERE domain = ?1 AND domains.number = clients.number), must_change,"
-        " (SELECT group_concat(domain, ',') FROM domains WHERE domains.number = clients.number)"
-        " FROM clients"
-        " WHERE rowid = coalesce((SELECT clients.rowid FROM domains JOIN clients"
-        " ON clients.number = domains.number WHERE domains.domain = ?1),"
-        " (SELECT clients.rowid FROM domains JOIN clients ON clients.number = domains.number"
-        " WHERE domains.rowid >= abs(random()) % ((SELECT max(rowid) FROM domains) + 1)"
-        " ORDER BY domains.rowid LIMIT 1)) LIMIT ?2"
+        "SELECT * FROM (SELECT c.number, c.email, c.key_hash, c.name, c.locale, d.domain = ?1,"
+        " c.must_change, (SELECT group_concat(domain, ',') FROM domains"
+        " WHERE domains.number = c.number)"
+        " FROM domains AS d JOIN clients AS c ON c.number = d.number"
+        " WHERE d.domain >= ?1 ORDER BY d.domain LIMIT 1)"
+        " UNION ALL"
+        " SELECT * FROM (SELECT c.number, c.email, c.key_hash, c.name, c.locale, 0,"
+        " c.must_change, (SELECT group_concat(domain, ',') FROM domains"
+        " WHERE domains.number = c.number)"
+        " FROM domains AS d JOIN clients AS c ON c.number = d.number"
+        " WHERE d.domain < ?1 ORDER BY d.domain LIMIT 1)"
+        " LIMIT min(?2, 1)"
     ),
 }
 _REPLACE_SQL = "UPDATE clients SET key_hash = ? WHERE number = ? AND key_hash = ?"

@@ -40,17 +40,27 @@ def old_key_hash() -> str:
 
 # --- A synchronous directory: the panel's own SQLite tables (docs/custom-adapters.md) ----
 
-_SELECT = "SELECT c.number, c.email, c.key_hash, c.full_name, c.language FROM customers c"
+_COLUMNS = "c.number, c.email, c.key_hash, c.full_name, c.language"
+
+
+def _one_row(matched: str, source: str, order: str) -> str:
+    near = f"SELECT {matched}, {_COLUMNS} FROM {source} WHERE {order} >= :value"
+    first = f"SELECT 0, {_COLUMNS} FROM {source}"
+    return (f"SELECT * FROM ({near} ORDER BY {order} LIMIT 1) UNION ALL"
+            f" SELECT * FROM ({first} ORDER BY {order} LIMIT 1) LIMIT 1")
+
+
+_DOMAINS = "customer_domains d JOIN customers c ON c.number = d.customer"
 _FIND = {
-    IdentifierKind.CLIENT_NUMBER: _SELECT + " WHERE c.number = ?",
-    IdentifierKind.EMAIL: _SELECT + " WHERE c.email = ?",
-    IdentifierKind.DOMAIN: _SELECT + " JOIN customer_domains d ON d.customer = c.number"
-                                     " WHERE d.domain = ?",
+    IdentifierKind.CLIENT_NUMBER: _one_row("c.number = :value", "customers c", "c.number"),
+    IdentifierKind.EMAIL: _one_row("c.email = :value", "customers c", "c.email"),
+    IdentifierKind.DOMAIN: _one_row("d.domain = :value", _DOMAINS, "d.domain"),
 }
 _SWAP = "UPDATE customers SET key_hash = ? WHERE number = ? AND key_hash = ?"
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS customers (number TEXT PRIMARY KEY, email TEXT NOT NULL,"
     " key_hash TEXT NOT NULL, full_name TEXT, language TEXT)",
+    "CREATE INDEX IF NOT EXISTS customers_email ON customers (email)",
     "CREATE TABLE IF NOT EXISTS customer_domains (domain TEXT PRIMARY KEY,"
     " customer TEXT NOT NULL REFERENCES customers (number))",
     "CREATE TABLE IF NOT EXISTS outgoing_mail (id INTEGER PRIMARY KEY AUTOINCREMENT,"
@@ -94,12 +104,14 @@ class CustomersDirectory:
 
     def find(self, kind: IdentifierKind, value: str) -> Client | None:
         with _connect(self._path) as conn:
-            row = conn.execute(_FIND[kind], (value,)).fetchone()
-        if row is None:
+            row = conn.execute(_FIND[kind], {"value": value}).fetchone()
+        if row is None:  # an empty table
             return None
-        number, email, key_hash, name, locale = row
-        return Client(number=str(number), email=email, key_hash=key_hash,
-                      name=name or "", locale=locale)
+        matched, number, email, key_hash, name, locale = row
+        # Built on a miss too, so that a miss decodes what a hit decodes.
+        client = Client(number=str(number), email=email, key_hash=key_hash,
+                        name=name or "", locale=locale)
+        return client if matched else None
 
     def replace_key_hash(self, number: str, current: str, new: str) -> bool:
         with _connect(self._path) as conn:

@@ -73,9 +73,11 @@ SKIPPED: dict[str, str] = {
     "docs/custom-adapters.md#0": "the ClientDirectory protocol's signature, shown for reading; "
                                  "tests/test_public_api.py checks the protocol's methods",
     "docs/custom-adapters.md#3": "the Mailer protocol's signature, likewise",
-    "docs/custom-adapters.md#5": "it is tests/test_host_directory.py, quoted whole "
+    "docs/custom-adapters.md#5": "the timing contract on a host's directory; "
+                                 "tests/hosts/test_host_contracts.py runs it on CustomersDirectory",
+    "docs/custom-adapters.md#6": "it is tests/test_host_directory.py, quoted whole "
                                  "(tests/test_docs.py checks that), which runs it",
-    "docs/custom-adapters.md#6": "an excerpt of tests/test_mailer_contract.py, run there",
+    "docs/custom-adapters.md#7": "an excerpt of tests/test_mailer_contract.py, run there",
     "docs/embedding.md#2": "Django settings of examples/django_app; needs Django's settings "
                            "machinery; tests/test_example_django.py checks the quote and runs it",
     "docs/embedding.md#3": "examples/django_app's service module; needs Django settings",
@@ -93,8 +95,10 @@ SKIPPED: dict[str, str] = {
     "docs/templates.md#0": "placeholders: secret_key=..., and the host's template folders",
     "docs/workers.md#0": "needs a Celery broker and worker; tests/test_celery.py runs "
                          "CeleryDelivery with both",
-    "docs/workers.md#1": "needs rq and an RQ worker (not installed); placeholder arguments (...)",
-    "docs/workers.md#2": "needs dramatiq (not installed); its body is a placeholder (...)",
+    "docs/workers.md#1": "names a Celery app and a mailer of the block before; "
+                         "tests/test_celery_once.py runs RedisDeliveryRecords",
+    "docs/workers.md#2": "needs rq and an RQ worker (not installed); placeholder arguments (...)",
+    "docs/workers.md#3": "needs dramatiq (not installed); its body is a placeholder (...)",
 }
 
 #: The literal of a block rewritten before it runs, as (old, new); ``{port}`` is the server's.
@@ -218,6 +222,7 @@ def panel_tables(path: str) -> None:
     with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as conn:
         conn.execute("CREATE TABLE customers (number TEXT PRIMARY KEY, email TEXT, "
                      "key_hash TEXT, full_name TEXT, language TEXT)")
+        conn.execute("CREATE INDEX customers_email ON customers (email)")
         conn.execute("CREATE TABLE customer_domains (domain TEXT PRIMARY KEY, customer TEXT)")
         conn.execute("INSERT INTO customers VALUES ('9000', ?, ?, 'Ana Example', NULL)",
                      (EMAIL, old_key_hash()))
@@ -254,7 +259,7 @@ def run_custom_directory_and_flow(harness: Harness) -> None:
     namespace = harness.run("docs/custom-adapters.md#1")
     directory = namespace["CustomersDirectory"]("panel.sqlite3")
     assert directory.find(namespace["IdentifierKind"].DOMAIN, DOMAIN).number == "9000"
-    flow = harness.run("docs/custom-adapters.md#7")
+    flow = harness.run("docs/custom-adapters.md#8")
     flow["test_flow"](directory)
 
 
@@ -519,7 +524,7 @@ RUNS: dict[Callable[..., None], dict[str, str]] = {
     run_readme: {"README.md#0": "SMTPMailer("},
     run_index: {"docs/index.md#0": "SMTPMailer("},
     run_custom_directory_and_flow: {"docs/custom-adapters.md#1": "class CustomersDirectory",
-                                    "docs/custom-adapters.md#7": "def test_flow"},
+                                    "docs/custom-adapters.md#8": "def test_flow"},
     run_normalization_examples: {"docs/custom-adapters.md#2": "normalize_identifier("},
     run_sendmail_mailer: {"docs/custom-adapters.md#4": "class SendmailMailer"},
     run_panel_recovery: {"docs/embedding.md#0": "def build_service"},
