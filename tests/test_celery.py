@@ -30,6 +30,7 @@ __all__ = ["redis_url"]
 TESTS = Path(__file__).parent
 PRIMARY = "ejemplo@ejemploxmundo.com.ar"
 SECRET = "celery-test-secret-0123456789abcdef"
+StartWorker = Callable[[RunningSMTPServer], "subprocess.Popen[bytes]"]
 
 
 class FlakyHandler(RecordingHandler):
@@ -66,11 +67,13 @@ def settings(redis_url: str, tmp_path: Path, ctx: CryptContext) -> dict[str, str
 
 
 @pytest.fixture
-def start_worker(settings: dict[str, str]) -> Iterator[Callable[[RunningSMTPServer], None]]:
+def start_worker(
+    settings: dict[str, str],
+) -> Iterator[Callable[[RunningSMTPServer], subprocess.Popen[bytes]]]:
     """Start ``celery worker`` in a process of its own for the given SMTP server."""
     workers: list[subprocess.Popen[bytes]] = []
 
-    def start(server: RunningSMTPServer) -> None:
+    def start(server: RunningSMTPServer) -> subprocess.Popen[bytes]:
         settings["CREDRECOVERY_CELERY_SMTP_PORT"] = str(server.port)
         env = {**os.environ, **settings}
         workers.append(subprocess.Popen(
@@ -79,6 +82,7 @@ def start_worker(settings: dict[str, str]) -> Iterator[Callable[[RunningSMTPServ
              "--without-gossip", "--without-mingle", "--without-heartbeat"],
             cwd=TESTS, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         ))
+        return workers[-1]
 
     yield start
     for worker in workers:
@@ -100,7 +104,7 @@ def _wait_for(condition: Callable[[], bool], seconds: float = 30.0) -> bool:
 
 
 def test_a_worker_delivers_the_link_and_drops_the_decoy(
-    settings: dict[str, str], start_worker: Callable[[RunningSMTPServer], None],
+    settings: dict[str, str], start_worker: StartWorker,
 ) -> None:
     """A hit's mail arrives through the worker with a working link; a miss sends nothing."""
     with SQLiteDirectory(settings["CREDRECOVERY_CELERY_DB"]) as directory:
@@ -123,7 +127,7 @@ def test_a_worker_delivers_the_link_and_drops_the_decoy(
 
 
 def test_a_killed_web_process_loses_no_mail(
-    settings: dict[str, str], start_worker: Callable[[RunningSMTPServer], None],
+    settings: dict[str, str], start_worker: StartWorker,
 ) -> None:
     """A web process that dies right after request() leaves its job with the broker."""
     with running_smtp_server() as server:
@@ -163,7 +167,7 @@ def test_a_broker_reader_learns_nothing(settings: dict[str, str]) -> None:
 
 
 def test_temporary_failures_are_retried_by_celery(
-    settings: dict[str, str], start_worker: Callable[[RunningSMTPServer], None],
+    settings: dict[str, str], start_worker: StartWorker,
 ) -> None:
     """Two 451 answers, then success: Celery's retries deliver the mail once."""
     handler = FlakyHandler(failures=2, reply="451 4.3.0 Try again later")
@@ -176,7 +180,7 @@ def test_temporary_failures_are_retried_by_celery(
 
 
 def test_a_permanent_failure_is_given_up_at_once(
-    settings: dict[str, str], start_worker: Callable[[RunningSMTPServer], None],
+    settings: dict[str, str], start_worker: StartWorker,
 ) -> None:
     """A 550 is tried once; the next job is delivered as usual."""
     handler = FlakyHandler(failures=1, reply="550 5.1.1 No such user")

@@ -9,6 +9,9 @@ client matched. Needs the ``cryptography`` package (``credrecovery[celery]``).
 from __future__ import annotations
 
 import base64
+import binascii
+import hashlib
+import hmac
 import json
 
 try:
@@ -27,6 +30,8 @@ __all__ = ["JobSealer"]
 # tells a broker reader nothing about the client.
 _PADDING = 1024
 
+_REFUSED = "the job is forged, tampered, expired or sealed with an unknown secret_key"
+
 
 class JobSealer:
     """Seal jobs with the newest of ``composer``'s keys; open them with any of them.
@@ -38,9 +43,12 @@ class JobSealer:
     """
 
     def __init__(self, composer: Composer) -> None:
-        self._fernet = MultiFernet(
-            [Fernet(base64.urlsafe_b64encode(key)) for key in composer.job_keys]
-        )
+        self._fernets = [Fernet(base64.urlsafe_b64encode(key)) for key in composer.job_keys]
+        self._fernet = MultiFernet(self._fernets)
+        # One digest key per sealing key, apart from it, so that naming a job
+        # never uses the key that encrypts it.
+        self._digest_keys = [hmac.digest(key, b"credrecovery.delivery-record", hashlib.sha256)
+                             for key in composer.job_keys]
         self._ttl = int(composer.max_age.total_seconds())
 
     def __repr__(self) -> str:
@@ -55,9 +63,35 @@ class JobSealer:
 
     def unseal(self, sealed: str) -> ConfirmationJob:
         """The job ``sealed`` holds; :class:`ValueError` if forged, tampered or expired."""
+        return self.open(sealed)[0]
+
+    def open(self, sealed: str) -> tuple[ConfirmationJob, str]:
+        """The job ``sealed`` holds and its digest; :class:`ValueError` as for :meth:`unseal`.
+
+        The digest names this one sealing of the job: every copy of ``sealed``
+        has the same digest, in every process that opens it, whichever of its
+        keys comes first, while two calls to :meth:`seal` never share one
+        (each seal draws a fresh random IV). It is 32 hexadecimal digits of a
+        keyed hash, so it tells nothing of the job or of the keys to whoever
+        lacks them: a delivery side may record it where others can read it.
+        Only the canonical form that :meth:`seal` returns opens, so a copy
+        re-encoded (padding dropped, whitespace added) cannot pass for a
+        different job.
+        """
         try:
-            data = self._fernet.decrypt(sealed.encode("ascii"), ttl=self._ttl)
-            return ConfirmationJob.from_dict(json.loads(data))
-        except (InvalidToken, UnicodeError, ValueError, TypeError, AttributeError):
-            raise ValueError("the job is forged, tampered, expired or sealed with an unknown "
-                             "secret_key") from None
+            raw = base64.urlsafe_b64decode(sealed.encode("ascii"))
+        except (UnicodeError, binascii.Error, ValueError, AttributeError):
+            raise ValueError(_REFUSED) from None
+        if base64.urlsafe_b64encode(raw).decode("ascii") != sealed:
+            raise ValueError(_REFUSED)
+        for fernet, digest_key in zip(self._fernets, self._digest_keys, strict=True):
+            try:
+                data = fernet.decrypt(sealed, ttl=self._ttl)
+            except InvalidToken:
+                continue
+            try:
+                job = ConfirmationJob.from_dict(json.loads(data))
+            except (UnicodeError, ValueError, TypeError, AttributeError):
+                raise ValueError(_REFUSED) from None
+            return job, hmac.digest(digest_key, raw, hashlib.sha256)[:16].hex()
+        raise ValueError(_REFUSED)
