@@ -296,10 +296,10 @@ def test_a_sqlite_miss_reads_the_flag_and_domains_of_its_stand_in(tmp_path: Path
         conn = directory._thread_connection()
         for kind, hit, miss in [(NUMBER, "C1", "C9"), (EMAIL, "c1@example.com", "c9@x.example"),
                                 (DOMAIN, "c1.example", "c9.example")]:
-            [row] = conn.execute(_FIND_SQL[kind], (hit, 50)).fetchall()
+            [row] = conn.execute(_FIND_SQL[kind], (hit, 1)).fetchall()
             assert row[5] and row[6] == 1 and sorted(row[7].split(",")) == [
                 "c1.example", "www.c1.example"]
-            [stand_in] = conn.execute(_FIND_SQL[kind], (miss, 50)).fetchall()
+            [stand_in] = conn.execute(_FIND_SQL[kind], (miss, 1)).fetchall()
             assert len(stand_in) == len(row) and not stand_in[5]
             number = stand_in[0]
             assert stand_in[6] == 1 and sorted(stand_in[7].split(",")) == [
