@@ -49,7 +49,7 @@ class TestSQLiteDirectoryTiming(DirectoryTimingContract):
 
 class TestSQLAlchemyOnSQLiteTiming(DirectoryTimingContract):
     # Fewer calls than a host's default, for a short suite; a read on one side still shows.
-    timing_samples = 400
+    timing_samples = 300
 
     @pytest.fixture
     def directory(self, tmp_path: Path) -> Iterator[SQLAlchemyDirectory]:
@@ -63,7 +63,7 @@ class TestSQLAlchemyOnSQLiteTiming(DirectoryTimingContract):
 
 @pytest.mark.postgres
 class TestSQLAlchemyOnPostgreSQLTiming(DirectoryTimingContract):
-    timing_samples = 400
+    timing_samples = 300
 
     @pytest.fixture
     def directory(self) -> Iterator[SQLAlchemyDirectory]:
@@ -79,7 +79,7 @@ class TestAsyncSQLiteDirectoryTiming(AsyncDirectoryTimingContract):
 
 @pytest.mark.postgres
 class TestAsyncSQLAlchemyOnPostgreSQLTiming(AsyncDirectoryTimingContract):
-    timing_samples = 400
+    timing_samples = 200
 
     @pytest.fixture
     def directory(self) -> Iterator[AsyncSQLAlchemyDirectory]:
