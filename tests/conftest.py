@@ -1,12 +1,7 @@
-"""Fixtures shared by the test suite."""
+"""Fixtures shared by the test suite, and the ``shells`` and ``key_modes`` markers they read."""
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
-import itertools
-import re
-import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -15,24 +10,17 @@ from passlib.context import CryptContext
 
 from credrecovery import AsyncRecoveryService, RecoveryService, cheap_context
 from credrecovery.memory import MemoryDirectory, MemoryMailer
-
-SECRET = "test-secret-key-0123456789abcdef"
-CONFIRM_URL = "https://panel.example.com/recover/{token}"
-SENDER = "Client Panel <panel@example.com>"
-OLD_KEY = "Old-Access-Key-2024"
-
-
-class FakeClock:
-    """A settable clock, in seconds since the epoch."""
-
-    def __init__(self, now: float = 1_800_000_000.0) -> None:
-        self.start = self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
+from helpers import (
+    CONFIRM_URL,
+    KEY_MODES,
+    OLD_KEY,
+    SECRET,
+    SENDER,
+    SHELLS,
+    AsyncShell,
+    ChoosingShell,
+    FakeClock,
+)
 
 
 @pytest.fixture
@@ -63,134 +51,68 @@ def mailer() -> MemoryMailer:
     return MemoryMailer()
 
 
-class AsyncShell:
-    """An AsyncRecoveryService driven from synchronous tests, on one event loop of its own.
-
-    The loop runs in a thread, so tests that call the service from several
-    threads at once still race on one service, as an event loop's tasks do.
-    Whatever a call raises, ``KeyboardInterrupt`` included, is raised in the
-    calling thread. Every other attribute is the service's own.
-    """
-
-    def __init__(self, service: AsyncRecoveryService) -> None:
-        self.service = service
-        self._loop = asyncio.new_event_loop()
-        # Room for the tests that race many calls at once through to_thread.
-        self._loop.set_default_executor(concurrent.futures.ThreadPoolExecutor(64))
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-        self._thread.start()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.service, name)
-
-    def __repr__(self) -> str:
-        return repr(self.service)
-
-    def _await(self, coroutine: Any) -> Any:
-        async def captured() -> tuple[bool, Any]:
-            try:
-                return True, await coroutine
-            except BaseException as exc:  # noqa: BLE001 - raised again in the caller
-                return False, exc
-
-        ok, value = asyncio.run_coroutine_threadsafe(captured(), self._loop).result(60)
-        if not ok:
-            raise value
-        return value
-
-    def request(self, *args: Any, **kwargs: Any) -> None:
-        return self._await(self.service.request(*args, **kwargs))
-
-    def check(self, *args: Any, **kwargs: Any) -> Any:
-        return self._await(self.service.check(*args, **kwargs))
-
-    def confirm(self, *args: Any, **kwargs: Any) -> Any:
-        return self._await(self.service.confirm(*args, **kwargs))
-
-    def authenticate(self, *args: Any, **kwargs: Any) -> Any:
-        return self._await(self.service.authenticate(*args, **kwargs))
-
-    def change_key(self, *args: Any, **kwargs: Any) -> Any:
-        return self._await(self.service.change_key(*args, **kwargs))
-
-    def flush(self, timeout: float | None = None) -> bool:
-        return bool(self._await(self.service.flush(timeout)))
-
-    def close(self, timeout: float | None = 30.0) -> None:
-        self._await(self.service.aclose(timeout))
-
-    def stop_loop(self) -> None:
-        """End the event loop; the fixture calls this once the test is over."""
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(5)
-        self._loop.close()
-
-    def __enter__(self) -> AsyncShell:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
+def _declared(metafunc: pytest.Metafunc, name: str, known: tuple[str, ...]) -> list[str] | None:
+    """The values of the closest ``name`` marker of a test, checked against ``known``."""
+    marker = metafunc.definition.get_closest_marker(name)
+    if marker is None:
+        return None
+    values = list(marker.args)
+    if not values or not set(values) <= set(known):
+        raise pytest.UsageError(
+            f"{metafunc.definition.nodeid}: pytest.mark.{name} takes some of {known}, "
+            f"not {tuple(values)}")
+    return values
 
 
-class ChoosingShell:
-    """A ``key_mode="choose"`` service, driven by tests written for generated keys.
-
-    Each :meth:`confirm` called without ``new_key`` chooses a fresh key that
-    the policy accepts; once it succeeds, :func:`key_from` reads that key
-    back from the notice it mailed, so the same assertions hold in both modes.
-    """
-
-    def __init__(self, service: Any) -> None:
-        self.service = service
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.service, name)
-
-    def __repr__(self) -> str:
-        return repr(self.service)
-
-    def __enter__(self) -> ChoosingShell:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.service.close()
-
-    def confirm(self, token: str, *, requester: str | None = None,
-                new_key: str | None = None) -> Any:
-        if new_key is None:
-            new_key = f"correct horse battery staple {next(_CHOICES)}"
-        confirmation = self.service.confirm(token, requester=requester, new_key=new_key)
-        _CHOSEN[confirmation.number] = new_key
-        return confirmation
-
-
-_CHOICES = itertools.count()
-# The key last chosen, by client number, for key_from() to read off a notice.
-_CHOSEN: dict[str, str] = {}
-KEY_MODES = ("generate", "choose")
+def _parametrizes(metafunc: pytest.Metafunc, name: str) -> bool:
+    """Whether the test parametrizes ``name`` itself, with ``pytest.mark.parametrize``."""
+    for marker in metafunc.definition.iter_markers("parametrize"):
+        names = marker.args[0] if marker.args else marker.kwargs.get("argnames", ())
+        if isinstance(names, str):
+            names = [n.strip() for n in names.split(",")]
+        if name in names:
+            return True
+    return False
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    """Run a module's service tests in both key modes when it sets ``BOTH_KEY_MODES``.
+    """Run a service-level test in the shells and key modes its markers declare.
 
-    A test about the generated key's own mail opts out with
-    ``@pytest.mark.generated_key``.
+    A test that builds services through ``make_service`` declares its shells,
+    usually for its whole module: ``pytestmark = pytest.mark.shells("sync", "async")``.
+    ``pytest.mark.key_modes("generate", "choose")`` runs it in both key modes too;
+    without that marker services generate keys. A test marked closer (on the
+    function) overrides its module's marker; a single key mode adds no variant. A
+    test that parametrizes ``shell`` or ``key_mode`` itself is left as it is.
     """
-    if ("key_mode" in metafunc.fixturenames
-            and getattr(metafunc.module, "BOTH_KEY_MODES", False)
-            and metafunc.definition.get_closest_marker("generated_key") is None):
-        metafunc.parametrize("key_mode", KEY_MODES)
+    if "shell" in metafunc.fixturenames and not _parametrizes(metafunc, "shell"):
+        shells = _declared(metafunc, "shells", SHELLS)
+        if shells is None:
+            raise pytest.UsageError(
+                f"{metafunc.definition.nodeid} builds services: declare the shells it runs "
+                f"through with pytest.mark.shells(...)")
+        metafunc.parametrize("shell", shells, indirect=True)
+    if "key_mode" in metafunc.fixturenames and not _parametrizes(metafunc, "key_mode"):
+        modes = _declared(metafunc, "key_modes", KEY_MODES)
+        if modes is not None and len(modes) > 1:
+            metafunc.parametrize("key_mode", modes, indirect=True)
 
 
 @pytest.fixture
-def key_mode() -> str:
-    """The key mode of services that make_service builds; see pytest_generate_tests."""
-    return "generate"
+def key_mode(request: pytest.FixtureRequest) -> str:
+    """The key mode of services that make_service builds, from the ``key_modes`` marker."""
+    if hasattr(request, "param"):
+        return str(request.param)
+    marker = request.node.get_closest_marker("key_modes")
+    return str(marker.args[0]) if marker is not None else "generate"
 
 
-@pytest.fixture(params=["sync", "async"])
+@pytest.fixture
 def shell(request: pytest.FixtureRequest) -> str:
-    """Which shell a service-level test drives: RecoveryService or AsyncRecoveryService."""
+    """Which shell a service-level test drives, from the ``shells`` marker.
+
+    ``"sync"`` is RecoveryService, ``"async"`` an AsyncRecoveryService in an AsyncShell.
+    """
     return str(request.param)
 
 
@@ -201,7 +123,7 @@ def make_service(
 ) -> Iterator[Callable[..., RecoveryService]]:
     """Build services with test defaults; synchronous delivery and no limits unless asked.
 
-    Every test that uses it runs through both shells.
+    The shell and the default key mode come from the test's markers.
     """
     made: list[Any] = []
 
@@ -237,24 +159,3 @@ def make_service(
 @pytest.fixture
 def service(make_service: Callable[..., RecoveryService]) -> RecoveryService:
     return make_service()
-
-
-def token_from(message: Any) -> str:
-    """Extract the token from a confirmation mail's plain-text link."""
-    text = message.get_body(("plain",)).get_content()
-    match = re.search(r"/recover/([A-Za-z0-9_.-]+)", text)
-    assert match, "no confirmation link in the mail"
-    return match.group(1)
-
-
-def key_from(message: Any) -> str:
-    """The new access key: from a credentials mail, or the one chosen, for a change notice."""
-    text = message.get_body(("plain",)).get_content()
-    match = re.search(r"(?:Access key|Clave de acceso):\s+(\S+)", text)
-    if match:
-        return match.group(1)
-    notice = re.search(r"client number (\S+) .* was changed|número de cliente (\S+) ", text)
-    assert notice, "no access key in the mail, nor a notice of a chosen one"
-    number = notice.group(1) or notice.group(2)
-    assert number in _CHOSEN, "the notice is for a key no test chose"
-    return _CHOSEN[number]

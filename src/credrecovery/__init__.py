@@ -8,9 +8,7 @@ number with the new key.
 
 from importlib import metadata as _metadata
 
-from .branding import Branding
-from .composer import Composer
-from .delivery import BackgroundMailer
+from .delivery.background import BackgroundMailer
 from .exceptions import (
     DeliveryFailed,
     DirectoryError,
@@ -25,6 +23,8 @@ from .exceptions import (
 from .identifiers import IdentifierKind, normalize_identifier
 from .jobs import MAX_CLIENTS_PER_MAIL, ConfirmationJob
 from .keys import cheap_context, default_context, generate_key
+from .mail.branding import Branding
+from .mail.composer import Composer
 from .models import Client, Confirmation, Login
 from .policy import KeyPolicy
 from .protocols import (
@@ -36,7 +36,7 @@ from .protocols import (
     Mailer,
     MustChangeDirectory,
 )
-from .ratelimit import RateLimits
+from .ratelimit.limiters import RateLimits
 from .service import AsyncRecoveryService, RecoveryService
 
 try:

@@ -37,14 +37,14 @@ from passlib.context import CryptContext
 
 from . import __name__ as _package
 from . import __version__
+from .adapters.memory import MemoryMailer
+from .adapters.smtp import SMTPMailer
+from .adapters.sqlite import SQLiteDirectory
 from .exceptions import DeliveryFailed, DirectoryError, RecoveryError
 from .identifiers import IdentifierKind, normalize_identifier, parse_kind
 from .keys import KEY_ALPHABET, KEY_LENGTH, default_context, generate_key
-from .memory import MemoryMailer
 from .protocols import Mailer
 from .service import RecoveryService
-from .smtp import SMTPMailer
-from .sqlite import SQLiteDirectory
 
 SECRET_ENV = "CREDRECOVERY_SECRET_KEY"  # noqa: S105 - a variable name, not a secret
 SMTP_PASSWORD_ENV = "CREDRECOVERY_SMTP_PASSWORD"  # noqa: S105 - a variable name

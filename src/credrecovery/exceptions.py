@@ -64,7 +64,7 @@ class InvalidIdentifier(RecoveryError, ValueError):
         when no catalog has the language, and as raised when ``code`` has no
         message of the library's.
         """
-        from . import i18n
+        from .mail import i18n
 
         text = IDENTIFIER_MESSAGES.get(self.code)
         if text is None:
@@ -107,7 +107,7 @@ class KeyRejected(RecoveryError, ValueError):
     def message_in(self, language: str | None,
                    catalogs: str | os.PathLike[str] | None = None) -> str:
         """The message in ``language``, as :meth:`InvalidIdentifier.message_in` gives its own."""
-        from . import i18n
+        from .mail import i18n
 
         dirs = i18n.catalog_dirs(catalogs)
         locale = i18n.negotiate([language], i18n.available_languages(dirs))

@@ -15,7 +15,7 @@ from .jobs import ConfirmationJob
 from .models import Client
 
 if TYPE_CHECKING:
-    from .composer import Composer
+    from .mail.composer import Composer
 
 __all__ = [
     "AsyncClientDirectory",

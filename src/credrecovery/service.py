@@ -1,6 +1,6 @@
 """The two shells of the recovery flow: :class:`RecoveryService` and :class:`AsyncRecoveryService`.
 
-Both drive the same flows, written once in :mod:`credrecovery._core`; they
+Both drive the same flows, written once in :mod:`credrecovery._flow.flows`; they
 differ only in how they perform an effect: a plain call, or ``await``.
 """
 
@@ -20,18 +20,18 @@ from typing import Any, Literal, TypeVar
 import jinja2
 from passlib.context import CryptContext
 
-from . import _core
-from ._core import Effect, Flow
-from .branding import Branding
-from .composer import Composer
-from .delivery import BackgroundMailer, InlineDelivery
+from ._flow import checks, driver, effects, flows
+from ._flow.effects import Effect, Flow
+from .delivery.background import BackgroundMailer, InlineDelivery
 from .identifiers import IdentifierKind
 from .jobs import MAX_CLIENTS_PER_MAIL
 from .keys import default_context
+from .mail.branding import Branding
+from .mail.composer import Composer
 from .models import Confirmation, Login
 from .policy import KeyPolicy
 from .protocols import AsyncClientDirectory, AsyncMailer, ClientDirectory, DeliveryQueue, Mailer
-from .ratelimit import AsyncLimiter, Limiter, RateLimits
+from .ratelimit.limiters import AsyncLimiter, Limiter, RateLimits
 from .tokens import TokenSigner
 
 __all__ = ["AsyncRecoveryService", "RecoveryService"]
@@ -92,7 +92,7 @@ class _Shell:
         self.directory = directory
         self.mailer = mailer
         self.confirm_url = confirm_url
-        self.sender = _core.checked_sender(sender)
+        self.sender = checks.checked_sender(sender)
         self.locale = locale
         self.crypt_context = crypt_context if crypt_context is not None else default_context()
         self.composer = Composer(self.tokens, confirm_url=confirm_url, clock=clock,
@@ -114,7 +114,7 @@ class _Shell:
         limiter_key = hashlib.sha256(b"credrecovery.ratelimit\x00" + _as_bytes(secret_key)).digest()
         self.limiter: Any = (self._limiter_class(rate_limits, limiter_key, clock=clock)
                              if rate_limits is not None else None)
-        self._core = _core.Core(
+        self._core = flows.Core(
             tokens=self.tokens, composer=self.composer, sender=self.sender, locale=locale,
             clock=clock, limited=rate_limits is not None, finds_all=self._find_all is not None,
             key_mode=key_mode, key_policy=key_policy,
@@ -290,36 +290,36 @@ class RecoveryService(_Shell):
         return self._run(self._core.change_key(number, key, new_key))
 
     def _run(self, flow: Flow[_T]) -> _T:
-        return _core.run(flow, self._perform)
+        return driver.run(flow, self._perform)
 
     def _perform(self, effect: Effect) -> Any:
         match effect:
-            case _core.Find(kind, value):
+            case effects.Find(kind, value):
                 return self.directory.find(kind, value)
-            case _core.FindAll(kind, value):
+            case effects.FindAll(kind, value):
                 assert self._find_all is not None
                 return self._find_all(kind, value)
-            case _core.Swap(number, current, new):
+            case effects.Swap(number, current, new):
                 return self.directory.replace_key_hash(number, current, new)
-            case _core.Mark(number, value):
+            case effects.Mark(number, value):
                 return self.directory.set_must_change(number, value)  # type: ignore[attr-defined]
-            case _core.Hash(key):
+            case effects.Hash(key):
                 return self.crypt_context.hash(key.reveal())
-            case _core.Verify(key, stored):
+            case effects.Verify(key, stored):
                 return self.crypt_context.verify_and_update(key.reveal(), stored)
-            case _core.Submit(job):
+            case effects.Submit(job):
                 return self._delivery.submit(job)
-            case _core.Send(message):
+            case effects.Send(message):
                 return self.mailer.send(message)
         assert self.limiter is not None
         match effect:
-            case _core.Hit(limit, value):
+            case effects.Hit(limit, value):
                 return self.limiter.hit(limit, value)
-            case _core.HitClient(value, known):
+            case effects.HitClient(value, known):
                 return self.limiter.hit_client(value, known=known)
-            case _core.Test(limit, value):
+            case effects.Test(limit, value):
                 return self.limiter.test(limit, value)
-            case _core.RetryAfter(limit, value):
+            case effects.RetryAfter(limit, value):
                 return self.limiter.retry_after(limit, value)
         raise TypeError(f"unknown effect {type(effect).__name__}")
 
@@ -381,7 +381,7 @@ class AsyncRecoveryService(_Shell):
         result: Any = None
         error: BaseException | None = None
         while True:
-            done, value = _core.advance(flow, result, error)
+            done, value = driver.advance(flow, result, error)
             if done:
                 return value  # type: ignore[no-any-return]
             result, error = None, None
@@ -392,35 +392,35 @@ class AsyncRecoveryService(_Shell):
 
     async def _perform(self, effect: Effect) -> Any:
         match effect:
-            case _core.Find(kind, value):
+            case effects.Find(kind, value):
                 return await _call(self.directory.find, kind, value)
-            case _core.FindAll(kind, value):
+            case effects.FindAll(kind, value):
                 assert self._find_all is not None
                 return await _call(self._find_all, kind, value)
-            case _core.Swap(number, current, new):
+            case effects.Swap(number, current, new):
                 return await _call(self.directory.replace_key_hash, number, current, new)
-            case _core.Mark(number, value):
+            case effects.Mark(number, value):
                 return await _call(self.directory.set_must_change, number, value)  # type: ignore[union-attr]
-            case _core.Hash(key):
+            case effects.Hash(key):
                 return await _call(self.crypt_context.hash, key.reveal())
-            case _core.Verify(key, stored):
+            case effects.Verify(key, stored):
                 return await _call(self.crypt_context.verify_and_update, key.reveal(), stored)
-            case _core.Submit(job):
+            case effects.Submit(job):
                 if isinstance(self._delivery, BackgroundMailer):
                     # A pipe write or a queue push: quicker than a thread hop.
                     return self._delivery.submit(job)
                 return await _call(self._delivery.submit, job)
-            case _core.Send(message):
+            case effects.Send(message):
                 return await _call(self.mailer.send, message)
         assert self.limiter is not None
         match effect:
-            case _core.Hit(limit, value):
+            case effects.Hit(limit, value):
                 return await self.limiter.hit(limit, value)
-            case _core.HitClient(value, known):
+            case effects.HitClient(value, known):
                 return await self.limiter.hit_client(value, known=known)
-            case _core.Test(limit, value):
+            case effects.Test(limit, value):
                 return await self.limiter.test(limit, value)
-            case _core.RetryAfter(limit, value):
+            case effects.RetryAfter(limit, value):
                 return await self.limiter.retry_after(limit, value)
         raise TypeError(f"unknown effect {type(effect).__name__}")
 
@@ -436,7 +436,7 @@ async def _call(function: Callable[..., Any], *args: Any) -> Any:
     except BaseException as exc:  # noqa: BLE001 - wrapped, raised again by the driver
         # asyncio throws a thread's exception into this coroutine; thrown in,
         # GeneratorExit would end it, and the flow must still undo its work.
-        raise _core.Interrupted(exc) from None
+        raise effects.Interrupted(exc) from None
 
 
 def _is_async(function: Callable[..., Any]) -> bool:

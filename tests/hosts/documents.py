@@ -6,7 +6,7 @@ import re
 import textwrap
 from pathlib import Path
 
-from test_docs import ROOT
+from helpers import ROOT
 
 __all__ = ["ROOT", "code_of", "documents", "python_blocks"]
 

@@ -48,6 +48,7 @@ from credrecovery import (
     default_context,
 )
 from credrecovery.sqlite import SQLiteDirectory
+from helpers.smtp_server import RunningSMTPServer, make_certificate, running_smtp_server
 from hosts.documents import code_of, python_blocks
 from hosts.host_app import (
     CONFIRM_URL,
@@ -63,7 +64,6 @@ from hosts.host_app import (
     mailed_key,
     old_key_hash,
 )
-from smtp_server import RunningSMTPServer, make_certificate, running_smtp_server
 
 BLOCKS = python_blocks()
 SMTP_PASSWORD = "smtp-test-password"
@@ -71,32 +71,35 @@ SMTP_PASSWORD = "smtp-test-password"
 #: Blocks that cannot run here, and why. Each still compiles (test below).
 SKIPPED: dict[str, str] = {
     "docs/custom-adapters.md#0": "the ClientDirectory protocol's signature, shown for reading; "
-                                 "tests/test_public_api.py checks the protocol's methods",
+                                 "tests/unit/test_public_api.py checks the protocol's methods",
     "docs/custom-adapters.md#3": "the Mailer protocol's signature, likewise",
     "docs/custom-adapters.md#5": "the timing contract on a host's directory; "
                                  "tests/hosts/test_host_contracts.py runs it on CustomersDirectory",
-    "docs/custom-adapters.md#6": "it is tests/test_host_directory.py, quoted whole "
-                                 "(tests/test_docs.py checks that), which runs it",
-    "docs/custom-adapters.md#7": "an excerpt of tests/test_mailer_contract.py, run there",
+    "docs/custom-adapters.md#6": "it is tests/adapters/test_host_directory.py, quoted whole "
+                                 "(tests/integration/test_docs.py checks that), which runs it",
+    "docs/custom-adapters.md#7": "an excerpt of tests/adapters/test_mailer_contract.py, run there",
     "docs/embedding.md#2": "Django settings of examples/django_app; needs Django's settings "
-                           "machinery; tests/test_example_django.py checks the quote and runs it",
+                           "machinery; tests/integration/test_example_django.py checks the "
+                           "quote and runs it",
     "docs/embedding.md#3": "examples/django_app's service module; needs Django settings",
     "docs/embedding.md#4": "an excerpt of a Django directory method; needs Django's ORM",
     "docs/embedding.md#5": "an excerpt of a Django mailer method; needs Django's mail backends",
     "docs/embedding.md#6": "a Django view; needs Django settings and a request",
     "docs/embedding.md#7": "an excerpt of the FastAPI app's factory; "
-                           "tests/test_example_fastapi.py checks the quote and runs the app",
+                           "tests/integration/test_example_fastapi.py checks the quote and "
+                           "runs the app",
     "docs/embedding.md#8": "FastAPI routes, excerpted from the app's factory; likewise",
     "docs/embedding.md#9": "an excerpt of the FastAPI app's error handler; likewise",
     "docs/key-modes.md#0": "placeholders: secret_key=..., confirm_url=..., form_key",
-    "docs/quickstart.md#0": "run as written by tests/test_docs.py::test_quickstart_runs",
-    "docs/scaling.md#0": "creates tables on the server db.internal; tests/test_sqlalchemy.py "
-                         "runs create_schema on PostgreSQL",
+    "docs/quickstart.md#0": "run as written by "
+                            "tests/integration/test_docs.py::test_quickstart_runs",
+    "docs/scaling.md#0": "creates tables on the server db.internal; "
+                         "tests/adapters/test_sqlalchemy.py runs create_schema on PostgreSQL",
     "docs/templates.md#0": "placeholders: secret_key=..., and the host's template folders",
-    "docs/workers.md#0": "needs a Celery broker and worker; tests/test_celery.py runs "
+    "docs/workers.md#0": "needs a Celery broker and worker; tests/delivery/test_celery.py runs "
                          "CeleryDelivery with both",
     "docs/workers.md#1": "names a Celery app and a mailer of the block before; "
-                         "tests/test_celery_once.py runs RedisDeliveryRecords",
+                         "tests/delivery/test_celery_once.py runs RedisDeliveryRecords",
     "docs/workers.md#2": "needs rq and an RQ worker (not installed); placeholder arguments (...)",
     "docs/workers.md#3": "needs dramatiq (not installed); its body is a placeholder (...)",
 }

@@ -1,0 +1,1 @@
+"""The sans-I/O core: the recovery flows as generators of effects, and their driver."""

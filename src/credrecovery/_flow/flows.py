@@ -1,0 +1,439 @@
+"""The recovery flows, written once as pure logic that asks for its effects.
+
+In the manner of h11: each flow is a generator that yields an *effect* (a
+frozen dataclass: look a client up, swap a key hash, count a limiter hit,
+hash a key, hand delivery a job, send a mail) and receives its result, or the
+exception it raised, thrown back in. :class:`~credrecovery.RecoveryService`
+and :class:`~credrecovery.AsyncRecoveryService` are thin drivers that perform
+the effects, one synchronously and one with ``await``. Everything that keeps a
+hit and a miss alike, the rollback, the wrapping of directory failures and
+the rate-limit decisions live here only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from typing import NoReturn, TypeVar
+
+from .._failures import failure_details
+from .._secrets import Secret
+from ..exceptions import (
+    DeliveryFailed,
+    DirectoryError,
+    InvalidIdentifier,
+    InvalidToken,
+    KeyRejected,
+    TokenAlreadyUsed,
+    TokenExpired,
+)
+from ..identifiers import IdentifierKind, normalize_identifier, parse_kind
+from ..jobs import MAX_CLIENTS_PER_MAIL, ConfirmationJob
+from ..keys import generate_key
+from ..mail.composer import Composer
+from ..mail.messages import mailbox
+from ..models import Client, Confirmation, Login
+from ..policy import KeyPolicy
+from ..tokens import TokenClaims, TokenSigner, account_binding
+from .checks import _log_unusable, _shared_name, _usable, checked_sender
+from .driver import advance, run
+from .effects import (
+    Effect,
+    Find,
+    FindAll,
+    Flow,
+    Hash,
+    HitClient,
+    Interrupted,
+    Mark,
+    Send,
+    Submit,
+    Swap,
+    Test,
+    Verify,
+)
+from .guards import Guarded
+
+# The effects and the driver stay importable from here, as from the flat module this was.
+__all__ = ["Core", "Effect", "Flow", "Interrupted", "advance", "checked_sender", "run"]
+
+logger = logging.getLogger("credrecovery")
+_T = TypeVar("_T")
+
+# Stands in for a client when nothing matched, so that a miss builds, hands
+# over and composes exactly what a hit does.
+_NOBODY = Client(number="0", email="nobody@example.com", key_hash="-" * 97)
+
+
+# --- the flows ----------------------------------------------------------------------------
+
+
+class Core(Guarded):
+    """The flows of one service: ``request``, ``check``, ``confirm`` and ``authenticate``.
+
+    Holds no I/O object: only the token signer, the composer's settings, and
+    the in-process registry of confirmations under way.
+    """
+
+    def __init__(
+        self,
+        *,
+        tokens: TokenSigner,
+        composer: Composer,
+        sender: str,
+        locale: str,
+        clock: Callable[[], float],
+        limited: bool,
+        finds_all: bool,
+        key_mode: str = "generate",
+        key_policy: KeyPolicy | None = None,
+        marks: bool = False,
+    ) -> None:
+        self.key_mode = key_mode
+        self.key_policy = key_policy if key_policy is not None else KeyPolicy()
+        self._marks = marks
+        self.tokens = tokens
+        self.composer = composer
+        self.sender = sender
+        self.locale = locale
+        self._clock = clock
+        self._limited = limited
+        self._finds_all = finds_all
+        self._confirming: set[str] = set()
+        self._confirming_lock = threading.Lock()
+        self._login_stand_in: str | None = None
+
+    # request ------------------------------------------------------------------------------
+
+    def request(self, kind: IdentifierKind | str, value: str, requester: str | None) -> Flow[None]:
+        """Hand delivery one job, a decoy on a miss; see :meth:`RecoveryService.request`."""
+        if requester is not None:
+            yield from self._enforce("per_requester", requester)
+        try:
+            kind = parse_kind(kind)
+            normalized = normalize_identifier(kind, value)
+        except InvalidIdentifier as exc:
+            # Raised in the service's language; a panel may ask exc.message_in().
+            exc.args = (self.composer.error_message(exc, self.locale),)
+            raise
+        mail_allowed = yield from self._hit("per_identifier", f"{kind.value}:{normalized}")
+        clients, truncated = yield from self._lookup(kind, normalized)
+        # From here on a miss works on the stand-in exactly as a hit works on
+        # its clients, computing what it will not use, so both cost the same.
+        found = bool(clients)
+        target = clients if found else [_NOBODY]
+        first = target[0]
+        by_address, by_value = first.email.lower(), f"?{kind.value}:{normalized}"
+        # Every slot a mail could list is worked on, the empty ones on copies
+        # of the first client, so that an address clients share up to the cap
+        # costs what one client and a miss cost.
+        padded = self._padded(target, first, self._slots(kind, MAX_CLIENTS_PER_MAIL))
+        name = _shared_name(padded)
+        bindings = tuple((c.number, account_binding(c)) for c in padded)
+        # A miss is counted under the value it named, so that both paths create
+        # and touch counters alike.
+        client_allowed = yield from self._limit(
+            HitClient(by_address if found else by_value, found), "per_client")
+        job = ConfirmationJob(
+            recipient=first.email,
+            name=name if found else "",
+            language=self.composer.language_for(first.locale, self.locale),
+            sender=self.sender,
+            clients=bindings[:len(target)],
+            issued_at=self._clock(),
+            decoy=not (found and mail_allowed and client_allowed),
+            truncated=truncated,
+        )
+        try:
+            yield Submit(job)
+        except Interrupted:
+            raise
+        except Exception as exc:  # noqa: BLE001 - never reveal that the client exists
+            # Logged for a decoy as well, so that a full queue costs both paths alike.
+            details = failure_details(exc)
+            logger.error("confirmation mail not queued: %s", details["reason"], extra={
+                "event": "mail_dropped", "client": None if job.decoy else first.number,
+                **details})
+            if not job.decoy:
+                return
+        if not found:
+            logger.info("recovery requested for an unknown identifier",
+                        extra={"event": "unknown_identifier", "kind": kind.value})
+        elif job.decoy:
+            limit = "per_identifier" if not mail_allowed else "per_client"
+            logger.warning("recovery mail withheld by rate limit",
+                           extra={"event": "throttled", "limit": limit})
+        else:
+            logger.info("recovery requested", extra={
+                "event": "requested", "kind": kind.value, "client": first.number})
+
+    def _lookup(self, kind: IdentifierKind, value: str) -> Flow[tuple[list[Client], bool]]:
+        """The usable clients ``value`` names, and whether more were left out.
+
+        As many records are checked whatever the directory returned: every
+        slot of the lookup, a stand-in where nothing came back, so that a
+        miss costs what a hit does, and an address clients share up to the
+        cap what one client does.
+        """
+        if kind is IdentifierKind.EMAIL and self._finds_all:
+            found: Sequence[object] = yield from self._directory(FindAll(kind, value))
+        else:
+            one = yield from self._directory(Find(kind, value))
+            found = [] if one is None else [one]
+        checked = [_usable(record) for record in
+                   self._padded(found, _NOBODY, self._slots(kind, MAX_CLIENTS_PER_MAIL + 1))]
+        clients = [c for c in checked[:len(found)] if c is not None]
+        return clients[:MAX_CLIENTS_PER_MAIL], len(clients) > MAX_CLIENTS_PER_MAIL
+
+    def _slots(self, kind: IdentifierKind, shared: int) -> int:
+        """How many slots a lookup of ``kind`` fills: ``shared`` where find_all is asked."""
+        return shared if kind is IdentifierKind.EMAIL and self._finds_all else 1
+
+    @staticmethod
+    def _padded(items: Sequence[_T], filler: _T, slots: int) -> list[_T]:
+        """``items``, then ``filler`` as often as it takes to fill ``slots``."""
+        return [*items, *[filler] * (slots - len(items))]
+
+    # check and confirm --------------------------------------------------------------------
+
+    def check(self, token: str, requester: str | None) -> Flow[Confirmation]:
+        """Validate ``token`` without using it up; see :meth:`RecoveryService.check`."""
+        _, client = yield from self._verified(token, requester)
+        return Confirmation(client.number, client.email)
+
+    def confirm(self, token: str, requester: str | None,
+                new_key: str | None = None) -> Flow[Confirmation]:
+        """Rotate the key and mail it, or the notice; see :meth:`RecoveryService.confirm`."""
+        chosen = self._chosen(new_key)
+        claims, client = yield from self._verified(token, requester)
+        if chosen is not None:
+            self._check_key(chosen, client)
+        with self._exclusive(client.number) as busy:
+            if busy:
+                yield from self._reject(
+                    TokenAlreadyUsed("this confirmation link is already being used"),
+                    "reused", requester)
+
+            def unchanged(current: Client) -> bool:
+                return claims.matches(dataclasses.replace(current, key_hash=client.key_hash))
+
+            try:
+                yield from self._rotate(client, chosen, unchanged)
+            except TokenAlreadyUsed as exc:
+                yield from self._reject(exc, "reused", requester)
+        logger.info("recovery confirmed; access key rotated",
+                    extra={"event": "confirmed", "client": client.number})
+        return Confirmation(client.number, client.email)
+
+    def _chosen(self, new_key: str | None) -> Secret | None:
+        if self.key_mode == "generate":
+            if new_key is not None:
+                raise ValueError("new_key is taken only with key_mode='choose'")
+            return None
+        if new_key is None:
+            raise ValueError("with key_mode='choose', pass the client's new key as new_key")
+        if not isinstance(new_key, str):
+            raise TypeError("the new key must be a str")
+        return Secret(new_key)
+
+    def _check_key(self, key: Secret, client: Client) -> None:
+        reasons = self.key_policy.reasons(key.reveal(), client)
+        if reasons:
+            logger.info("chosen key refused", extra={"event": "key_rejected",
+                                                     "client": client.number,
+                                                     "reasons": list(reasons)})
+            rejected = KeyRejected(reasons)
+            raise KeyRejected(reasons, self.composer.error_message(rejected, self.locale))
+
+    def _rotate(
+        self,
+        client: Client,
+        chosen: Secret | None,
+        unchanged: Callable[[Client], bool],
+    ) -> Flow[None]:
+        """Swap in a new key hash and mail the key (or, for a chosen key, a notice).
+
+        ``unchanged`` tells whether the record read back after the swap is
+        still the account the caller meant; :class:`TokenAlreadyUsed` is
+        raised when it is not, or when another swap won. Every failure leaves
+        the previous hash and mark in place.
+        """
+        new_key = chosen if chosen is not None else Secret(generate_key())
+        new_hash: str = yield Hash(new_key)
+        now = datetime.fromtimestamp(self._clock(), UTC)
+        message: EmailMessage | None = (
+            self.composer.credentials(client, key=new_key.reveal(), sender=self.sender, now=now)
+            if chosen is None else self.composer.key_changed(client, sender=self.sender, now=now))
+        # From here on only the message holds a generated key; every error path drops it.
+        del new_key
+        swapped = yield from self._directory(Swap(client.number, client.key_hash, new_hash))
+        if not swapped:
+            message = None
+            raise TokenAlreadyUsed("this confirmation link was already used")
+        marked = False
+        try:
+            current = yield from self._directory(Find(IdentifierKind.CLIENT_NUMBER,
+                                                      client.number))
+            ours = isinstance(current, Client) and current.key_hash == new_hash
+            still = ours and unchanged(current)
+            if still:
+                assert message is not None
+                # A generated key travelled by mail: it is to be replaced at sign-in.
+                marked = (yield from self._mark(client.number, chosen is None))
+                yield Send(message)
+        except BaseException as exc:
+            message = None
+            restored = yield from self._undo(client, new_hash, marked)
+            if isinstance(exc, DirectoryError | Interrupted) or not isinstance(exc, Exception):
+                raise
+            details = failure_details(exc)
+            what = "credentials mail" if chosen is None else "key change notice"
+            logger.error("%s not sent: %s", what, details["reason"], extra={
+                "event": "delivery_failed", "client": client.number, "restored": restored,
+                **details})
+            temporary = exc.temporary if isinstance(exc, DeliveryFailed) else True
+            what = "the new access details" if chosen is None else "the notice of the change"
+            raise DeliveryFailed(
+                f"{what} could not be mailed; nothing was changed"
+                if restored else
+                f"{what} could not be mailed; request a new link",
+                temporary=temporary,
+            ) from exc
+        if not still:
+            message = None
+            if ours:
+                yield from self._undo(client, new_hash, marked)
+            raise TokenAlreadyUsed("the account changed while the key was replaced")
+        assert message is not None
+        logger.info("mail sent", extra={"event": "mail_sent", "client": client.number,
+                                        "message_id": message["Message-ID"]})
+
+    def _mark(self, number: str, value: bool) -> Flow[bool]:
+        """Set the directory's must-change mark, if it keeps one; whether it was set."""
+        if not self._marks:
+            return False
+        yield from self._directory(Mark(number, value))
+        return True
+
+    def _undo(self, client: Client, new_hash: str, marked: bool) -> Flow[bool]:
+        try:
+            restored = yield from self._directory(Swap(client.number, new_hash, client.key_hash))
+        except DirectoryError:
+            restored = False
+        if restored and marked:
+            try:
+                yield from self._directory(Mark(client.number, client.must_change))
+            except DirectoryError:
+                logger.error("must-change mark not restored",
+                             extra={"event": "mark_not_restored", "client": client.number})
+        if not restored:
+            # The token is dead then, but a new request still recovers the account.
+            logger.critical("previous key could not be restored",
+                            extra={"event": "restore_failed", "client": client.number})
+        return bool(restored)
+
+    def _verified(self, token: str, requester: str | None) -> Flow[tuple[TokenClaims, Client]]:
+        if requester is not None:
+            allowed = yield from self._limit(Test("failed_confirmations", requester),
+                                             "failed_confirmations")
+            if not allowed:
+                yield from self._throttle("failed_confirmations", requester)
+        error: InvalidToken | None = None
+        event = ""
+        try:
+            claims = self.tokens.read(token)
+        except TokenExpired as exc:
+            error, event = exc, "expired"
+        except InvalidToken as exc:
+            error, event = exc, "invalid"
+        if error is not None:
+            yield from self._reject(error, event, requester)
+        found = yield from self._directory(Find(IdentifierKind.CLIENT_NUMBER, claims.number))
+        client = _usable(found)
+        if client is not None:
+            try:
+                mailbox(client.email)
+            except ValueError:
+                _log_unusable(client.number, "the primary address is not a valid email address")
+                client = None
+        if client is None:
+            yield from self._reject(InvalidToken("the confirmation link is not valid"),
+                                    "invalid", requester)
+        assert client is not None
+        if not claims.matches(client):
+            yield from self._reject(TokenAlreadyUsed("this confirmation link was already used"),
+                                    "reused", requester)
+        return claims, client
+
+    def _reject(self, error: InvalidToken, event: str, requester: str | None) -> Flow[NoReturn]:
+        logger.info("confirmation refused", extra={"event": event})
+        # Counted, then decided: of many failures at once, only as many as
+        # the limit allows are answered with the token's own error.
+        if requester is not None:
+            allowed = yield from self._hit("failed_confirmations", requester)
+            if not allowed:
+                yield from self._throttle("failed_confirmations", requester)
+        raise error
+
+    # login --------------------------------------------------------------------------------
+
+    def authenticate(self, number: str, key: str) -> Flow[Login | None]:
+        """Check a login; see :meth:`RecoveryService.authenticate`."""
+        client = yield from self._signed_in(number, key)
+        if client is None:
+            return None
+        logger.info("login", extra={"event": "login", "client": client.number})
+        return Login(client.number, client.email, must_change=client.must_change)
+
+    def _signed_in(self, number: str, key: str) -> Flow[Client | None]:
+        """The client whose number and key these are, with its hash as now stored; else None."""
+        try:
+            normalized: str | None = normalize_identifier(IdentifierKind.CLIENT_NUMBER, number)
+        except InvalidIdentifier:
+            normalized = None
+        client = None
+        if normalized is not None:
+            client = _usable((yield from self._directory(
+                Find(IdentifierKind.CLIENT_NUMBER, normalized))))
+        if self._login_stand_in is None:
+            # An unknown number is checked against this, at the cost of a real one.
+            self._login_stand_in = yield Hash(Secret(generate_key()))
+        stored = client.key_hash if client is not None else self._login_stand_in
+        try:
+            valid, upgraded = yield Verify(Secret(key if isinstance(key, str) else ""), stored)
+        except (ValueError, TypeError):
+            valid, upgraded = False, None
+        if client is None or not valid:
+            logger.info("login refused", extra={"event": "login_refused"})
+            return None
+        if upgraded is not None and (yield from self._directory(
+                Swap(client.number, client.key_hash, upgraded))):
+            client = dataclasses.replace(client, key_hash=upgraded)
+        return client
+
+    def change_key(self, number: str, key: str, new_key: str) -> Flow[Login | None]:
+        """Replace a client's key with one it chose; see :meth:`RecoveryService.change_key`."""
+        if not isinstance(new_key, str):
+            raise TypeError("the new key must be a str")
+        chosen = Secret(new_key)
+        client = yield from self._signed_in(number, key)
+        if client is None:
+            return None
+        self._check_key(chosen, client)
+        with self._exclusive(client.number) as busy:
+            try:
+                if busy:
+                    raise TokenAlreadyUsed("this key is already being changed")
+                yield from self._rotate(client, chosen,
+                                        lambda current: current.email == client.email)
+            except TokenAlreadyUsed:
+                logger.info("key change refused: the key changed meanwhile",
+                            extra={"event": "login_refused"})
+                return None
+        logger.info("access key changed", extra={"event": "key_changed",
+                                                 "client": client.number})
+        return Login(client.number, client.email, must_change=False)

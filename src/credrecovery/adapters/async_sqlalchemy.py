@@ -1,0 +1,219 @@
+"""A :class:`~credrecovery.AsyncClientDirectory` on SQLAlchemy's asyncio engine.
+
+:class:`AsyncSQLAlchemyDirectory` is :class:`~credrecovery.sqlalchemy.SQLAlchemyDirectory`
+for an event loop: the same own tables or host :class:`TableMapping`, the same
+statements, and the same errors, with ``sqlstate`` and ``constraint`` kept and
+a row a database message may quote dropped. On PostgreSQL it runs on asyncpg
+(``postgresql+asyncpg://``) or psycopg 3 (``postgresql+psycopg://``); SQLAlchemy's
+asyncio extension needs greenlet.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any, Self
+
+try:
+    import sqlalchemy as sa
+    from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+except ImportError as exc:  # pragma: no cover - exercised with the extra missing
+    raise ImportError(
+        "credrecovery.async_sqlalchemy needs SQLAlchemy 2 with asyncio:"
+        " pip install 'credrecovery[sqlalchemy,asyncio]'"
+    ) from exc
+
+from passlib.context import CryptContext
+
+from .._records import ClientRecord
+from ..identifiers import IdentifierKind
+from ..models import Client
+from .sqlalchemy import _ADD_REFUSAL, TableMapping, _guarded_async, _Statements
+
+__all__ = ["AsyncSQLAlchemyDirectory", "TableMapping"]
+
+
+class AsyncSQLAlchemyDirectory:
+    """A :class:`~credrecovery.AsyncClientDirectory` in a SQL database, through asyncio.
+
+    ``engine_or_url`` is an :class:`~sqlalchemy.ext.asyncio.AsyncEngine`, or
+    a URL naming an asyncio driver from which one is created with
+    ``pool_pre_ping=True`` and ``hide_parameters=True``; create yours with
+    ``hide_parameters=True`` too, so that SQLAlchemy's messages quote no key
+    hash. Without ``mapping`` the directory uses its own tables (create them
+    with :meth:`create_schema`); with a :class:`TableMapping`, the host's.
+    ``crypt_context`` hashes the keys given to :meth:`add_client`.
+
+    Every method behaves as the synchronous directory's of the same name, as
+    a coroutine; see :class:`~credrecovery.sqlalchemy.SQLAlchemyDirectory`.
+    """
+
+    def __init__(
+        self,
+        engine_or_url: AsyncEngine | sa.URL | str,
+        *,
+        mapping: TableMapping | None = None,
+        crypt_context: CryptContext | None = None,
+    ) -> None:
+        if isinstance(engine_or_url, AsyncEngine):
+            self._engine = engine_or_url
+        else:
+            self._engine = create_async_engine(
+                engine_or_url, pool_pre_ping=True, hide_parameters=True
+            )
+        self._statements = _Statements(mapping)
+        self._crypt_context = crypt_context
+
+    def __repr__(self) -> str:
+        return f"AsyncSQLAlchemyDirectory({self._statements.describe(self._engine.url)})"
+
+    @property
+    def engine(self) -> AsyncEngine:
+        """The engine every statement runs on."""
+        return self._engine
+
+    @property
+    def mapping(self) -> TableMapping:
+        """The tables and columns in use; the built-in one in own-schema mode."""
+        return self._statements.mapping
+
+    @property
+    def metadata(self) -> sa.MetaData:
+        """The tables as SQLAlchemy sees them; in mapped mode, never create them."""
+        return self._statements.metadata
+
+    async def create_schema(self) -> None:
+        """Create the directory's own tables and indexes where they are missing.
+
+        Idempotent; to tables an earlier version created it adds the
+        ``must_change`` column, as :meth:`SQLAlchemyDirectory.create_schema
+        <credrecovery.sqlalchemy.SQLAlchemyDirectory.create_schema>` does.
+        Raises :class:`TypeError` with a :class:`TableMapping`, and
+        :class:`~credrecovery.DirectoryError` when the database fails.
+        """
+        statements = self._statements
+        statements.check_own_schema()
+
+        async def create() -> None:
+            async with self._engine.begin() as connection:
+                await connection.run_sync(statements.create_own_schema)
+
+        await _guarded_async("create its tables", create)
+
+    async def dispose(self) -> None:
+        """Close the engine's pooled connections; they are opened again on demand."""
+        await self._engine.dispose()
+
+    close = dispose
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.dispose()
+
+    async def find(self, kind: IdentifierKind | str, value: str) -> Client | None:
+        """Return the client that the normalized ``value`` identifies, or ``None``.
+
+        For an address several clients share, the first of :meth:`find_all`'s.
+        Raises :class:`~credrecovery.DirectoryError` when the database fails
+        or when several clients have the number or the domain.
+        """
+        found = await self.find_all(kind, value, limit=1)
+        return found[0] if found else None
+
+    async def find_all(
+        self, kind: IdentifierKind | str, value: str, *, limit: int = 50
+    ) -> list[Client]:
+        """Every client the normalized ``value`` names, by client number, at most ``limit``.
+
+        As :meth:`SQLAlchemyDirectory.find_all
+        <credrecovery.sqlalchemy.SQLAlchemyDirectory.find_all>`. Raises
+        :class:`ValueError` when ``limit`` is below 1.
+        """
+        kind, statement = self._statements.select(kind, value, limit)
+        if statement is None:
+            return []
+
+        query: sa.Select[Any] = statement
+
+        async def fetch_rows() -> Sequence[sa.Row[Any]]:
+            async with self._engine.connect() as connection:
+                result: sa.Result[Any] = await connection.execute(query)
+                return result.all()
+
+        rows = await _guarded_async("look up a client", fetch_rows)
+        return self._statements.found(kind, rows, limit)
+
+    async def replace_key_hash(self, number: str, current: str, new: str) -> bool:
+        """Store ``new`` as ``number``'s key hash if it still is ``current``.
+
+        One conditional ``UPDATE``, atomic on any database. Returns whether it
+        changed a row. Raises :class:`~credrecovery.DirectoryError` when the
+        database fails.
+        """
+        statement = self._statements.replace(number, current, new)
+        if statement is None:
+            return False
+
+        async def swap() -> bool:
+            async with self._engine.begin() as connection:
+                return (await connection.execute(statement)).rowcount == 1
+
+        return await _guarded_async("replace a key hash", swap)
+
+    async def set_must_change(self, number: str, value: bool) -> None:
+        """Record whether client ``number`` must replace its key at the next sign-in.
+
+        As :meth:`SQLAlchemyDirectory.set_must_change
+        <credrecovery.sqlalchemy.SQLAlchemyDirectory.set_must_change>`: one
+        ``UPDATE``, nothing for an unknown number or without a mapped
+        ``must_change`` column; :class:`~credrecovery.DirectoryError` when the
+        database fails.
+        """
+        statement = self._statements.set_must_change(number, value)
+        if statement is None:
+            return
+        update: sa.Update = statement
+
+        async def run() -> None:
+            async with self._engine.begin() as connection:
+                await connection.execute(update)
+
+        await _guarded_async("record whether a key must change", run)
+
+    async def add_client(
+        self,
+        number: str,
+        email: str,
+        *,
+        key: str | None = None,
+        key_hash: str | None = None,
+        domains: Iterable[str] = (),
+        name: str = "",
+        locale: str | None = None,
+    ) -> Client:
+        """Add a client, given exactly one of ``key`` or an imported ``key_hash``.
+
+        As :meth:`SQLAlchemyDirectory.add_client
+        <credrecovery.sqlalchemy.SQLAlchemyDirectory.add_client>`: one
+        transaction; :class:`ValueError` when the number or a domain is taken
+        or a constraint refuses the row (with ``sqlstate`` and ``constraint``).
+        """
+        record = ClientRecord.build(
+            number, email, key=key, key_hash=key_hash, domains=domains,
+            name=name, locale=locale, crypt_context=self._crypt_context,
+        )
+        statements = self._statements
+        client, number_value = statements.stored_record(record)
+        taken = statements.taken_checks(number_value, record.domains)
+
+        async def insert() -> None:
+            async with self._engine.begin() as connection:
+                for check, refusal in taken:
+                    if (await connection.execute(check)).first() is not None:
+                        raise ValueError(refusal)
+                for statement, rows in statements.inserts(client, number_value, record.domains):
+                    await connection.execute(statement, rows)
+
+        await _guarded_async("add a client", insert, refusal=_ADD_REFUSAL)
+        return client

@@ -1,0 +1,6 @@
+"""Delivery of the recovery mails: in the background, inline, or through Celery."""
+
+from .._failures import failure_details
+from .background import BackgroundMailer, InlineDelivery, compose, send_now
+
+__all__ = ["BackgroundMailer", "InlineDelivery", "compose", "failure_details", "send_now"]

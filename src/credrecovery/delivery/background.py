@@ -1,0 +1,418 @@
+"""Delivery of confirmation mails, off the request path.
+
+The request path hands every request, a hit or a miss, to delivery as one
+plain :class:`~credrecovery.jobs.ConfirmationJob`: a miss as a *decoy* that
+is composed like any other and then dropped. :class:`BackgroundMailer` does
+this in worker threads of this process or, for a mailer the library can
+rebuild from its settings, in a delivery process of its own, each job after a
+random delay, so that neither the composing nor the SMTP conversation lands
+inside the response of the request that asked for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import copy
+import heapq
+import inspect
+import itertools
+import logging
+import secrets
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from email.message import EmailMessage
+from typing import Any, Literal
+
+from .._failures import failure_details
+from ..exceptions import DeliveryFailed
+from ..jobs import ConfirmationJob
+from ..mail.composer import Composer
+from ..protocols import AsyncMailer, Mailer
+from ._crossing import _CannotCross, _crossing, _rebuilt_from_settings
+from ._process import DeliveryProcess
+
+__all__ = ["BackgroundMailer", "compose", "failure_details"]
+
+logger = logging.getLogger("credrecovery")
+
+
+class _Item:
+    __slots__ = ("attempt", "job", "message")
+
+    def __init__(self, job: ConfirmationJob | None, message: EmailMessage | None) -> None:
+        self.job = job
+        self.message = message
+        self.attempt = 1
+
+
+class BackgroundMailer:
+    """Deliver off the request path: confirmation jobs, and messages given to :meth:`send`.
+
+    ``isolation`` says where, and the rule is that the mailer a host passes
+    stays the host's object:
+
+    * ``"auto"`` (the default): a child Python process that the mailer starts
+      and stops itself, so that the work never holds the web process's
+      interpreter lock, when ``mailer`` is one of the library's own
+      :class:`~credrecovery.smtp.SMTPMailer` or
+      :class:`~credrecovery.async_smtp.AsyncSMTPMailer` (plain settings, which the
+      child rebuilds) and the service's composer pickles; worker threads of
+      this process for any other mailer, so that the host's object sends every
+      mail itself (its outbox, counters and connections are the ones it reads);
+    * ``"thread"``: worker threads of this process, whatever the mailer;
+    * ``"process"``: the host's explicit request for a child process. The
+      child unpickles a *copy* of ``mailer`` and sends from it, so the object
+      passed here sees none of those mails: for a mailer defined by settings
+      alone. Raises :class:`ValueError` at :meth:`bind` if it cannot cross.
+
+    Where delivery stays in threads for another reason than the host's
+    choice, a ``delivery_in_thread`` log event says why. The child logs
+    through this process's ``credrecovery`` logger.
+
+    :meth:`submit` queues a confirmation job; the worker takes it after a
+    random delay between ``delay[0]`` and ``delay[1]`` seconds, composes it
+    with the service's :class:`~credrecovery.composer.Composer`, and sends it
+    through ``mailer`` (a decoy is composed, then dropped). :meth:`send`
+    queues a finished message, to go out at once.
+
+    A temporary failure (see :attr:`DeliveryFailed.temporary`; any other
+    exception, a ``BaseException`` such as a green-thread ``Timeout``
+    included, counts as temporary) is retried up to ``max_attempts`` times
+    with exponential backoff from ``backoff`` seconds, capped at
+    ``max_backoff``, with jitter. Each attempt hands ``mailer`` a fresh copy
+    of the message, so a mailer may change the one it is given. A permanent
+    failure, or the last attempt, is logged at ERROR with its reason. No
+    worker is lost to what a mailer raises, and one that ends anyway is
+    replaced at the next job.
+
+    ``workers`` threads deliver at once, so that one slow server does not
+    hold the others up. The queue holds at most ``max_queue`` jobs and
+    messages; :meth:`submit` and :meth:`send` raise :class:`DeliveryFailed`
+    when it is full. Call
+    :meth:`flush` to wait for the queue to drain and :meth:`close` (or use
+    ``with``) before exiting; an open mailer also flushes at interpreter exit.
+
+    Delays and backoff count on ``clock``, ``time.monotonic`` by default. A
+    test clock keeps delivery in threads; moving it does not wake the
+    workers, so call :meth:`flush` after moving it.
+    """
+
+    def __init__(
+        self,
+        mailer: Mailer | AsyncMailer,
+        *,
+        max_queue: int = 10_000,
+        max_attempts: int = 5,
+        backoff: float = 1.0,
+        max_backoff: float = 300.0,
+        delay: tuple[float, float] = (0.2, 2.0),
+        workers: int = 4,
+        isolation: Literal["auto", "process", "thread"] = "auto",
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        if (max_queue < 1 or max_attempts < 1 or backoff < 0 or max_backoff < backoff
+                or workers < 1):
+            raise ValueError("invalid queue, retry or worker settings")
+        if isolation not in ("auto", "process", "thread"):
+            raise ValueError("isolation must be 'auto', 'process' or 'thread'")
+        if len(delay) != 2 or not 0 <= delay[0] <= delay[1]:
+            raise ValueError("delay must be (shortest, longest) seconds, 0 <= shortest <= longest")
+        self.mailer = mailer
+        self.max_queue = max_queue
+        self.max_attempts = max_attempts
+        self.backoff = backoff
+        self.max_backoff = max_backoff
+        self.delay = delay
+        self.workers = workers
+        self.isolation = isolation
+        if clock is not None and isolation == "process":
+            raise ValueError("a delivery process cannot share a clock given by the host")
+        self._clock = clock if clock is not None else time.monotonic
+        self._custom_clock = clock is not None
+        self._process: DeliveryProcess | None = None
+        self._composer: Composer | None = None
+        self._cond = threading.Condition()
+        # (due time on self._clock, order, item); a heap.
+        self._queue: list[tuple[float, int, _Item]] = []
+        self._order = itertools.count()
+        self._in_flight = 0
+        self._closed = False
+        self._threads: list[threading.Thread] = []
+
+    def __repr__(self) -> str:
+        return f"BackgroundMailer({self.mailer!r}, pending={self.pending})"
+
+    def __enter__(self) -> BackgroundMailer:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    @property
+    def pending(self) -> int:
+        """Jobs and messages queued, waiting for a retry, or being sent."""
+        if self._process is not None:
+            return self._process.pending()
+        with self._cond:
+            return len(self._queue) + self._in_flight
+
+    @property
+    def process_id(self) -> int | None:
+        """The delivery process's id, or ``None`` when delivery runs in threads."""
+        return self._process.pid if self._process is not None else None
+
+    def bind(self, composer: Composer) -> None:
+        """Compose submitted jobs with ``composer``; the service calls this once.
+
+        Starts the delivery process where ``isolation`` calls for one. Raises
+        :class:`ValueError` if the mailer already serves another service, or
+        if ``"process"`` was asked for and the mailer or the composer cannot
+        cross to another process.
+        """
+        if self._composer is not None and self._composer is not composer:
+            raise ValueError("this BackgroundMailer already delivers for another service")
+        self._composer = composer
+        if self.isolation == "thread" or self._custom_clock or self._process is not None:
+            return
+        if self.isolation == "auto" and not _rebuilt_from_settings(self.mailer):
+            logger.info(
+                "confirmation mails are delivered from threads of this process: %s is the "
+                "host's own mailer, which stays where the host put it",
+                type(self.mailer).__name__,
+                extra={"event": "delivery_in_thread", "reason": "the host's own mailer"})
+            return
+        options = {"max_queue": self.max_queue, "max_attempts": self.max_attempts,
+                   "backoff": self.backoff, "max_backoff": self.max_backoff,
+                   "delay": self.delay, "workers": self.workers}
+        try:
+            config = _crossing({"mailer": self.mailer, "composer": composer,
+                                "options": options})
+        except _CannotCross as exc:
+            if self.isolation == "process":
+                raise ValueError(f"{exc.reason}, so it cannot cross to a delivery "
+                                 "process") from exc.__cause__
+            logger.warning(
+                "confirmation mails are delivered from threads of this process: %s",
+                exc.reason, extra={"event": "delivery_in_thread", "reason": exc.reason})
+            return
+        self._process = DeliveryProcess(config)
+        atexit.register(self.close)
+
+    def submit(self, job: ConfirmationJob) -> None:
+        """Queue ``job``. Raises :class:`DeliveryFailed` if the queue is full or closed."""
+        if self._composer is None:
+            raise DeliveryFailed("the background mailer is not bound to a service",
+                                 temporary=False)
+        if self._process is not None:
+            self._check_open()
+            self._process.submit(job)
+            return
+        low, high = self.delay
+        wait = low + (high - low) * secrets.randbelow(1_000_001) / 1_000_000
+        self._put(_Item(job, None), wait)
+
+    def send(self, message: EmailMessage) -> None:
+        """Queue ``message``. Raises :class:`DeliveryFailed` if the queue is full or closed."""
+        if self._process is not None:
+            self._check_open()
+            self._process.send(message)
+            return
+        self._put(_Item(None, message), 0.0)
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Deliver every queued job now, and wait until all are sent or given up.
+
+        Jobs still inside their random delay go at once; retries keep their
+        backoff. Returns ``False`` on timeout.
+        """
+        if self._process is not None:
+            return self._process.flush(timeout)
+        with self._cond:
+            self._queue = [
+                (0.0, order, item) if item.attempt == 1 else (due, order, item)
+                for due, order, item in self._queue
+            ]
+            heapq.heapify(self._queue)
+            self._cond.notify_all()
+            return self._cond.wait_for(lambda: not self._queue and not self._in_flight, timeout)
+
+    def close(self, timeout: float | None = 30.0) -> None:
+        """Flush for up to ``timeout`` seconds, then stop the worker.
+
+        Jobs and messages still queued after that are logged as dropped.
+        """
+        atexit.unregister(self.close)
+        if self._process is not None:
+            self._process.close(timeout)
+            self._closed = True
+            return
+        self.flush(timeout)
+        with self._cond:
+            self._closed = True
+            dropped = sum(1 for _, _, item in self._queue if item.job is None or not item.job.decoy)
+            self._queue.clear()
+            self._cond.notify_all()
+        if dropped:
+            logger.error("background mailer closed with %d messages undelivered", dropped,
+                         extra={"event": "mail_dropped", "count": dropped,
+                                "reason": "the background mailer was closed"})
+        for thread in self._threads:
+            if thread is not threading.current_thread():
+                thread.join(timeout)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise DeliveryFailed("the background mailer is closed", temporary=False)
+
+    def _put(self, item: _Item, wait: float) -> None:
+        with self._cond:
+            if self._closed:
+                raise DeliveryFailed("the background mailer is closed", temporary=False)
+            if len(self._queue) >= self.max_queue:
+                raise DeliveryFailed("the delivery queue is full")
+            heapq.heappush(self._queue, (self._clock() + wait, next(self._order), item))
+            if not self._threads:
+                atexit.register(self.close)
+            alive = [thread for thread in self._threads if thread.is_alive()]
+            for n in range(len(alive), self.workers):
+                thread = threading.Thread(target=self._run, name=f"credrecovery-delivery-{n}",
+                                          daemon=True)
+                thread.start()
+                alive.append(thread)
+            self._threads = alive
+            self._cond.notify()
+
+    def _next(self) -> _Item | None:
+        with self._cond:
+            while True:
+                if self._closed:
+                    return None
+                now = self._clock()
+                if self._queue and self._queue[0][0] <= now:
+                    item = heapq.heappop(self._queue)[2]
+                    break
+                self._cond.wait(self._queue[0][0] - now if self._queue else None)
+            self._in_flight += 1
+            return item
+
+    def _run(self) -> None:
+        while (item := self._next()) is not None:
+            try:
+                self._deliver(item)
+            except BaseException as exc:  # noqa: BLE001 - the worker must outlive any one job
+                logger.error("mail delivery failed; giving up: %s", type(exc).__name__,
+                             extra={"event": "delivery_failed", **failure_details(exc),
+                                    **_clients(item.job)})
+            finally:
+                with self._cond:
+                    self._in_flight -= 1
+                    self._cond.notify_all()
+
+    def _deliver(self, item: _Item) -> None:
+        if item.message is None:
+            assert item.job is not None and self._composer is not None
+            item.message = compose(self._composer, item.job)
+            if item.message is None or item.job.decoy:
+                return
+        message = item.message
+        try:
+            send_now(self.mailer, copy.deepcopy(message))
+        except BaseException as exc:  # noqa: BLE001 - a mailer may raise anything, Timeout included
+            self._failed(item, exc)
+            return
+        logger.info("mail sent", extra={
+            "event": "mail_sent", "message_id": message["Message-ID"],
+            "attempt": item.attempt, **_clients(item.job)})
+
+    def _failed(self, item: _Item, exc: BaseException) -> None:
+        assert item.message is not None
+        details = {"message_id": item.message["Message-ID"], "attempt": item.attempt,
+                   **failure_details(exc), **_clients(item.job)}
+        temporary = exc.temporary if isinstance(exc, DeliveryFailed) else True
+        if not temporary or item.attempt >= self.max_attempts:
+            logger.error("mail delivery failed; giving up: %s", details["reason"],
+                         extra={"event": "delivery_failed", **details})
+            return
+        wait = min(self.max_backoff, self.backoff * 2 ** (item.attempt - 1))
+        wait *= 0.5 + secrets.randbelow(500) / 1000
+        logger.warning("mail delivery failed; retrying in %.1f s: %s", wait, details["reason"],
+                       extra={"event": "delivery_retry", **details})
+        item.attempt += 1
+        with self._cond:
+            heapq.heappush(self._queue, (self._clock() + wait, next(self._order), item))
+
+
+def compose(composer: Composer, job: ConfirmationJob) -> EmailMessage | None:
+    """``job``'s mail, or ``None`` (logged) when its address cannot be mailed."""
+    try:
+        return composer.confirmation(job)
+    except ValueError:
+        if not job.decoy:
+            logger.error("client's primary address cannot be mailed",
+                         extra={"event": "bad_address", "client": job.clients[0][0],
+                                "reason": "the primary address is not a valid email address"})
+        return None
+
+
+def _clients(job: ConfirmationJob | None) -> dict[str, Any]:
+    return {} if job is None else {"client": job.clients[0][0]}
+
+
+class InlineDelivery:
+    """Compose and send each job within the request: for command lines and tests.
+
+    A request then takes longer when a client matched; never use it behind a
+    public form. Failures are logged, not raised, as in the background.
+    """
+
+    def __init__(self, mailer: Mailer | AsyncMailer) -> None:
+        self.mailer = mailer
+        self._composer: Composer | None = None
+
+    def __repr__(self) -> str:
+        return f"InlineDelivery({self.mailer!r})"
+
+    def bind(self, composer: Composer) -> None:
+        """Compose jobs with ``composer``."""
+        self._composer = composer
+
+    def submit(self, job: ConfirmationJob) -> None:
+        """Compose ``job`` and, unless it is a decoy, send it now."""
+        assert self._composer is not None
+        message = compose(self._composer, job)
+        if message is None or job.decoy:
+            return
+        try:
+            send_now(self.mailer, message)
+        except Exception as exc:  # noqa: BLE001 - never reveal that the client exists
+            details = failure_details(exc)
+            logger.error("confirmation mail not sent: %s", details["reason"],
+                         extra={"event": "delivery_failed", "client": job.clients[0][0],
+                                **details})
+            return
+        logger.info("mail sent", extra={"event": "mail_sent", "client": job.clients[0][0],
+                                        "message_id": message["Message-ID"]})
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Nothing is ever queued."""
+        return True
+
+    def close(self, timeout: float | None = None) -> None:
+        """Nothing to stop."""
+
+
+def send_now(mailer: Mailer | AsyncMailer, message: EmailMessage) -> None:
+    """Send through ``mailer``, awaiting it on an event loop of its own if it is async.
+
+    Called from delivery threads and the delivery process, never from a
+    running event loop.
+    """
+    pending = mailer.send(message)
+    if inspect.isawaitable(pending):
+        asyncio.run(_awaited(pending))
+
+
+async def _awaited(pending: Awaitable[None]) -> None:
+    await pending

@@ -1,0 +1,1 @@
+"""The mail concern: headers, templates and catalogs, the renderer and the composer."""

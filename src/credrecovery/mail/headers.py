@@ -1,0 +1,186 @@
+"""The envelope of a mail: one-mailbox headers that no name can break, and the message built."""
+
+from __future__ import annotations
+
+import base64
+import re
+import unicodedata
+from datetime import datetime
+from email.headerregistry import Address, AddressHeader, BaseHeader, HeaderRegistry
+from email.message import EmailMessage
+from email.policy import Policy
+from email.policy import default as _default_policy
+from email.utils import format_datetime, make_msgid
+from typing import cast
+
+from ..identifiers import check_address
+
+__all__ = ["mailbox", "one_line", "safe_display_name"]
+
+# Line and paragraph separators, and the bidi embeddings, overrides and
+# isolates that would let a name display as something it is not.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029\u202a-\u202e\u2066-\u2069]+")
+_MAX_NAME = 100
+_MAX_SUBJECT = 200
+_PLAIN_PHRASE = re.compile(r"[A-Za-z0-9]+(?: [A-Za-z0-9]+)*")
+# RFC 5322 2.1.1: a line holds at most 998 octets before its CRLF.
+_MAX_LINE_OCTETS = 998
+# Headers that mark both mails as automated (RFC 3834, and Exchange's own),
+# so that vacation responders and other robots do not answer them.
+_AUTOMATED = (("Auto-Submitted", "auto-generated"), ("X-Auto-Response-Suppress", "All"))
+
+
+
+class _OneMailbox(AddressHeader):
+    """Folds a header of one mailbox so that the name can never read as more addresses.
+
+    The standard folding drops the quotes around a long display name
+    (CPython gh-80222), and the commas, angle brackets and ``@`` inside then
+    parse as further recipients. Here a name of plain letters, digits and
+    spaces is written as atoms, and any other as RFC 2047 encoded-words,
+    whose characters are all safe in a phrase.
+    """
+
+    def fold(self, *, policy: Policy) -> str:
+        addresses = self.addresses
+        if len(addresses) != 1:
+            folded: str = super().fold(policy=policy)  # type: ignore[misc]
+            return folded
+        address = addresses[0]
+        phrase = _phrase(address.display_name)
+        tokens = [*phrase, f"<{address.addr_spec}>"] if phrase else [address.addr_spec]
+        lines = [f"{cast(BaseHeader, self).name}:"]
+        for token in tokens:
+            if len(lines[-1]) + 1 + len(token) > 78 and lines[-1].strip():
+                lines.append("")
+            lines[-1] += " " + token
+        return policy.linesep.join(lines) + policy.linesep
+
+
+def _phrase(name: str) -> list[str]:
+    if not name:
+        return []
+    if _PLAIN_PHRASE.fullmatch(name):
+        return name.split(" ")
+    words: list[bytes] = []
+    chunk = b""
+    for char in name:
+        data = char.encode("utf-8")
+        # 45 bytes encode to 60 characters: with "=?utf-8?b?" and "?=", 72 of
+        # the 75 an encoded-word may have. Characters are never split.
+        if len(chunk) + len(data) > 45:
+            words.append(chunk)
+            chunk = b""
+        chunk += data
+    words.append(chunk)
+    return [f"=?utf-8?b?{base64.b64encode(word).decode('ascii')}?=" for word in words]
+
+
+class _HeaderClasses(HeaderRegistry):
+    # The standard registry builds a new class for every header it parses,
+    # which was a sixth of the cost of rendering a message.
+    def __init__(self) -> None:
+        super().__init__()
+        self._made: dict[str, type[BaseHeader]] = {}
+
+    def __getitem__(self, name: str) -> type[BaseHeader]:
+        key = name.lower()
+        made = self._made.get(key)
+        if made is None:
+            made = super().__getitem__(name)
+            if key in ("to", "from"):
+                made = type(made.__name__, (_OneMailbox, made), {})
+            self._made[key] = made
+        return made
+
+
+_POLICY = _default_policy.clone(header_factory=_HeaderClasses())
+_UTF8_POLICY = _POLICY.clone(utf8=True)
+
+
+def safe_display_name(name: str) -> str:
+    """``name`` with control and bidi override characters folded to spaces, length capped."""
+    return " ".join(_CONTROL.sub(" ", name).split())[:_MAX_NAME]
+
+
+def mailbox(address: str, name: str = "") -> Address:
+    """``address`` checked as a typed address would be, as an :class:`Address`.
+
+    The domain becomes an A-label, which every server accepts; ``name`` is
+    cleaned with :func:`safe_display_name`. Syntax decides, not the domain:
+    names kept for tests and local networks (``example.test``, ``localhost``)
+    are mailed like any other. Raises :class:`ValueError` when the address
+    cannot be mailed.
+    """
+    # The parts go to Address unparsed, since the stdlib parser refuses a
+    # mailbox name outside ASCII.
+    try:
+        checked = check_address(address)
+    except ValueError as exc:
+        raise ValueError("not a valid email address") from exc
+    return Address(display_name=safe_display_name(name),
+                   username=checked.local_part, domain=checked.ascii_domain)
+
+
+def one_line(text: str) -> str:
+    """``text`` as one header line: control characters and line breaks become spaces,
+    runs of spaces one, and the length is capped."""
+    cleaned = "".join(" " if _is_control(c) else c for c in text)
+    line = " ".join(cleaned.split())
+    return line if len(line) <= _MAX_SUBJECT else line[:_MAX_SUBJECT - 1].rstrip() + "…"
+
+
+def _is_control(char: str) -> bool:
+    category = unicodedata.category(char)
+    return category[0] == "C" or category in ("Zl", "Zp")
+
+
+def _recipient(address: str, name: str) -> Address:
+    try:
+        return mailbox(address, name)
+    except ValueError as exc:
+        raise ValueError("the primary address is not a valid email address") from exc
+
+
+def _plain_encoding(plain: str) -> str:
+    """The transfer encoding that leaves the text part, and so its links, readable as sent.
+
+    Quoted-printable breaks lines at 76 characters and writes ``=`` as ``=3D``,
+    so a link copied from a raw view (a debugging SMTP server, a console
+    mail backend) would not work. The text goes as it is: 7bit in ASCII,
+    else 8bit UTF-8 (RFC 6152), as Django's mail does; :class:`SMTPMailer`
+    declares ``BODY=8BITMIME``, or re-encodes for a server without it. Only
+    a line over the 998 octets RFC 5322 allows, or a NUL, falls back to
+    quoted-printable.
+    """
+    data = plain.encode("utf-8")
+    if "\0" in plain or max(map(len, data.splitlines()), default=0) > _MAX_LINE_OCTETS:
+        return "quoted-printable"
+    return "7bit" if data.isascii() else "8bit"
+
+
+def _build(
+    recipient: Address,
+    sender: str,
+    subject: str,
+    plain: str,
+    html: str,
+    now: datetime,
+    language: str,
+) -> EmailMessage:
+    # Only a mailbox name outside ASCII needs SMTPUTF8 and UTF-8 headers.
+    message = EmailMessage(policy=_POLICY if recipient.username.isascii() else _UTF8_POLICY)
+    message["From"] = sender
+    message["To"] = recipient
+    message["Subject"] = subject
+    message["Date"] = format_datetime(now)
+    # An explicit domain keeps make_msgid from asking the resolver for one.
+    domain = sender.rpartition("@")[2].strip("<> ") or "localhost"
+    message["Message-ID"] = make_msgid(domain=domain)
+    for name, value in _AUTOMATED:
+        message[name] = value
+    message.set_content(plain, cte=_plain_encoding(plain))
+    message.add_alternative(html, subtype="html", cte="quoted-printable")
+    # After the parts exist: making the alternative moves Content-* headers into the first.
+    message["Content-Language"] = language
+    return message
