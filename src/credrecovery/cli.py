@@ -45,6 +45,7 @@ from .identifiers import IdentifierKind, normalize_identifier, parse_kind
 from .keys import KEY_ALPHABET, KEY_LENGTH, default_context, generate_key
 from .protocols import Mailer
 from .service import RecoveryService
+from .tokens import TOKEN_IN_LINK
 
 SECRET_ENV = "CREDRECOVERY_SECRET_KEY"  # noqa: S105 - a variable name, not a secret
 SMTP_PASSWORD_ENV = "CREDRECOVERY_SMTP_PASSWORD"  # noqa: S105 - a variable name
@@ -661,8 +662,7 @@ def _demo(_: argparse.Namespace) -> int:
 
 
 def _token_in(message: EmailMessage) -> str:
-    match = re.search(r"/recover/([\w.-]+)", render(message))
-    if match is None:
+    if (match := TOKEN_IN_LINK.search(render(message))) is None:
         raise AssertionError("no link in the confirmation mail")
     return match.group(1)
 

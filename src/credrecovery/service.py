@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import hashlib
 import inspect
 import logging
 import os
@@ -20,6 +19,7 @@ from typing import Any, Literal, TypeVar
 import jinja2
 from passlib.context import CryptContext
 
+from ._derivation import derive_key, secret_bytes
 from ._flow import checks, driver, effects, flows
 from ._flow.effects import Effect, Flow
 from .delivery.background import BackgroundMailer, InlineDelivery
@@ -84,7 +84,7 @@ class _Shell:
             fallback_secret_keys = [fallback_secret_keys]
         fallbacks = list(fallback_secret_keys)
         self.tokens = TokenSigner(secret_key, fallbacks, max_age=token_max_age, clock=clock)
-        if len(_as_bytes(secret_key)) < _MIN_SECRET_BYTES:
+        if len(secret_bytes(secret_key)) < _MIN_SECRET_BYTES:
             logger.warning(
                 "secret_key is shorter than %d bytes; generate one with "
                 "'python -m credrecovery secret'", _MIN_SECRET_BYTES,
@@ -111,7 +111,7 @@ class _Shell:
         else:
             raise ValueError("delivery must be 'background', 'sync' or a DeliveryQueue")
         self._delivery.bind(self.composer)
-        limiter_key = hashlib.sha256(b"credrecovery.ratelimit\x00" + _as_bytes(secret_key)).digest()
+        limiter_key = derive_key(secret_key, "ratelimit")
         self.limiter: Any = (self._limiter_class(rate_limits, limiter_key, clock=clock)
                              if rate_limits is not None else None)
         self._core = flows.Core(
@@ -466,8 +466,3 @@ def _require_methods(value: object, role: str, protocol: str, names: tuple[str, 
         methods = " and ".join(f"{name}()" for name in missing)
         raise TypeError(f"the {role} ({type(value).__name__}) has no {methods}: "
                         f"a {protocol} needs {', '.join(names)}")
-
-
-def _as_bytes(key: str | bytes) -> bytes:
-    return key if isinstance(key, bytes) else key.encode("utf-8")
-

@@ -35,6 +35,9 @@ MAX_TOKEN_LENGTH = 512
 MAX_CLOCK_SKEW_SECONDS = 60
 # Timestamps are packed as unsigned 64-bit integers.
 _MAX_TIMESTAMP = 2**64 - 1
+#: A token in a confirmation link ``.../recover/<token>``, as the mails and the
+#: examples write it: group 1 is the token, URL-safe base64 parts and their dots.
+TOKEN_IN_LINK = re.compile(r"/recover/([A-Za-z0-9_.-]+)")
 _SHAPE = re.compile(r"[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]{2,}")
 _B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 # Index by segment length modulo 4: the low bits the last character must leave

@@ -18,6 +18,7 @@ import pytest
 from passlib.context import CryptContext
 
 from credrecovery import sqlite as sqlite_module
+from credrecovery.adapters import _sqlite_schema
 from credrecovery.exceptions import DirectoryError
 from credrecovery.identifiers import IdentifierKind
 from credrecovery.keys import cheap_context
@@ -444,7 +445,7 @@ def test_concurrent_openers_migrate_once(tmp_path: Path, monkeypatch: pytest.Mon
     openers = 4
     read_unlocked = threading.Barrier(openers + 1)
     reads: dict[int, int] = {}
-    real_user_version = sqlite_module._user_version
+    real_user_version = _sqlite_schema._user_version
 
     def user_version(conn: sqlite3.Connection) -> int:
         version = real_user_version(conn)
@@ -455,7 +456,7 @@ def test_concurrent_openers_migrate_once(tmp_path: Path, monkeypatch: pytest.Mon
             read_unlocked.wait(10)
         return version
 
-    monkeypatch.setattr(sqlite_module, "_user_version", user_version)
+    monkeypatch.setattr(_sqlite_schema, "_user_version", user_version)
     with contextlib.closing(sqlite3.connect(old, isolation_level=None)) as conn:
         schema_before = conn.execute("PRAGMA schema_version").fetchone()[0]
     errors: list[BaseException] = []
@@ -476,7 +477,7 @@ def test_concurrent_openers_migrate_once(tmp_path: Path, monkeypatch: pytest.Mon
     # The schema cookie grows with each DDL statement: compare with one migration alone.
     single = tmp_path / "single.sqlite3"
     make_version_0_file(single)
-    monkeypatch.setattr(sqlite_module, "_user_version", real_user_version)
+    monkeypatch.setattr(_sqlite_schema, "_user_version", real_user_version)
     SQLiteDirectory(single).close()
     with contextlib.closing(sqlite3.connect(old)) as conn, \
             contextlib.closing(sqlite3.connect(single)) as one:

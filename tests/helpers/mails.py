@@ -5,17 +5,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from credrecovery.testing import token_from
 from helpers.shells import chosen_key
 
 __all__ = ["key_from", "token_from"]
-
-
-def token_from(message: Any) -> str:
-    """Extract the token from a confirmation mail's plain-text link."""
-    text = message.get_body(("plain",)).get_content()
-    match = re.search(r"/recover/([A-Za-z0-9_.-]+)", text)
-    assert match, "no confirmation link in the mail"
-    return match.group(1)
 
 
 def key_from(message: Any) -> str:

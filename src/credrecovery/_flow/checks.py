@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import logging
-import unicodedata
 from collections.abc import Sequence
 
+from .._text import has_control
 from ..mail.messages import mailbox
 from ..models import Client
 
@@ -67,7 +67,7 @@ def checked_sender(sender: object) -> str:
     """``sender`` as one mailbox with an A-label domain; :class:`ValueError` otherwise."""
     import email.policy
 
-    if not isinstance(sender, str) or any(_is_control(c) for c in sender):
+    if not isinstance(sender, str) or has_control(sender):
         raise ValueError("sender must be one email address, optionally with a name, "
                          "without line breaks or control characters")
     parsed = email.policy.default.header_factory("From", sender)
@@ -83,7 +83,3 @@ def checked_sender(sender: object) -> str:
     if name and checked.display_name != name:
         raise ValueError("sender's display name must be printable text")
     return str(checked)
-
-
-def _is_control(char: str) -> bool:
-    return unicodedata.category(char)[0] == "C" or unicodedata.category(char) in ("Zl", "Zp")

@@ -24,7 +24,7 @@ except ImportError as exc:  # pragma: no cover - exercised with the extra missin
     ) from exc
 
 from ..exceptions import DeliveryFailed
-from .smtp import (
+from ._smtp_common import (
     _DSN_MAIL_OPTIONS,
     Security,
     _disconnected,

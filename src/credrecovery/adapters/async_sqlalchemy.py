@@ -27,7 +27,9 @@ from passlib.context import CryptContext
 from .._records import ClientRecord
 from ..identifiers import IdentifierKind
 from ..models import Client
-from .sqlalchemy import _ADD_REFUSAL, TableMapping, _guarded_async, _Statements
+from ._sql_errors import _ADD_REFUSAL, _guarded_async
+from ._sql_statements import _Statements
+from ._sql_tables import TableMapping as TableMapping
 
 __all__ = ["AsyncSQLAlchemyDirectory", "TableMapping"]
 

@@ -29,7 +29,7 @@ from .._records import ClientRecord
 from ..exceptions import DirectoryError
 from ..identifiers import IdentifierKind
 from ..models import Client
-from .sqlite import (
+from ._sqlite_schema import (
     _INSERT_CLIENT_SQL,
     _INSERT_DOMAIN_SQL,
     _MUST_CHANGE_SQL,

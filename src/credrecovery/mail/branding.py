@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
-import unicodedata
 from urllib.parse import urlsplit
 
+from .._text import has_control
 from ..identifiers import check_address
 
 __all__ = ["Branding"]
@@ -40,11 +40,11 @@ class Branding:
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.strip():
             raise ValueError("branding name must be non-empty text")
-        if _has_control(self.name) or len(self.name.strip()) > _MAX_NAME:
+        if has_control(self.name) or len(self.name.strip()) > _MAX_NAME:
             raise ValueError(f"branding name must be at most {_MAX_NAME} characters, "
                              "without line breaks or control characters")
         object.__setattr__(self, "name", " ".join(self.name.split()))
-        if not isinstance(self.support, str) or _has_control(self.support):
+        if not isinstance(self.support, str) or has_control(self.support):
             raise ValueError("branding support must be text without control characters")
         support = self.support.strip()
         if support:
@@ -69,13 +69,8 @@ class Branding:
         return f"mailto:{self.support}"
 
 
-def _has_control(text: str) -> bool:
-    return any(unicodedata.category(c)[0] == "C" or unicodedata.category(c) in ("Zl", "Zp")
-               for c in text)
-
-
 def _is_web_url(value: object) -> bool:
-    if not isinstance(value, str) or len(value) > _MAX_URL or _has_control(value):
+    if not isinstance(value, str) or len(value) > _MAX_URL or has_control(value):
         return False
     if any(c.isspace() or c in '<>"\'`' for c in value):
         return False

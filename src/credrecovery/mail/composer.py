@@ -10,7 +10,6 @@ offer.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 from collections.abc import Callable, Sequence
@@ -20,6 +19,7 @@ from typing import Any
 
 import jinja2
 
+from .._derivation import derive_key
 from ..exceptions import InvalidIdentifier, KeyRejected
 from ..jobs import ConfirmationJob
 from ..models import Client
@@ -66,8 +66,7 @@ class Composer:
         self._confirm_url = confirm_url
         self._clock = clock
         self.job_keys: tuple[bytes, ...] = tuple(
-            hashlib.sha256(b"credrecovery.jobs\x00" + _bytes(key)).digest() for key in secret_keys
-        )
+            derive_key(key, "jobs") for key in secret_keys)
         self.renderer = MailRenderer(branding=branding, templates=templates,
                                      catalogs=catalogs, locale=locale)
 
@@ -144,7 +143,3 @@ class Composer:
         moment = now if now is not None else datetime.fromtimestamp(self._clock(), UTC)
         return {"recipient": client.email, "name": client.name, "number": client.number,
                 "sender": sender, "language": self.language_for(client.locale), "now": moment}
-
-
-def _bytes(key: str | bytes) -> bytes:
-    return key if isinstance(key, bytes) else key.encode("utf-8")

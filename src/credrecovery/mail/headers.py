@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import re
-import unicodedata
 from datetime import datetime
 from email.headerregistry import Address, AddressHeader, BaseHeader, HeaderRegistry
 from email.message import EmailMessage
@@ -13,6 +12,7 @@ from email.policy import default as _default_policy
 from email.utils import format_datetime, make_msgid
 from typing import cast
 
+from .._text import is_control
 from ..identifiers import check_address
 
 __all__ = ["mailbox", "one_line", "safe_display_name"]
@@ -125,14 +125,9 @@ def mailbox(address: str, name: str = "") -> Address:
 def one_line(text: str) -> str:
     """``text`` as one header line: control characters and line breaks become spaces,
     runs of spaces one, and the length is capped."""
-    cleaned = "".join(" " if _is_control(c) else c for c in text)
+    cleaned = "".join(" " if is_control(c) else c for c in text)
     line = " ".join(cleaned.split())
     return line if len(line) <= _MAX_SUBJECT else line[:_MAX_SUBJECT - 1].rstrip() + "…"
-
-
-def _is_control(char: str) -> bool:
-    category = unicodedata.category(char)
-    return category[0] == "C" or category in ("Zl", "Zp")
 
 
 def _recipient(address: str, name: str) -> Address:

@@ -31,6 +31,7 @@ from __future__ import annotations
 from ._harness import DirectoryUnderTest
 from .directory import AsyncDirectoryContract, DirectoryContract
 from .mailer import AsyncMailerContract, MailerContract, MailerUnderTest
+from .mails import token_from
 from .timing import AsyncDirectoryTimingContract, DirectoryTimingContract, ks_2samp_pvalue
 
 __all__ = [
@@ -43,5 +44,6 @@ __all__ = [
     "MailerContract",
     "MailerUnderTest",
     "ks_2samp_pvalue",
+    "token_from",
 ]
 

@@ -157,12 +157,6 @@ def _body(message: EmailMessage) -> str:
     return str(part.get_content())
 
 
-def _token_from(message: EmailMessage) -> str:
-    match = re.search(r"/recover/([A-Za-z0-9_.-]+)", _body(message))
-    assert match, "no confirmation link in the mail"
-    return match.group(1)
-
-
 def _mailed_key(message: EmailMessage, key_hash: str) -> str:
     """The word of the credentials mail that ``key_hash`` verifies: the mailed key."""
     words = set(re.findall(r"[A-Za-z0-9]{12,}", _body(message)))

@@ -39,9 +39,9 @@ from ._harness import (
     _mailed_key,
     _service,
     _SyncHooks,
-    _token_from,
     _without_domains,
 )
+from .mails import token_from
 
 
 class _DirectoryTests(_DirectorySettings):
@@ -245,7 +245,7 @@ class _DirectoryTests(_DirectorySettings):
         mailer = MemoryMailer()
         service = _service(subject.directory, mailer)
         service.request("email", "alice@example.com")
-        token = _token_from(mailer.outbox[0])
+        token = token_from(mailer.outbox[0])
         subject.break_storage()
         wraps = not issubclass(self.storage_error, RecoveryError)
         for call in (
@@ -290,7 +290,7 @@ class _DirectoryTests(_DirectorySettings):
         service.request(kind, typed)
         [confirmation_mail] = mailer.outbox
         assert confirmation_mail["To"].addresses[0].addr_spec == "alice@example.com"
-        token = _token_from(confirmation_mail)
+        token = token_from(confirmation_mail)
 
         confirmation = service.confirm(token)
 

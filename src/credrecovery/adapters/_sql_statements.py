@@ -1,0 +1,303 @@
+"""The statements both SQLAlchemy directories run, and how their rows decode into clients.
+
+:class:`_Statements` holds the tables, the column mapping and every statement;
+the sync and asyncio directories differ only in how they run them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Sequence
+from typing import Any
+
+try:
+    import sqlalchemy as sa
+except ImportError as exc:  # pragma: no cover - exercised with the extra missing
+    raise ImportError(
+        "credrecovery.sqlalchemy needs SQLAlchemy 2: pip install 'credrecovery[sqlalchemy]'"
+    ) from exc
+
+from .._records import ClientRecord
+from ..identifiers import IdentifierKind, parse_kind
+from ..models import Client
+from ._sql_errors import _directory_error
+from ._sql_tables import _OWN_MAPPING, TableMapping, _mapped_tables, _own_tables
+
+_MAX_BIGINT = 2**63 - 1
+_DECIMAL = re.compile(r"[0-9]{1,19}")
+# Joins a client's domains in a lookup; no domain name holds one.
+_DOMAIN_SEPARATOR = ","
+
+
+class _Statements:
+    """The tables, the column mapping and every statement a SQLAlchemy directory runs.
+
+    Shared by :class:`SQLAlchemyDirectory` and the asyncio directory, which
+    then differ only in how they run these statements.
+    """
+
+    def __init__(self, mapping: TableMapping | None) -> None:
+        self.own_schema = mapping is None
+        self.mapping = _OWN_MAPPING if mapping is None else mapping
+        self.metadata = sa.MetaData(schema=self.mapping.schema)
+        if mapping is None:
+            self.clients, self.domains = _own_tables(self.metadata)
+        else:
+            self.clients, self.domains = _mapped_tables(self.metadata, mapping)
+        m = self.mapping
+        self.number = self.clients.c[m.number]
+        self.email = self.clients.c[m.email]
+        self.key_hash = self.clients.c[m.key_hash]
+        self.domain = self.domains.c[m.domain]
+        self.domain_client = self.domains.c[m.domain_client]
+        self.client_columns: list[sa.ColumnElement[Any]] = [
+            self.number.label("number"),
+            self.email.label("email"),
+            self.key_hash.label("key_hash"),
+        ]
+        if m.name is not None:
+            self.client_columns.append(self.clients.c[m.name].label("name"))
+        if m.locale is not None:
+            self.client_columns.append(self.clients.c[m.locale].label("locale"))
+        self.must_change: sa.Column[Any] | None = (
+            None if m.must_change is None else self.clients.c[m.must_change]
+        )
+        if self.must_change is not None:
+            self.client_columns.append(self.must_change.label("must_change"))
+
+    def describe(self, url: sa.URL) -> str:
+        """What a repr shows: the URL without its password, and the tables."""
+        shown = url.render_as_string(hide_password=True)
+        return (f"{shown!r}, clients={self.clients.fullname!r}, "
+                f"domains={self.domains.fullname!r}")
+
+    def check_own_schema(self) -> None:
+        if not self.own_schema:
+            raise TypeError("create_schema only applies to the directory's own tables")
+
+    def create_own_schema(self, connection: sa.Connection) -> None:
+        """Create the own tables where missing, and add the columns an earlier version lacked."""
+        self.metadata.create_all(connection)
+        schema = _translated_schema(connection, self.clients)
+        present = {column["name"] for column in
+                   sa.inspect(connection).get_columns(self.clients.name, schema=schema)}
+        assert self.must_change is not None
+        if self.must_change.name not in present:
+            # The column as create_all writes it, NOT NULL with its default,
+            # so that rows already there read as false.
+            spec = sa.schema.CreateColumn(self.must_change).compile(dialect=connection.dialect)
+            connection.exec_driver_sql(
+                f"ALTER TABLE {_quoted_table(connection, self.clients)} ADD {spec}"
+            )
+
+    def set_must_change(self, number: str, value: bool) -> sa.Update | None:
+        """The ``UPDATE`` of the flag; ``None`` without a column or when ``number`` cannot match."""
+        number_value = self.number_value(number)
+        if self.must_change is None or number_value is None:
+            return None
+        return (
+            sa.update(self.clients)
+            .where(self.number == number_value)
+            .values({self.must_change: bool(value)})
+        )
+
+    def select(
+        self, kind: IdentifierKind | str, value: str, limit: int
+    ) -> tuple[IdentifierKind, sa.Select[Any] | None]:
+        """The lookup for ``value``: ``None`` when it cannot match. Checks ``limit``.
+
+        It reads as many rows whether or not anything matched: ``limit`` for
+        an email, two for a number or a domain (two, to tell a column that is
+        not unique). They are the rows that follow ``value`` in the index that
+        serves the lookup, a hit's own first, wrapping round to the first rows
+        when too few follow; a ``hit`` column tells the matches, and the rest
+        are decoded like them, then dropped.
+        """
+        kind = parse_kind(kind)
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
+        key: sa.ColumnElement[Any]
+        if kind is IdentifierKind.CLIENT_NUMBER:
+            number = self.number_value(value)
+            if number is None:
+                return kind, None
+            key, probe = self.number, number
+            source: sa.FromClause = self.clients
+        elif kind is IdentifierKind.EMAIL:
+            key, probe, source = self._email(), value, self.clients
+        else:
+            key, probe = self._stored_domain(), value
+            source = self.domains.join(self.clients, self.number == self.domain_client)
+        fetch = limit if kind is IdentifierKind.EMAIL else 2
+        usable = (self.email.is_not(None), self.key_hash.is_not(None))
+
+        def part(hit: sa.ColumnElement[Any], where: sa.ColumnElement[bool]) -> sa.Select[Any]:
+            # Wrapped: SQLite takes no ORDER BY or LIMIT on a part of a compound.
+            return sa.select(
+                sa.select(*self.client_columns, hit.label("hit"))
+                .select_from(source)
+                .where(where, *usable)
+                .order_by(key, self.number)
+                .limit(fetch)
+                .subquery()
+            )
+
+        # Both parts are limited on their own and the whole again: the
+        # databases run UNION ALL's parts in order and stop at the limit, so
+        # the wrapped part is read only when too few rows follow ``value``.
+        # Each part is ordered by its index, so that it reads no more rows
+        # than it returns.
+        picked = (
+            sa.union_all(part(key == probe, key >= probe),
+                         part(sa.false(), key < probe))
+            .limit(fetch)
+            .subquery("picked")
+        )
+        # The clients' domains by the same statement, so that a hit costs no
+        # second round trip that a miss would not. Read around the lookup
+        # rather than in it, so that they leave its plan alone and are read
+        # for the picked rows only.
+        domains = (
+            sa.select(sa.func.aggregate_strings(self._stored_domain(), _DOMAIN_SEPARATOR))
+            .where(self.domain_client == picked.c.number)
+            .scalar_subquery()
+        )
+        statement = sa.select(picked, domains.label("domains")).order_by(picked.c.number)
+        return kind, statement
+
+    def found(
+        self, kind: IdentifierKind, rows: Sequence[sa.Row[Any]], limit: int
+    ) -> list[Client]:
+        """The matched clients of a lookup's ``rows``, by number; stand-ins are dropped.
+
+        Raises when a number or domain names several clients.
+        """
+        # Every row is decoded, a stand-in as a match, so that both cost alike.
+        read = [(bool(row.hit), self.client(row._mapping)) for row in rows]
+        clients = [client for hit, client in read if hit and client is not None]
+        if kind is IdentifierKind.DOMAIN:
+            # A host table may list one client's domain twice: one client still.
+            clients = list({client.number: client for client in clients}.values())
+        if kind is not IdentifierKind.EMAIL and len(clients) > 1:
+            raise _directory_error(
+                "several clients match one number or domain; the mapped column must be unique"
+            )
+        return clients[:limit]
+
+    def replace(self, number: str, current: str, new: str) -> sa.Update | None:
+        """The conditional ``UPDATE``; ``None`` when ``number`` cannot match."""
+        number_value = self.number_value(number)
+        if number_value is None:
+            return None
+        return (
+            sa.update(self.clients)
+            .where(self.number == number_value, self.key_hash == current)
+            .values({self.key_hash: new})
+        )
+
+    def stored_record(self, record: ClientRecord) -> tuple[Client, str | int]:
+        """The client as it reads back, and its number as the column stores it."""
+        number_value = self.stored_number(record.client.number)
+        return dataclasses.replace(record.client, number=str(number_value)), number_value
+
+    def taken_checks(
+        self, number: str | int, domains: Sequence[str]
+    ) -> list[tuple[sa.Select[Any], str]]:
+        """Queries that find a row when ``number`` or one of ``domains`` is taken, each with
+        the refusal to raise then."""
+        checks = [(self._exists(self.clients, self.number == number),
+                   "a client with this number already exists")]
+        if domains:
+            checks.append((self._exists(self.domains, self._stored_domain().in_(domains)),
+                           "one of these domains belongs to another client"))
+        return checks
+
+    @staticmethod
+    def _exists(table: sa.Table, condition: sa.ColumnElement[bool]) -> sa.Select[Any]:
+        return sa.select(sa.literal(1)).select_from(table).where(condition).limit(1)
+
+    def inserts(
+        self, client: Client, number: str | int, domains: Sequence[str]
+    ) -> list[tuple[sa.Insert, list[dict[str, Any]]]]:
+        """The inserts that add ``client`` and its ``domains``, each with its rows."""
+        inserts = [(sa.insert(self.clients), [self.client_row(client, number)])]
+        if domains:
+            inserts.append((sa.insert(self.domains),
+                            [self.domain_row(d, number) for d in domains]))
+        return inserts
+
+    def number_value(self, number: str) -> str | int | None:
+        """``number`` as the number column compares it; ``None`` if it cannot match."""
+        if not self.mapping.number_is_integer:
+            return number
+        if not _DECIMAL.fullmatch(number):
+            return None
+        value = int(number)
+        return value if value <= _MAX_BIGINT else None
+
+    def stored_number(self, number: str) -> str | int:
+        value = self.number_value(number)
+        if value is None:
+            raise ValueError("this directory's client numbers are non-negative integers")
+        return value
+
+    def _email(self) -> sa.ColumnElement[str]:
+        if self.mapping.email_lowercased:
+            return self.email
+        return sa.func.lower(self.email)
+
+    def _stored_domain(self) -> sa.ColumnElement[str]:
+        if self.mapping.domain_lowercased:
+            return self.domain
+        return sa.func.lower(self.domain)
+
+    def client_row(self, client: Client, number: str | int) -> dict[str, Any]:
+        m = self.mapping
+        row: dict[str, Any] = {m.number: number, m.email: client.email, m.key_hash: client.key_hash}
+        if m.name is not None:
+            row[m.name] = client.name
+        if m.locale is not None:
+            row[m.locale] = client.locale
+        if m.must_change is not None:
+            row[m.must_change] = client.must_change
+        return row
+
+    def domain_row(self, domain: str, number: str | int) -> dict[str, Any]:
+        return {self.mapping.domain: domain, self.mapping.domain_client: number}
+
+    @staticmethod
+    def client(row: sa.RowMapping) -> Client | None:
+        # A row without an address or a hash cannot be recovered; it reads as absent.
+        if row["email"] is None or row["key_hash"] is None:
+            return None
+        name = row.get("name")
+        locale = row.get("locale")
+        domains = row["domains"]
+        return Client(
+            number=str(row["number"]),
+            email=str(row["email"]),
+            key_hash=str(row["key_hash"]),
+            name="" if name is None else str(name),
+            locale=str(locale) if locale else None,
+            # A host table may list a domain twice; databases join in no set order.
+            domains=tuple(sorted(set(str(domains).split(_DOMAIN_SEPARATOR)))) if domains else (),
+            must_change=bool(row.get("must_change")),
+        )
+
+
+def _translated_schema(connection: sa.Connection, table: sa.Table) -> str | None:
+    """``table``'s schema, translated by the connection's ``schema_translate_map``."""
+    translate = connection.get_execution_options().get("schema_translate_map") or {}
+    if table.schema not in translate:
+        return table.schema
+    schema: str | None = translate[table.schema] or connection.dialect.default_schema_name
+    return schema
+
+
+def _quoted_table(connection: sa.Connection, table: sa.Table) -> str:
+    """``table``'s quoted name, with its schema translated as SQLAlchemy would."""
+    preparer = connection.dialect.identifier_preparer
+    schema = _translated_schema(connection, table)
+    name = preparer.quote(table.name)
+    return name if schema is None else f"{preparer.quote_schema(schema)}.{name}"
