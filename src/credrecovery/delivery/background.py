@@ -32,6 +32,7 @@ from ..mail.composer import Composer
 from ..protocols import AsyncMailer, Mailer
 from ._crossing import _CannotCross, _crossing, _rebuilt_from_settings
 from ._process import DeliveryProcess
+from ._retry import next_wait
 
 __all__ = ["BackgroundMailer", "compose", "failure_details"]
 
@@ -331,14 +332,11 @@ class BackgroundMailer:
         details = {"message_id": item.message["Message-ID"], "attempt": item.attempt,
                    **failure_details(exc), **_clients(item.job)}
         temporary = exc.temporary if isinstance(exc, DeliveryFailed) else True
-        if not temporary or item.attempt >= self.max_attempts:
-            logger.error("mail delivery failed; giving up: %s", details["reason"],
-                         extra={"event": "delivery_failed", **details})
+        wait = next_wait(details, temporary=temporary, attempt=item.attempt,
+                         max_attempts=self.max_attempts, backoff=self.backoff,
+                         max_backoff=self.max_backoff)
+        if wait is None:
             return
-        wait = min(self.max_backoff, self.backoff * 2 ** (item.attempt - 1))
-        wait *= 0.5 + secrets.randbelow(500) / 1000
-        logger.warning("mail delivery failed; retrying in %.1f s: %s", wait, details["reason"],
-                       extra={"event": "delivery_retry", **details})
         item.attempt += 1
         with self._cond:
             heapq.heappush(self._queue, (self._clock() + wait, next(self._order), item))

@@ -45,6 +45,7 @@ from ..exceptions import DeliveryFailed
 from ..jobs import ConfirmationJob
 from ..mail.composer import Composer
 from ..protocols import Mailer
+from ._retry import next_wait
 from .background import compose
 from .sealing import JobSealer
 
@@ -350,15 +351,11 @@ class CeleryDelivery:
         raise task.retry(kwargs={"waited": waited + 1}, countdown=wait, max_retries=None) from None
 
     def _retry_or_give_up(self, task: Any, temporary: bool, details: dict[str, Any]) -> None:
-        attempt = details["attempt"]
-        if not temporary or attempt >= self.max_attempts:
-            logger.error("mail delivery failed; giving up: %s", details["reason"],
-                         extra={"event": "delivery_failed", **details})
+        wait = next_wait(details, temporary=temporary, attempt=details["attempt"],
+                         max_attempts=self.max_attempts, backoff=self.backoff,
+                         max_backoff=self.max_backoff)
+        if wait is None:
             return
-        wait = min(self.max_backoff, self.backoff * 2 ** (attempt - 1))
-        wait *= 0.5 + secrets.randbelow(500) / 1000
-        logger.warning("mail delivery failed; retrying in %.1f s: %s", wait,
-                       details["reason"], extra={"event": "delivery_retry", **details})
         # This class counts attempts; Celery's count includes the waits.
         raise task.retry(countdown=wait, max_retries=None) from None
 
