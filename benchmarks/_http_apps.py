@@ -2,7 +2,9 @@
 
 Both answer ``POST /forgot`` with a JSON body ``{"kind": ..., "value": ...}``
 by calling ``service.request(kind, value, requester=<peer address>)`` and
-returning the same page whether or not a client matched, as a panel would.
+returning the same page whether or not a client matched, as a panel would;
+``POST /forgot-code`` calls ``service.request_code(...)`` instead and returns
+a page holding the ticket in a hidden field, as a panel's code form would.
 ``GET /ready`` answers once the app is loaded. Servers load them by name::
 
     gunicorn 'benchmarks._http_apps:flask_app()'
@@ -55,6 +57,10 @@ from credrecovery.sqlite import SQLiteDirectory
 SENT_PAGE = ("<!DOCTYPE html><title>Recover access</title><p>If what you typed belongs to a "
              "client, we have mailed a confirmation link to the account's primary address.</p>")
 HTML = "text/html; charset=utf-8"
+CODE_PAGE = ("<!DOCTYPE html><title>Type the code</title><p>If what you typed belongs to a "
+             "client, we have mailed a code to the account's primary address.</p>"
+             '<form method="post" action="/recover-code">'
+             '<input type="hidden" name="ticket" value="{ticket}"><input name="code"></form>')
 
 
 def smtp_port() -> int:
@@ -202,6 +208,18 @@ def flask_app() -> Any:
             return Response("too many attempts", status=exc.http_status, mimetype="text/plain")
         return Response(SENT_PAGE, content_type=HTML)
 
+    @app.post("/forgot-code")
+    def forgot_code() -> Response:
+        data = request.get_json(force=True)
+        try:
+            ticket = service.request_code(str(data["kind"]), str(data["value"]),
+                                          requester=request.remote_addr)
+        except InvalidIdentifier as exc:
+            return Response(str(exc), status=exc.http_status, mimetype="text/plain")
+        except RateLimited as exc:
+            return Response("too many attempts", status=exc.http_status, mimetype="text/plain")
+        return Response(CODE_PAGE.format(ticket=ticket), content_type=HTML)
+
     return app
 
 
@@ -246,6 +264,15 @@ def _fastapi(service: Any, *, asynchronous: bool) -> Any:
             except (InvalidIdentifier, RateLimited) as exc:
                 return page(exc)
             return page(None)
+
+        @app.post("/forgot-code")
+        async def forgot_code_async(body: Forgot, request: Request) -> Response:
+            peer = request.client.host if request.client is not None else None
+            try:
+                ticket = await service.request_code(body.kind, body.value, requester=peer)
+            except (InvalidIdentifier, RateLimited) as exc:
+                return page(exc)
+            return HTMLResponse(CODE_PAGE.format(ticket=ticket))
     else:
         @app.post("/forgot")
         def forgot(body: Forgot, request: Request) -> Response:
@@ -255,5 +282,14 @@ def _fastapi(service: Any, *, asynchronous: bool) -> Any:
             except (InvalidIdentifier, RateLimited) as exc:
                 return page(exc)
             return page(None)
+
+        @app.post("/forgot-code")
+        def forgot_code(body: Forgot, request: Request) -> Response:
+            peer = request.client.host if request.client is not None else None
+            try:
+                ticket = service.request_code(body.kind, body.value, requester=peer)
+            except (InvalidIdentifier, RateLimited) as exc:
+                return page(exc)
+            return HTMLResponse(CODE_PAGE.format(ticket=ticket))
 
     return app

@@ -38,6 +38,11 @@ Rows (``--rows``; the default is every row but the baselines):
   whose ``async def`` endpoint awaits an ``AsyncRecoveryService``; the
   library's mailer and default delivery. They measure whether a lookup that
   finds nobody reads, and costs, what one that finds a client does;
+* ``sync-code``, ``uvicorn-code``, ``pg-async-code``: the ``sync``, ``uvicorn``
+  and ``pg-async`` set-ups answering ``POST /forgot-code``, which calls
+  ``service.request_code()`` and returns a page holding the ticket; the
+  ticket's length must be the same on both sides (the pages are compared with
+  the ticket blanked to its length), and each hit's code mail must arrive;
 * baselines, not in the default: ``sync-nomail``, ``gthread-nomail``,
   ``uvicorn-nomail``, ``pg-sync-null``, ``pg-async-null``, the same apps with
   a delivery that drops every job (no mail is expected): what is left of a gap
@@ -91,6 +96,7 @@ import importlib.util
 import json
 import os
 import random
+import re
 import secrets
 import signal
 import socket
@@ -127,6 +133,7 @@ STOP_TIMEOUT = 10.0
 MAX_ERRORS = 20
 GAP_TARGET = 0.01
 P_TARGET = 0.01
+TICKET = re.compile(rb'(name="ticket" value=")([^"]*)"')
 TOOLS = ("gunicorn", "uvicorn", "flask", "fastapi", "celery", "aiosmtpd", "scipy")
 
 
@@ -139,6 +146,12 @@ class Row:
     delivery: str
     mailer: str = "library"
     directory: str = "sqlite"
+    method: str = "request"
+
+    @property
+    def path(self) -> str:
+        """Where the row's requests go: the link form, or the code form."""
+        return "/forgot-code" if self.method == "code" else "/forgot"
 
     def command(self, port: int) -> list[str]:
         if self.server in ("uvicorn", "uvicorn-async"):
@@ -161,7 +174,8 @@ class Row:
             "; PostgreSQL (asyncpg)" if self.server == "uvicorn-async"
             else "; PostgreSQL (psycopg)")
         mailer = ", host mailer" if self.mailer == "host" else ""
-        return f"{server}{directory}; {self.delivery}{mailer}"
+        method = "; request_code()" if self.method == "code" else ""
+        return f"{server}{directory}; {self.delivery}{mailer}{method}"
 
     @property
     def delivery_process(self) -> bool | None:
@@ -190,6 +204,10 @@ ROWS = {row.name: row for row in (
     # The SQLAlchemy directories on PostgreSQL.
     Row("pg-sync", "sync", "background", directory="postgresql"),
     Row("pg-async", "uvicorn-async", "background", directory="postgresql"),
+    # Recovery by code: request_code() returns a ticket, of one length on both sides.
+    Row("sync-code", "sync", "background", method="code"),
+    Row("uvicorn-code", "uvicorn", "background", method="code"),
+    Row("pg-async-code", "uvicorn-async", "background", directory="postgresql", method="code"),
     # Baselines, not targets: the same apps with a delivery that drops every job.
     Row("sync-nomail", "sync", "none"),
     Row("gthread-nomail", "gthread", "none"),
@@ -286,16 +304,16 @@ def identifier(kind: str, n: int, hit: bool, misses: str = "among") -> str:
     return f"{stem}{n}@example.com" if kind == "email" else f"{stem}{n}.example.com"
 
 
-def wire(port: int, kind: str, value: str) -> bytes:
+def wire(port: int, kind: str, value: str, path: str = "/forgot") -> bytes:
     body = json.dumps({"kind": kind, "value": value}).encode()
-    head = (f"POST /forgot HTTP/1.1\r\nHost: {HOST}:{port}\r\n"
+    head = (f"POST {path} HTTP/1.1\r\nHost: {HOST}:{port}\r\n"
             "Content-Type: application/json\r\n"
             f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n")
     return head.encode() + body
 
 
 def plan(port: int, kind: str, requests: int, warmup: int, seed: int,
-         misses: str = "among") -> tuple[list[Call], list[Call]]:
+         misses: str = "among", path: str = "/forgot") -> tuple[list[Call], list[Call]]:
     """The warm-up calls and the measured calls, in a random order fixed by ``seed``."""
     rng = random.Random(seed)
     numbers = range(FIRST_NUMBER, FIRST_NUMBER + CLIENTS)
@@ -303,7 +321,7 @@ def plan(port: int, kind: str, requests: int, warmup: int, seed: int,
     miss_numbers = rng.sample(numbers, requests + warmup)
 
     def call(hit: bool, n: int) -> Call:
-        return Call(hit, wire(port, kind, identifier(kind, n, hit, misses)),
+        return Call(hit, wire(port, kind, identifier(kind, n, hit, misses), path),
                     f"client{n}@example.com" if hit else None)
 
     hits = [call(True, n) for n in hit_numbers]
@@ -313,6 +331,11 @@ def plan(port: int, kind: str, requests: int, warmup: int, seed: int,
     rng.shuffle(warm)
     rng.shuffle(measured)
     return warm, measured
+
+
+def blank_ticket(body: bytes) -> bytes:
+    """``body`` with a code page's ticket replaced by as many ``x``: equal for equal lengths."""
+    return TICKET.sub(lambda m: m.group(1) + b"x" * len(m.group(2)) + b'"', body)
 
 
 def timed_post(port: int, payload: bytes) -> tuple[int, bytes, int]:
@@ -566,7 +589,7 @@ def run_row(row: Row, args: argparse.Namespace) -> Result:
             pid = state.get("process_id")
             result.process_id = pid if isinstance(pid, int) else None
             warm, measured = plan(port, args.kind, args.requests, args.warmup, args.seed,
-                                 args.misses)
+                                 args.misses, row.path)
             expected = Counter(call.recipient for call in warm + measured
                                if call.recipient is not None)
             bodies: set[bytes] = set()
@@ -581,7 +604,7 @@ def run_row(row: Row, args: argparse.Namespace) -> Result:
                         raise RowFailed(f"more than {MAX_ERRORS} failed requests "
                                         f"(last: {status} {body[:200]!r}):\n{tail(log)}")
                     continue
-                bodies.add(body)
+                bodies.add(blank_ticket(body))
                 if index >= len(warm):
                     (result.hits if call.hit else result.misses).append(elapsed / 1e6)
             if len(bodies) > 1:

@@ -12,7 +12,9 @@ Flask is not a dependency of credrecovery; install it next to it to try this::
     flask --app examples/flask_app.py run
 
 Also read, when set: SMTP_SECURITY ("plain", "starttls" or "tls"), SMTP_USERNAME,
-SMTP_PASSWORD and CREDRECOVERY_FALLBACK_KEYS (old signing keys, space-separated).
+SMTP_PASSWORD, CREDRECOVERY_FALLBACK_KEYS (old signing keys, space-separated) and
+CREDRECOVERY_PROXY_HOPS (how many reverse proxies stand in front of the app: their
+X-Forwarded-For then names the client; 0, the default, believes no such header).
 Without CREDRECOVERY_SECRET_KEY, CREDRECOVERY_CONFIRM_URL or CREDRECOVERY_SENDER,
 ``flask run`` says which is missing and exits with status 2.
 In production the link template is an https URL, and it never comes from the request.
@@ -23,9 +25,12 @@ from __future__ import annotations
 import atexit
 import math
 import os
+from collections.abc import Mapping
+from typing import Any
 
 import click
 from flask import Flask, Response, render_template_string, request
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from credrecovery import (
     DeliveryFailed,
@@ -85,7 +90,19 @@ REQUIRED = {
 }
 
 
-def build_service() -> RecoveryService:
+def proxy_hops() -> int:
+    """CREDRECOVERY_PROXY_HOPS: how many reverse proxies stand in front of the app."""
+    try:
+        hops = int(os.environ.get("CREDRECOVERY_PROXY_HOPS") or "0")
+    except ValueError:
+        hops = -1
+    if hops < 0:
+        raise SettingsError("CREDRECOVERY_PROXY_HOPS must be the number of reverse proxies "
+                            "in front of the app, such as 1 (0: none)")
+    return hops
+
+
+def build_service(options: Mapping[str, Any] | None = None) -> RecoveryService:
     env = os.environ
     for name, hint in REQUIRED.items():
         if not env.get(name):
@@ -112,6 +129,7 @@ def build_service() -> RecoveryService:
             fallback_secret_keys=env.get("CREDRECOVERY_FALLBACK_KEYS", "").split(),
             confirm_url=env["CREDRECOVERY_CONFIRM_URL"],
             sender=env["CREDRECOVERY_SENDER"],
+            **(options or {}),
         )
     except ValueError as exc:
         # The library's messages name the setting and never quote a secret.
@@ -149,9 +167,16 @@ def error_page(exc: RecoveryError) -> Response:
     return page(exc.http_status, message=message)
 
 
-def create_app() -> Flask:
+def create_app(service_options: Mapping[str, Any] | None = None) -> Flask:
+    """The app; ``service_options`` are more RecoveryService keyword arguments (for tests)."""
     app = Flask(__name__)
-    service = build_service()
+    hops = proxy_hops()
+    if hops:
+        # request.remote_addr becomes the address that the outermost of the ``hops``
+        # proxies saw: right only if those proxies are the one way in.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=0)  # type: ignore[method-assign]
+    service = build_service(service_options)
+    app.extensions["credrecovery"] = service
     atexit.register(service.close)  # deliver queued confirmation mails on shutdown
 
     @app.get("/forgot")

@@ -1,11 +1,14 @@
-"""Fixtures shared by the test suite, and the ``shells`` and ``key_modes`` markers they read."""
+"""Fixtures shared by the test suite, the ``shells`` and ``key_modes`` markers they read,
+the Hypothesis profiles, and the hooks that share one Chromium per process."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import os
+from collections.abc import Callable, Generator, Iterator
 from typing import Any
 
 import pytest
+from hypothesis import settings
 from passlib.context import CryptContext
 
 from credrecovery import AsyncRecoveryService, RecoveryService, cheap_context
@@ -21,6 +24,42 @@ from helpers import (
     ChoosingShell,
     FakeClock,
 )
+from helpers import browser as chromium
+
+# "ci", the default, runs each property test as many examples as it asks for;
+# "dev" runs a fifth of them (see helpers.properties), for a quick loop.
+settings.register_profile("ci", deadline=None, print_blob=True, database=None)
+settings.register_profile("dev", max_examples=20, deadline=None)
+settings.load_profile(os.environ.get("CREDRECOVERY_HYPOTHESIS_PROFILE", "ci"))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item: pytest.Item) -> Generator[None, None, None]:
+    with chromium.attached(chromium.uses_browser(item)):
+        return (yield)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
+    with chromium.attached(chromium.uses_browser(item)):
+        return (yield)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, None, None]:
+    with chromium.attached(chromium.uses_browser(item)):
+        return (yield)
+
+
+def pytest_sessionfinish() -> None:
+    chromium.stop()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that needs PostgreSQL is slow too: each builds a schema of its own."""
+    for item in items:
+        if item.get_closest_marker("postgres") or "postgres" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture

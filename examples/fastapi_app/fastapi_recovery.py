@@ -2,30 +2,35 @@
 
 Run it (see README.md beside this file)::
 
-    uvicorn --app-dir examples/fastapi_app fastapi_recovery:app
+    uvicorn --no-proxy-headers --app-dir examples/fastapi_app fastapi_recovery:app
 
 Settings come from the environment when uvicorn loads ``app``: CREDRECOVERY_SECRET_KEY,
 CREDRECOVERY_CONFIRM_URL, CREDRECOVERY_SENDER, CREDRECOVERY_DB, SMTP_HOST,
-SMTP_PORT, SMTP_SECURITY, SMTP_USERNAME, SMTP_PASSWORD. Without one of the first
-two, or with a malformed one, it prints which and exits with status 2. Requests carry their
-fields as JSON or as an urlencoded form, and get JSON or HTML back in kind.
+SMTP_PORT, SMTP_SECURITY, SMTP_USERNAME, SMTP_PASSWORD, CREDRECOVERY_TRUSTED_PROXIES.
+Without one of the first two, or with a malformed one, it prints which and exits with
+status 2. Requests carry their fields as JSON or as an urlencoded form, and get JSON or
+HTML back in kind; a form carries the token of the page it came from (web_security.py).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import html
+import ipaddress
 import json
 import math
 import os
+import re
 import sys
 import urllib.parse
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
+from web_security import FIELD, SECURITY_HEADERS, CrossSiteRequest, FormTokens, from_this_site
 
 from credrecovery import (
     AsyncRecoveryService,
@@ -44,9 +49,8 @@ from credrecovery.smtp import Security
 SENT = ("If what you typed belongs to a client, we have mailed a confirmation link to the "
         "account's primary email address. It works once and expires soon.")
 DONE = "Your client number and a new access key are on their way to your primary address."
-# The link carries the token in its path: its pages must not hand it to other
-# sites in a Referer header, nor to caches.
-LINK_HEADERS = {"Referrer-Policy": "no-referrer", "Cache-Control": "no-store"}
+REFUSED = ("This form has expired, or it was sent from another site. "
+           "Reload the page and try again.")
 # Every form here is a few short fields.
 MAX_BODY = 4096
 
@@ -57,6 +61,8 @@ class Settings:
 
     ``service_options`` are more :class:`AsyncRecoveryService` keyword
     arguments (``rate_limits``, ``token_max_age``, ``crypt_context``...).
+    ``trusted_proxies`` are the addresses or networks of the reverse proxies
+    whose ``X-Forwarded-For`` names the client; none by default.
     """
 
     secret_key: str = dataclasses.field(repr=False)
@@ -69,6 +75,7 @@ class Settings:
     smtp_username: str | None = None
     smtp_password: str | None = dataclasses.field(default=None, repr=False)
     service_options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    trusted_proxies: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
@@ -83,6 +90,14 @@ class Settings:
             port = int(env.get("SMTP_PORT", "25"))
         except ValueError:
             raise SettingsError("SMTP_PORT must be a port number") from None
+        listed = env.get("CREDRECOVERY_TRUSTED_PROXIES", "")
+        proxies = tuple(filter(None, re.split(r"[,\s]+", listed)))
+        try:
+            for proxy in proxies:
+                ipaddress.ip_network(proxy, strict=False)
+        except ValueError:
+            raise SettingsError("CREDRECOVERY_TRUSTED_PROXIES must list IP addresses or "
+                                "networks, such as 127.0.0.1 or 10.0.0.0/8") from None
         return cls(
             secret_key=env["CREDRECOVERY_SECRET_KEY"],
             confirm_url=env["CREDRECOVERY_CONFIRM_URL"],
@@ -93,6 +108,7 @@ class Settings:
             smtp_security=security,  # type: ignore[arg-type]
             smtp_username=env.get("SMTP_USERNAME") or None,
             smtp_password=env.get("SMTP_PASSWORD") or None,
+            trusted_proxies=proxies,
         )
 
 
@@ -109,11 +125,12 @@ REQUIRED = {
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
-    """The app; ``settings`` default to :meth:`Settings.from_env`, read at startup."""
+    """The app; ``settings`` default to :meth:`Settings.from_env`, read as this is called."""
+    config = settings if settings is not None else Settings.from_env()
+    forms = FormTokens(config.secret_key, secure=config.confirm_url.startswith("https://"))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        config = settings if settings is not None else Settings.from_env()
         directory = AsyncSQLiteDirectory(config.database)
         mailer = AsyncSMTPMailer(config.smtp_host, config.smtp_port,
                                  security=config.smtp_security,
@@ -125,46 +142,65 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.recovery = service
             yield
 
-    app = FastAPI(lifespan=lifespan)
+    # No /docs nor /redoc: their pages load scripts from a CDN, which the CSP forbids.
+    app = FastAPI(lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.state.forms = forms
+
+    @app.middleware("http")
+    async def guard(request: Request, call_next: Callable[[Request], Awaitable[Response]],
+                    ) -> Response:
+        if from_this_site(request):
+            response = await call_next(request)
+        else:
+            response = answer(request, REFUSED, 403)
+        response.headers.update(SECURITY_HEADERS)
+        return response
+
+    if config.trusted_proxies:
+        # Outermost: the guard and the routes see the client's address.
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=list(config.trusted_proxies))
 
     @app.exception_handler(RecoveryError)
     async def recovery_error(request: Request, exc: RecoveryError) -> Response:
         status, text, headers = explain(exc)
         return answer(request, text, status, headers)
 
-    @app.get("/forgot", response_class=HTMLResponse)
-    async def forgot_form() -> str:
-        return form_page()
+    @app.get("/forgot")
+    async def forgot_form(request: Request) -> Response:
+        return forms.respond(request, form_page)
 
     @app.post("/forgot")
     async def forgot(request: Request) -> Response:
-        fields = await read_fields(request)
+        fields = await form_fields(request)
         kind, value = fields.get("kind", ""), fields.get("value", "")
         try:
             await service_of(request).request(kind, value, requester=client_ip(request))
         except InvalidIdentifier as exc:
+            error = str(exc)
             if wants_json(request):
-                return JSONResponse({"detail": str(exc)}, exc.http_status)
-            return HTMLResponse(form_page(str(exc), value), exc.http_status)
+                return JSONResponse({"detail": error}, exc.http_status)
+            return forms.respond(request, lambda token: form_page(token, error, value),
+                                 exc.http_status)
         return answer(request, SENT)  # the same answer whether or not a client matched
 
     @app.get("/recover/{token}")
     async def confirm_form(request: Request, token: str) -> Response:
         # Mail scanners open links: the GET only checks, the button's POST confirms.
         await service_of(request).check(token, requester=client_ip(request))
-        return HTMLResponse(CONFIRM_PAGE, headers=LINK_HEADERS)
+        return forms.respond(request, confirm_page)
 
     @app.post("/recover/{token}")
     async def confirm(request: Request, token: str) -> Response:
+        await form_fields(request)
         confirmation = await service_of(request).confirm(token, requester=client_ip(request))
         await end_panel_sessions(confirmation.number)
-        return answer(request, DONE, headers=LINK_HEADERS)
+        return answer(request, DONE)
 
     @app.post("/login")
     async def login(request: Request) -> Response:
-        fields = await read_fields(request)
-        signed_in = await service_of(request).authenticate(fields.get("number", ""),
-                                                           fields.get("key", ""))
+        fields = await form_fields(request)
+        signed_in = await service_of(request).authenticate(
+            fields.get("number", ""), fields.get("key", ""), requester=client_ip(request))
         if signed_in is None:
             return answer(request, "Wrong client number or access key.", 401)
         # A real panel starts its session here.
@@ -173,7 +209,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return HTMLResponse(page(f"Signed in as client {signed_in.number}."))
 
     return app
-
 
 
 def __getattr__(name: str) -> Any:
@@ -197,7 +232,8 @@ def service_of(request: Request) -> AsyncRecoveryService:
 
 
 def client_ip(request: Request) -> str | None:
-    # Behind a proxy: uvicorn --proxy-headers --forwarded-allow-ips=<the proxy>.
+    # The peer's address, or, from a trusted proxy, the client's that it forwarded
+    # (Settings.trusted_proxies, applied by ProxyHeadersMiddleware).
     return request.client.host if request.client else None
 
 
@@ -206,13 +242,28 @@ async def end_panel_sessions(number: str) -> None:
 
 
 def wants_json(request: Request) -> bool:
-    return request.headers.get("content-type", "").split(";")[0].strip() == "application/json"
+    media_type = request.headers.get("content-type", "").split(";")[0]
+    return media_type.strip().lower() == "application/json"
 
 
 class BadForm(RecoveryError):
     """The request's body is not a small JSON object or urlencoded form of strings."""
 
     http_status = 400
+
+
+async def form_fields(request: Request) -> dict[str, str]:
+    """A POST's fields; a form's only with the token of the page it came from.
+
+    Raises :class:`BadForm`, or :class:`CrossSiteRequest` for a form without a
+    valid token. JSON needs none: no browser sends it to another origin
+    without a CORS preflight, which this app never grants.
+    """
+    fields = await read_fields(request)
+    if not wants_json(request):
+        forms: FormTokens = request.app.state.forms
+        forms.check(request, fields.get(FIELD, ""))
+    return fields
 
 
 async def read_fields(request: Request) -> dict[str, str]:
@@ -236,22 +287,26 @@ def explain(exc: RecoveryError) -> tuple[int, str, dict[str, str]]:
     """The status, the text and the extra headers of the answer that reports ``exc``."""
     if isinstance(exc, RateLimited):
         wait = math.ceil(exc.retry_after)
-        return 429, f"Too many attempts. Try again in {wait} seconds.", {"Retry-After": str(wait)}
+        # Overloaded, a RateLimited, answers 503: the server is busy, not the client.
+        return (exc.http_status, f"Too many attempts. Try again in {wait} seconds.",
+                {"Retry-After": str(wait)})
     # The subclasses first: both are InvalidTokens.
     if isinstance(exc, TokenExpired):
-        return 410, "This link has expired. Ask for a new one.", LINK_HEADERS
+        return 410, "This link has expired. Ask for a new one.", {}
     if isinstance(exc, TokenAlreadyUsed):
         return 409, ("This link was already used, or your access details changed since it "
-                     "was sent. Ask for a new one if you still need it."), LINK_HEADERS
+                     "was sent. Ask for a new one if you still need it."), {}
     if isinstance(exc, InvalidToken):
         return 400, ("This link is not valid. Copy it from the mail in full, "
-                     "or ask for a new one."), LINK_HEADERS
+                     "or ask for a new one."), {}
     if isinstance(exc, BadForm):
         return 400, "The request could not be read.", {}
+    if isinstance(exc, CrossSiteRequest):
+        return 403, REFUSED, {}
     if isinstance(exc, DeliveryFailed):
         return exc.http_status, "We could not mail your new access details. " + (
             "Try the same link again in a few minutes." if exc.temporary
-            else "Contact support."), LINK_HEADERS
+            else "Contact support."), {}
     return exc.http_status, "The service is unavailable. Try again in a few minutes.", {}
 
 
@@ -268,11 +323,12 @@ def page(text: str) -> str:
             f'<p>{html.escape(text)}</p><p><a href="/forgot">Start again</a></p></html>')
 
 
-def form_page(error: str = "", value: str = "") -> str:
+def form_page(form_token: str, error: str = "", value: str = "") -> str:
     alert = f'<p role="alert">{html.escape(error)}</p>' if error else ""
     return f"""<!DOCTYPE html><html lang="en"><meta charset="utf-8"><title>Recover access</title>
 <h1>Forgot your client number or key?</h1>{alert}
 <form method="post">
+  <input type="hidden" name="{FIELD}" value="{html.escape(form_token)}">
   <select name="kind"><option value="domain">Domain name</option>
     <option value="client_number">Client number</option>
     <option value="email">Primary email address</option></select>
@@ -281,9 +337,11 @@ def form_page(error: str = "", value: str = "") -> str:
 </form></html>"""
 
 
-# No action: the form posts back to the link itself.
-CONFIRM_PAGE = """<!DOCTYPE html><html lang="en"><meta charset="utf-8"><title>Recover access</title>
+def confirm_page(form_token: str) -> str:
+    # No action: the form posts back to the link itself.
+    return f"""<!DOCTYPE html><html lang="en"><meta charset="utf-8"><title>Recover access</title>
 <h1>Send my access details</h1>
 <p>Press the button to receive your client number and a new access key by mail.
 Your current key stops working when you do.</p>
-<form method="post"><button>Confirm</button></form></html>"""
+<form method="post"><input type="hidden" name="{FIELD}" value="{html.escape(form_token)}">
+<button>Confirm</button></form></html>"""

@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import math
 import os
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, cast
@@ -19,7 +20,6 @@ from typing import Any, cast
 from flask import (
     Flask,
     Response,
-    current_app,
     g,
     redirect,
     render_template,
@@ -29,6 +29,7 @@ from flask import (
 )
 from flask_wtf.csrf import CSRFError, CSRFProtect  # type: ignore[import-untyped]
 from werkzeug.exceptions import NotFound
+from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.wrappers import Response as BaseResponse
 
 from credrecovery import (
@@ -38,6 +39,7 @@ from credrecovery import (
     InvalidIdentifier,
     InvalidToken,
     KeyRejected,
+    Overloaded,
     RateLimited,
     RecoveryError,
     RecoveryService,
@@ -47,6 +49,7 @@ from credrecovery import (
 from credrecovery.smtp import SMTPMailer
 from credrecovery.sqlite import SQLiteDirectory
 
+from .sessions import SessionEpochs
 from .strings import LANGUAGES, STRINGS, pick_language
 
 __all__ = ["ENVIRONMENT", "Panel", "PanelConfigError", "create_app"]
@@ -62,6 +65,7 @@ ENVIRONMENT: Mapping[str, str | None] = {
     "PANEL_SMTP_PASSWORD": "",
     "PANEL_BASE_URL": "http://127.0.0.1:5000",
     "PANEL_SENDER": None,
+    "PANEL_PROXY_HOPS": "0",
 }
 
 KINDS = tuple(kind.value for kind in IdentifierKind)
@@ -87,6 +91,8 @@ class Panel:
 
     directory: SQLiteDirectory
     services: dict[str, RecoveryService]
+    #: When each client's sessions stop holding, set by the services' key_changed events.
+    epochs: SessionEpochs | None = None
 
     def service(self, language: str) -> RecoveryService:
         """The service whose mail is in ``language``."""
@@ -129,6 +135,11 @@ def settings_from(config: Mapping[str, Any] | None) -> dict[str, Any]:
     if not base_url.startswith(("http://", "https://")):
         raise PanelConfigError("PANEL_BASE_URL must start with http:// or https://")
     settings["PANEL_BASE_URL"] = base_url
+    hops = str(settings["PANEL_PROXY_HOPS"] or 0)
+    if not (hops.isascii() and hops.isdigit()):
+        raise PanelConfigError("PANEL_PROXY_HOPS must be the number of reverse proxies in "
+                               "front of the panel, such as 1 (0: none)")
+    settings["PANEL_PROXY_HOPS"] = int(hops)
     return settings
 
 
@@ -152,6 +163,7 @@ def build_panel(settings: Mapping[str, Any]) -> Panel:
         directory.close()
         raise PanelConfigError(f"the SMTP settings are not usable: {exc}") from None
     services: dict[str, RecoveryService] = {}
+    epochs = SessionEpochs(settings["PANEL_DB"])
     options: dict[str, Any] = {}
     if "PANEL_RATE_LIMITS" in settings:
         options["rate_limits"] = settings["PANEL_RATE_LIMITS"]
@@ -164,13 +176,14 @@ def build_panel(settings: Mapping[str, Any]) -> Panel:
             crypt_context=settings.get("PANEL_CRYPT_CONTEXT"),
             locale=language,
             delivery=settings.get("PANEL_DELIVERY", "background"),
+            on_event=epochs.on_event,
             **options,
         )
     # One set of counters for both languages: switching language must not double a limit.
     first = services[LANGUAGES[0]]
     for service in services.values():
         service.limiter = first.limiter
-    return Panel(directory, services)
+    return Panel(directory, services, epochs)
 
 
 def session_secret(secret_key: str | bytes) -> bytes:
@@ -200,10 +213,17 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         WTF_CSRF_SSL_STRICT=False,
     )
     CSRFProtect(app)
+    if settings["PANEL_PROXY_HOPS"]:
+        # remote_addr: what the outermost proxy saw; right only if they are the one way in.
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, x_for=settings["PANEL_PROXY_HOPS"], x_proto=0)
     panel = build_panel(settings)
     app.extensions["credrecovery_panel"] = panel
     atexit.register(panel.close)  # deliver queued confirmation mails on shutdown
     register_routes(app, panel)
+    from .codes import register_code_routes  # imported once this module's helpers exist
+
+    register_code_routes(app, panel)
     return app
 
 
@@ -233,24 +253,18 @@ def message_page(title: str, body: str, status: int, *, link: str = "login",
 
 
 def client_ip() -> str | None:
-    # Behind a reverse proxy, wrap app.wsgi_app in werkzeug's ProxyFix so this is the client's.
+    # The client's address behind PANEL_PROXY_HOPS proxies (ProxyFix), else the peer's.
     return request.remote_addr
 
 
-def session_seal(panel: Panel, number: str) -> str | None:
-    """A keyed digest of the client's current key hash, kept in the session.
+def session_holds(panel: Panel, number: str, signed_in_at: object) -> bool:
+    """Whether a session of client ``number``, signed in at ``signed_in_at``, still holds.
 
-    A recovery rotates the key, so the seal stops matching and every session
-    signed in with the old key ends. ``None`` when the client is gone.
+    A change of the client's key (a recovery, or a change in the panel) is a
+    ``key_changed`` event, which ends every session signed in before it.
     """
-    client = panel.directory.find(IdentifierKind.CLIENT_NUMBER, number)
-    if client is None:
-        return None
-    secret = current_app.config["SECRET_KEY"]
-    if isinstance(secret, str):
-        secret = secret.encode("utf-8")
-    return hmac.new(secret, b"session seal\x00" + client.key_hash.encode("utf-8"),
-                    hashlib.sha256).hexdigest()
+    return (isinstance(signed_in_at, int | float) and panel.epochs is not None
+            and panel.epochs.valid(number, float(signed_in_at)))
 
 
 def register_routes(app: Flask, panel: Panel) -> None:
@@ -275,7 +289,10 @@ def register_routes(app: Flask, panel: Panel) -> None:
     def login_post() -> BaseResponse:
         number = request.form.get("number", "")
         key = request.form.get("key", "")
-        signed_in = panel.service(language()).authenticate(number, key)
+        # Failed sign-ins are counted per address; over a limit RateLimited
+        # reaches recovery_error below: 429 with Retry-After.
+        signed_in = panel.service(language()).authenticate(number, key,
+                                                           requester=client_ip())
         if signed_in is None:
             return page("login.html", 401, number=number[:32], failed=True)
         chosen = session.get("lang")
@@ -283,7 +300,7 @@ def register_routes(app: Flask, panel: Panel) -> None:
         if chosen:
             session["lang"] = chosen
         session["client"] = signed_in.number
-        session["seal"] = session_seal(panel, signed_in.number)
+        session["since"] = time.time()
         if signed_in.must_change:
             # A key that travelled by mail is replaced before anything else.
             session["must_change"] = True
@@ -292,12 +309,12 @@ def register_routes(app: Flask, panel: Panel) -> None:
 
     def signed_in_client() -> str | None:
         number = session.get("client")
-        seal = session_seal(panel, number) if isinstance(number, str) else None
-        if seal is None or not hmac.compare_digest(str(session.get("seal", "")), seal):
-            for name in ("client", "seal", "must_change"):
+        if not isinstance(number, str) or not session_holds(panel, number,
+                                                             session.get("since")):
+            for name in ("client", "since", "must_change"):
                 session.pop(name, None)
             return None
-        return cast(str, number)
+        return number
 
     @app.get("/account")
     def account() -> BaseResponse:
@@ -321,19 +338,20 @@ def register_routes(app: Flask, panel: Panel) -> None:
             return redirect(url_for("login"))
         try:
             changed = panel.service(language()).change_key(
-                number, request.form.get("current", ""), request.form.get("new", ""))
+                number, request.form.get("current", ""), request.form.get("new", ""),
+                requester=client_ip())
         except KeyRejected as exc:
             return page("change_key.html", exc.http_status, error=exc.message_in(language()))
         if changed is None:
             return page("change_key.html", 401, error=STRINGS[language()]["change_wrong_key"])
         session.pop("must_change", None)
-        session["seal"] = session_seal(panel, number)
+        session["since"] = time.time()  # after the change: this session holds, others end
         return redirect(url_for("account"))
 
     @app.post("/logout")
     def logout() -> BaseResponse:
         session.pop("client", None)
-        session.pop("seal", None)
+        session.pop("since", None)
         return redirect(url_for("login"))
 
     @app.get("/forgot")
@@ -395,6 +413,13 @@ def identifier_error(exc: InvalidIdentifier) -> str:
 
 def error_page(exc: RecoveryError) -> Response:
     """The page for an error the service raised, with its HTTP status."""
+    if isinstance(exc, Overloaded):
+        # Every hashing slot is busy: the server's state, not this requester's doing.
+        wait = max(1, math.ceil(exc.retry_after))
+        response = message_page("unavailable_title", "limited_body", exc.http_status,
+                                seconds=wait)
+        response.headers["Retry-After"] = str(wait)
+        return response
     if isinstance(exc, RateLimited):
         wait = max(1, math.ceil(exc.retry_after))
         response = message_page("limited_title", "limited_body", 429, link="forgot",

@@ -27,7 +27,8 @@ STRINGS: Mapping[str, Mapping[str, str]] = {
         "sign_out": "Sign out",
         "forgot_title": "Recover your access details",
         "forgot_intro": ("Choose one detail of your account and type it. We will mail a "
-                         "confirmation link to the account's primary email address."),
+                         "confirmation link, or a code to type here, to the account's primary "
+                         "email address."),
         "identifier": "Recover by",
         "kind_domain": "Domain name",
         "kind_client_number": "Client number",
@@ -74,6 +75,19 @@ STRINGS: Mapping[str, Mapping[str, str]] = {
         "new_key": "New access key",
         "change_button": "Save my key",
         "change_wrong_key": "That is not your current access key.",
+        "send_code": "Send me a code instead",
+        "code_title": "Type the code from the mail",
+        "code_intro": ("If that detail belongs to one of our clients, a code is on its way to "
+                       "the account's primary email address. Type it here to receive your "
+                       "client number and a new access key. The code expires within 15 "
+                       "minutes."),
+        "code_label": "Code",
+        "code_hint": "Eight letters and digits, such as WDJH-MJHT.",
+        "code_wrong": ("That code is not right. Check it and type it again; after three wrong "
+                       "codes, ask for a new one."),
+        "code_expired_title": "This code has expired",
+        "code_expired_body": "Codes last 15 minutes. Ask for a new one.",
+        "ask_new_code": "Ask for a new code",
     },
     "es": {
         "html_lang": "es",
@@ -92,7 +106,8 @@ STRINGS: Mapping[str, Mapping[str, str]] = {
         "sign_out": "Salir",
         "forgot_title": "Recupere sus datos de acceso",
         "forgot_intro": ("Elija un dato de su cuenta y escríbalo. Enviaremos un enlace de "
-                         "confirmación a la dirección de correo primaria de la cuenta."),
+                         "confirmación, o un código para escribir aquí, a la dirección de "
+                         "correo primaria de la cuenta."),
         "identifier": "Recuperar por",
         "kind_domain": "Nombre de dominio",
         "kind_client_number": "Número de cliente",
@@ -141,6 +156,19 @@ STRINGS: Mapping[str, Mapping[str, str]] = {
         "new_key": "Clave de acceso nueva",
         "change_button": "Guardar mi clave",
         "change_wrong_key": "Esa no es su clave de acceso actual.",
+        "send_code": "Mejor envíenme un código",
+        "code_title": "Escriba el código del correo",
+        "code_intro": ("Si ese dato pertenece a uno de nuestros clientes, enviamos un código a "
+                       "la dirección de correo primaria de la cuenta. Escríbalo aquí para "
+                       "recibir su número de cliente y una clave de acceso nueva. El código "
+                       "vence dentro de 15 minutos."),
+        "code_label": "Código",
+        "code_hint": "Ocho letras y dígitos, por ejemplo WDJH-MJHT.",
+        "code_wrong": ("Ese código no es correcto. Revíselo y escríbalo de nuevo; después de "
+                       "tres códigos equivocados, pida uno nuevo."),
+        "code_expired_title": "Este código venció",
+        "code_expired_body": "Los códigos duran 15 minutos. Pida uno nuevo.",
+        "ask_new_code": "Pedir un código nuevo",
     },
 }
 

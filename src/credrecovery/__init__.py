@@ -8,17 +8,23 @@ number with the new key.
 
 from importlib import metadata as _metadata
 
+from ._hashing import HashingLimit, hashing_limit, set_hashing_limit
 from .delivery.background import BackgroundMailer
+from .delivery.retry import RetryPolicy
+from .events import Event, EventKind
 from .exceptions import (
     DeliveryFailed,
     DirectoryError,
+    InvalidCode,
     InvalidIdentifier,
     InvalidToken,
     KeyRejected,
+    Overloaded,
     RateLimited,
     RecoveryError,
     TokenAlreadyUsed,
     TokenExpired,
+    UnknownClient,
 )
 from .identifiers import IdentifierKind, normalize_identifier
 from .jobs import MAX_CLIENTS_PER_MAIL, ConfirmationJob
@@ -36,7 +42,7 @@ from .protocols import (
     Mailer,
     MustChangeDirectory,
 )
-from .ratelimit.limiters import RateLimits
+from .ratelimit.limiters import LimitName, RateLimits
 from .service import AsyncRecoveryService, RecoveryService
 
 try:
@@ -60,23 +66,33 @@ __all__ = [
     "DeliveryFailed",
     "DeliveryQueue",
     "DirectoryError",
+    "Event",
+    "EventKind",
+    "HashingLimit",
     "IdentifierKind",
+    "InvalidCode",
     "InvalidIdentifier",
     "InvalidToken",
     "KeyPolicy",
     "KeyRejected",
+    "LimitName",
     "Login",
     "Mailer",
     "MustChangeDirectory",
+    "Overloaded",
     "RateLimited",
     "RateLimits",
     "RecoveryError",
     "RecoveryService",
+    "RetryPolicy",
     "TokenAlreadyUsed",
     "TokenExpired",
+    "UnknownClient",
     "__version__",
     "cheap_context",
     "default_context",
     "generate_key",
+    "hashing_limit",
     "normalize_identifier",
+    "set_hashing_limit",
 ]

@@ -8,6 +8,7 @@ from collections.abc import Iterable
 
 from passlib.context import CryptContext
 
+from ._keyprep import hash_key
 from .identifiers import IdentifierKind, normalize_identifier
 from .keys import default_context
 from .models import Client
@@ -40,12 +41,16 @@ class ClientRecord:
         name: str,
         locale: str | None,
         crypt_context: CryptContext | None,
+        active: bool = True,
     ) -> ClientRecord:
-        """Normalize and hash; raises :class:`ValueError` on bad input."""
+        """Normalize and hash; raises :class:`ValueError` on bad input.
+
+        ``active`` false adds the client closed (see :attr:`Client.active`).
+        """
         if (key is None) == (key_hash is None):
             raise ValueError("give exactly one of key and key_hash")
         if key is not None:
-            key_hash = (crypt_context or _default_context()).hash(key)
+            key_hash = hash_key(crypt_context or _default_context(), key)
         assert key_hash is not None
         if not key_hash:
             raise ValueError("key_hash must not be empty")
@@ -59,5 +64,6 @@ class ClientRecord:
             name=name,
             locale=locale,
             domains=normalized_domains,
+            active=bool(active),
         )
         return cls(client, normalized_domains)

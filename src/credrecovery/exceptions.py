@@ -1,37 +1,40 @@
 """The exception tree: every error the library raises derives from RecoveryError.
 
-Messages and attributes never carry a token, a key, a hash or a secret.
+Messages and attributes never carry a token, a key, a hash or a secret. The
+form messages' texts live in :mod:`credrecovery.mail.catalogue`; their names
+are importable from here too.
 """
 
 from __future__ import annotations
 
 import os
+from datetime import datetime
+from typing import Any
+
+from .mail.catalogue import IDENTIFIER_MESSAGES as IDENTIFIER_MESSAGES
+from .mail.catalogue import KEY_MESSAGES as KEY_MESSAGES
+from .mail.catalogue import N_ as N_
+from .mail.catalogue import identifier_message, key_message
+
+
+def _restore(cls: type[RecoveryError], args: tuple[object, ...]) -> RecoveryError:
+    # Rebuilt without calling __init__: the attributes come back from the
+    # pickled state, whatever the constructor's signature.
+    return cls.__new__(cls, *args)
 
 
 class RecoveryError(Exception):
-    """Base of every credrecovery error. Never raised directly."""
+    """Base of every credrecovery error. Never raised directly.
+
+    Every one pickles with its attributes (a task queue may carry it to
+    another process).
+    """
 
     #: The HTTP status a web layer would usually answer with.
     http_status: int = 500
 
-
-def N_(message: str) -> str:
-    """Mark ``message`` for the catalogs without translating it here."""
-    return message
-
-
-#: The English text of each :attr:`InvalidIdentifier.code`; the catalogs
-#: translate these message ids.
-IDENTIFIER_MESSAGES: dict[str, str] = {
-    "unknown_kind": N_("Choose a domain name, a client number or an email address."),
-    "not_text": N_("The value must be text."),
-    "too_long": N_("The value is too long."),
-    "bad_characters": N_("The value contains a line break or a null character."),
-    "empty": N_("Type a value."),
-    "bad_domain": N_("This is not a valid domain name."),
-    "bad_email": N_("This is not a valid email address."),
-    "bad_client_number": N_("A client number has 1 to 32 letters, digits, '-' or '_'."),
-}
+    def __reduce__(self) -> tuple[Any, ...]:
+        return _restore, (type(self), self.args), self.__dict__
 
 
 class InvalidIdentifier(RecoveryError, ValueError):
@@ -64,27 +67,8 @@ class InvalidIdentifier(RecoveryError, ValueError):
         when no catalog has the language, and as raised when ``code`` has no
         message of the library's.
         """
-        from .mail import i18n
-
-        text = IDENTIFIER_MESSAGES.get(self.code)
-        if text is None:
-            return str(self)
-        dirs = i18n.catalog_dirs(catalogs)
-        locale = i18n.negotiate([language], i18n.available_languages(dirs))
-        return i18n.translations(dirs, locale).gettext(text)
-
-
-#: The English text of each :attr:`KeyRejected.reasons` code; the catalogs
-#: translate these message ids.
-KEY_MESSAGES: dict[str, str] = {
-    "too_short": N_("The key is too short."),
-    "too_long": N_("The key is too long."),
-    "bad_characters": N_("The key contains a control character."),
-    "contains_client_number": N_("The key must not contain your client number."),
-    "contains_email": N_("The key must not contain your email address."),
-    "contains_domain": N_("The key must not contain one of your domain names."),
-    "breached": N_("This key has appeared in a data breach. Choose another one."),
-}
+        message = identifier_message(self.code, language, catalogs)
+        return str(self) if message is None else message
 
 
 class KeyRejected(RecoveryError, ValueError):
@@ -107,13 +91,7 @@ class KeyRejected(RecoveryError, ValueError):
     def message_in(self, language: str | None,
                    catalogs: str | os.PathLike[str] | None = None) -> str:
         """The message in ``language``, as :meth:`InvalidIdentifier.message_in` gives its own."""
-        from .mail import i18n
-
-        dirs = i18n.catalog_dirs(catalogs)
-        locale = i18n.negotiate([language], i18n.available_languages(dirs))
-        translations = i18n.translations(dirs, locale)
-        return " ".join(translations.gettext(KEY_MESSAGES[code]) if code in KEY_MESSAGES
-                        else code for code in self.reasons)
+        return key_message(self.reasons, language, catalogs)
 
 
 class InvalidToken(RecoveryError):
@@ -123,7 +101,19 @@ class InvalidToken(RecoveryError):
 
 
 class TokenExpired(InvalidToken):
-    """The token's signature is genuine but it is older than ``token_max_age``."""
+    """The token's signature is genuine but it is older than ``token_max_age``.
+
+    ``issued_at`` is when the token was signed and ``expired_at`` when it
+    stopped working (``issued_at`` plus ``token_max_age``), both aware UTC
+    datetimes to the second, for a page that says "this link expired at
+    ...". Both are ``None`` on an error built without them.
+    """
+
+    def __init__(self, *args: object, issued_at: datetime | None = None,
+                 expired_at: datetime | None = None) -> None:
+        super().__init__(*args)
+        self.issued_at = issued_at
+        self.expired_at = expired_at
 
 
 class TokenAlreadyUsed(InvalidToken):
@@ -134,6 +124,18 @@ class TokenAlreadyUsed(InvalidToken):
     """
 
     http_status = 409
+
+
+class InvalidCode(InvalidToken):
+    """A recovery code was refused: wrong, from another ticket, or its ticket is forged or spent.
+
+    Raised by :meth:`~credrecovery.RecoveryService.check_code` and
+    :meth:`~credrecovery.RecoveryService.confirm_code` with one message in
+    every case (a wrong code, a code already used, a ticket out of attempts,
+    a ticket whose identifier matched nobody), so that the answer tells
+    nothing about the account. An expired ticket raises :class:`TokenExpired`
+    instead.
+    """
 
 
 class DeliveryFailed(RecoveryError):
@@ -194,3 +196,40 @@ class RateLimited(RecoveryError):
         super().__init__(f"too many attempts; retry after {retry_after:.0f} seconds")
         self.limit = limit
         self.retry_after = retry_after
+
+
+class Overloaded(RateLimited):
+    """Every key-hashing slot of the process stayed busy for the whole wait.
+
+    Raised by :meth:`~credrecovery.RecoveryService.authenticate`,
+    :meth:`~credrecovery.RecoveryService.change_key` and
+    :meth:`~credrecovery.RecoveryService.confirm` before any hashing starts,
+    at the same point for a known client and an unknown one, and before
+    anything was changed: the key and the token stay as they were. See
+    :func:`~credrecovery.set_hashing_limit`. A :class:`RateLimited`, so that
+    a host answering that with ``Retry-After`` answers this too; ``limit`` is
+    ``"hashing"`` and ``retry_after`` a second or so. Its own status is 503:
+    the server is busy, not the requester at fault.
+    """
+
+    http_status = 503
+
+    def __init__(self, retry_after: float = 1.0, limit: str = "hashing") -> None:
+        super().__init__(limit, retry_after)
+        self.args = (f"the server is busy; retry after {retry_after:.0f} seconds",)
+
+
+class UnknownClient(RecoveryError, LookupError):
+    """No open client has the number support asked for.
+
+    Raised by :meth:`~credrecovery.RecoveryService.issue_link`, a support
+    tool's call, never by what an anonymous visitor reaches: the message says
+    whether the number is unknown or its account closed (or its record
+    unusable). ``number`` is the number as normalized.
+    """
+
+    http_status = 404
+
+    def __init__(self, message: str, *, number: str | None = None) -> None:
+        super().__init__(message)
+        self.number = number

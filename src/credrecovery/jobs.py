@@ -20,6 +20,7 @@ __all__ = ["MAX_CLIENTS_PER_MAIL", "ConfirmationJob"]
 MAX_CLIENTS_PER_MAIL = 10
 
 _VERSION = 1
+_CODE_VERSION = 2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,7 +34,10 @@ class ConfirmationJob:
     serves more. ``issued_at`` is when the request was made, in seconds since the
     epoch; links are stamped with it. A ``decoy`` job was made for a request
     that mails nothing (no client matched, or a limit withheld the mail): the
-    delivery side composes it like any other, then drops it.
+    delivery side composes it like any other, then drops it. A ``nonce`` makes
+    it a job for a code mail (:meth:`~credrecovery.RecoveryService.request_code`):
+    each client's code is made from it and the client's binding; empty, the
+    mail carries links.
     """
 
     recipient: str
@@ -44,15 +48,20 @@ class ConfirmationJob:
     issued_at: float
     decoy: bool = False
     truncated: bool = False
+    nonce: str = ""
 
     def __repr__(self) -> str:
         numbers = tuple(number for number, _ in self.clients)
         return f"ConfirmationJob(clients={numbers!r}, decoy={self.decoy!r})"
 
     def to_dict(self) -> dict[str, Any]:
-        """The job as JSON-ready data."""
-        return {
-            "v": _VERSION,
+        """The job as JSON-ready data.
+
+        A code job is version 2, which a release without codes refuses
+        rather than mailing a link in its place.
+        """
+        data: dict[str, Any] = {
+            "v": _CODE_VERSION if self.nonce else _VERSION,
             "recipient": self.recipient,
             "name": self.name,
             "language": self.language,
@@ -62,13 +71,17 @@ class ConfirmationJob:
             "decoy": self.decoy,
             "truncated": self.truncated,
         }
+        if self.nonce:
+            data["nonce"] = self.nonce
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ConfirmationJob:
         """Rebuild a job from :meth:`to_dict`'s output; :class:`ValueError` if malformed."""
         try:
-            if data["v"] != _VERSION:
+            if data["v"] not in (_VERSION, _CODE_VERSION):
                 raise ValueError("unknown job version")
+            nonce = _str(data["nonce"]) if data["v"] == _CODE_VERSION else ""
             clients = tuple((_str(n), _str(b)) for n, b in data["clients"])
             job = cls(
                 recipient=_str(data["recipient"]),
@@ -79,10 +92,11 @@ class ConfirmationJob:
                 issued_at=float(data["issued_at"]),
                 decoy=_bool(data["decoy"]),
                 truncated=_bool(data["truncated"]),
+                nonce=nonce,
             )
         except (KeyError, TypeError) as exc:
             raise ValueError("malformed confirmation job") from exc
-        if not job.clients:
+        if not job.clients or (data["v"] == _CODE_VERSION and not nonce):
             raise ValueError("malformed confirmation job")
         return job
 

@@ -1,4 +1,4 @@
-"""Access keys: generating them and the hashing policies that store them.
+"""Access keys: generating them, preparing them, and the hashing policies that store them.
 
 Pure: no I/O.
 """
@@ -9,7 +9,16 @@ import secrets
 
 from passlib.context import CryptContext
 
-__all__ = ["KEY_ALPHABET", "KEY_LENGTH", "cheap_context", "default_context", "generate_key"]
+from ._keyprep import prepare_key
+
+__all__ = [
+    "KEY_ALPHABET",
+    "KEY_LENGTH",
+    "cheap_context",
+    "default_context",
+    "generate_key",
+    "prepare_key",
+]
 
 # Letters and digits without the ones readers confuse: 0 O 1 l I.
 KEY_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789"

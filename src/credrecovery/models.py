@@ -16,7 +16,10 @@ class Client:
     client chooses may not contain one. ``must_change`` tells that the current
     key was generated and mailed, and should be replaced at the next sign-in,
     for directories that store it (see ``set_must_change`` in
-    :class:`~credrecovery.protocols.ClientDirectory`).
+    :class:`~credrecovery.protocols.ClientDirectory`). ``active`` false marks
+    a closed or suspended account: the service treats it as unknown, mails it
+    nothing, refuses its links and its sign-ins. A directory that knows no
+    such state leaves it at its default, true.
     """
 
     number: str
@@ -26,6 +29,7 @@ class Client:
     locale: str | None = None
     domains: tuple[str, ...] = ()
     must_change: bool = False
+    active: bool = True
 
 
 @dataclasses.dataclass(frozen=True)

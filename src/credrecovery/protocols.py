@@ -48,6 +48,24 @@ class ClientDirectory(Protocol):
     when that fails. Without it, clients read with ``must_change`` false.
     A directory may also return each client's
     :attr:`~credrecovery.models.Client.domains`, normalized.
+
+    A directory that knows closed or suspended accounts returns them as they
+    are, with :attr:`Client.active <credrecovery.models.Client.active>`
+    false, rather than leaving them out: the service then treats such a
+    client as unknown, at the same cost (no mail, its links refused, its
+    sign-ins ``None``), and mails a shared address for its open clients only.
+    One that returns clients without ``active`` works as before: every client
+    is open. The shipped directories open and close accounts with
+    ``set_active(number, active) -> None``, which the service never calls; a
+    host's directory may have it too, with ``set_must_change``'s rules, and
+    the directory contract then checks it.
+
+    A directory that holds connections or files may have ``close()`` (and an
+    asyncio one ``aclose()``), which the host calls at shutdown, never the
+    service. The shipped directories' close alike: it releases what they
+    hold, may be called again, and every later call raises
+    :class:`~credrecovery.DirectoryError`; the directory contract checks that
+    of any directory with ``close``.
     """
 
     def find(self, kind: IdentifierKind, value: str) -> Client | None:
@@ -146,7 +164,12 @@ class DeliveryQueue(Protocol):
         ...
 
     def close(self, timeout: float | None = 30.0) -> None:
-        """Flush for up to ``timeout`` seconds, then release what the queue holds."""
+        """Flush for up to ``timeout`` seconds, then release what the queue holds.
+
+        A second call does nothing. Once closed, :meth:`submit` raises
+        :class:`~credrecovery.DeliveryFailed` (``temporary`` false), which the
+        service logs as ``mail_dropped``.
+        """
         ...
 
 
@@ -154,10 +177,12 @@ class DeliveryQueue(Protocol):
 class AsyncClientDirectory(Protocol):
     """Read clients and swap their key hash, as coroutines: :class:`ClientDirectory`'s twin.
 
-    It may have ``async def find_all(kind, value, *, limit)`` and
+    It may have ``async def find_all(kind, value, *, limit)``,
     ``async def set_must_change(number, value)`` (see
-    :class:`AsyncMustChangeDirectory`), as a :class:`ClientDirectory` may have
-    ``find_all`` and ``set_must_change``.
+    :class:`AsyncMustChangeDirectory`) and ``async def set_active(number,
+    active)``, as a :class:`ClientDirectory` may have ``find_all``,
+    ``set_must_change`` and ``set_active``; it returns closed accounts with
+    ``active`` false alike.
     """
 
     async def find(self, kind: IdentifierKind, value: str) -> Client | None:

@@ -1,7 +1,9 @@
 """The two shells of the recovery flow: :class:`RecoveryService` and :class:`AsyncRecoveryService`.
 
 Both drive the same flows, written once in :mod:`credrecovery._flow.flows`; they
-differ only in how they perform an effect: a plain call, or ``await``.
+differ only in how they perform an effect: a plain call, or ``await``
+(:mod:`credrecovery._performers`). Here are their settings, checked once, and
+their public methods.
 """
 
 from __future__ import annotations
@@ -14,15 +16,22 @@ import os
 import time
 from collections.abc import Callable, Iterable
 from datetime import timedelta
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
 import jinja2
 from passlib.context import CryptContext
 
+from . import _hooks as hooks
+from ._code_methods import AsyncRecoversByCode, RecoversByCode, WiresCodes
 from ._derivation import derive_key, secret_bytes
-from ._flow import checks, driver, effects, flows
-from ._flow.effects import Effect, Flow
+from ._flow import checks, flows
+from ._performers import AsyncPerforms, Performs
+from ._performers import _call as _call
+from ._performers import _is_async as _is_async
+from ._support_methods import AsyncIssuesLinks, IssuesLinks
+from .codes import CodeSigner
 from .delivery.background import BackgroundMailer, InlineDelivery
+from .events import Event
 from .identifiers import IdentifierKind
 from .jobs import MAX_CLIENTS_PER_MAIL
 from .keys import default_context
@@ -37,16 +46,16 @@ from .tokens import TokenSigner
 __all__ = ["AsyncRecoveryService", "RecoveryService"]
 
 logger = logging.getLogger("credrecovery")
-_T = TypeVar("_T")
 
 # Below this a signing key may be guessed offline from one link.
 _MIN_SECRET_BYTES = 32
 
 
-class _Shell:
+class _Shell(WiresCodes):
     """What both shells share: the settings, checked once, and the core they drive."""
 
     _limiter_class: type[Limiter] | type[AsyncLimiter]
+    _events_class: type[hooks.EventDispatcher] | type[hooks.AsyncEventDispatcher]
 
     def __init__(
         self,
@@ -68,7 +77,10 @@ class _Shell:
         catalogs: str | os.PathLike[str] | None = None,
         key_mode: Literal["generate", "choose"] = "generate",
         key_policy: KeyPolicy | None = None,
+        on_event: Callable[[Event], Any] | None = None,
+        code_max_age: timedelta = timedelta(minutes=15),
     ) -> None:
+        on_event = hooks.checked_hook(on_event)
         if key_mode not in ("generate", "choose"):
             raise ValueError("key_mode must be 'generate' or 'choose'")
         if not isinstance(confirm_url, str) or "{token}" not in confirm_url:
@@ -95,9 +107,11 @@ class _Shell:
         self.sender = checks.checked_sender(sender)
         self.locale = locale
         self.crypt_context = crypt_context if crypt_context is not None else default_context()
+        self.codes = CodeSigner(secret_key, fallbacks, max_age=code_max_age, clock=clock)
         self.composer = Composer(self.tokens, confirm_url=confirm_url, clock=clock,
                                  secret_keys=[secret_key, *fallbacks], branding=branding,
-                                 templates=templates, catalogs=catalogs, locale=locale)
+                                 templates=templates, catalogs=catalogs, locale=locale,
+                                 codes=self.codes, key_mode=key_mode)
         self._find_all = _find_all_of(directory)
         self._delivery: DeliveryQueue
         if delivery == "background":
@@ -111,6 +125,10 @@ class _Shell:
         else:
             raise ValueError("delivery must be 'background', 'sync' or a DeliveryQueue")
         self._delivery.bind(self.composer)
+        self._events: Any = self._events_class(on_event, before_exit=self._delivery.flush)
+        report_to = getattr(self._delivery, "report_to", None)
+        if on_event is not None and callable(report_to):
+            report_to(hooks.reporter(self._events.put, clock))
         limiter_key = derive_key(secret_key, "ratelimit")
         self.limiter: Any = (self._limiter_class(rate_limits, limiter_key, clock=clock)
                              if rate_limits is not None else None)
@@ -119,7 +137,9 @@ class _Shell:
             clock=clock, limited=rate_limits is not None, finds_all=self._find_all is not None,
             key_mode=key_mode, key_policy=key_policy,
             marks=callable(getattr(directory, "set_must_change", None)),
+            crypt_context=self.crypt_context,
         )
+        self._wire_codes(limiter_key, clock)
         self.key_mode = key_mode
 
     def __repr__(self) -> str:
@@ -134,7 +154,7 @@ class _Shell:
         return self._delivery
 
 
-class RecoveryService(_Shell):
+class RecoveryService(_Shell, Performs, IssuesLinks, RecoversByCode):
     """Recover a client's number and access key through their primary address.
 
     :param directory: where clients are found and key hashes swapped.
@@ -184,15 +204,23 @@ class RecoveryService(_Shell):
     :param key_policy: the :class:`~credrecovery.policy.KeyPolicy` for keys
         clients choose, in :meth:`confirm` and :meth:`change_key`; by default
         15 to 128 characters, none of the client's own details.
+    :param on_event: called with a :class:`~credrecovery.events.Event` for
+        every outcome (a request and whether it hit, a mail sent or given
+        up, a confirmation or refusal, a sign-in, a key change...), from a
+        thread of the service's own, never within the call that caused it:
+        a slow hook slows no answer. What it raises is logged
+        (``hook_failed``). See ``docs/events.md``.
+    :param code_max_age: how long a code of :meth:`request_code` stays valid.
     :param clock: seconds since the epoch, the one clock of the service:
-        token stamps and expiry, the ``"memory://"`` rate-limit windows,
-        mail deadlines, and the delays and backoff of the
+        token stamps and expiry, the ``"memory://"`` rate-limit windows
+        (and so :attr:`RateLimited.retry_after`), mail deadlines, and the delays and backoff of the
         :class:`BackgroundMailer` that ``delivery="background"`` builds. A
         test passes a settable clock and needs no real sleeps; see
         :class:`BackgroundMailer` for moving it while mail is queued.
     """
 
     _limiter_class = Limiter
+    _events_class = hooks.EventDispatcher
     directory: ClientDirectory
     mailer: Mailer
 
@@ -203,12 +231,17 @@ class RecoveryService(_Shell):
         self.close()
 
     def flush(self, timeout: float | None = None) -> bool:
-        """Wait until queued confirmation mails have left; False on timeout."""
-        return self._delivery.flush(timeout)
+        """Wait until queued confirmation mails have left and queued events reached
+        ``on_event``; False on timeout."""
+        left = hooks.remaining(timeout)
+        delivered = self._delivery.flush(timeout)
+        return bool(self._events.flush(left())) and delivered
 
     def close(self, timeout: float | None = 30.0) -> None:
-        """Deliver what is queued (for up to ``timeout`` s) and stop delivery."""
+        """Deliver what is queued (for up to ``timeout`` s) and stop delivery, then events."""
+        left = hooks.remaining(timeout)
         self._delivery.close(timeout)
+        self._events.close(left())
 
     def request(
         self, kind: IdentifierKind | str, value: str, *, requester: str | None = None
@@ -259,11 +292,23 @@ class RecoveryService(_Shell):
         key: the others get :class:`TokenAlreadyUsed` at once. Should the
         account change while the key is hashed (a new primary address, say),
         the previous key is put back and :class:`TokenAlreadyUsed` raised.
+        When every hashing slot of the process stays busy (see
+        :func:`~credrecovery.set_hashing_limit`), :class:`Overloaded` is
+        raised before the key is hashed: nothing changed, the token still works.
         """
         return self._run(self._core.confirm(token, requester, new_key))
 
-    def authenticate(self, number: str, key: str) -> Login | None:
+    def authenticate(self, number: str, key: str, *,
+                     requester: str | None = None) -> Login | None:
         """Check a login form's client number and access key against the directory.
+
+        ``requester`` (the client's IP address, say) is what the sign-in
+        limits count failures by; pass it (see :class:`RateLimits`). Over a
+        limit, :class:`RateLimited` is raised before anything is looked up or
+        hashed. Each attempt verifies the key once for each scheme of the
+        hashing policy, against a stand-in where the stored hash is under
+        another, so that an unknown number, a wrong key and a wrong key on a
+        legacy hash cost the same.
 
         Returns a :class:`Login` when ``key`` is the client's current access
         key, else ``None``: for an unknown or malformed number, a wrong key,
@@ -271,12 +316,19 @@ class RecoveryService(_Shell):
         against a stand-in hash, so it costs what a wrong key does. A key
         stored under a scheme the hashing policy has deprecated is rehashed
         with the current one. Raises :class:`DirectoryError` when the
-        directory fails.
+        directory fails, and :class:`Overloaded` (a :class:`RateLimited`)
+        when every hashing slot of the process stays busy for the whole wait
+        (see :func:`~credrecovery.set_hashing_limit`), for a known number and
+        an unknown one alike.
         """
-        return self._run(self._core.authenticate(number, key))
+        return self._run(self._core.authenticate(number, key, requester))
 
-    def change_key(self, number: str, key: str, new_key: str) -> Login | None:
+    def change_key(self, number: str, key: str, new_key: str, *,
+                   requester: str | None = None) -> Login | None:
         """Replace client ``number``'s access key ``key`` with ``new_key``, the client's choice.
+
+        ``key`` is checked, and ``requester`` counted, as :meth:`authenticate`
+        does: a wrong key counts as a failed sign-in.
 
         For the page a panel shows when :attr:`Login.must_change` is set, or
         any "change your key" form. ``key`` is checked as :meth:`authenticate`
@@ -286,57 +338,27 @@ class RecoveryService(_Shell):
         cleared, and a notice of the change mailed to the primary address; if
         that mail fails the previous key is put back and
         :class:`DeliveryFailed` raised. Returns the new :class:`Login`.
+        :class:`Overloaded` is raised, before anything changed, when no
+        hashing slot came free in time.
         """
-        return self._run(self._core.change_key(number, key, new_key))
+        return self._run(self._core.change_key(number, key, new_key, requester))
 
-    def _run(self, flow: Flow[_T]) -> _T:
-        return driver.run(flow, self._perform)
-
-    def _perform(self, effect: Effect) -> Any:
-        match effect:
-            case effects.Find(kind, value):
-                return self.directory.find(kind, value)
-            case effects.FindAll(kind, value):
-                assert self._find_all is not None
-                return self._find_all(kind, value)
-            case effects.Swap(number, current, new):
-                return self.directory.replace_key_hash(number, current, new)
-            case effects.Mark(number, value):
-                return self.directory.set_must_change(number, value)  # type: ignore[attr-defined]
-            case effects.Hash(key):
-                return self.crypt_context.hash(key.reveal())
-            case effects.Verify(key, stored):
-                return self.crypt_context.verify_and_update(key.reveal(), stored)
-            case effects.Submit(job):
-                return self._delivery.submit(job)
-            case effects.Send(message):
-                return self.mailer.send(message)
-        assert self.limiter is not None
-        match effect:
-            case effects.Hit(limit, value):
-                return self.limiter.hit(limit, value)
-            case effects.HitClient(value, known):
-                return self.limiter.hit_client(value, known=known)
-            case effects.Test(limit, value):
-                return self.limiter.test(limit, value)
-            case effects.RetryAfter(limit, value):
-                return self.limiter.retry_after(limit, value)
-        raise TypeError(f"unknown effect {type(effect).__name__}")
-
-
-class AsyncRecoveryService(_Shell):
+class AsyncRecoveryService(_Shell, AsyncPerforms, AsyncIssuesLinks, AsyncRecoversByCode):
     """:class:`RecoveryService` for asyncio: the same constructor, the same flows, awaited.
 
     ``directory`` is an :class:`~credrecovery.protocols.AsyncClientDirectory`
     or a plain :class:`ClientDirectory`, and ``mailer`` an
     :class:`~credrecovery.protocols.AsyncMailer` or a plain :class:`Mailer`;
     plain ones run in a worker thread. Hashing never blocks the event loop: it
-    runs in a thread. Rate limits go through ``limits.aio`` (Redis) or the
-    bounded in-process store (``memory://``). Confirmation mails leave as
-    ``delivery`` says, as for :class:`RecoveryService`.
+    runs in a thread, and waits for a slot of the process's hashing cap on
+    the loop itself (see :func:`~credrecovery.set_hashing_limit`). Rate
+    limits go through ``limits.aio`` (Redis) or the bounded in-process store
+    (``memory://``). Confirmation mails leave as ``delivery`` says, as for
+    :class:`RecoveryService`.
     """
 
     _limiter_class = AsyncLimiter
+    _events_class = hooks.AsyncEventDispatcher
 
     async def __aenter__(self) -> AsyncRecoveryService:
         return self
@@ -345,12 +367,18 @@ class AsyncRecoveryService(_Shell):
         await self.aclose()
 
     async def flush(self, timeout: float | None = None) -> bool:
-        """Wait until queued confirmation mails have left; False on timeout."""
-        return await asyncio.to_thread(self._delivery.flush, timeout)
+        """Wait until queued confirmation mails have left and queued events reached
+        ``on_event``; False on timeout."""
+        left = hooks.remaining(timeout)
+        delivered = await asyncio.to_thread(self._delivery.flush, timeout)
+        return bool(await self._events.flush(left())) and delivered
 
     async def aclose(self, timeout: float | None = 30.0) -> None:
-        """Deliver what is queued (for up to ``timeout`` s), stop delivery, close the limiter."""
+        """Deliver what is queued (for up to ``timeout`` s), stop delivery and events, close
+        the limiter."""
+        left = hooks.remaining(timeout)
         await asyncio.to_thread(self._delivery.close, timeout)
+        await self._events.aclose(left())
         if self.limiter is not None:
             await self.limiter.aclose()
 
@@ -369,79 +397,15 @@ class AsyncRecoveryService(_Shell):
         """Rotate the key and mail it: :meth:`RecoveryService.confirm`, awaited."""
         return await self._run(self._core.confirm(token, requester, new_key))
 
-    async def authenticate(self, number: str, key: str) -> Login | None:
+    async def authenticate(self, number: str, key: str, *,
+                           requester: str | None = None) -> Login | None:
         """Check a login: :meth:`RecoveryService.authenticate`, awaited."""
-        return await self._run(self._core.authenticate(number, key))
+        return await self._run(self._core.authenticate(number, key, requester))
 
-    async def change_key(self, number: str, key: str, new_key: str) -> Login | None:
+    async def change_key(self, number: str, key: str, new_key: str, *,
+                         requester: str | None = None) -> Login | None:
         """Replace a key with the client's choice: :meth:`RecoveryService.change_key`, awaited."""
-        return await self._run(self._core.change_key(number, key, new_key))
-
-    async def _run(self, flow: Flow[_T]) -> _T:
-        result: Any = None
-        error: BaseException | None = None
-        while True:
-            done, value = driver.advance(flow, result, error)
-            if done:
-                return value  # type: ignore[no-any-return]
-            result, error = None, None
-            try:
-                result = await self._perform(value)
-            except BaseException as exc:  # noqa: BLE001 - thrown into the flow, which decides
-                error = exc
-
-    async def _perform(self, effect: Effect) -> Any:
-        match effect:
-            case effects.Find(kind, value):
-                return await _call(self.directory.find, kind, value)
-            case effects.FindAll(kind, value):
-                assert self._find_all is not None
-                return await _call(self._find_all, kind, value)
-            case effects.Swap(number, current, new):
-                return await _call(self.directory.replace_key_hash, number, current, new)
-            case effects.Mark(number, value):
-                return await _call(self.directory.set_must_change, number, value)  # type: ignore[union-attr]
-            case effects.Hash(key):
-                return await _call(self.crypt_context.hash, key.reveal())
-            case effects.Verify(key, stored):
-                return await _call(self.crypt_context.verify_and_update, key.reveal(), stored)
-            case effects.Submit(job):
-                if isinstance(self._delivery, BackgroundMailer):
-                    # A pipe write or a queue push: quicker than a thread hop.
-                    return self._delivery.submit(job)
-                return await _call(self._delivery.submit, job)
-            case effects.Send(message):
-                return await _call(self.mailer.send, message)
-        assert self.limiter is not None
-        match effect:
-            case effects.Hit(limit, value):
-                return await self.limiter.hit(limit, value)
-            case effects.HitClient(value, known):
-                return await self.limiter.hit_client(value, known=known)
-            case effects.Test(limit, value):
-                return await self.limiter.test(limit, value)
-            case effects.RetryAfter(limit, value):
-                return await self.limiter.retry_after(limit, value)
-        raise TypeError(f"unknown effect {type(effect).__name__}")
-
-
-async def _call(function: Callable[..., Any], *args: Any) -> Any:
-    """Await ``function(*args)`` if it is a coroutine function, else run it in a thread."""
-    if _is_async(function):
-        return await function(*args)
-    try:
-        return await asyncio.to_thread(function, *args)
-    except Exception:
-        raise
-    except BaseException as exc:  # noqa: BLE001 - wrapped, raised again by the driver
-        # asyncio throws a thread's exception into this coroutine; thrown in,
-        # GeneratorExit would end it, and the flow must still undo its work.
-        raise effects.Interrupted(exc) from None
-
-
-def _is_async(function: Callable[..., Any]) -> bool:
-    target = function.func if isinstance(function, functools.partial) else function
-    return inspect.iscoroutinefunction(target)
+        return await self._run(self._core.change_key(number, key, new_key, requester))
 
 
 def _find_all_of(directory: object) -> Callable[..., Any] | None:

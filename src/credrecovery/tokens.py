@@ -141,19 +141,28 @@ class TokenSigner:
         """Return a URL-safe token for ``client`` in its current state, stamped now."""
         return self.issue_for(client.number, account_binding(client))
 
-    def issue_for(self, number: str, binding: str, *, issued_at: float | None = None) -> str:
+    def issue_for(self, number: str, binding: str, *, issued_at: float | None = None,
+                  max_age: timedelta | None = None) -> str:
         """Return a URL-safe token for client ``number`` whose state digests to ``binding``.
 
         ``binding`` is :func:`account_binding` of the client. The token is
         stamped ``issued_at`` (seconds since the epoch, truncated to a whole
         second) or, when ``None``, the signer's clock; it expires ``max_age``
-        after that stamp. For the same inputs and second, the token is the one
-        :meth:`issue` gives. Raises :class:`TypeError` for a ``number`` or
-        ``binding`` that is not a ``str`` or an ``issued_at`` that is not a
-        number, and :class:`ValueError` for a negative or non-finite one.
+        after that stamp: the signer's own, unless one is given here, which
+        the token then carries, signed (whole seconds, at least one). For the
+        same inputs and second, the token is the one :meth:`issue` gives.
+        Raises :class:`TypeError` for a ``number`` or ``binding`` that is not
+        a ``str`` or an ``issued_at`` that is not a number, and
+        :class:`ValueError` for a negative or non-finite one or a ``max_age``
+        under a second.
         """
         if not isinstance(number, str) or not isinstance(binding, str):
             raise TypeError("number and binding must be str")
+        claims: list[str | int] = [number, binding]
+        if max_age is not None:
+            if int(max_age.total_seconds()) < 1:
+                raise ValueError("max_age must be a second or more")
+            claims.append(int(max_age.total_seconds()))
         if issued_at is None:
             timestamp = self._signer.get_timestamp()
         else:
@@ -162,13 +171,15 @@ class TokenSigner:
             if not math.isfinite(issued_at) or not 0 <= issued_at <= _MAX_TIMESTAMP:
                 raise ValueError("issued_at must be a finite, non-negative time")
             timestamp = int(issued_at)
-        payload = json.dumps([number, binding], separators=(",", ":")).encode("utf-8")
+        payload = json.dumps(claims, separators=(",", ":")).encode("utf-8")
         return self._signer.sign_at(base64_encode(payload), timestamp).decode("ascii")
 
     def read(self, token: object) -> TokenClaims:
         """Verify ``token`` and return its claims.
 
-        Raises :class:`TokenExpired` for a genuine token past ``max_age`` and
+        Raises :class:`TokenExpired`, with the token's ``issued_at`` and
+        ``expired_at``, for a genuine token past ``max_age`` (its own, for a
+        token issued with one) and
         :class:`InvalidToken` for anything else that does not verify, a token
         stamped more than ``MAX_CLOCK_SKEW_SECONDS`` in the future included.
         Nothing is looked up, so a forgery costs a few HMACs at most.
@@ -192,16 +203,29 @@ class TokenSigner:
             payload = None
         # Raised outside the handler so no itsdangerous error, which holds the
         # token's parts, is chained to ours.
-        if (
-            age < -MAX_CLOCK_SKEW_SECONDS
-            or not isinstance(payload, list)
-            or len(payload) != 2
-            or not all(isinstance(part, str) for part in payload)
-        ):
+        max_age = _own_max_age(payload, self._max_age_seconds)
+        if age < -MAX_CLOCK_SKEW_SECONDS or max_age is None:
             raise InvalidToken("the confirmation link is not valid")
-        if age > self._max_age_seconds:
-            raise TokenExpired("the confirmation link has expired")
+        assert isinstance(payload, list)
+        if age > max_age:
+            # signed_at is what itsdangerous's SignatureExpired.date_signed holds.
+            raise TokenExpired(
+                "the confirmation link has expired", issued_at=signed_at,
+                expired_at=signed_at + timedelta(seconds=max_age),
+            )
         return TokenClaims(payload[0], payload[1], signed_at.timestamp())
+
+
+def _own_max_age(payload: object, default: int) -> int | None:
+    """The seconds a payload stays valid: its own, or ``default``; ``None`` if malformed."""
+    if not isinstance(payload, list) or len(payload) not in (2, 3):
+        return None
+    if not all(isinstance(part, str) for part in payload[:2]):
+        return None
+    if len(payload) == 2:
+        return default
+    own = payload[2]
+    return own if type(own) is int and own >= 1 else None
 
 
 def _fallback_keys(keys: object) -> list[object]:

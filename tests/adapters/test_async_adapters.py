@@ -167,7 +167,9 @@ def test_refused_row_keeps_codes_and_drops_the_row(driver: str) -> None:
                     await directory.add_client("1001", "alice@example.com", key_hash=OLD_HASH,
                                                name="Alice Martin")
                 assert await directory.find(NUMBER, "1001") is None
-                return caught.value
+            # Leaving the block closed the directory, not the engine, which is the test's.
+            await engine.dispose()
+            return caught.value
 
         error = asyncio.run(scenario())
     assert getattr(error, "sqlstate", None) == "23514"

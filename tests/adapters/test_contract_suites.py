@@ -13,6 +13,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 HOST_TESTS = '''
 import time
 
@@ -107,6 +109,7 @@ class TestCopiesEveryone(MailerContract):
 '''
 
 
+@pytest.mark.slow  # runs pytest in a fresh interpreter
 def test_each_broken_rule_fails_its_tests(tmp_path: Path) -> None:
     (tmp_path / "test_host.py").write_text(textwrap.dedent(HOST_TESTS), encoding="utf-8")
     result = subprocess.run(

@@ -28,6 +28,7 @@ from credrecovery.sqlalchemy import SQLAlchemyDirectory, TableMapping
 from credrecovery.sqlite import SQLiteDirectory
 from credrecovery.testing import AsyncDirectoryContract, DirectoryContract
 from helpers import pg
+from helpers.pg import DisposesItsEngine, async_url
 
 CONTEXT = cheap_context()
 
@@ -71,7 +72,8 @@ CREATE TABLE accounts (
     secret_hash   text NOT NULL,
     display_name  text,
     lang          text,
-    must_reset    boolean NOT NULL DEFAULT false
+    must_reset    boolean NOT NULL DEFAULT false,
+    enabled       boolean NOT NULL DEFAULT true
 );
 CREATE INDEX accounts_contact_email ON accounts (contact_email);
 CREATE TABLE account_hostnames (
@@ -91,20 +93,13 @@ def host_mapping(schema: str) -> TableMapping:
         name="display_name",
         locale="lang",
         must_change="must_reset",
+        active="enabled",
         domains_table="account_hostnames",
         domain="hostname",
         domain_client="acct_no",
         schema=schema,
         number_is_integer=True,
     )
-
-
-def async_url(schema: pg.PostgresSchema, driver: str) -> tuple[sa.URL, dict[str, Any]]:
-    """The test server's URL for an asyncio ``driver``, and connect_args for the schema."""
-    url = sa.make_url(schema.url).set(drivername=f"postgresql+{driver}")
-    if driver == "asyncpg":
-        return url, {"server_settings": {"search_path": schema.name}}
-    return url, {"options": f"-csearch_path={schema.name}"}
 
 
 # --- synchronous directories ------------------------------------------------------------------
@@ -128,6 +123,8 @@ class TestSQLiteDirectory(ShippedDirectory, DirectoryContract):
 
 
 class TestSQLAlchemyOnSQLite(ShippedDirectory, DirectoryContract):
+    refuses_after_close = False
+
     @pytest.fixture
     def directory(self, tmp_path: Path) -> Iterator[SQLAlchemyDirectory]:
         directory = SQLAlchemyDirectory(f"sqlite:///{tmp_path / 'clients.sqlite3'}",
@@ -141,6 +138,8 @@ class TestSQLAlchemyOnSQLite(ShippedDirectory, DirectoryContract):
 
 @pytest.mark.postgres
 class TestSQLAlchemyOnPostgreSQL(ShippedDirectory, DirectoryContract):
+    refuses_after_close = False
+
     @pytest.fixture
     def directory(self) -> Iterator[SQLAlchemyDirectory]:
         with pg.fresh_schema() as schema:
@@ -150,6 +149,8 @@ class TestSQLAlchemyOnPostgreSQL(ShippedDirectory, DirectoryContract):
 
 @pytest.mark.postgres
 class TestSQLAlchemyOnPostgreSQLHostTables(ShippedDirectory, DirectoryContract):
+    refuses_after_close = False
+
     @pytest.fixture
     def directory(self) -> Iterator[SQLAlchemyDirectory]:
         with pg.fresh_schema() as schema:
@@ -173,7 +174,10 @@ class TestAsyncSQLiteDirectory(ShippedDirectory, AsyncDirectoryContract):
 
 @pytest.mark.postgres
 @pytest.mark.parametrize("driver", ["asyncpg", "psycopg"])
-class TestAsyncSQLAlchemyOnPostgreSQL(ShippedDirectory, AsyncDirectoryContract):
+class TestAsyncSQLAlchemyOnPostgreSQL(DisposesItsEngine, ShippedDirectory,
+                                      AsyncDirectoryContract):
+    refuses_after_close = False
+
     @pytest.fixture
     def directory(self, driver: str) -> Iterator[AsyncSQLAlchemyDirectory]:
         with pg.fresh_schema() as schema:
@@ -187,7 +191,10 @@ class TestAsyncSQLAlchemyOnPostgreSQL(ShippedDirectory, AsyncDirectoryContract):
 
 
 @pytest.mark.postgres
-class TestAsyncSQLAlchemyOnPostgreSQLHostTables(ShippedDirectory, AsyncDirectoryContract):
+class TestAsyncSQLAlchemyOnPostgreSQLHostTables(DisposesItsEngine, ShippedDirectory,
+                                                AsyncDirectoryContract):
+    refuses_after_close = False
+
     @pytest.fixture
     def directory(self) -> Iterator[AsyncSQLAlchemyDirectory]:
         with pg.fresh_schema() as schema:

@@ -210,6 +210,7 @@ def _swap_in_process(
         results.put((new, directory.replace_key_hash("C1", current, new)))
 
 
+@pytest.mark.slow  # starts processes
 def test_compare_and_set_across_processes(db_path: Path, directory: SQLiteDirectory) -> None:
     """Of 4 processes sharing the file and swapping the same hash, exactly one succeeds."""
     current = directory.add_client("C1", "a@example.com", key=KEY).key_hash
@@ -405,9 +406,9 @@ def test_version_0_file_is_migrated_on_open(tmp_path: Path, ctx: CryptContext) -
     before = stored_rows(old)
     with SQLiteDirectory(old, crypt_context=ctx) as directory:
         clients, domains = stored_rows(old)
-        # The rows as they were, each with must_change 0 after them.
-        assert ([row[:-1] for row in clients], domains) == before
-        assert [row[-1] for row in clients] == [0, 0]
+        # The rows as they were, each with must_change 0 and active 1 after them.
+        assert ([row[:-2] for row in clients], domains) == before
+        assert [row[-2:] for row in clients] == [(0, 1), (0, 1)]
         ana = directory.find(IdentifierKind.DOMAIN, "a-shop.example")
         assert ana == Client("C1", "a@example.com", "$h$1", "Ana", "es",
                              domains=("a-shop.example", "a.example"))

@@ -8,100 +8,31 @@ import os
 import subprocess
 import sys
 import time
-import uuid
-from collections.abc import Callable, Iterator
-from pathlib import Path
-from typing import Any
 
 import pytest
 import redis
-from passlib.context import CryptContext
 
 from credrecovery import ConfirmationJob
 from credrecovery.celery import CeleryDelivery
 from credrecovery.sqlite import SQLiteDirectory
 from helpers import TESTS, token_from
 from helpers.celery_app import build
+from helpers.celery_worker import (
+    PRIMARY,
+    SECRET,
+    FlakyHandler,
+    StartWorker,
+    settings,
+    start_worker,
+    wait_for,
+)
 from helpers.redis_server import redis_url
-from helpers.smtp_server import RecordingHandler, RunningSMTPServer, running_smtp_server
+from helpers.smtp_server import running_smtp_server
 
-__all__ = ["redis_url"]
-
-PRIMARY = "ejemplo@ejemploxmundo.com.ar"
-SECRET = "celery-test-secret-0123456789abcdef"
-StartWorker = Callable[[RunningSMTPServer], "subprocess.Popen[bytes]"]
+__all__ = ["redis_url", "settings", "start_worker"]
 
 
-class FlakyHandler(RecordingHandler):
-    """Answers the first ``failures`` recipients with ``reply``, then accepts."""
-
-    def __init__(self, failures: int, reply: str) -> None:
-        super().__init__()
-        self.failures = failures
-        self.reply = reply
-        self.rcpt_attempts = 0
-
-    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str,
-                          rcpt_options: list[str]) -> str:
-        self.rcpt_attempts += 1
-        if self.rcpt_attempts <= self.failures:
-            return self.reply
-        return await super().handle_RCPT(server, session, envelope, address, rcpt_options)
-
-
-@pytest.fixture
-def settings(redis_url: str, tmp_path: Path, ctx: CryptContext) -> dict[str, str]:
-    """Environment for a worker and a web side: a broker, a queue, a directory, a secret."""
-    db = tmp_path / "clients.sqlite3"
-    with SQLiteDirectory(db, crypt_context=ctx) as directory:
-        directory.add_client("9000", PRIMARY, key="Old-Access-Key-2024",
-                             domains=["ejemploxmundo.com.ar"], name="Ana")
-    return {
-        "CREDRECOVERY_CELERY_BROKER": redis_url,
-        "CREDRECOVERY_CELERY_QUEUE": f"credrecovery-test-{uuid.uuid4().hex}",
-        "CREDRECOVERY_CELERY_DB": str(db),
-        "CREDRECOVERY_CELERY_SECRET": SECRET,
-        "CREDRECOVERY_CELERY_SMTP_PORT": "2525",  # replaced when a server starts
-    }
-
-
-@pytest.fixture
-def start_worker(
-    settings: dict[str, str],
-) -> Iterator[Callable[[RunningSMTPServer], subprocess.Popen[bytes]]]:
-    """Start ``celery worker`` in a process of its own for the given SMTP server."""
-    workers: list[subprocess.Popen[bytes]] = []
-
-    def start(server: RunningSMTPServer) -> subprocess.Popen[bytes]:
-        settings["CREDRECOVERY_CELERY_SMTP_PORT"] = str(server.port)
-        env = {**os.environ, **settings}
-        workers.append(subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "helpers.celery_app:app", "worker",
-             "--pool=solo", "-Q", settings["CREDRECOVERY_CELERY_QUEUE"], "--loglevel=WARNING",
-             "--without-gossip", "--without-mingle", "--without-heartbeat"],
-            cwd=TESTS, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        ))
-        return workers[-1]
-
-    yield start
-    for worker in workers:
-        worker.terminate()
-        try:
-            worker.wait(15)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-            worker.wait(5)
-
-
-def _wait_for(condition: Callable[[], bool], seconds: float = 30.0) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return condition()
-
-
+@pytest.mark.slow  # starts a Celery worker
 def test_a_worker_delivers_the_link_and_drops_the_decoy(
     settings: dict[str, str], start_worker: StartWorker,
 ) -> None:
@@ -118,13 +49,14 @@ def test_a_worker_delivers_the_link_and_drops_the_decoy(
         # The solo worker takes jobs in order: once this last hit's mail is in,
         # every decoy before it has been handled.
         service.request("client_number", "9001")
-        assert _wait_for(lambda: len(server.received) >= 2)
+        assert wait_for(lambda: len(server.received) >= 2)
         mail, sentinel = server.received
         assert (mail.rcpt_tos, sentinel.rcpt_tos) == ((PRIMARY,), ("otro@otro-ejemplo.com",))
         assert service.confirm(token_from(mail.message)).number == "9000"
         assert len(server.received) == 3  # the credentials mail, sent by the web side
 
 
+@pytest.mark.slow  # starts a Celery worker
 def test_a_killed_web_process_loses_no_mail(
     settings: dict[str, str], start_worker: StartWorker,
 ) -> None:
@@ -141,7 +73,7 @@ def test_a_killed_web_process_loses_no_mail(
         assert web.returncode == 0
         assert server.received == []
         start_worker(server)
-        assert _wait_for(lambda: len(server.received) == 1)
+        assert wait_for(lambda: len(server.received) == 1)
         assert server.received[0].rcpt_tos == (PRIMARY,)
 
 
@@ -165,6 +97,7 @@ def test_a_broker_reader_learns_nothing(settings: dict[str, str]) -> None:
     assert sizes[0] == sizes[1]
 
 
+@pytest.mark.slow  # starts a Celery worker
 def test_temporary_failures_are_retried_by_celery(
     settings: dict[str, str], start_worker: StartWorker,
 ) -> None:
@@ -174,10 +107,11 @@ def test_temporary_failures_are_retried_by_celery(
         start_worker(server)
         _, service = build(settings)
         service.request("client_number", "9000")
-        assert _wait_for(lambda: len(server.received) == 1)
+        assert wait_for(lambda: len(server.received) == 1)
         assert handler.rcpt_attempts == 3
 
 
+@pytest.mark.slow  # starts a Celery worker
 def test_a_permanent_failure_is_given_up_at_once(
     settings: dict[str, str], start_worker: StartWorker,
 ) -> None:
@@ -187,9 +121,9 @@ def test_a_permanent_failure_is_given_up_at_once(
         start_worker(server)
         _, service = build(settings)
         service.request("client_number", "9000")
-        assert _wait_for(lambda: handler.rcpt_attempts == 1)
+        assert wait_for(lambda: handler.rcpt_attempts == 1)
         service.request("domain", "ejemploxmundo.com.ar")
-        assert _wait_for(lambda: len(server.received) == 1)
+        assert wait_for(lambda: len(server.received) == 1)
         time.sleep(1.0)
         assert handler.rcpt_attempts == 2
 

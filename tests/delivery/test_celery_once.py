@@ -1,7 +1,7 @@
 """Celery delivery mails each sealed job at most once, and outlives whatever a mailer raises.
 
 A real worker on the local Redis delivers to a real SMTP server, as in
-``test_celery``, whose fixtures these tests share.
+``test_celery``, with the fixtures of ``helpers.celery_worker``.
 """
 
 from __future__ import annotations
@@ -19,21 +19,21 @@ from typing import Any
 import pytest
 import redis
 from celery import Celery
-from test_celery import (
-    PRIMARY,
-    SECRET,
-    FlakyHandler,
-    StartWorker,
-    _wait_for,
-    settings,
-    start_worker,
-)
 
 from credrecovery import ConfirmationJob
 from credrecovery.celery import CeleryDelivery, RedisDeliveryRecords
 from credrecovery.smtp import SMTPMailer
 from credrecovery.sqlite import SQLiteDirectory
 from helpers.celery_app import build
+from helpers.celery_worker import (
+    PRIMARY,
+    SECRET,
+    FlakyHandler,
+    StartWorker,
+    settings,
+    start_worker,
+    wait_for,
+)
 from helpers.redis_server import redis_url
 from helpers.smtp_server import running_smtp_server
 
@@ -75,6 +75,7 @@ def _events(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
 
 
+@pytest.mark.slow  # starts a Celery worker
 def test_fifty_replays_of_a_sealed_job_mail_once(
     settings: dict[str, str], start_worker: StartWorker, broker: redis.Redis,
 ) -> None:
@@ -87,11 +88,12 @@ def test_fifty_replays_of_a_sealed_job_mail_once(
     service.request("client_number", "9001")
     with running_smtp_server() as server:
         start_worker(server)
-        assert _wait_for(lambda: any(m.rcpt_tos == (OTHER,) for m in server.received), 60)
+        assert wait_for(lambda: any(m.rcpt_tos == (OTHER,) for m in server.received), 60)
         time.sleep(0.5)
         assert [m.rcpt_tos for m in server.received] == [(PRIMARY,), (OTHER,)]
 
 
+@pytest.mark.slow  # starts a Celery worker
 def test_a_failed_first_send_is_retried_and_a_later_replay_is_not_mailed(
     settings: dict[str, str], start_worker: StartWorker, broker: redis.Redis,
 ) -> None:
@@ -102,15 +104,16 @@ def test_a_failed_first_send_is_retried_and_a_later_replay_is_not_mailed(
     handler = FlakyHandler(failures=1, reply="451 4.3.0 Try again later")
     with running_smtp_server(handler) as server:
         start_worker(server)
-        assert _wait_for(lambda: len(server.received) == 1)
+        assert wait_for(lambda: len(server.received) == 1)
         assert handler.rcpt_attempts == 2
         broker.lpush(settings["CREDRECOVERY_CELERY_QUEUE"], raw)
         service.request("client_number", "9001")
-        assert _wait_for(lambda: len(server.received) == 2)
+        assert wait_for(lambda: len(server.received) == 2)
         time.sleep(0.5)
         assert [m.rcpt_tos for m in server.received] == [(PRIMARY,), (OTHER,)]
 
 
+@pytest.mark.slow  # starts a Celery worker
 def test_a_worker_dead_between_claim_and_send_leaves_the_job_to_another(
     settings: dict[str, str], start_worker: StartWorker, broker: redis.Redis, tmp_path: Path,
 ) -> None:
@@ -122,12 +125,12 @@ def test_a_worker_dead_between_claim_and_send_leaves_the_job_to_another(
     with running_smtp_server() as server:
         first = start_worker(server)
         service.request("client_number", "9000")
-        assert _wait_for(lambda: first.poll() is not None)
+        assert wait_for(lambda: first.poll() is not None)
         assert mark.exists() and server.received == []
         [(key, value)] = _records(broker).items()
         assert value.startswith(b"sending:")
         start_worker(server)
-        assert _wait_for(lambda: len(server.received) == 1)
+        assert wait_for(lambda: len(server.received) == 1)
         time.sleep(1.0)
         assert [m.rcpt_tos for m in server.received] == [(PRIMARY,)]
         assert _records(broker) == {key: b"done"}
@@ -138,6 +141,7 @@ def test_a_worker_dead_between_claim_and_send_leaves_the_job_to_another(
     assert seen == [("delivery_deferred", None), ("mail_sent", 1)]
 
 
+@pytest.mark.slow  # starts a Celery worker
 def test_the_records_name_no_address_no_secret_and_a_decoy_like_a_hit(
     settings: dict[str, str], start_worker: StartWorker, broker: redis.Redis,
 ) -> None:
@@ -151,8 +155,8 @@ def test_the_records_name_no_address_no_secret_and_a_decoy_like_a_hit(
     assert sorted(job.decoy for job in jobs) == [False, True]
     with running_smtp_server() as server:
         start_worker(server)
-        assert _wait_for(lambda: len(server.received) == 1)
-        assert _wait_for(lambda: len(_records(broker)) == 2)
+        assert wait_for(lambda: len(server.received) == 1)
+        assert wait_for(lambda: len(_records(broker)) == 2)
     records = _records(broker)
     assert set(records.values()) == {b"done"}
     for key in records:
@@ -166,6 +170,7 @@ def test_the_records_name_no_address_no_secret_and_a_decoy_like_a_hit(
             assert text.encode() not in key
 
 
+@pytest.mark.slow  # starts a Celery worker
 def test_a_mailer_raising_a_base_exception_does_not_stop_the_worker(
     settings: dict[str, str], start_worker: StartWorker, tmp_path: Path,
 ) -> None:
@@ -180,11 +185,11 @@ def test_a_mailer_raising_a_base_exception_does_not_stop_the_worker(
         worker = start_worker(server)
         service.request("client_number", "9000")
         # Three attempts, three GreenTimeouts: given up.
-        assert _wait_for(lambda: any(e["event"] == "delivery_failed" for e in _events(events)))
+        assert wait_for(lambda: any(e["event"] == "delivery_failed" for e in _events(events)))
         # The fourth send raises too, and its job's retry delivers it; the other goes at once.
         service.request("client_number", "9001")
         service.request("domain", "ejemploxmundo.com.ar")
-        assert _wait_for(lambda: len(server.received) == 2)
+        assert wait_for(lambda: len(server.received) == 2)
         time.sleep(0.5)
         assert sorted(m.rcpt_tos for m in server.received) == [(PRIMARY,), (OTHER,)]
         assert worker.poll() is None
@@ -194,6 +199,7 @@ def test_a_mailer_raising_a_base_exception_does_not_stop_the_worker(
     assert [e["event"] for e in _events(events)].count("delivery_retry") == 3
 
 
+@pytest.mark.slow  # starts a Celery worker
 def test_a_job_older_than_token_max_age_is_refused(
     settings: dict[str, str], start_worker: StartWorker, tmp_path: Path,
 ) -> None:
@@ -208,9 +214,9 @@ def test_a_job_older_than_token_max_age_is_refused(
     time.sleep(3.2)
     with running_smtp_server() as server:
         start_worker(server)
-        assert _wait_for(lambda: any(e["event"] == "delivery_failed" for e in _events(events)))
+        assert wait_for(lambda: any(e["event"] == "delivery_failed" for e in _events(events)))
         service.request("client_number", "9001")
-        assert _wait_for(lambda: len(server.received) == 1)
+        assert wait_for(lambda: len(server.received) == 1)
         time.sleep(0.5)
         assert [m.rcpt_tos for m in server.received] == [(OTHER,)]
     [failed] = [e for e in _events(events) if e["event"] == "delivery_failed"]

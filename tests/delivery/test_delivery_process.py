@@ -20,7 +20,7 @@ from credrecovery.smtp import SMTPMailer
 from helpers import CONFIRM_URL, SECRET, SENDER
 from helpers.smtp_server import RunningSMTPServer, running_smtp_server
 
-pytestmark = pytest.mark.shells("sync", "async")
+pytestmark = [pytest.mark.shells("sync", "async"), pytest.mark.slow]
 
 MakeService = Callable[..., RecoveryService]
 PRIMARY = "ejemplo@ejemploxmundo.com.ar"

@@ -35,7 +35,7 @@ from credrecovery.sqlite import SQLiteDirectory
 from helpers import CONFIRM_URL, OLD_KEY, SECRET, SENDER, FakeClock, key_from, token_from
 from helpers.smtp_server import RecordingHandler, running_smtp_server
 
-pytestmark = pytest.mark.shells("sync", "async")
+pytestmark = [pytest.mark.shells("sync", "async"), pytest.mark.slow]
 
 ServiceFactory = Callable[..., RecoveryService]
 

@@ -297,12 +297,12 @@ def test_a_sqlite_miss_reads_the_flag_and_domains_of_its_stand_in(tmp_path: Path
         for kind, hit, miss in [(NUMBER, "C1", "C9"), (EMAIL, "c1@example.com", "c9@x.example"),
                                 (DOMAIN, "c1.example", "c9.example")]:
             [row] = conn.execute(_FIND_SQL[kind], (hit, 1)).fetchall()
-            assert row[5] and row[6] == 1 and sorted(row[7].split(",")) == [
+            assert row[5] and row[6] == 1 and sorted(row[8].split(",")) == [
                 "c1.example", "www.c1.example"]
             [stand_in] = conn.execute(_FIND_SQL[kind], (miss, 1)).fetchall()
             assert len(stand_in) == len(row) and not stand_in[5]
             number = stand_in[0]
-            assert stand_in[6] == 1 and sorted(stand_in[7].split(",")) == [
+            assert stand_in[6] == 1 and sorted(stand_in[8].split(",")) == [
                 f"{number.lower()}.example", f"www.{number.lower()}.example"]
             assert directory.find_all(kind, miss) == []
 
@@ -349,7 +349,7 @@ def table_info(path: Path) -> tuple[int, list[tuple[object, ...]]]:
 
 def test_a_version_1_file_gains_the_flag_on_open(tmp_path: Path) -> None:
     """A file of the previous schema is migrated: version bumped, old clients False, working."""
-    assert sqlite_module._SCHEMA_VERSION == 2
+    assert sqlite_module._SCHEMA_VERSION >= 2
     old = tmp_path / "old.sqlite3"
     make_version_1_file(old)
     with SQLiteDirectory(old, crypt_context=CONTEXT) as directory:
@@ -365,7 +365,7 @@ def test_a_version_1_file_gains_the_flag_on_open(tmp_path: Path) -> None:
     fresh = tmp_path / "fresh.sqlite3"
     SQLiteDirectory(fresh).close()
     assert table_info(old) == table_info(fresh)
-    assert table_info(old)[0] == 2
+    assert table_info(old)[0] == sqlite_module._SCHEMA_VERSION
 
 
 def test_a_version_0_file_goes_through_both_steps(tmp_path: Path) -> None:

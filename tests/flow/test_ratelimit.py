@@ -514,7 +514,7 @@ def test_unreachable_redis_fails_open(
     assert errors
     assert all(r.levelno == logging.ERROR for r in errors)
     assert {getattr(r, "limit", None) for r in errors} == {
-        "per_requester", "per_identifier", "per_client", "failed_confirmations"
+        "per_requester", "per_identifier", "per_client", "failed_confirmations", "per_mailbox"
     }
     for record in caplog.records:
         assert "203.0.113.7" not in record.getMessage() + repr(vars(record))
@@ -544,17 +544,18 @@ SPRAY_CAP = 200  # memory_max_keys for the service-level spray: small, so few re
 def test_a_spray_of_misses_leaves_a_clients_cap_in_place(
     make_service: ServiceFactory, mailer: MemoryMailer,
 ) -> None:
-    """After three mails, a spray of unknown identifiers from as many requesters, enough
-    to fill the limiter's store, does not buy a fourth."""
-    service = make_service(rate_limits=RateLimits(memory_max_keys=SPRAY_CAP))
-    for _ in range(3):
-        service.request("client_number", NUMBER, requester="198.51.100.1")
+    """After per_mailbox's three mails, a spray of unknown identifiers from as many
+    requesters, enough to fill the limiter's store, does not buy a fourth."""
+    service = make_service(rate_limits=RateLimits(memory_max_keys=SPRAY_CAP,
+                                                  per_mailbox="3/hour"))
+    for i in range(3):
+        service.request("client_number", NUMBER, requester=f"198.51.100.{10 + i}")
     assert len(mailer.outbox) == 3
     shared = service.limiter.storage
     shared = getattr(shared, "bounded", shared)  # the async limiter wraps the same store
     largest = 0
-    # Each miss writes three counters (requester, identifier, client), so half
-    # the cap in misses writes half as many counters again as the store holds.
+    # Each miss writes four counters (requester, identifier, client, mailbox),
+    # so half the cap in misses writes twice as many counters as the store holds.
     for n in range(SPRAY_CAP // 2):
         service.request("domain", f"spray-{n}.example", requester=f"10.{n // 250}.{n % 250}.1")
         largest = max(largest, len(shared))

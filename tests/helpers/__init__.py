@@ -2,14 +2,18 @@
 
 The servers the tests start have modules of their own here, imported by name:
 ``helpers.smtp_server``, ``helpers.pg``, ``helpers.redis_server``,
-``helpers.browser`` and ``helpers.celery_app``.
+``helpers.browser``, ``helpers.celery_app`` and ``helpers.celery_worker``; so do
+the mails of the mail tests (``helpers.mail_cases``), SpamAssassin
+(``helpers.spamassassin``), the notebook (``helpers.notebook``) and the work
+shared by the xdist workers of a run (``helpers.once``), and the number of
+examples a property test runs (``helpers.properties``).
 """
 
 from __future__ import annotations
 
 from helpers.clock import FakeClock
 from helpers.constants import CONFIRM_URL, OLD_KEY, ROOT, SECRET, SENDER, TESTS
-from helpers.mails import key_from, token_from
+from helpers.mails import code_from, key_from, token_from
 from helpers.shells import KEY_MODES, SHELLS, AsyncShell, ChoosingShell, chosen_key
 
 __all__ = [
@@ -25,6 +29,7 @@ __all__ = [
     "ChoosingShell",
     "FakeClock",
     "chosen_key",
+    "code_from",
     "key_from",
     "token_from",
 ]

@@ -4,19 +4,30 @@ A test module calls :func:`require` at import (it skips the module when Playwrig
 ``/usr/bin/chromium`` or another named package is missing, unless
 ``CREDRECOVERY_REQUIRE_SERVICES=1``) and takes the :func:`browser` fixture in
 with ``browser = chromium.browser`` after ``from helpers import browser as chromium``.
+
+Each process starts one Chromium, the first time a test asks for it, and
+closes it when the session ends. Playwright's synchronous API marks its event
+loop as the thread's running one for as long as it is started, which makes
+every later ``asyncio.run`` in the process fail; so ``conftest.py`` calls
+:func:`attached` around each phase of every test: the loop is the running one
+while a test of a module that takes the browser in sets up, runs or tears
+down, and no loop is the running one otherwise.
 """
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import pytest
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Browser
+    from playwright.sync_api import Browser, Playwright
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -49,22 +60,68 @@ def require(*packages: str) -> str | None:
     return reason
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    """One Chromium per test module.
+@dataclass
+class _Started:
+    """The process's Playwright, its Chromium and the event loop Playwright runs on."""
 
-    Not per session: Playwright's synchronous API keeps an event loop
-    running on the calling thread for as long as it is started, and every
-    later ``asyncio.run`` in the same process would fail.
+    playwright: Playwright
+    browser: Browser
+    loop: asyncio.AbstractEventLoop
+
+
+_started: _Started | None = None
+
+
+def uses_browser(item: pytest.Item) -> bool:
+    """Whether ``item``'s module takes the :func:`browser` fixture in.
+
+    The module, not the test: its last test tears down the module's fixtures
+    that hold pages, whether that test itself uses the browser or not.
     """
+    return getattr(getattr(item, "module", None), "browser", None) is browser
+
+
+@contextmanager
+def attached(active: bool) -> Iterator[None]:
+    """Within, Playwright's loop is the running one when ``active``; after, no loop is."""
+    if _started is not None and active:
+        asyncio._set_running_loop(_started.loop)
+    try:
+        yield
+    finally:
+        if _started is not None:
+            asyncio._set_running_loop(None)
+
+
+def stop() -> None:
+    """Close the process's Chromium and Playwright, if they were started."""
+    global _started
+    if _started is None:
+        return
+    started, _started = _started, None
+    asyncio._set_running_loop(started.loop)
+    try:
+        if started.browser.is_connected():
+            started.browser.close()
+    finally:
+        started.playwright.stop()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Browser:
+    """The process's one Chromium, started by the first test that asks for it."""
+    global _started
     reason = unavailable()
     if reason:
         pytest.fail(f"CREDRECOVERY_REQUIRE_SERVICES=1 but {reason}")
-    from playwright.sync_api import sync_playwright
+    if _started is None:
+        from playwright.sync_api import sync_playwright
 
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        playwright = sync_playwright().start()
         try:
-            yield launched
-        finally:
-            launched.close()
+            launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        except BaseException:
+            playwright.stop()
+            raise
+        _started = _Started(playwright, launched, asyncio.get_running_loop())
+    return _started.browser

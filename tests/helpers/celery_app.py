@@ -13,6 +13,8 @@ settings in ``CREDRECOVERY_CELERY_*`` environment variables; a test calls
   broker, as a killed worker would;
 * ``..._EVENTS``: a file that receives each ``credrecovery`` log event as
   one JSON line;
+* ``..._HOOK``: a file that the service's ``on_event`` hook appends each
+  event to, one JSON line with the process id;
 * ``..._LEASE``, ``..._MAX_AGE``: ``CeleryDelivery``'s lease and the
   service's ``token_max_age``, in seconds;
 * ``..._VISIBILITY``: the Redis transport's visibility timeout, in seconds,
@@ -31,7 +33,7 @@ from pathlib import Path
 
 from celery import Celery
 
-from credrecovery import RecoveryService, cheap_context
+from credrecovery import Event, RecoveryService, cheap_context
 from credrecovery.celery import CeleryDelivery
 from credrecovery.smtp import SMTPMailer
 from credrecovery.sqlite import SQLiteDirectory
@@ -77,6 +79,19 @@ class JSONLines(logging.Handler):
             out.write(json.dumps({**fields, "message": record.getMessage()}) + "\n")
 
 
+class EventLines:
+    """An ``on_event`` hook appending each event, and the process it reached, to a file."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __call__(self, event: Event) -> None:
+        line = {"pid": os.getpid(), "kind": event.kind.value, "reason": event.reason,
+                "number": event.number}
+        with open(self.path, "a", encoding="utf-8") as out:
+            out.write(json.dumps(line) + "\n")
+
+
 def build(settings: Mapping[str, str]) -> tuple[Celery, RecoveryService]:
     """The app and the service that ``settings`` (the environment variables) describe."""
     app = Celery("credrecovery-tests", broker=settings["CREDRECOVERY_CELERY_BROKER"])
@@ -103,6 +118,8 @@ def build(settings: Mapping[str, str]) -> tuple[Celery, RecoveryService]:
         token_max_age=timedelta(seconds=float(settings.get("CREDRECOVERY_CELERY_MAX_AGE", 3600))),
         confirm_url=CONFIRM_URL,
         sender=SENDER, crypt_context=context, rate_limits=None, delivery=delivery,
+        on_event=(EventLines(settings["CREDRECOVERY_CELERY_HOOK"])
+                  if "CREDRECOVERY_CELERY_HOOK" in settings else None),
     )
     return app, service
 

@@ -1,14 +1,14 @@
-"""What the tests read off a mail the service sent: the link's token, the new access key."""
+"""What the tests read off a mail the service sent: the link's token, the code, the new key."""
 
 from __future__ import annotations
 
 import re
 from typing import Any
 
-from credrecovery.testing import token_from
+from credrecovery.testing import code_from, token_from
 from helpers.shells import chosen_key
 
-__all__ = ["key_from", "token_from"]
+__all__ = ["code_from", "key_from", "token_from"]
 
 
 def key_from(message: Any) -> str:

@@ -7,7 +7,9 @@ cannot be reached the test is skipped, or fails when
 
 Use the :func:`postgres` fixture by importing it into a test module
 (``from helpers.pg import postgres``) or listing ``"helpers.pg"`` in a root conftest's
-``pytest_plugins``; outside fixtures use :func:`fresh_schema`.
+``pytest_plugins``; outside fixtures use :func:`fresh_schema`. The asyncio
+directories' tests reach a schema with :func:`async_url` and close what they
+made with :class:`DisposesItsEngine`.
 """
 
 from __future__ import annotations
@@ -17,10 +19,13 @@ import dataclasses
 import os
 import uuid
 from collections.abc import Iterator
-from typing import NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import pytest
 import sqlalchemy as sa
+
+if TYPE_CHECKING:
+    from credrecovery.async_sqlalchemy import AsyncSQLAlchemyDirectory
 
 URL_ENV = "CREDRECOVERY_TEST_POSTGRES_URL"
 DEFAULT_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -106,3 +111,19 @@ def postgres() -> Iterator[PostgresSchema]:
     """A fresh schema on the test server; skips (or fails) when it is unreachable."""
     with fresh_schema() as schema:
         yield schema
+
+
+def async_url(schema: PostgresSchema, driver: str) -> tuple[sa.URL, dict[str, Any]]:
+    """The test server's URL for an asyncio ``driver``, and connect_args for the schema."""
+    url = sa.make_url(schema.url).set(drivername=f"postgresql+{driver}")
+    if driver == "asyncpg":
+        return url, {"server_settings": {"search_path": schema.name}}
+    return url, {"options": f"-csearch_path={schema.name}"}
+
+
+class DisposesItsEngine:
+    """Closes the directory, then disposes the engine the test made: closing leaves it alone."""
+
+    async def close_directory(self, directory: AsyncSQLAlchemyDirectory) -> None:
+        await directory.aclose()
+        await directory.engine.dispose()

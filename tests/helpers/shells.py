@@ -65,8 +65,20 @@ class AsyncShell:
     def authenticate(self, *args: Any, **kwargs: Any) -> Any:
         return self._await(self.service.authenticate(*args, **kwargs))
 
+    def request_code(self, *args: Any, **kwargs: Any) -> str:
+        return str(self._await(self.service.request_code(*args, **kwargs)))
+
+    def check_code(self, *args: Any, **kwargs: Any) -> Any:
+        return self._await(self.service.check_code(*args, **kwargs))
+
+    def confirm_code(self, *args: Any, **kwargs: Any) -> Any:
+        return self._await(self.service.confirm_code(*args, **kwargs))
+
     def change_key(self, *args: Any, **kwargs: Any) -> Any:
         return self._await(self.service.change_key(*args, **kwargs))
+
+    def issue_link(self, *args: Any, **kwargs: Any) -> str:
+        return str(self._await(self.service.issue_link(*args, **kwargs)))
 
     def flush(self, timeout: float | None = None) -> bool:
         return bool(self._await(self.service.flush(timeout)))
@@ -90,9 +102,10 @@ class AsyncShell:
 class ChoosingShell:
     """A ``key_mode="choose"`` service, driven by tests written for generated keys.
 
-    Each :meth:`confirm` called without ``new_key`` chooses a fresh key that
-    the policy accepts; once it succeeds, :func:`key_from` reads that key
-    back from the notice it mailed, so the same assertions hold in both modes.
+    Each :meth:`confirm` (or :meth:`confirm_code`) called without ``new_key``
+    chooses a fresh key that the policy accepts; once it succeeds,
+    :func:`key_from` reads that key back from the notice it mailed, so the
+    same assertions hold in both modes.
     """
 
     def __init__(self, service: Any) -> None:
@@ -115,6 +128,15 @@ class ChoosingShell:
         if new_key is None:
             new_key = f"correct horse battery staple {next(_CHOICES)}"
         confirmation = self.service.confirm(token, requester=requester, new_key=new_key)
+        _CHOSEN[confirmation.number] = new_key
+        return confirmation
+
+    def confirm_code(self, ticket: str, code: str, *, requester: str | None = None,
+                     new_key: str | None = None) -> Any:
+        if new_key is None:
+            new_key = f"correct horse battery staple {next(_CHOICES)}"
+        confirmation = self.service.confirm_code(ticket, code, requester=requester,
+                                                 new_key=new_key)
         _CHOSEN[confirmation.number] = new_key
         return confirmation
 

@@ -50,6 +50,7 @@ class TestPanelDirectory(PanelHooks, DirectoryContract):
     """The directory contract on the panel's own tables."""
 
 
+@pytest.mark.slow
 class TestPanelDirectoryTiming(PanelHooks, DirectoryTimingContract):
     """The timing contract on the panel's own tables: its miss reads a row too."""
 

@@ -36,6 +36,7 @@ from hosts.host_app import (
     old_key_hash,
 )
 
+pytestmark = pytest.mark.slow
 KEY_MODES = ["generate", "choose"]
 
 

@@ -65,6 +65,7 @@ from hosts.host_app import (
     old_key_hash,
 )
 
+pytestmark = pytest.mark.slow
 BLOCKS = python_blocks()
 SMTP_PASSWORD = "smtp-test-password"
 
@@ -90,6 +91,25 @@ SKIPPED: dict[str, str] = {
                            "runs the app",
     "docs/embedding.md#8": "FastAPI routes, excerpted from the app's factory; likewise",
     "docs/embedding.md#9": "an excerpt of the FastAPI app's error handler; likewise",
+    "docs/embedding.md#14": "an excerpt of examples/flask_app.py's factory; "
+                            "tests/integration/test_example_flask_app.py checks the quote and "
+                            "runs the app behind a proxy",
+    "docs/embedding.md#15": "an excerpt of the FastAPI app's factory; "
+                            "tests/integration/test_example_fastapi.py checks the quote and "
+                            "runs the app behind a proxy",
+    "docs/embedding.md#16": "Django settings of examples/django_app; needs Django's settings; "
+                            "tests/integration/test_example_django.py checks the quote",
+    "docs/embedding.md#17": "a function of examples/django_app; needs Django settings and a "
+                            "request; tests/integration/test_example_django.py checks the quote "
+                            "and runs it",
+    "docs/embedding.md#18": "Django middleware and hook; needs Django's settings and a shared "
+                            "cache; the Flask panel's browser test runs the same scheme end "
+                            "to end (tests/integration/test_example_flask_panel.py)",
+    "docs/embedding.md#19": "a FastAPI dependency and hook; needs a FastAPI app with sessions; "
+                            "likewise",
+    "docs/events.md#1": "registers in prometheus_client's global registry and listens on port "
+                        "9464; tests/integration/test_metrics.py runs the same setup on a "
+                        "registry and a port of its own",
     "docs/key-modes.md#0": "placeholders: secret_key=..., confirm_url=..., form_key",
     "docs/quickstart.md#0": "run as written by "
                             "tests/integration/test_docs.py::test_quickstart_runs",
@@ -522,6 +542,55 @@ def run_own_key_setter(harness: Harness) -> None:
             namespace["set_own_key"](service, token, own, REQUESTER)
 
 
+def run_code_handlers(harness: Harness) -> None:
+    """The two handlers of recovery by code: a typo is refused, the code then rotates the key."""
+    from credrecovery.testing import code_from
+
+    panel_tables("panel.sqlite3")
+    mailer = OutboxMailer()
+    with RecoveryService(CustomersDirectory("panel.sqlite3"), mailer, secret_key=SECRET,
+                         confirm_url=CONFIRM_URL, sender=SENDER) as service:
+        namespace = harness.run("docs/codes.md#0", {"service": service})
+        session: dict[str, str] = {}
+        page = namespace["send_code"](session, "domain", DOMAIN, REQUESTER)
+        assert page == namespace["send_code"]({}, "domain", "nobody.example", REQUESTER)
+        assert service.flush(30)
+        code = code_from(mailer.outbox[0])
+        typo = ("C" if code[0] != "C" else "D") + code[1:]
+        assert namespace["type_code"](session, typo, REQUESTER) == "code page, with an error"
+        done = namespace["type_code"](session, code.lower().replace("-", " "), REQUESTER)
+        assert done.startswith("done") and session == {}
+        assert service.flush(30)
+        assert service.authenticate("9000", mailed_key(mailer.outbox[-1])) is not None
+        assert service.authenticate("9000", OLD_KEY) is None
+
+
+def run_event_hook(harness: Harness) -> None:
+    """The documented hook logs each outcome to the panel's audit logger, off the request."""
+    audit = logging.getLogger("panel.audit")
+    heard: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            heard.append(record.getMessage())
+
+    keep, level = Keep(), audit.level
+    audit.addHandler(keep)
+    audit.setLevel(logging.INFO)
+    harness.closing(lambda: (audit.removeHandler(keep), audit.setLevel(level)))
+    panel_tables("panel.sqlite3")
+    mailer = OutboxMailer()
+    namespace = harness.run("docs/events.md#0", {
+        "directory": CustomersDirectory("panel.sqlite3"), "mailer": mailer})
+    with namespace["service"] as service:
+        service.request("email", EMAIL, requester=REQUESTER)
+        service.request("email", "nobody@example.com", requester=REQUESTER)
+        assert service.flush(30)
+    assert f"requested hit client=9000 requester={REQUESTER}" in heard
+    assert f"requested miss client=- requester={REQUESTER}" in heard
+    assert len(mailer.outbox) == 1
+
+
 #: Each runner and the blocks it runs, with a fragment each block must hold.
 RUNS: dict[Callable[..., None], dict[str, str]] = {
     run_readme: {"README.md#0": "SMTPMailer("},
@@ -550,6 +619,8 @@ RUNS: dict[Callable[..., None], dict[str, str]] = {
                              "docs/scaling.md#3": "TableMapping("},
     run_redis_limits: {"docs/scaling.md#4": "redis://redis.internal"},
     run_own_key_setter: {"docs/security.md#0": "def set_own_key"},
+    run_event_hook: {"docs/events.md#0": "on_event=on_event"},
+    run_code_handlers: {"docs/codes.md#0": "def type_code"},
 }
 
 

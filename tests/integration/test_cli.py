@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.metadata
 import io
 import logging
 import os
@@ -13,6 +14,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
@@ -34,7 +36,8 @@ EMAIL = "ejemplo@ejemploxmundo.com.ar"
 DOMAIN = "ejemploxmundo.com.ar"
 TOKEN_IN_LINK = re.compile(r"/recover/([\w.-]+)")
 KEY_IN_MAIL = re.compile(r"Access key:\s+(\S+)")
-ENV_NAMES = ("CREDRECOVERY_SECRET_KEY", "CREDRECOVERY_SMTP_PASSWORD")
+ENV_NAMES = ("CREDRECOVERY_SECRET_KEY", "CREDRECOVERY_SMTP_PASSWORD",
+             "CREDRECOVERY_DATABASE_PASSWORD")
 # What default_context() makes of a new key: argon2id at full strength.
 PRODUCTION_HASH = re.compile(r"\$argon2id\$v=19\$m=65536,t=3,p=4\$")
 
@@ -55,13 +58,17 @@ sys.exit(cli.main(sys.argv[2:]))
 """
 
 
+pytestmark = pytest.mark.slow
 Runner = Callable[..., subprocess.CompletedProcess[str]]
 
 
 @pytest.fixture(autouse=True)
 def cheap_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
-    """In-process commands hash with cheap_context(), which has the production schemes."""
-    monkeypatch.setattr(cli, "default_context", cheap_context)
+    """In-process commands hash with cheap_context(), which has the production schemes.
+
+    Every command takes its hashing policy from the one module patched here.
+    """
+    monkeypatch.setattr(cli._common, "default_context", cheap_context)
 
 
 def run(*args: str, secret: str | None = SECRET, stdin: str | None = None,
@@ -557,3 +564,190 @@ def test_add_client_imports_a_hash_from_standard_input(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "initial access key" not in result.stdout
     assert stored_hash(db) == key_hash
+
+
+# --- the names a host imports from credrecovery.cli ------------------------------------
+
+
+def _plain_message() -> EmailMessage:
+    message = EmailMessage()
+    message["From"] = "Panel <panel@example.com>"
+    message["To"] = f"Ejemplo <{EMAIL}>"
+    message["Subject"] = "Hello"
+    message.set_content("Line one.\n\n")
+    return message
+
+
+def test_the_names_cli_had_still_import() -> None:
+    """`from credrecovery.cli import ...` names the mailer and viewer in their new homes."""
+    from credrecovery.adapters.printing import PrintMailer
+    from credrecovery.cli import (
+        DATABASE_PASSWORD_ENV,
+        DEMO_SENDER,
+        DEMO_URL,
+        SMTP_PASSWORD_ENV,
+        main,
+        render,
+    )
+    from credrecovery.cli import PrintMailer as OldPrintMailer
+    from credrecovery.mail import viewer
+    from credrecovery.memory import MessageView, render_html
+
+    assert OldPrintMailer is PrintMailer
+    assert render is viewer.render
+    assert MessageView is viewer.MessageView
+    assert render_html is viewer.render_html
+    assert main is cli.main
+    assert (SECRET_ENV, SMTP_PASSWORD_ENV, DATABASE_PASSWORD_ENV) == ENV_NAMES
+    assert "{token}" in DEMO_URL
+    assert "@" in DEMO_SENDER
+
+
+def test_the_console_script_runs_main() -> None:
+    """The installed `credrecovery` script is credrecovery.cli:main."""
+    (script,) = importlib.metadata.entry_points(group="console_scripts", name="credrecovery")
+    assert script.load() is cli.main
+
+
+def test_print_mailer_prints_each_message_as_render_shows_it() -> None:
+    """PrintMailer writes render(message) to its stream, or to standard output as it is then."""
+    message = _plain_message()
+    stream = io.StringIO()
+    cli.PrintMailer(stream).send(message)
+    assert stream.getvalue() == cli.render(message) + "\n"
+
+    redirected = io.StringIO()
+    mailer = cli.PrintMailer()
+    with contextlib.redirect_stdout(redirected):
+        mailer.send(message)
+    assert redirected.getvalue() == stream.getvalue()
+
+
+def test_render_shows_headers_and_the_plain_body_between_rules() -> None:
+    """render(): every header but Content-Type, a blank line, the plain text, two rules."""
+    rule = "-" * 72
+    message = _plain_message()
+    lines = cli.render(message).split("\n")
+    assert lines[0] == lines[-1] == rule
+    assert f"To: Ejemplo <{EMAIL}>" in lines
+    assert not any(line.startswith("Content-Type:") for line in lines)
+    assert lines[-3:] == ["", "Line one.", rule]
+
+    html_only = EmailMessage()
+    html_only["Subject"] = "Card"
+    html_only.set_content("<p>hi</p>", subtype="html")
+    assert cli.render(html_only).split("\n")[-3:] == ["", "", rule]
+
+
+# --- links issued by support, on any directory the command line opens ---------------------
+
+
+def test_a_link_only_request_prints_the_link_and_its_expiry(db: Path) -> None:
+    """--link-only mails nothing and prints a link that works until the time it states;
+    --max-age sets that time."""
+    result = run("request", "--db", str(db), "client_number", "9000", "--link-only",
+                 "--max-age", "3d", "--operator", "support-ana")
+    assert result.returncode == 0, result.stderr
+    link, said = result.stdout.splitlines()
+    assert "Subject:" not in result.stdout
+    match = re.fullmatch(r"confirmation link for client 9000 printed above, not mailed; "
+                         r"it works until (\d{4}-\d\d-\d\d \d\d:\d\d) UTC", said)
+    assert match
+    until = time.mktime(time.strptime(match.group(1), "%Y-%m-%d %H:%M")) - time.timezone
+    assert abs(until - (time.time() + 3 * 86400)) < 120
+    confirmed = run("confirm", "--db", str(db), "--print-key", link)
+    assert confirmed.returncode == 0, confirmed.stderr
+    assert KEY_IN_MAIL.search(confirmed.stdout)
+
+
+@pytest.mark.parametrize("value", ["0", "3w", "-5m", "soon"])
+def test_a_bad_max_age_is_a_usage_error(db: Path, value: str) -> None:
+    """--max-age takes seconds, or a whole number of minutes, hours or days."""
+    result = run("request", "--db", str(db), "client_number", "9000", f"--max-age={value}")
+    assert result.returncode == 2
+    assert "not a duration" in result.stderr
+
+
+def test_a_request_for_a_closed_or_shared_account_says_why(db: Path) -> None:
+    """A closed account, or an address several clients share, fails with the reason."""
+    with SQLiteDirectory(db, crypt_context=cheap_context()) as directory:
+        directory.add_client("9001", EMAIL, key="Another-Key-0123456789")
+        directory.add_client("9002", "closed@example.com", key="Another-Key-0123456789",
+                             active=False)
+    shared = run("request", "--db", str(db), "email", EMAIL)
+    assert failed(shared)
+    assert shared.stderr.strip() == (
+        f"error: clients 9000, 9001 share the primary email {EMAIL}: name one by client_number")
+    closed = run("request", "--db", str(db), "client_number", "9002")
+    assert failed(closed)
+    assert "client 9002 is closed" in closed.stderr
+    assert "Subject:" not in shared.stdout + closed.stdout
+
+
+def test_a_database_url_may_not_hold_a_password(db: Path) -> None:
+    """A password on the command line is refused: it belongs in the environment."""
+    result = run("request", "--database-url", "postgresql+psycopg://panel:s3cret@db/panel",
+                 "client_number", "9000")
+    assert failed(result)
+    assert "CREDRECOVERY_DATABASE_PASSWORD" in result.stderr and "s3cret" not in result.stderr
+    both = run("request", "--db", str(db), "--database-url", "sqlite://", "domain", DOMAIN)
+    assert both.returncode == 2 and "not allowed with" in both.stderr
+
+
+def test_request_and_confirm_on_a_sqlalchemy_sqlite_database(tmp_path: Path) -> None:
+    """--database-url opens the directory's own tables in any database SQLAlchemy reaches."""
+    from credrecovery.sqlalchemy import SQLAlchemyDirectory
+
+    url = f"sqlite:///{tmp_path / 'panel.sqlite3'}"
+    with SQLAlchemyDirectory(url, crypt_context=cheap_context(), create_schema=True) as made:
+        made.add_client("9000", EMAIL, key="Initial-Key-0123456789", domains=[DOMAIN],
+                        name="Ejemplo")
+    requested = run("request", "--database-url", url, "domain", DOMAIN)
+    assert requested.returncode == 0, requested.stderr
+    assert requested.stdout.splitlines()[-1] == (
+        f"confirmation link for client 9000 printed above, not sent; it is addressed to {EMAIL}")
+    token = TOKEN_IN_LINK.search(requested.stdout)
+    assert token
+    confirmed = run("confirm", "--database-url", url, "--print-key", token.group(1))
+    assert confirmed.returncode == 0, confirmed.stderr
+    new_key = KEY_IN_MAIL.search(confirmed.stdout)
+    assert new_key
+    with SQLAlchemyDirectory(url) as reread:
+        client = reread.find(IdentifierKind.CLIENT_NUMBER, "9000")
+    assert client is not None and cheap_context().verify(new_key.group(1), client.key_hash)
+
+
+@pytest.mark.postgres
+def test_the_operator_flow_on_postgresql(tmp_path: Path) -> None:
+    """request and confirm, real processes, on the directory's own tables in PostgreSQL;
+    the password, if the server needs one, from CREDRECOVERY_DATABASE_PASSWORD."""
+    import sqlalchemy as sa
+
+    from credrecovery.sqlalchemy import SQLAlchemyDirectory
+    from helpers import pg
+
+    with pg.fresh_schema() as schema:
+        with SQLAlchemyDirectory(schema.engine, create_schema=True) as made:
+            made.add_client("9000", EMAIL, key="Initial-Key-0123456789", domains=[DOMAIN],
+                            name="Ejemplo")
+        server = sa.make_url(schema.url)
+        env = {"CREDRECOVERY_DATABASE_PASSWORD": server.password} if server.password else {}
+        url = server.set(password=None).update_query_dict(
+            {"options": f"-csearch_path={schema.name}"}).render_as_string(hide_password=False)
+        requested = run_process("request", "--database-url", url, "client_number", "9000",
+                                "--max-age", "90m", env=env)
+        assert requested.returncode == 0, requested.stderr
+        assert "expires in 1 hour and 30 minutes" in requested.stdout
+        token = TOKEN_IN_LINK.search(requested.stdout)
+        assert token
+        confirmed = run_process("confirm", "--database-url", url, "--print-key",
+                                token.group(1), env=env)
+        assert confirmed.returncode == 0, confirmed.stderr
+        new_key = KEY_IN_MAIL.search(confirmed.stdout)
+        assert new_key
+        with SQLAlchemyDirectory(schema.engine) as reread:
+            client = reread.find(IdentifierKind.CLIENT_NUMBER, "9000")
+        assert client is not None and default_context().verify(new_key.group(1),
+                                                               client.key_hash)
+        reused = run_process("confirm", "--database-url", url, token.group(1), env=env)
+        assert failed(reused) and "already used" in reused.stderr

@@ -14,6 +14,7 @@ import yaml
 
 import credrecovery
 from helpers import ROOT
+from helpers.notebook import executed_notebook
 
 DOCS = ROOT / "docs"
 REFERENCE = DOCS / "reference"
@@ -21,11 +22,13 @@ REFERENCE = DOCS / "reference"
 #: Modules whose every ``__all__`` name the API reference renders.
 REFERENCED_MODULES = [
     "credrecovery", "credrecovery.service", "credrecovery.protocols", "credrecovery.identifiers",
-    "credrecovery.tokens", "credrecovery.keys", "credrecovery.ratelimit", "credrecovery.jobs",
+    "credrecovery.tokens", "credrecovery.codes", "credrecovery.keys", "credrecovery.ratelimit",
+    "credrecovery.jobs",
     "credrecovery.composer", "credrecovery.delivery", "credrecovery.sealing",
     "credrecovery.celery", "credrecovery.messages", "credrecovery.memory", "credrecovery.sqlite",
     "credrecovery.sqlalchemy", "credrecovery.smtp", "credrecovery.async_sqlite",
     "credrecovery.async_sqlalchemy", "credrecovery.async_smtp", "credrecovery.testing",
+    "credrecovery.events", "credrecovery.metrics",
 ]
 
 
@@ -111,6 +114,7 @@ def test_site_build_needs_no_network() -> None:
         assert set(config["validation"][kind].values()) == {"warn"}, kind
 
 
+@pytest.mark.slow  # runs it in a fresh interpreter
 def test_quickstart_runs(tmp_path: Path) -> None:
     """docs/quickstart.md's script, as written, runs the flow and rotates the key."""
     [script] = fenced((DOCS / "quickstart.md").read_text(encoding="utf-8"), "python")
@@ -139,17 +143,15 @@ def test_custom_adapters_quotes_the_tested_examples() -> None:
                for block in blocks)
 
 
-def test_notebook_example_runs(tmp_path: Path) -> None:
+@pytest.mark.slow
+def test_notebook_example_runs(tmp_path_factory: pytest.TempPathFactory) -> None:
     """examples/recovery.ipynb runs every cell in a kernel of this interpreter without error."""
-    import nbformat
-    from test_example_notebook import NOTEBOOK, execute, kernel_for_this_interpreter
-
-    with kernel_for_this_interpreter(tmp_path):
-        executed = execute(nbformat.read(NOTEBOOK, as_version=4), tmp_path)
+    executed = executed_notebook(tmp_path_factory)
     code = [cell for cell in executed.cells if cell.cell_type == "code"]
     assert code and all(cell.execution_count is not None for cell in code)
 
 
+@pytest.mark.slow  # runs it in a fresh interpreter
 def test_demo_runs() -> None:
     """`python -m credrecovery demo` rotates the key and exits 0."""
     result = subprocess.run(

@@ -1,7 +1,8 @@
 """The API reference fits its column in a real headless Chromium at a 1,280 px wide window.
 
-The site is built once for the module (``mkdocs build --strict``, offline) and
-served on loopback. Skips when Playwright, the documentation packages or
+The site is built once for the whole test run (``mkdocs build --strict``,
+offline; the first xdist worker to need it builds it for the others) and served
+on loopback. Skips when Playwright, the documentation packages or
 ``/usr/bin/chromium`` are missing, unless ``CREDRECOVERY_REQUIRE_SERVICES=1``.
 """
 
@@ -21,14 +22,15 @@ from typing import TYPE_CHECKING, Any
 import pytest
 import yaml
 
+from helpers import ROOT
+from helpers import browser as chromium
+from helpers.once import shared_tree
+
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
 
-# The repository, found from this file wherever under tests/ it sits.
-ROOT = next(p for p in Path(__file__).resolve().parents if (p / "mkdocs.yml").is_file())
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run"]
+pytestmark = pytest.mark.slow
+
 VIEWPORT = {"width": 1280, "height": 800}
 REQUIRED = os.environ.get("CREDRECOVERY_REQUIRE_SERVICES") == "1"
 
@@ -61,9 +63,7 @@ def _unavailable() -> str | None:
                             ("material", "mkdocs-material"), ("mkdocstrings", "mkdocstrings")]:
         if importlib.util.find_spec(module) is None:
             return f"{module} is not installed (pip install {package})"
-    if not os.access(CHROMIUM, os.X_OK):
-        return f"{CHROMIUM} is missing (apt-get install chromium)"
-    return None
+    return chromium.unavailable()
 
 
 UNAVAILABLE = _unavailable()
@@ -78,18 +78,21 @@ class _QuietHandler(SimpleHTTPRequestHandler):
         pass
 
 
+def _build(folder: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(folder)],
+        cwd=ROOT, env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
+        capture_output=True, text=True, timeout=110, check=False,
+    )
+    assert result.returncode == 0, result.stderr
+
+
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The base URL of the strictly built site, served from a temporary directory."""
     if UNAVAILABLE:
         pytest.fail(f"CREDRECOVERY_REQUIRE_SERVICES=1 but {UNAVAILABLE}")
-    built = tmp_path_factory.mktemp("site")
-    result = subprocess.run(
-        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(built)],
-        cwd=ROOT, env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
-        capture_output=True, text=True, timeout=110, check=False,
-    )
-    assert result.returncode == 0, result.stderr
+    built = shared_tree(tmp_path_factory, "site", _build)
     server = ThreadingHTTPServer(("127.0.0.1", 0),
                                  functools.partial(_QuietHandler, directory=str(built)))
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -102,17 +105,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         thread.join()
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    """One Chromium for the module: Playwright's sync API holds an event loop while started."""
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield launched
-        finally:
-            launched.close()
+browser = chromium.browser
 
 
 @pytest.fixture

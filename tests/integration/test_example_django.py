@@ -23,9 +23,11 @@ pytest.importorskip("django")
 import django
 from django.conf import settings
 from django.core import mail
+from django.core.exceptions import ImproperlyConfigured
 from django.core.management import call_command
 from django.db import connection, connections
 from django.test import Client as BrowserClient
+from django.test import override_settings
 from django.test.utils import setup_test_environment, teardown_test_environment
 
 from credrecovery import DirectoryError, RateLimits, RecoveryService, cheap_context
@@ -53,6 +55,7 @@ from recovery.directory import DjangoDirectory  # noqa: E402
 from recovery.mailer import DjangoMailer  # noqa: E402
 from recovery.service import get_service  # noqa: E402
 
+pytestmark = pytest.mark.slow
 CONTEXT = cheap_context()
 
 
@@ -226,6 +229,42 @@ def test_rate_limited_request_answers_429(configure: Any) -> None:
     assert 0 < int(limited["Retry-After"]) <= 60
 
 
+@pytest.mark.parametrize("trusted", [[], ["10.0.0.0/8"]], ids=["no-proxy", "behind-proxy"])
+def test_forwarded_for_counts_only_from_a_trusted_proxy(configure: Any,
+                                                        trusted: list[str]) -> None:
+    """X-Forwarded-For names the requester only when REMOTE_ADDR is a trusted proxy.
+
+    Seen through the failed-confirmation limit, one a minute per requester:
+    by default two forged addresses from one peer share its count; behind a
+    trusted proxy each forwarded client has its own, a forged left-hand entry
+    changes nothing, and a peer that is no trusted proxy is still counted as itself.
+    """
+    configure(rate_limits=RateLimits(failed_confirmations="1/minute"))
+    client = browser()
+
+    def forged_link(forwarded_for: str, peer: str = "10.0.0.2") -> int:
+        return int(client.get("/recover/forged.token.value", REMOTE_ADDR=peer,
+                              HTTP_X_FORWARDED_FOR=forwarded_for).status_code)
+
+    with override_settings(CREDRECOVERY_TRUSTED_PROXIES=trusted):
+        statuses = [forged_link("203.0.113.7"), forged_link("198.51.100.9")]
+        if not trusted:
+            assert statuses == [400, 429], "a forged X-Forwarded-For escaped the limit"
+        else:
+            assert statuses == [400, 400], "the forwarded clients shared one count"
+            assert forged_link("198.51.100.9, 203.0.113.7, 10.0.0.3") == 429
+            assert forged_link("203.0.113.7", peer="192.0.2.50") == 400
+            assert forged_link("198.51.100.9", peer="192.0.2.50") == 429
+
+
+def test_a_malformed_trusted_proxy_is_refused(configure: Any) -> None:
+    """A CREDRECOVERY_TRUSTED_PROXIES entry that is no address stops the view, naming it."""
+    configure()
+    with override_settings(CREDRECOVERY_TRUSTED_PROXIES=["proxy.internal"]), \
+            pytest.raises(ImproperlyConfigured, match="CREDRECOVERY_TRUSTED_PROXIES"):
+        browser().get("/recover/forged.token.value", REMOTE_ADDR="10.0.0.2")
+
+
 def test_expired_link_gets_the_expired_page(service: RecoveryService, clock: FakeClock) -> None:
     """A link past token_max_age answers 410 on GET and POST, and the key stays."""
     add_ana()
@@ -270,8 +309,6 @@ def test_mailer_sends_the_library_message_unchanged_over_smtp(database: Path) ->
 
 @contextlib.contextmanager
 def _smtp_backend(host: str, port: int) -> Iterator[None]:
-    from django.test import override_settings
-
     with override_settings(EMAIL_BACKEND="django.core.mail.backends.smtp.EmailBackend",
                            EMAIL_HOST=host, EMAIL_PORT=port):
         yield
@@ -332,3 +369,13 @@ def test_embedding_doc_quotes_the_example_verbatim() -> None:
         assert path.startswith("examples/django_app/"), path
         source = (ROOT / path).read_text(encoding="utf-8")
         assert excerpt.strip() and excerpt in source, f"{path} no longer contains:\n{excerpt}"
+
+
+def test_proxy_section_quotes_the_example_verbatim() -> None:
+    """The Django excerpts of docs/embedding.md's proxy section are in the project as they are."""
+    excerpts = [(path, excerpt) for path, excerpt in quoted_excerpts("Behind a reverse proxy")
+                if path.startswith("examples/django_app/")]
+    assert len(excerpts) >= 2
+    for path, excerpt in excerpts:
+        source = (ROOT / path).read_text(encoding="utf-8")
+        assert excerpt in source, f"{path} no longer contains:\n{excerpt}"

@@ -9,6 +9,7 @@ Skips when Playwright or ``/usr/bin/chromium`` is missing, unless
 
 from __future__ import annotations
 
+import http.cookiejar
 import os
 import re
 import sys
@@ -29,7 +30,7 @@ import pytest
 from credrecovery import RateLimits, RecoveryService, cheap_context
 from credrecovery.smtp import SMTPMailer
 from credrecovery.sqlite import SQLiteDirectory
-from helpers import OLD_KEY, ROOT, SECRET, key_from
+from helpers import OLD_KEY, ROOT, SECRET, code_from, key_from
 from helpers import browser as chromium
 from helpers.smtp_server import RunningSMTPServer, running_smtp_server
 
@@ -49,6 +50,7 @@ LINK = re.compile(r"https?://\S+/recover/[A-Za-z0-9_.-]+")
 
 UNAVAILABLE = chromium.require("flask", "flask-wtf")
 browser = chromium.browser
+pytestmark = pytest.mark.slow
 
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # the example is imported as ``examples.flask_panel``
@@ -337,6 +339,63 @@ def test_recovery_by_each_identifier_in_the_browser(
         assert watched.console_errors == [], "the browser refused something (CSP?)"
 
 
+def test_recovery_by_code_in_the_browser(panel: LivePanel, page: Page) -> None:
+    """Forgot → "send me a code" → type it (a typo first) → the same outcome as a link."""
+    with watch(page) as watched:
+        seen = len(panel.smtp.received)
+        page.goto(panel.url + "/forgot")
+        page.select_option("select[name=kind]", "domain")
+        page.fill("input[name=value]", DOMAIN)
+        page.get_by_role("button", name="Send me a code instead").click()
+        page.wait_for_url("**/recover-code")
+        assert page.locator("h1").inner_text() == "Type the code from the mail"
+        shot(page, "code-1-type")
+        mail = panel.next_mail(seen)
+        assert mail["To"].addresses[0].addr_spec == EMAIL
+        assert not LINK.search(mail.get_body(("plain",)).get_content())
+        code = code_from(mail)
+
+        letters = code.replace("-", "")
+        typo = ("C" if letters[0] != "C" else "D") + letters[1:]
+        page.fill("#code", typo)
+        with page.expect_response(posting(page, "/recover-code")) as refused:
+            page.click("button[type=submit]")
+        assert refused.value.status == 400
+        assert "not right" in page.get_by_role("alert").inner_text()
+        shot(page, "code-2-wrong")
+
+        seen = len(panel.smtp.received)
+        page.fill("#code", f" {letters[:4].lower()} {letters[4:].lower()} ")
+        page.click("button[type=submit]")
+        page.wait_for_load_state()
+        assert page.locator("h1").inner_text() == "Access details sent"
+        shot(page, "code-3-done")
+        new_key = key_from(panel.next_mail(seen))
+        # The ticket is gone from the session: the code page sends the visitor back.
+        page.goto(panel.url + "/recover-code")
+        assert urllib.parse.urlsplit(page.url).path == "/forgot"
+        assert sign_in(page, panel.url, NUMBER, new_key).status == 302
+        page.context.clear_cookies()
+        assert sign_in(page, panel.url, NUMBER, OLD_KEY).status == 401
+
+        # An unknown domain gets the same page, and any code the same refusal.
+        page.goto(panel.url + "/forgot")
+        page.fill("input[name=value]", "ejemploxmundo.com.uy")
+        page.get_by_role("button", name="Send me a code instead").click()
+        page.wait_for_url("**/recover-code")
+        assert page.locator("h1").inner_text() == "Type the code from the mail"
+        page.fill("#code", code)
+        with page.expect_response(posting(page, "/recover-code")) as missed:
+            page.click("button[type=submit]")
+        assert missed.value.status == 400
+        assert "not right" in page.get_by_role("alert").inner_text()
+
+        for response in watched.responses:
+            assert response.headers["x-content-type-options"] == "nosniff", response.url
+            assert "'unsafe-inline'" not in response.headers["content-security-policy"]
+        assert watched.console_errors == [], "the browser refused something (CSP?)"
+
+
 def test_expired_link_gets_its_own_page(inline_panel: LivePanel, page: Page) -> None:
     """A link older than its lifetime shows the expired page, with no Confirm button."""
     panel = inline_panel
@@ -476,6 +535,116 @@ def test_forms_refuse_a_post_without_the_csrf_token(
     assert sign_in(page, panel.url, NUMBER, OLD_KEY).status == 302, "the key was rotated"
 
 
+def _status(url: str, headers: dict[str, str]) -> int:
+    """GET ``url`` with ``headers``; the status."""
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers),
+                                    timeout=10) as reply:
+            return int(reply.status)
+    except urllib.error.HTTPError as exc:
+        exc.close()
+        return int(exc.code)
+
+
+@pytest.mark.parametrize("hops", [None, 1], ids=["no-proxy", "behind-one-proxy"])
+def test_forwarded_for_counts_only_behind_the_configured_proxies(
+        tmp_path: Path, hops: int | None) -> None:
+    """X-Forwarded-For names the requester only with PANEL_PROXY_HOPS set.
+
+    Seen over HTTP through the failed-confirmation limit, one a day per
+    requester: by default two forged addresses from one peer share its
+    count; behind a proxy each forwarded client has its own.
+    """
+    config: dict[str, Any] = {
+        "PANEL_RATE_LIMITS": RateLimits(failed_confirmations="1/day"), "PANEL_DELIVERY": "sync"}
+    if hops is not None:
+        config["PANEL_PROXY_HOPS"] = hops
+    with _serve(tmp_path, **config) as live:
+        def forged_link(forwarded_for: str) -> int:
+            return _status(live.url + "/recover/forged.token.value",
+                           {"X-Forwarded-For": forwarded_for})
+
+        statuses = [forged_link("203.0.113.7"), forged_link("198.51.100.9")]
+        if hops is None:
+            assert statuses == [400, 429], "a forged X-Forwarded-For escaped the limit"
+        else:
+            assert statuses == [400, 400], "the forwarded clients shared one count"
+            assert forged_link("192.0.2.1, 203.0.113.7") == 429
+
+
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None  # a redirect comes back as an HTTPError with its status
+
+
+class Visitor:
+    """One visitor over plain HTTP: its own cookies, behind the proxy that forwards
+    ``address`` as the client's (``PANEL_PROXY_HOPS=1``)."""
+
+    def __init__(self, url: str, address: str) -> None:
+        self.url, self.address = url, address
+        self._opener = urllib.request.build_opener(
+            urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()), _NoRedirects)
+        self._token = ""
+
+    def _open(self, path: str, data: bytes | None = None) -> tuple[int, Any, str]:
+        request = urllib.request.Request(self.url + path, data=data,
+                                         headers={"X-Forwarded-For": self.address})
+        try:
+            with self._opener.open(request, timeout=10) as reply:
+                return int(reply.status), reply.headers, reply.read().decode()
+        except urllib.error.HTTPError as exc:
+            with exc:
+                return int(exc.code), exc.headers, exc.read().decode()
+
+    def sign_in(self, number: str, key: str) -> tuple[int, Any]:
+        """POST the login form, with the form token of this visitor's session: the
+        status (302 signed in, 401 refused, 429 throttled) and the headers."""
+        if not self._token:
+            _, _, body = self._open("/login")
+            match = re.search(r'name="csrf_token" value="([^"]+)"', body)
+            assert match, "no form token on the login page"
+            self._token = match.group(1)
+        fields = {"csrf_token": self._token, "number": number, "key": key}
+        status, headers, _ = self._open("/login", urllib.parse.urlencode(fields).encode())
+        return status, headers
+
+
+def test_wrong_keys_get_429_and_the_client_still_signs_in(tmp_path: Path) -> None:
+    """A hundred wrong keys from one address against client 9000: 429 with Retry-After
+    long before the hundredth, the right key from that address included. Guessing from
+    many addresses at once does not lock the client out: its own sign-in from its own
+    address still works."""
+    wrong = "Not-The-Key-2024"
+    with _serve(tmp_path, PANEL_PROXY_HOPS=1, PANEL_DELIVERY="sync") as live:
+        attacker = Visitor(live.url, "203.0.113.7")
+        answers = [attacker.sign_in(NUMBER, wrong) for _ in range(100)]
+        statuses = [status for status, _ in answers]
+        first = statuses.index(429)
+        assert first < 99, "the hundredth wrong key was still checked"
+        assert statuses == [401] * first + [429] * (100 - first)
+        assert 0 < int(answers[-1][1]["Retry-After"]) <= 900
+        assert attacker.sign_in(NUMBER, OLD_KEY)[0] == 429
+        # Forty-five more from nine other addresses: fifty failures against the
+        # number, its limit, so that only addresses without a failure get through.
+        for n in range(9):
+            guesser = Visitor(live.url, f"10.0.0.{n}")
+            assert {guesser.sign_in(NUMBER, wrong)[0] for _ in range(5)} == {401}
+        assert Visitor(live.url, "10.0.0.1").sign_in(NUMBER, wrong)[0] == 429
+        client = Visitor(live.url, "198.51.100.23")
+        assert client.sign_in(NUMBER, OLD_KEY)[0] == 302
+
+
+def test_refuses_a_malformed_proxy_count(tmp_path: Path) -> None:
+    """PANEL_PROXY_HOPS that is no count of proxies stops the app, naming the setting."""
+    from examples.flask_panel import PanelConfigError, create_app
+
+    with pytest.raises(PanelConfigError, match="PANEL_PROXY_HOPS"):
+        create_app({"CREDRECOVERY_SECRET_KEY": SECRET, "PANEL_SENDER": SENDER,
+                    "PANEL_SMTP_HOST": "127.0.0.1", "PANEL_PROXY_HOPS": "10.0.0.1",
+                    "PANEL_DB": str(tmp_path / "clients.sqlite3")})
+
+
 def test_session_cookie_is_httponly_and_samesite_lax(
         inline_panel: LivePanel, page: Page) -> None:
     """The session cookie set at sign-in is HttpOnly and SameSite=Lax."""
@@ -504,3 +673,25 @@ def test_refuses_to_start_without_an_smtp_host(
         create_app({"CREDRECOVERY_SECRET_KEY": SECRET, "PANEL_SENDER": SENDER,
                     "PANEL_DB": str(tmp_path / "clients.sqlite3")})
     assert SECRET not in str(raised.value)
+
+
+def test_a_key_change_signs_out_the_clients_other_sessions(
+        inline_panel: LivePanel, page: Page, other_page: Page) -> None:
+    """A change of key in one session ends the client's others, through the key_changed
+    event; the session that made the change stays signed in."""
+    assert sign_in(other_page, inline_panel.url, NUMBER, OLD_KEY).status == 302
+    assert sign_in(page, inline_panel.url, NUMBER, OLD_KEY).status == 302
+    page.goto(inline_panel.url + "/change-key")
+    page.fill("#current", OLD_KEY)
+    page.fill("#new", "a key of my own for every device")
+    page.click("button[type=submit]")
+    page.wait_for_url("**/account")
+    inline_panel.flush()  # the event has reached the panel's hook
+    other_page.goto(inline_panel.url + "/account")
+    assert urllib.parse.urlsplit(other_page.url).path == "/login", \
+        "another session outlived the change of key"
+    page.goto(inline_panel.url + "/account")
+    assert page.locator("#signed-in").inner_text() == "Signed in as client 9000."
+    assert sign_in(other_page, inline_panel.url, NUMBER, "a key of my own for every device"
+                   ).status == 302
+    assert other_page.locator("#signed-in").inner_text() == "Signed in as client 9000."

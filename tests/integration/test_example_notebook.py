@@ -2,62 +2,19 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import nbclient
-import nbformat
 import pytest
-from nbclient.exceptions import CellExecutionError
-from nbformat import NotebookNode
 
-from helpers import ROOT
+from helpers.notebook import NOTEBOOK, execute, executed_notebook, kernel_for_this_interpreter
 
-NOTEBOOK = ROOT / "examples" / "recovery.ipynb"
-KERNEL = "credrecovery-tests"
-CELL_TIMEOUT = 60
+if TYPE_CHECKING:
+    from nbformat import NotebookNode
 
-
-@contextmanager
-def kernel_for_this_interpreter(base: Path) -> Iterator[None]:
-    """Within, kernel :data:`KERNEL` runs this interpreter, and Jupyter keeps its files in ``base``.
-
-    The kernelspec names ``sys.executable`` itself and comes first on
-    ``JUPYTER_PATH``, so the kernel imports the credrecovery this test run
-    imports, whatever other kernels are installed.
-    """
-    spec = base / "data" / "kernels" / KERNEL
-    spec.mkdir(parents=True, exist_ok=True)
-    (spec / "kernel.json").write_text(json.dumps({
-        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-        "display_name": "credrecovery tests",
-        "language": "python",
-    }), encoding="utf-8")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("JUPYTER_PATH", str(base / "data"))
-        patch.setenv("JUPYTER_RUNTIME_DIR", str(base / "runtime"))
-        patch.setenv("JUPYTER_PLATFORM_DIRS", "1")
-        patch.setenv("IPYTHONDIR", str(base / "ipython"))
-        yield
-
-
-def execute(notebook: NotebookNode, workdir: Path) -> NotebookNode:
-    """Run every cell of ``notebook`` in kernel :data:`KERNEL`, from ``workdir``.
-
-    Raises :class:`CellExecutionError` when a cell raises, and times out a
-    cell that runs longer than :data:`CELL_TIMEOUT` seconds.
-    """
-    client = nbclient.NotebookClient(
-        notebook,
-        kernel_name=KERNEL,
-        timeout=CELL_TIMEOUT,
-        startup_timeout=60,
-        resources={"metadata": {"path": str(workdir)}},
-    )
-    return client.execute()
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
@@ -68,6 +25,8 @@ def kernel_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 
 def _code(source: str) -> NotebookNode:
+    import nbformat
+
     return nbformat.v4.new_code_cell(source)
 
 
@@ -91,13 +50,15 @@ def _html(cell: NotebookNode) -> str:
 
 
 @pytest.fixture(scope="module")
-def executed(kernel_env: Path) -> NotebookNode:
-    notebook = nbformat.read(NOTEBOOK, as_version=4)
-    return execute(notebook, kernel_env)
+def executed(tmp_path_factory: pytest.TempPathFactory) -> NotebookNode:
+    """The notebook, run once for the whole test run."""
+    return executed_notebook(tmp_path_factory)
 
 
 def test_notebook_is_committed_valid_and_without_outputs() -> None:
     """The committed notebook is valid nbformat 4, with no outputs or execution counts."""
+    import nbformat
+
     notebook = nbformat.read(NOTEBOOK, as_version=4)
     nbformat.validate(notebook)
     assert notebook.nbformat == 4
@@ -139,6 +100,8 @@ def test_notebook_ends_with_new_key_accepted_and_old_refused(executed: NotebookN
 
 def test_kernel_runs_this_interpreter_and_checkout(kernel_env: Path) -> None:
     """The notebook's kernel is this interpreter, importing this checkout's credrecovery."""
+    import nbformat
+
     import credrecovery
 
     notebook = nbformat.v4.new_notebook(cells=[
@@ -151,6 +114,9 @@ def test_kernel_runs_this_interpreter_and_checkout(kernel_env: Path) -> None:
 
 def test_a_failing_cell_fails_the_run(kernel_env: Path) -> None:
     """A copy of the notebook with one cell raising makes the executor raise."""
+    import nbformat
+    from nbclient.exceptions import CellExecutionError
+
     notebook = nbformat.read(NOTEBOOK, as_version=4)
     notebook.cells.insert(3, _code("raise RuntimeError('this cell is broken on purpose')"))
     with pytest.raises(CellExecutionError, match="broken on purpose"):

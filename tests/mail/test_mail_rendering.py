@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from test_mail_quality import BRANDINGS, CUSTOM_BRANDING, KINDS, LANGUAGES, Case, Mail, mail_for
 
 from helpers import ROOT
 from helpers import browser as chromium
+from helpers.mail_cases import BRANDINGS, CUSTOM_BRANDING, KINDS, LANGUAGES, Case, Mail, mail_for
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page, Route
@@ -37,6 +37,7 @@ MAIL_URL = "https://mail.invalid/"
 
 chromium.require()
 browser = chromium.browser
+pytestmark = pytest.mark.slow
 
 CASES = [Case(kind, language, branding, "plain")
          for branding in BRANDINGS for language in LANGUAGES for kind in KINDS]
@@ -268,5 +269,9 @@ def test_html_part_lays_out_in_chromium(mail_page: MailPage, case: Case, width: 
         assert codes, "the access key is not inside <code>"
         assert all(c["left"] >= 0 and c["right"] <= width and c["width"] > 0
                    for c in codes), codes
+    for code in mail.codes:
+        boxes = page.evaluate(KEY_LAYOUT, code)
+        assert boxes, "the recovery code is not inside <code>"
+        assert all(c["left"] >= 0 and c["right"] <= width for c in boxes), boxes
     if case.kind in ("credentials", "key-changed") and case.branding == "custom":
         _check_link(page, CUSTOM_BRANDING["login_url"], width, wraps=False)

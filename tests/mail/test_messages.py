@@ -28,6 +28,7 @@ from credrecovery.i18n import PACKAGED_CATALOGS, available_languages, negotiate
 from credrecovery.memory import MemoryDirectory, MemoryMailer
 from credrecovery.messages import confirmation_message, credentials_message
 from helpers import CONFIRM_URL, SENDER, FakeClock, key_from, token_from
+from helpers.properties import examples
 
 pytestmark = pytest.mark.shells("sync", "async")
 
@@ -278,7 +279,7 @@ _names = (
 )
 
 
-@settings(max_examples=120, deadline=None)
+@settings(max_examples=examples(120), deadline=None)
 @given(name=_names, language=st.sampled_from(["en", "es"]))
 def test_names_cannot_inject_headers(name: str, language: str) -> None:
     """No display name adds a header or a recipient to either mail."""
@@ -296,7 +297,7 @@ def test_names_cannot_inject_headers(name: str, language: str) -> None:
         assert "\r" not in str(message["To"]) and "\n" not in str(message["To"])
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=examples(25), deadline=None)
 @given(name=_names)
 def test_names_cannot_inject_headers_end_to_end(name: str) -> None:
     """Through the service, a hostile name still reaches only the primary address."""
@@ -370,7 +371,7 @@ def test_injected_email_never_mailed(
     assert directory.replace_calls == 0
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(
     address=st.text(max_size=40)
     | st.builds(lambda a, b: f"{a}@{b}", st.text(max_size=15), st.text(max_size=15))
@@ -432,7 +433,7 @@ def test_a_long_name_with_commas_folds_to_one_recipient(name: str) -> None:
         assert b"attacker@evil.example" not in raw.split(b"\r\n\r\n")[0].split(b"\n\n")[0]
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=examples(150), deadline=None)
 @given(name=_specials | _names, repeat=st.integers(1, 4))
 def test_any_name_folds_to_one_recipient(name: str, repeat: int) -> None:
     """Whatever the name holds and however long, To parses back to one address."""

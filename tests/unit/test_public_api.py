@@ -17,14 +17,17 @@ from credrecovery import (
     DeliveryFailed,
     DeliveryQueue,
     DirectoryError,
+    InvalidCode,
     InvalidIdentifier,
     InvalidToken,
     KeyRejected,
     Mailer,
+    Overloaded,
     RateLimited,
     RecoveryError,
     TokenAlreadyUsed,
     TokenExpired,
+    UnknownClient,
 )
 from credrecovery.protocols import (
     AsyncClientDirectory,
@@ -37,12 +40,15 @@ PACKAGE_DIR = Path(credrecovery.__file__).parent
 EXCEPTIONS = [
     DeliveryFailed,
     DirectoryError,
+    InvalidCode,
     InvalidIdentifier,
     InvalidToken,
     KeyRejected,
+    Overloaded,
     RateLimited,
     TokenAlreadyUsed,
     TokenExpired,
+    UnknownClient,
 ]
 PROTOCOLS = [ClientDirectory, Mailer, DeliveryQueue, AsyncClientDirectory, AsyncMailer,
              MustChangeDirectory, AsyncMustChangeDirectory]
@@ -78,6 +84,8 @@ def test_exception_tree_shape() -> None:
     assert not issubclass(TokenExpired, TokenAlreadyUsed)
     assert not issubclass(TokenAlreadyUsed, TokenExpired)
     assert not issubclass(InvalidToken, ValueError)
+    assert issubclass(InvalidCode, InvalidToken)
+    assert not issubclass(InvalidCode, TokenExpired | TokenAlreadyUsed)
 
 
 def test_exported_exceptions_cover_the_module() -> None:

@@ -41,6 +41,12 @@ EMAIL_BACKEND = (
 EMAIL_HOST = os.environ.get("SMTP_HOST", "localhost")
 EMAIL_PORT = int(os.environ.get("SMTP_PORT", "25"))
 
+# The reverse proxies whose X-Forwarded-For names the client: addresses or networks,
+# such as "127.0.0.1" or "10.0.0.0/8". None by default: REMOTE_ADDR is the client.
+# Read by recovery.client_address.client_ip().
+CREDRECOVERY_TRUSTED_PROXIES = os.environ.get("CREDRECOVERY_TRUSTED_PROXIES", "").replace(
+    ",", " ").split()
+
 # Read by recovery.service.get_service(), once, on first use.
 CREDRECOVERY = {
     "SECRET_KEY": os.environ.get("CREDRECOVERY_SECRET_KEY", ""),

@@ -19,6 +19,7 @@ from credrecovery import (
     TokenExpired,
 )
 
+from .client_address import client_ip
 from .service import get_service
 
 SENT = ("If what you typed belongs to a client, we have mailed a confirmation link to the "
@@ -27,11 +28,6 @@ DONE = "Your client number and a new access key are on their way to your primary
 # The link carries the token in its path: its pages must not hand it to other
 # sites in a Referer header, nor to caches.
 LINK_HEADERS = {"Referrer-Policy": "no-referrer", "Cache-Control": "no-store"}
-
-
-def client_ip(request: HttpRequest) -> str | None:
-    # Behind a proxy, take the client's address from the header it sets, and only from it.
-    return request.META.get("REMOTE_ADDR")
 
 
 def message(request: HttpRequest, text: str, status: int = 200) -> HttpResponse:

@@ -15,13 +15,19 @@ logger = logging.getLogger("credrecovery")
 
 
 def _usable(record: object) -> Client | None:
-    """``record`` if the service can use it; else ``None``, logged at ERROR."""
+    """``record`` if the service can use it; else ``None``.
+
+    A record the service cannot read is logged at ERROR. A closed account
+    (``active`` false) is no error: it is ``None`` without a word, so that
+    every flow treats it as it treats a client that does not exist.
+    """
     if record is None:
         return None
     problem = _problem(record)
     if problem is None:
         assert isinstance(record, Client)
-        return record
+        # Checked after the whole record, so that a closed one costs what an open one does.
+        return record if record.active else None
     number = getattr(record, "number", None)
     _log_unusable(number if isinstance(number, str) and number.isprintable() else None, problem)
     return None

@@ -8,12 +8,15 @@ from email.message import EmailMessage
 from typing import Any, TypeVar
 
 from .._secrets import Secret
+from ..events import Event
 from ..identifiers import IdentifierKind
 from ..jobs import ConfirmationJob
+from .limits import LimitName
 
 __all__ = [
-    "Effect", "Find", "FindAll", "Flow", "Hash", "Hit", "HitClient", "Interrupted", "Mark",
-    "RetryAfter", "Send", "Submit", "Swap", "Test", "Verify",
+    "Attempt", "Claim", "Clear", "Effect", "Emit", "Find", "FindAll", "Flow", "Hash", "Hit",
+    "HitClient", "HitMailbox", "Interrupted", "Mark", "Refund", "RetryAfter", "Send", "StandIn",
+    "Submit", "Swap", "Test", "Verify",
 ]
 
 _T = TypeVar("_T")
@@ -48,7 +51,7 @@ class Swap:
 class Hit:
     """Count one hit of a limit; the result is whether it was within the limit."""
 
-    limit: str
+    limit: LimitName
     value: str = dataclasses.field(repr=False)
 
 
@@ -61,10 +64,36 @@ class HitClient:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class HitMailbox:
+    """Count one ``per_mailbox`` hit, for a known client or a miss; with ``sends`` False,
+    touch the counter without counting, at the same cost."""
+
+    value: str = dataclasses.field(repr=False)
+    known: bool
+    sends: bool
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Claim:
+    """Take the whole of a limit at once if its counter is empty: whether it was."""
+
+    limit: LimitName
+    value: str = dataclasses.field(repr=False)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Clear:
+    """Forget a limit's hits for a value."""
+
+    limit: LimitName
+    value: str = dataclasses.field(repr=False)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class Test:
     """Whether a limit would take one more hit, without counting it."""
 
-    limit: str
+    limit: LimitName
     value: str = dataclasses.field(repr=False)
 
 
@@ -72,7 +101,7 @@ class Test:
 class RetryAfter:
     """Seconds until a limit takes a hit again."""
 
-    limit: str
+    limit: LimitName
     value: str = dataclasses.field(repr=False)
 
 
@@ -81,6 +110,14 @@ class Hash:
     """Hash a new key with the service's policy; slow, so an async driver uses a thread."""
 
     key: Secret
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class StandIn:
+    """A hash of a random key under ``scheme``, with the policy's settings for it: what a
+    sign-in verifies for each scheme the stored hash is not under. Slow, as Hash is."""
+
+    scheme: str
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -114,8 +151,29 @@ class Mark:
     value: bool
 
 
-Effect = (Find | FindAll | Swap | Mark | Hit | HitClient | Test | RetryAfter | Hash | Verify
-          | Submit | Send)
+@dataclasses.dataclass(frozen=True, slots=True)
+class Emit:
+    """Queue an event for the host's ``on_event`` hook; never raises, never waits for it."""
+
+    event: Event
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Attempt:
+    """Count one attempt at a code ticket's code: whether the ticket has one left."""
+
+    nonce: str = dataclasses.field(repr=False)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Refund:
+    """Give back the attempt a right code spent on its ticket."""
+
+    nonce: str = dataclasses.field(repr=False)
+
+
+Effect = (Find | FindAll | Swap | Mark | Hit | HitClient | HitMailbox | Claim | Clear | Test
+          | RetryAfter | Hash | StandIn | Verify | Submit | Send | Emit | Attempt | Refund)
 Flow = Generator[Effect, Any, _T]
 
 

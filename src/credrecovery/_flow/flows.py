@@ -7,7 +7,8 @@ exception it raised, thrown back in. :class:`~credrecovery.RecoveryService`
 and :class:`~credrecovery.AsyncRecoveryService` are thin drivers that perform
 the effects, one synchronously and one with ``await``. Everything that keeps a
 hit and a miss alike, the rollback, the wrapping of directory failures and
-the rate-limit decisions live here only.
+which limit applies when live here only (a limiter's storage failure is the
+limiters' own to meet, alike in both shells).
 """
 
 from __future__ import annotations
@@ -20,23 +21,26 @@ from datetime import UTC, datetime
 from email.message import EmailMessage
 from typing import NoReturn, TypeVar
 
+from passlib.context import CryptContext
+
 from .._failures import failure_details
 from .._secrets import Secret
+from ..events import EventKind
 from ..exceptions import (
     DeliveryFailed,
     DirectoryError,
     InvalidIdentifier,
     InvalidToken,
-    KeyRejected,
+    RateLimited,
     TokenAlreadyUsed,
     TokenExpired,
 )
 from ..identifiers import IdentifierKind, normalize_identifier, parse_kind
 from ..jobs import MAX_CLIENTS_PER_MAIL, ConfirmationJob
-from ..keys import generate_key
+from ..keys import default_context, generate_key
 from ..mail.composer import Composer
 from ..mail.messages import mailbox
-from ..models import Client, Confirmation, Login
+from ..models import Client, Confirmation
 from ..policy import KeyPolicy
 from ..tokens import TokenClaims, TokenSigner, account_binding
 from .checks import _log_unusable, _shared_name, _usable, checked_sender
@@ -48,15 +52,17 @@ from .effects import (
     Flow,
     Hash,
     HitClient,
+    HitMailbox,
     Interrupted,
-    Mark,
     Send,
     Submit,
     Swap,
     Test,
-    Verify,
 )
-from .guards import Guarded
+from .guards import asked_by
+from .limits import LimitName
+from .rotation import Rotation
+from .support import Support
 
 # The effects and the driver stay importable from here, as from the flat module this was.
 __all__ = ["Core", "Effect", "Flow", "Interrupted", "advance", "checked_sender", "run"]
@@ -72,11 +78,14 @@ _NOBODY = Client(number="0", email="nobody@example.com", key_hash="-" * 97)
 # --- the flows ----------------------------------------------------------------------------
 
 
-class Core(Guarded):
-    """The flows of one service: ``request``, ``check``, ``confirm`` and ``authenticate``.
+class Core(Support, Rotation):
+    """The flows of one service: ``request``, ``check`` and ``confirm`` here,
+    ``authenticate`` and ``change_key`` from :class:`~credrecovery._flow.login.SignIn`,
+    and ``issue_link`` from :class:`~credrecovery._flow.support.Support`.
 
-    Holds no I/O object: only the token signer, the composer's settings, and
-    the in-process registry of confirmations under way.
+    Holds no I/O object: only the token signer, the composer's settings, the
+    hashing policy (to know its schemes), and the in-process registry of
+    confirmations under way.
     """
 
     def __init__(
@@ -92,6 +101,7 @@ class Core(Guarded):
         key_mode: str = "generate",
         key_policy: KeyPolicy | None = None,
         marks: bool = False,
+        crypt_context: CryptContext | None = None,
     ) -> None:
         self.key_mode = key_mode
         self.key_policy = key_policy if key_policy is not None else KeyPolicy()
@@ -105,14 +115,25 @@ class Core(Guarded):
         self._finds_all = finds_all
         self._confirming: set[str] = set()
         self._confirming_lock = threading.Lock()
-        self._login_stand_in: str | None = None
+        self._crypt_context = crypt_context if crypt_context is not None else default_context()
+        # A stand-in hash for each scheme, made at the first sign-in that needs it.
+        self._stand_ins: dict[str, str] = {}
 
     # request ------------------------------------------------------------------------------
 
-    def request(self, kind: IdentifierKind | str, value: str, requester: str | None) -> Flow[None]:
-        """Hand delivery one job, a decoy on a miss; see :meth:`RecoveryService.request`."""
+    def request(self, kind: IdentifierKind | str, value: str, requester: str | None,
+                nonce: str = "") -> Flow[None]:
+        """Hand delivery one job, a decoy on a miss; see :meth:`RecoveryService.request`.
+
+        With a ``nonce`` the job is for a code mail (:mod:`credrecovery._flow.codes`).
+        """
         if requester is not None:
-            yield from self._enforce("per_requester", requester)
+            try:
+                yield from self._enforce(LimitName.PER_REQUESTER, requester)
+            except RateLimited:
+                yield from self._emit(EventKind.REQUESTED, reason="rate_limited",
+                                      requester=requester)
+                raise
         try:
             kind = parse_kind(kind)
             normalized = normalize_identifier(kind, value)
@@ -120,7 +141,10 @@ class Core(Guarded):
             # Raised in the service's language; a panel may ask exc.message_in().
             exc.args = (self.composer.error_message(exc, self.locale),)
             raise
-        mail_allowed = yield from self._hit("per_identifier", f"{kind.value}:{normalized}")
+        identifier = f"{kind.value}:{normalized}"
+        named_allowed = yield from self._hit(
+            LimitName.PER_IDENTIFIER,
+            identifier if requester is None else asked_by(identifier, requester))
         clients, truncated = yield from self._lookup(kind, normalized)
         # From here on a miss works on the stand-in exactly as a hit works on
         # its clients, computing what it will not use, so both cost the same.
@@ -134,10 +158,8 @@ class Core(Guarded):
         padded = self._padded(target, first, self._slots(kind, MAX_CLIENTS_PER_MAIL))
         name = _shared_name(padded)
         bindings = tuple((c.number, account_binding(c)) for c in padded)
-        # A miss is counted under the value it named, so that both paths create
-        # and touch counters alike.
-        client_allowed = yield from self._limit(
-            HitClient(by_address if found else by_value, found), "per_client")
+        withheld = yield from self._withheld(by_address if found else by_value, found,
+                                             requester, named_allowed)
         job = ConfirmationJob(
             recipient=first.email,
             name=name if found else "",
@@ -145,9 +167,11 @@ class Core(Guarded):
             sender=self.sender,
             clients=bindings[:len(target)],
             issued_at=self._clock(),
-            decoy=not (found and mail_allowed and client_allowed),
+            decoy=not found or withheld is not None,
             truncated=truncated,
+            nonce=nonce,
         )
+        queued = True
         try:
             yield Submit(job)
         except Interrupted:
@@ -158,18 +182,47 @@ class Core(Guarded):
             logger.error("confirmation mail not queued: %s", details["reason"], extra={
                 "event": "mail_dropped", "client": None if job.decoy else first.number,
                 **details})
-            if not job.decoy:
-                return
-        if not found:
+            queued = job.decoy
+        # One event on every path; its reason is the enumeration signal, for the hook only.
+        reason = "miss" if not found else "hit" if withheld is None else "withheld"
+        yield from self._emit(EventKind.REQUESTED, reason=reason,
+                              number=first.number if found else None, requester=requester)
+        if not queued:
+            yield from self._emit(EventKind.DELIVERY_FAILED, reason="confirmation",
+                                  number=first.number)
+        elif not found:
             logger.info("recovery requested for an unknown identifier",
                         extra={"event": "unknown_identifier", "kind": kind.value})
-        elif job.decoy:
-            limit = "per_identifier" if not mail_allowed else "per_client"
+        elif withheld is not None:
             logger.warning("recovery mail withheld by rate limit",
-                           extra={"event": "throttled", "limit": limit})
+                           extra={"event": "throttled", "limit": withheld.value})
         else:
             logger.info("recovery requested", extra={
                 "event": "requested", "kind": kind.value, "client": first.number})
+
+    def _withheld(self, counted: str, found: bool, requester: str | None,
+                  named_allowed: bool) -> Flow[LimitName | None]:
+        """The limit that withholds the mail, if one does.
+
+        ``counted`` is the client's address, or on a miss the value it named,
+        so that both paths create and touch counters alike. ``per_client``
+        counts each requester apart, so that no requester uses up another's
+        mails; ``per_mailbox`` counts everyone, and only mails about to leave.
+        """
+        if requester is None:
+            client_allowed = yield from self._limit(HitClient(counted, found))
+        else:
+            client_allowed = yield from self._hit(LimitName.PER_CLIENT,
+                                                  asked_by(counted, requester))
+        sends = named_allowed and client_allowed
+        # Touched either way, counted only when sending: a requester held back
+        # by its own limits spends nothing of the mailbox's, at the same cost.
+        mailbox_allowed = yield from self._limit(HitMailbox(counted, found, sends))
+        if not named_allowed:
+            return LimitName.PER_IDENTIFIER
+        if not client_allowed:
+            return LimitName.PER_CLIENT
+        return None if mailbox_allowed else LimitName.PER_MAILBOX
 
     def _lookup(self, kind: IdentifierKind, value: str) -> Flow[tuple[list[Client], bool]]:
         """The usable clients ``value`` names, and whether more were left out.
@@ -216,52 +269,38 @@ class Core(Guarded):
             if busy:
                 yield from self._reject(
                     TokenAlreadyUsed("this confirmation link is already being used"),
-                    "reused", requester)
+                    "reused", requester, client.number)
 
             def unchanged(current: Client) -> bool:
                 return claims.matches(dataclasses.replace(current, key_hash=client.key_hash))
 
             try:
-                yield from self._rotate(client, chosen, unchanged)
+                yield from self._rotate(client, chosen, unchanged, requester=requester)
             except TokenAlreadyUsed as exc:
-                yield from self._reject(exc, "reused", requester)
+                yield from self._reject(exc, "reused", requester, client.number)
         logger.info("recovery confirmed; access key rotated",
                     extra={"event": "confirmed", "client": client.number})
+        yield from self._emit(EventKind.CONFIRMED, reason="link", number=client.number,
+                              requester=requester)
         return Confirmation(client.number, client.email)
-
-    def _chosen(self, new_key: str | None) -> Secret | None:
-        if self.key_mode == "generate":
-            if new_key is not None:
-                raise ValueError("new_key is taken only with key_mode='choose'")
-            return None
-        if new_key is None:
-            raise ValueError("with key_mode='choose', pass the client's new key as new_key")
-        if not isinstance(new_key, str):
-            raise TypeError("the new key must be a str")
-        return Secret(new_key)
-
-    def _check_key(self, key: Secret, client: Client) -> None:
-        reasons = self.key_policy.reasons(key.reveal(), client)
-        if reasons:
-            logger.info("chosen key refused", extra={"event": "key_rejected",
-                                                     "client": client.number,
-                                                     "reasons": list(reasons)})
-            rejected = KeyRejected(reasons)
-            raise KeyRejected(reasons, self.composer.error_message(rejected, self.locale))
 
     def _rotate(
         self,
         client: Client,
         chosen: Secret | None,
         unchanged: Callable[[Client], bool],
+        *,
+        requester: str | None = None,
     ) -> Flow[None]:
         """Swap in a new key hash and mail the key (or, for a chosen key, a notice).
 
         ``unchanged`` tells whether the record read back after the swap is
         still the account the caller meant; :class:`TokenAlreadyUsed` is
         raised when it is not, or when another swap won. Every failure leaves
-        the previous hash and mark in place.
+        the previous hash and mark in place. Emits ``mailed`` and
+        ``key_changed`` (stamped with ``requester``), or ``delivery_failed``.
         """
+        mail = "credentials" if chosen is None else "key_change_notice"
         new_key = chosen if chosen is not None else Secret(generate_key())
         new_hash: str = yield Hash(new_key)
         now = datetime.fromtimestamp(self._clock(), UTC)
@@ -279,7 +318,8 @@ class Core(Guarded):
             current = yield from self._directory(Find(IdentifierKind.CLIENT_NUMBER,
                                                       client.number))
             ours = isinstance(current, Client) and current.key_hash == new_hash
-            still = ours and unchanged(current)
+            # An account closed meanwhile gets no key: the swap is undone.
+            still = ours and current.active and unchanged(current)
             if still:
                 assert message is not None
                 # A generated key travelled by mail: it is to be replaced at sign-in.
@@ -295,6 +335,7 @@ class Core(Guarded):
             logger.error("%s not sent: %s", what, details["reason"], extra={
                 "event": "delivery_failed", "client": client.number, "restored": restored,
                 **details})
+            yield from self._emit(EventKind.DELIVERY_FAILED, reason=mail, number=client.number)
             temporary = exc.temporary if isinstance(exc, DeliveryFailed) else True
             what = "the new access details" if chosen is None else "the notice of the change"
             raise DeliveryFailed(
@@ -311,37 +352,17 @@ class Core(Guarded):
         assert message is not None
         logger.info("mail sent", extra={"event": "mail_sent", "client": client.number,
                                         "message_id": message["Message-ID"]})
-
-    def _mark(self, number: str, value: bool) -> Flow[bool]:
-        """Set the directory's must-change mark, if it keeps one; whether it was set."""
-        if not self._marks:
-            return False
-        yield from self._directory(Mark(number, value))
-        return True
-
-    def _undo(self, client: Client, new_hash: str, marked: bool) -> Flow[bool]:
-        try:
-            restored = yield from self._directory(Swap(client.number, new_hash, client.key_hash))
-        except DirectoryError:
-            restored = False
-        if restored and marked:
-            try:
-                yield from self._directory(Mark(client.number, client.must_change))
-            except DirectoryError:
-                logger.error("must-change mark not restored",
-                             extra={"event": "mark_not_restored", "client": client.number})
-        if not restored:
-            # The token is dead then, but a new request still recovers the account.
-            logger.critical("previous key could not be restored",
-                            extra={"event": "restore_failed", "client": client.number})
-        return bool(restored)
+        yield from self._emit(EventKind.MAILED, reason=mail, number=client.number)
+        yield from self._emit(EventKind.KEY_CHANGED, reason="generated" if chosen is None
+                              else "chosen", number=client.number, requester=requester)
 
     def _verified(self, token: str, requester: str | None) -> Flow[tuple[TokenClaims, Client]]:
         if requester is not None:
-            allowed = yield from self._limit(Test("failed_confirmations", requester),
-                                             "failed_confirmations")
+            allowed = yield from self._limit(Test(LimitName.FAILED_CONFIRMATIONS, requester))
             if not allowed:
-                yield from self._throttle("failed_confirmations", requester)
+                yield from self._emit(EventKind.REJECTED, reason="rate_limited",
+                                      requester=requester)
+                yield from self._throttle(LimitName.FAILED_CONFIRMATIONS, requester)
         error: InvalidToken | None = None
         event = ""
         try:
@@ -362,78 +383,23 @@ class Core(Guarded):
                 client = None
         if client is None:
             yield from self._reject(InvalidToken("the confirmation link is not valid"),
-                                    "invalid", requester)
+                                    "invalid", requester, claims.number)
         assert client is not None
         if not claims.matches(client):
             yield from self._reject(TokenAlreadyUsed("this confirmation link was already used"),
-                                    "reused", requester)
+                                    "reused", requester, client.number)
         return claims, client
 
-    def _reject(self, error: InvalidToken, event: str, requester: str | None) -> Flow[NoReturn]:
+    def _reject(self, error: InvalidToken, event: str, requester: str | None,
+                number: str | None = None) -> Flow[NoReturn]:
+        """Log, count and raise ``error``, emitting ``rejected`` with ``event`` as reason."""
         logger.info("confirmation refused", extra={"event": event})
         # Counted, then decided: of many failures at once, only as many as
         # the limit allows are answered with the token's own error.
-        if requester is not None:
-            allowed = yield from self._hit("failed_confirmations", requester)
-            if not allowed:
-                yield from self._throttle("failed_confirmations", requester)
+        allowed = requester is None or (
+            yield from self._hit(LimitName.FAILED_CONFIRMATIONS, requester))
+        yield from self._emit(EventKind.REJECTED, number=number, requester=requester, reason=(
+            "rate_limited" if not allowed else "used" if event == "reused" else event))
+        if requester is not None and not allowed:
+            yield from self._throttle(LimitName.FAILED_CONFIRMATIONS, requester)
         raise error
-
-    # login --------------------------------------------------------------------------------
-
-    def authenticate(self, number: str, key: str) -> Flow[Login | None]:
-        """Check a login; see :meth:`RecoveryService.authenticate`."""
-        client = yield from self._signed_in(number, key)
-        if client is None:
-            return None
-        logger.info("login", extra={"event": "login", "client": client.number})
-        return Login(client.number, client.email, must_change=client.must_change)
-
-    def _signed_in(self, number: str, key: str) -> Flow[Client | None]:
-        """The client whose number and key these are, with its hash as now stored; else None."""
-        try:
-            normalized: str | None = normalize_identifier(IdentifierKind.CLIENT_NUMBER, number)
-        except InvalidIdentifier:
-            normalized = None
-        client = None
-        if normalized is not None:
-            client = _usable((yield from self._directory(
-                Find(IdentifierKind.CLIENT_NUMBER, normalized))))
-        if self._login_stand_in is None:
-            # An unknown number is checked against this, at the cost of a real one.
-            self._login_stand_in = yield Hash(Secret(generate_key()))
-        stored = client.key_hash if client is not None else self._login_stand_in
-        try:
-            valid, upgraded = yield Verify(Secret(key if isinstance(key, str) else ""), stored)
-        except (ValueError, TypeError):
-            valid, upgraded = False, None
-        if client is None or not valid:
-            logger.info("login refused", extra={"event": "login_refused"})
-            return None
-        if upgraded is not None and (yield from self._directory(
-                Swap(client.number, client.key_hash, upgraded))):
-            client = dataclasses.replace(client, key_hash=upgraded)
-        return client
-
-    def change_key(self, number: str, key: str, new_key: str) -> Flow[Login | None]:
-        """Replace a client's key with one it chose; see :meth:`RecoveryService.change_key`."""
-        if not isinstance(new_key, str):
-            raise TypeError("the new key must be a str")
-        chosen = Secret(new_key)
-        client = yield from self._signed_in(number, key)
-        if client is None:
-            return None
-        self._check_key(chosen, client)
-        with self._exclusive(client.number) as busy:
-            try:
-                if busy:
-                    raise TokenAlreadyUsed("this key is already being changed")
-                yield from self._rotate(client, chosen,
-                                        lambda current: current.email == client.email)
-            except TokenAlreadyUsed:
-                logger.info("key change refused: the key changed meanwhile",
-                            extra={"event": "login_refused"})
-                return None
-        logger.info("access key changed", extra={"event": "key_changed",
-                                                 "client": client.number})
-        return Login(client.number, client.email, must_change=False)

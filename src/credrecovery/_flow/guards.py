@@ -1,4 +1,4 @@
-"""Directory and limiter effects with the library's own error handling, for the flows."""
+"""The flows' directory effects, with the library's own error handling, and limiter effects."""
 
 from __future__ import annotations
 
@@ -10,14 +10,23 @@ from typing import Any, NoReturn
 
 from ..exceptions import DirectoryError, RateLimited, RecoveryError
 from .effects import Effect, Flow, Hit, Interrupted, RetryAfter
+from .limits import LimitName
 
-__all__ = ["Guarded"]
+__all__ = ["Guarded", "asked_by"]
 
 logger = logging.getLogger("credrecovery")
 
 
+def asked_by(value: str, requester: str) -> str:
+    """What a limit counting each requester apart counts ``value`` under, for ``requester``.
+
+    Unambiguous whatever either holds: the requester's length comes first.
+    """
+    return f"{len(requester)}:{requester}\n{value}"
+
+
 class Guarded:
-    """Base of the flows: wraps directory errors, lets limiter errors through, serializes swaps."""
+    """Base of the flows: wraps directory errors, asks the limiters, serializes swaps."""
 
     _limited: bool
     _confirming: set[str]
@@ -36,36 +45,28 @@ class Guarded:
                 raise
             raise DirectoryError("the client directory is unavailable") from exc
 
-    def _limit(self, effect: Effect, name: str) -> Flow[bool]:
-        """A limiter effect that fails open: refusing every recovery while Redis is down
-        would be a denial of service of its own."""
+    def _limit(self, effect: Effect) -> Flow[bool]:
+        """A limiter effect's answer, True when limiting is off.
+
+        A storage failure is the limiters' to meet, alike in both shells:
+        they let the attempt through and log ``limiter_error``.
+        """
         if not self._limited:
             return True
-        try:
-            return bool((yield effect))
-        except Interrupted:
-            raise
-        except Exception:  # noqa: BLE001 - any storage failure
-            logger.error("rate limit storage failed; letting the attempt through",
-                         extra={"event": "limiter_error", "limit": name})
-            return True
+        return bool((yield effect))
 
-    def _hit(self, name: str, value: str) -> Flow[bool]:
-        return (yield from self._limit(Hit(name, value), name))
+    def _hit(self, name: LimitName, value: str) -> Flow[bool]:
+        return (yield from self._limit(Hit(name, value)))
 
-    def _enforce(self, name: str, requester: str) -> Flow[None]:
+    def _enforce(self, name: LimitName, requester: str) -> Flow[None]:
         if not (yield from self._hit(name, requester)):
             yield from self._throttle(name, requester)
 
-    def _throttle(self, name: str, requester: str) -> Flow[NoReturn]:
+    def _throttle(self, name: LimitName, value: str) -> Flow[NoReturn]:
         logger.warning("attempt refused by rate limit", extra={"event": "throttled",
-                                                               "limit": name})
-        try:
-            retry_after = float((yield RetryAfter(name, requester)))
-        except Interrupted:
-            raise
-        except Exception:  # noqa: BLE001 - any storage failure
-            retry_after = 60.0
+                                                               "limit": name.value})
+        # On the limiter's clock, the service's; its whole window if the storage fails.
+        retry_after = float((yield RetryAfter(name, value)))
         raise RateLimited(name, retry_after)
 
     @contextlib.contextmanager

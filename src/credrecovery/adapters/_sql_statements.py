@@ -65,6 +65,14 @@ class _Statements:
         )
         if self.must_change is not None:
             self.client_columns.append(self.must_change.label("must_change"))
+        # A column the directory may write, or the host's condition, read in every lookup.
+        self.active: sa.Column[Any] | None = None
+        if isinstance(m.active, str):
+            self.active = self.clients.c[m.active]
+            self.client_columns.append(self.active.label("active"))
+        elif m.active is not None:
+            self.client_columns.append(
+                sa.case((m.active, sa.true()), else_=sa.false()).label("active"))
 
     def describe(self, url: sa.URL) -> str:
         """What a repr shows: the URL without its password, and the tables."""
@@ -82,14 +90,15 @@ class _Statements:
         schema = _translated_schema(connection, self.clients)
         present = {column["name"] for column in
                    sa.inspect(connection).get_columns(self.clients.name, schema=schema)}
-        assert self.must_change is not None
-        if self.must_change.name not in present:
-            # The column as create_all writes it, NOT NULL with its default,
-            # so that rows already there read as false.
-            spec = sa.schema.CreateColumn(self.must_change).compile(dialect=connection.dialect)
-            connection.exec_driver_sql(
-                f"ALTER TABLE {_quoted_table(connection, self.clients)} ADD {spec}"
-            )
+        assert self.must_change is not None and self.active is not None
+        for column in (self.must_change, self.active):
+            if column.name not in present:
+                # The column as create_all writes it, NOT NULL with its default,
+                # so that rows already there read as its default: false, and open.
+                spec = sa.schema.CreateColumn(column).compile(dialect=connection.dialect)
+                connection.exec_driver_sql(
+                    f"ALTER TABLE {_quoted_table(connection, self.clients)} ADD {spec}"
+                )
 
     def set_must_change(self, number: str, value: bool) -> sa.Update | None:
         """The ``UPDATE`` of the flag; ``None`` without a column or when ``number`` cannot match."""
@@ -101,6 +110,28 @@ class _Statements:
             .where(self.number == number_value)
             .values({self.must_change: bool(value)})
         )
+
+    def set_active(self, number: str, active: bool) -> sa.Update | None:
+        """The ``UPDATE`` that opens or closes an account; ``None`` when ``number`` cannot match.
+
+        Raises :class:`TypeError` when the mapping names no ``active`` column.
+        """
+        if self.active is None:
+            raise TypeError(self._no_active_column())
+        number_value = self.number_value(number)
+        if number_value is None:
+            return None
+        return (
+            sa.update(self.clients)
+            .where(self.number == number_value)
+            .values({self.active: bool(active)})
+        )
+
+    def _no_active_column(self) -> str:
+        if self.mapping.active is None:
+            return "this directory's TableMapping names no active column"
+        return ("this directory's TableMapping decides with a condition which accounts are "
+                "open; change the columns it reads")
 
     def select(
         self, kind: IdentifierKind | str, value: str, limit: int
@@ -261,6 +292,10 @@ class _Statements:
             row[m.locale] = client.locale
         if m.must_change is not None:
             row[m.must_change] = client.must_change
+        if self.active is not None:
+            row[self.active.name] = bool(client.active)
+        elif not client.active:
+            raise ValueError(f"a closed client cannot be stored: {self._no_active_column()}")
         return row
 
     def domain_row(self, domain: str, number: str | int) -> dict[str, Any]:
@@ -283,6 +318,8 @@ class _Statements:
             # A host table may list a domain twice; databases join in no set order.
             domains=tuple(sorted(set(str(domains).split(_DOMAIN_SEPARATOR)))) if domains else (),
             must_change=bool(row.get("must_change")),
+            # NULL, from a nullable host column, reads as closed.
+            active=bool(row["active"]) if "active" in row else True,
         )
 
 

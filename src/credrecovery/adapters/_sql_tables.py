@@ -18,6 +18,8 @@ except ImportError as exc:  # pragma: no cover - exercised with the extra missin
     ) from exc
 
 __all__ = ["TableMapping"]
+# Characters no plain column name holds but a condition written as text does.
+_CONDITION_CHARACTERS = frozenset(" =<>!'\"()")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -39,6 +41,26 @@ class TableMapping:
     key was generated and must be replaced at the next sign-in; ``NULL``
     reads as false. Without it, clients read with ``must_change`` false and
     :meth:`SQLAlchemyDirectory.set_must_change` does nothing.
+
+    ``active`` tells which clients' accounts are open; the others read with
+    :attr:`Client.active <credrecovery.models.Client.active>` false, and the
+    service treats them as unknown. Without it every client is open. It is
+    either the name of a boolean column (true for an open account; ``NULL``
+    reads as closed), which :meth:`SQLAlchemyDirectory.set_active` and
+    ``add_client(..., active=False)`` then write, or a condition over the
+    clients table, a SQLAlchemy expression built by the host, which the
+    lookups select as ``CASE WHEN <condition> THEN true ELSE false END``:
+    ``sa.column("status") != "Closed"`` (the value is sent as a bound
+    parameter) or ``sa.text("status <> 'Closed'")`` (SQL text, inserted as
+    it is); a ``NULL`` outcome reads as closed. Write its columns with
+    :func:`sqlalchemy.column`, unattached to a table object; a column the
+    domains table has too must be qualified, e.g.
+    ``sa.literal_column("accounts.status")``. A condition is the host's code:
+    never build it from a client's or a request's data. A string is always a
+    column name, quoted as one; SQL text in a string is refused. With a
+    condition, only the host opens and closes accounts, in its own columns:
+    :meth:`SQLAlchemyDirectory.set_active` raises :class:`TypeError`, and
+    adding a closed client :class:`ValueError`, as without ``active``.
 
     ``domains_table`` holds one row per domain: ``domain`` and
     ``domain_client``, the column holding the owning client's number. A
@@ -78,6 +100,7 @@ class TableMapping:
     name: str | None = None
     locale: str | None = None
     must_change: str | None = None
+    active: str | sa.ColumnElement[Any] | sa.TextClause | None = None
     domains_table: str
     domain: str
     domain_client: str
@@ -98,6 +121,27 @@ class TableMapping:
         )
         if not all(isinstance(value, str) and value for value in required):
             raise ValueError("every table and column name of a TableMapping must be given")
+        _check_active(self.active)
+
+
+def _check_active(active: object) -> None:
+    """Refuse an ``active`` that is neither a column name nor a self-contained condition."""
+    if active is None or isinstance(active, sa.TextClause):
+        return
+    if isinstance(active, str):
+        if not active:
+            raise ValueError("TableMapping.active must name a column")
+        if _CONDITION_CHARACTERS & set(active):
+            raise ValueError(
+                "TableMapping.active as text names a column; give a condition as a SQLAlchemy "
+                "expression, e.g. sa.column(\"status\") != \"Closed\"")
+        return
+    if not isinstance(active, sa.ColumnElement):
+        raise TypeError("TableMapping.active is a column name or a SQLAlchemy condition")
+    # A column of another table object would join that table into every lookup.
+    if active._from_objects:
+        raise ValueError("write the columns of TableMapping.active with sa.column(), "
+                         "unattached to a table")
 
 
 _OWN_MAPPING = TableMapping(
@@ -108,6 +152,7 @@ _OWN_MAPPING = TableMapping(
     name="name",
     locale="locale",
     must_change="must_change",
+    active="active",
     domains_table="credrecovery_domains",
     domain="domain",
     domain_client="client_number",
@@ -128,6 +173,7 @@ def _own_tables(metadata: sa.MetaData) -> tuple[sa.Table, sa.Table]:
         sa.Column("name", sa.String(255), nullable=False, server_default=""),
         sa.Column("locale", sa.String(35), nullable=True),
         sa.Column("must_change", sa.Boolean(), nullable=False, server_default=sa.false()),
+        sa.Column("active", sa.Boolean(), nullable=False, server_default=sa.true()),
         sa.PrimaryKeyConstraint("number", name="pk_credrecovery_clients"),
         # Not unique: resellers hold several client numbers under one address.
         sa.Index("ix_credrecovery_clients_email", "email"),
@@ -165,8 +211,9 @@ def _mapped_tables(metadata: sa.MetaData, mapping: TableMapping) -> tuple[sa.Tab
         for column in (mapping.name, mapping.locale)
         if column is not None
     ]
-    if mapping.must_change is not None:
-        client_columns.append(sa.Column(mapping.must_change, sa.Boolean()))
+    for flag in (mapping.must_change, mapping.active):
+        if isinstance(flag, str):
+            client_columns.append(sa.Column(flag, sa.Boolean()))
     clients = sa.Table(mapping.clients_table, metadata, *client_columns)
     domains = sa.Table(
         mapping.domains_table,

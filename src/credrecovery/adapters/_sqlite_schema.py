@@ -25,7 +25,8 @@ _SCHEMA = (
     key_hash TEXT NOT NULL,
     name     TEXT NOT NULL DEFAULT '',
     locale   TEXT,
-    must_change INTEGER NOT NULL DEFAULT 0
+    must_change INTEGER NOT NULL DEFAULT 0,
+    active   INTEGER NOT NULL DEFAULT 1
 )""",
     "CREATE INDEX IF NOT EXISTS clients_email ON clients (email, number)",
     """CREATE TABLE IF NOT EXISTS domains (
@@ -42,41 +43,46 @@ _SCHEMA = (
 # dropped. A hit and a miss then take the same steps through SQLite, touch as
 # much memory and decode as many values; a hit alone reading a row shows in
 # its timing, all the more on a busy server whose caches are cold. The sixth
-# column tells a match from a stand-in. The last two, the flag and the row's
-# domains (read through the domains_number index), are read for a stand-in
-# too. Numbers and domains are primary keys, so only an email can match
-# several rows. A compound SELECT runs its parts in order, so the outer LIMIT
-# reads the wrapped part only when too few addresses follow.
+# column tells a match from a stand-in. The last three, the flag, whether the
+# account is open and the row's domains (read through the domains_number
+# index), are read for a stand-in too. Numbers and domains are primary keys,
+# so only an email can match several rows. A compound SELECT runs its parts in
+# order, so the outer LIMIT reads the wrapped part only when too few addresses
+# follow.
 _FIND_SQL: dict[IdentifierKind, str] = {
     IdentifierKind.CLIENT_NUMBER: (
-        "SELECT * FROM (SELECT number, email, key_hash, name, locale, number = ?1, must_change,"
+        "SELECT * FROM (SELECT number, email, key_hash, name, locale, number = ?1,"
+        " must_change, active,"
         " (SELECT group_concat(domain, ',') FROM domains WHERE domains.number = clients.number)"
         " FROM clients WHERE number >= ?1 ORDER BY number LIMIT 1)"
         " UNION ALL"
-        " SELECT * FROM (SELECT number, email, key_hash, name, locale, 0, must_change,"
+        " SELECT * FROM (SELECT number, email, key_hash, name, locale, 0,"
+        " must_change, active,"
         " (SELECT group_concat(domain, ',') FROM domains WHERE domains.number = clients.number)"
         " FROM clients WHERE number < ?1 ORDER BY number LIMIT 1)"
         " LIMIT min(?2, 1)"
     ),
     IdentifierKind.EMAIL: (
-        "SELECT * FROM (SELECT number, email, key_hash, name, locale, email = ?1, must_change,"
+        "SELECT * FROM (SELECT number, email, key_hash, name, locale, email = ?1,"
+        " must_change, active,"
         " (SELECT group_concat(domain, ',') FROM domains WHERE domains.number = clients.number)"
         " FROM clients WHERE email >= ?1 ORDER BY email, number LIMIT ?2)"
         " UNION ALL"
-        " SELECT * FROM (SELECT number, email, key_hash, name, locale, 0, must_change,"
+        " SELECT * FROM (SELECT number, email, key_hash, name, locale, 0,"
+        " must_change, active,"
         " (SELECT group_concat(domain, ',') FROM domains WHERE domains.number = clients.number)"
         " FROM clients WHERE email < ?1 ORDER BY email, number LIMIT ?2)"
         " LIMIT ?2"
     ),
     IdentifierKind.DOMAIN: (
         "SELECT * FROM (SELECT c.number, c.email, c.key_hash, c.name, c.locale, d.domain = ?1,"
-        " c.must_change, (SELECT group_concat(domain, ',') FROM domains"
+        " c.must_change, c.active, (SELECT group_concat(domain, ',') FROM domains"
         " WHERE domains.number = c.number)"
         " FROM domains AS d JOIN clients AS c ON c.number = d.number"
         " WHERE d.domain >= ?1 ORDER BY d.domain LIMIT 1)"
         " UNION ALL"
         " SELECT * FROM (SELECT c.number, c.email, c.key_hash, c.name, c.locale, 0,"
-        " c.must_change, (SELECT group_concat(domain, ',') FROM domains"
+        " c.must_change, c.active, (SELECT group_concat(domain, ',') FROM domains"
         " WHERE domains.number = c.number)"
         " FROM domains AS d JOIN clients AS c ON c.number = d.number"
         " WHERE d.domain < ?1 ORDER BY d.domain LIMIT 1)"
@@ -85,10 +91,11 @@ _FIND_SQL: dict[IdentifierKind, str] = {
 }
 _REPLACE_SQL = "UPDATE clients SET key_hash = ? WHERE number = ? AND key_hash = ?"
 _INSERT_CLIENT_SQL = (
-    "INSERT INTO clients (number, email, key_hash, name, locale, must_change)"
-    " VALUES (?, ?, ?, ?, ?, ?)"
+    "INSERT INTO clients (number, email, key_hash, name, locale, must_change, active)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?)"
 )
 _MUST_CHANGE_SQL = "UPDATE clients SET must_change = ? WHERE number = ?"
+_ACTIVE_SQL = "UPDATE clients SET active = ? WHERE number = ?"
 _INSERT_DOMAIN_SQL = "INSERT INTO domains (domain, number) VALUES (?, ?)"
 
 
@@ -142,9 +149,18 @@ def _migrate_to_2(conn: sqlite3.Connection) -> None:
     conn.execute("ALTER TABLE clients ADD COLUMN must_change INTEGER NOT NULL DEFAULT 0")
 
 
+def _migrate_to_3(conn: sqlite3.Connection) -> None:
+    """Version 2 to 3: ``clients.active``, 1 (open) for every client already there."""
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(clients)")}
+    if "active" in columns:
+        raise DirectoryError("the clients table already has an active column; migrate it by hand")
+    conn.execute("ALTER TABLE clients ADD COLUMN active INTEGER NOT NULL DEFAULT 1")
+
+
 # _MIGRATIONS[n] takes a file from version n to n + 1: a change of schema is
 # one more step here, with _SCHEMA changed to match its outcome.
-_MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_migrate_to_1, _migrate_to_2)
+_MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
+    _migrate_to_1, _migrate_to_2, _migrate_to_3)
 _SCHEMA_VERSION = len(_MIGRATIONS)
 
 
@@ -163,7 +179,8 @@ def _matched_clients(rows: Iterable[Sequence[object]]) -> list[Client]:
         # Built for a hit and a miss alike, so that both do the same work.
         number, email, key_hash, name, locale = row[:5]
         client = Client(number, email, key_hash, name, locale,  # type: ignore[arg-type]
-                        domains=_split_domains(row[7]), must_change=bool(row[6]))
+                        domains=_split_domains(row[8]), must_change=bool(row[6]),
+                        active=bool(row[7]))
         if row[5]:
             found.append(client)
     return found
@@ -175,10 +192,10 @@ def _split_domains(joined: object) -> tuple[str, ...]:
     return tuple(sorted(joined.split(","))) if isinstance(joined, str) and joined else ()
 
 
-def _client_values(client: Client) -> tuple[str, str, str, str, str | None, int]:
+def _client_values(client: Client) -> tuple[str, str, str, str, str | None, int, int]:
     """The parameters of _INSERT_CLIENT_SQL for ``client``."""
     return (client.number, client.email, client.key_hash, client.name, client.locale,
-            int(client.must_change))
+            int(client.must_change), int(bool(client.active)))
 
 
 def _prepare_file(conn: sqlite3.Connection) -> None:

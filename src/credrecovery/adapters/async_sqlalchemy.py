@@ -47,6 +47,8 @@ class AsyncSQLAlchemyDirectory:
 
     Every method behaves as the synchronous directory's of the same name, as
     a coroutine; see :class:`~credrecovery.sqlalchemy.SQLAlchemyDirectory`.
+    :meth:`aclose`, :meth:`close` and leaving ``async with`` do what
+    :meth:`dispose` does: the pool is closed and the directory stays usable.
     """
 
     def __init__(
@@ -87,7 +89,7 @@ class AsyncSQLAlchemyDirectory:
         """Create the directory's own tables and indexes where they are missing.
 
         Idempotent; to tables an earlier version created it adds the
-        ``must_change`` column, as :meth:`SQLAlchemyDirectory.create_schema
+        ``must_change`` and ``active`` columns, as :meth:`SQLAlchemyDirectory.create_schema
         <credrecovery.sqlalchemy.SQLAlchemyDirectory.create_schema>` does.
         Raises :class:`TypeError` with a :class:`TableMapping`, and
         :class:`~credrecovery.DirectoryError` when the database fails.
@@ -103,6 +105,10 @@ class AsyncSQLAlchemyDirectory:
 
     async def dispose(self) -> None:
         """Close the engine's pooled connections; they are opened again on demand."""
+        await self._engine.dispose()
+
+    async def aclose(self) -> None:
+        """:meth:`dispose`, by the name every async object of this package has."""
         await self._engine.dispose()
 
     close = dispose
@@ -183,6 +189,26 @@ class AsyncSQLAlchemyDirectory:
 
         await _guarded_async("record whether a key must change", run)
 
+    async def set_active(self, number: str, active: bool) -> None:
+        """Open (``True``) or close (``False``) client ``number``'s account.
+
+        As :meth:`SQLAlchemyDirectory.set_active
+        <credrecovery.sqlalchemy.SQLAlchemyDirectory.set_active>`: one
+        ``UPDATE``, nothing for an unknown number; :class:`TypeError` without
+        an ``active`` column; :class:`~credrecovery.DirectoryError` when the
+        database fails.
+        """
+        statement = self._statements.set_active(number, active)
+        if statement is None:
+            return
+        update: sa.Update = statement
+
+        async def run() -> None:
+            async with self._engine.begin() as connection:
+                await connection.execute(update)
+
+        await _guarded_async("open or close an account", run)
+
     async def add_client(
         self,
         number: str,
@@ -193,17 +219,20 @@ class AsyncSQLAlchemyDirectory:
         domains: Iterable[str] = (),
         name: str = "",
         locale: str | None = None,
+        active: bool = True,
     ) -> Client:
         """Add a client, given exactly one of ``key`` or an imported ``key_hash``.
 
         As :meth:`SQLAlchemyDirectory.add_client
         <credrecovery.sqlalchemy.SQLAlchemyDirectory.add_client>`: one
-        transaction; :class:`ValueError` when the number or a domain is taken
-        or a constraint refuses the row (with ``sqlstate`` and ``constraint``).
+        transaction; ``active=False`` for a closed account; :class:`ValueError`
+        when the number or a domain is taken, a constraint refuses the row
+        (with ``sqlstate`` and ``constraint``), or a closed client has no
+        ``active`` column to go to.
         """
         record = ClientRecord.build(
             number, email, key=key, key_hash=key_hash, domains=domains,
-            name=name, locale=locale, crypt_context=self._crypt_context,
+            name=name, locale=locale, crypt_context=self._crypt_context, active=active,
         )
         statements = self._statements
         client, number_value = statements.stored_record(record)

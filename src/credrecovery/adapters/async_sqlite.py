@@ -29,7 +29,9 @@ from .._records import ClientRecord
 from ..exceptions import DirectoryError
 from ..identifiers import IdentifierKind
 from ..models import Client
+from ._closing import closed_error
 from ._sqlite_schema import (
+    _ACTIVE_SQL,
     _INSERT_CLIENT_SQL,
     _INSERT_DOMAIN_SQL,
     _MUST_CHANGE_SQL,
@@ -58,8 +60,9 @@ class AsyncSQLiteDirectory:
     That first call raises :class:`DirectoryError` when the file cannot be
     created, opened or migrated, or when a later version of the library wrote
     it. Calls on one instance take turns on its connection; close it with
-    :meth:`close` or ``async with``. An instance belongs to the event loop of
-    its first call.
+    :meth:`aclose` or ``async with``, after which every call raises
+    :class:`DirectoryError`. An instance belongs to the event loop of its
+    first call.
 
     Hits and misses read one client row each, and its domains, as in the
     synchronous directory, so that they take the same time.
@@ -91,14 +94,22 @@ class AsyncSQLiteDirectory:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        await self.close()
+        await self.aclose()
 
-    async def close(self) -> None:
-        """Close the connection and refuse any further call. Idempotent."""
+    async def aclose(self) -> None:
+        """Close the connection and refuse any further call; idempotent.
+
+        Every later call raises :class:`DirectoryError` ("the client directory
+        is closed"). The file stays as it is, for another directory to open.
+        """
         self._closed = True
         conn, self._conn = self._conn, None
         if conn is not None:
             await conn.close()
+
+    async def close(self) -> None:
+        """:meth:`aclose`, by its earlier name."""
+        await self.aclose()
 
     async def add_client(
         self,
@@ -110,17 +121,19 @@ class AsyncSQLiteDirectory:
         domains: Iterable[str] = (),
         name: str = "",
         locale: str | None = None,
+        active: bool = True,
     ) -> Client:
         """Add a client, given exactly one of ``key`` or an imported ``key_hash``.
 
         As :meth:`SQLiteDirectory.add_client
         <credrecovery.sqlite.SQLiteDirectory.add_client>`: values normalized,
-        one transaction, a shared primary address allowed; raises
-        :class:`ValueError` when the number or a domain is taken.
+        one transaction, a shared primary address allowed, ``active=False``
+        for a closed account; raises :class:`ValueError` when the number or a
+        domain is taken.
         """
         record = ClientRecord.build(
             number, email, key=key, key_hash=key_hash, domains=domains,
-            name=name, locale=locale, crypt_context=self._crypt_context,
+            name=name, locale=locale, crypt_context=self._crypt_context, active=active,
         )
         client = record.client
         async with self._connect("add a client") as conn:
@@ -201,6 +214,17 @@ class AsyncSQLiteDirectory:
         async with self._connect("record whether a key must change") as conn:
             await conn.execute(_MUST_CHANGE_SQL, (int(bool(value)), number))
 
+    async def set_active(self, number: str, active: bool) -> None:
+        """Open (``True``) or close (``False``) client ``number``'s account.
+
+        As :meth:`SQLiteDirectory.set_active
+        <credrecovery.sqlite.SQLiteDirectory.set_active>`: one ``UPDATE``,
+        nothing for an unknown number; :class:`DirectoryError` when the
+        database fails.
+        """
+        async with self._connect("open or close an account") as conn:
+            await conn.execute(_ACTIVE_SQL, (int(bool(active)), number))
+
     @contextlib.asynccontextmanager
     async def _connect(self, action: str) -> AsyncIterator[aiosqlite.Connection]:
         """Yield the autocommit connection, with this call's turn on it; SQLite errors
@@ -222,7 +246,7 @@ class AsyncSQLiteDirectory:
 
     async def _connection(self) -> aiosqlite.Connection:
         if self._closed:
-            raise DirectoryError("the client directory is closed")
+            raise closed_error()
         if self._conn is not None:
             return self._conn
         # Creating and migrating the file is a one-off; a thread keeps it off the loop.
@@ -235,7 +259,7 @@ class AsyncSQLiteDirectory:
             raise
         if self._closed:
             await conn.close()
-            raise DirectoryError("the client directory is closed")
+            raise closed_error()
         self._conn = conn
         return conn
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
-import html
 import random
 import threading
 from collections.abc import Iterable
@@ -14,6 +13,7 @@ from passlib.context import CryptContext
 
 from .._records import ClientRecord
 from ..identifiers import IdentifierKind, parse_kind
+from ..mail.viewer import MessageView, render_html
 from ..models import Client
 
 __all__ = ["MemoryDirectory", "MemoryMailer", "MessageView", "Outbox", "render_html"]
@@ -24,7 +24,8 @@ class MemoryDirectory:
 
     Numbers and domains are unique; several clients may share a primary
     address, and :meth:`find_all` returns them all. Clients come back with
-    their domains, and with the flag :meth:`set_must_change` keeps.
+    their domains, with the flag :meth:`set_must_change` keeps, and open or
+    closed as :meth:`add_client` or :meth:`set_active` left them.
 
     A lookup reads as many records whether or not anything matched: one for
     a number or a domain, ``limit`` for an email (see :meth:`find_all`).
@@ -56,16 +57,18 @@ class MemoryDirectory:
         domains: Iterable[str] = (),
         name: str = "",
         locale: str | None = None,
+        active: bool = True,
     ) -> Client:
         """Add a client, given exactly one of ``key`` or an imported ``key_hash``.
 
         Values are normalized as the service will look them up. The primary
-        address may be another client's too. Raises :class:`ValueError` when
-        the number or a domain is taken.
+        address may be another client's too. ``active=False`` adds it closed
+        (see :attr:`Client.active <credrecovery.models.Client.active>`).
+        Raises :class:`ValueError` when the number or a domain is taken.
         """
         record = ClientRecord.build(
             number, email, key=key, key_hash=key_hash, domains=domains,
-            name=name, locale=locale, crypt_context=self._crypt_context,
+            name=name, locale=locale, crypt_context=self._crypt_context, active=active,
         )
         with self._lock:
             if record.client.number in self._clients:
@@ -151,6 +154,17 @@ class MemoryDirectory:
             if client is not None:
                 self._clients[number] = dataclasses.replace(client, must_change=bool(value))
 
+    def set_active(self, number: str, active: bool) -> None:
+        """Open (``True``) or close (``False``) client ``number``'s account.
+
+        A closed client is found as it is, with ``active`` false; the service
+        then treats it as unknown. Does nothing for an unknown number.
+        """
+        with self._lock:
+            client = self._clients.get(number)
+            if client is not None:
+                self._clients[number] = dataclasses.replace(client, active=bool(active))
+
 
 class MemoryMailer:
     """A :class:`~credrecovery.Mailer` that keeps every message in :attr:`outbox`."""
@@ -166,9 +180,6 @@ class MemoryMailer:
         """Append ``message`` to :attr:`outbox`."""
         with self._lock:
             self.outbox.append(message)
-
-
-_HEADERS = ("From", "To", "Subject", "Date")
 
 
 class Outbox(list[EmailMessage]):
@@ -193,49 +204,3 @@ class Outbox(list[EmailMessage]):
         Raises :class:`IndexError` when there is no such message.
         """
         return MessageView(self[index])
-
-
-@dataclasses.dataclass(frozen=True, repr=False)
-class MessageView:
-    """One message that renders as a card in a notebook (see :func:`render_html`)."""
-
-    message: EmailMessage
-
-    def __repr__(self) -> str:
-        # The subject only: a body may hold a link or an access key.
-        return f"MessageView(subject={self.message.get('Subject', '')!r})"
-
-    def _repr_html_(self) -> str:
-        return render_html(self.message)
-
-
-def render_html(message: EmailMessage) -> str:
-    """Render ``message`` as an HTML card: its From, To, Subject and Date, then its body.
-
-    Header values are escaped. The HTML part, when there is one, is shown in
-    an ``<iframe sandbox srcdoc="...">``: its markup renders, but no script in
-    it runs and it cannot reach the page around it. A message without an HTML
-    part shows its plain text, escaped, in ``<pre>``.
-    """
-    rows = "".join(
-        f'<tr><th style="text-align:left;padding-right:1em">{name}</th>'
-        f"<td>{html.escape(str(message.get(name, '')))}</td></tr>"
-        for name in _HEADERS
-    )
-    html_part = message.get_body(("html",))
-    if html_part is not None:
-        srcdoc = html.escape(str(html_part.get_content()), quote=True)
-        body = (
-            f'<iframe sandbox srcdoc="{srcdoc}" title="Message body" '
-            'referrerpolicy="no-referrer" '
-            'style="width:100%;height:18em;border:1px solid #ddd;background:#fff"></iframe>'
-        )
-    else:
-        plain_part = message.get_body(("plain",))
-        text = "" if plain_part is None else str(plain_part.get_content())
-        body = f'<pre style="white-space:pre-wrap">{html.escape(text)}</pre>'
-    return (
-        '<div class="credrecovery-message" '
-        'style="border:1px solid #ccc;border-radius:4px;margin:0 0 1em;padding:.5em 1em">'
-        f"<table>{rows}</table>{body}</div>"
-    )

@@ -5,8 +5,9 @@
 * **its own tables** (no ``mapping``): ``credrecovery_clients`` and
   ``credrecovery_domains``, created by :meth:`SQLAlchemyDirectory.create_schema`
   or described by :attr:`SQLAlchemyDirectory.metadata` for a migration tool.
-  Tables an earlier version created lack ``credrecovery_clients.must_change``;
-  ``create_schema`` adds it (a migration tool can, from the metadata);
+  Tables an earlier version created lack ``credrecovery_clients.must_change``
+  or ``credrecovery_clients.active``; ``create_schema`` adds them (a migration
+  tool can, from the metadata);
 * **the host's existing tables**, described by a :class:`TableMapping`. Only the
   mapped columns are ever read or written; the host's other columns, indexes
   and constraints are left alone and nothing is reflected.
@@ -18,7 +19,8 @@ stored values with ``=`` so that an ordinary index serves them; see
 Numbers and domains name one client each; several clients may share a
 primary address, and :meth:`SQLAlchemyDirectory.find_all` returns them all.
 A lookup returns each client with its domains, read by the same statement,
-and with the flag that ``set_must_change`` keeps.
+with the flag that ``set_must_change`` keeps, and open or closed (see
+``TableMapping.active`` and ``set_active``).
 
 Errors from the database surface as :class:`~credrecovery.DirectoryError`
 with two attributes, ``sqlstate`` (the SQLSTATE the database reported, such
@@ -71,6 +73,11 @@ class SQLAlchemyDirectory:
 
     ``crypt_context`` hashes the keys given to :meth:`add_client`; it defaults
     to :func:`~credrecovery.keys.default_context`.
+
+    :meth:`close` (the same as :meth:`dispose`), or leaving a ``with`` block,
+    closes the engine's pooled connections. Unlike
+    :class:`~credrecovery.sqlite.SQLiteDirectory`, the directory stays usable
+    afterwards: connections are opened again on demand, as after a fork.
     """
 
     def __init__(
@@ -121,10 +128,12 @@ class SQLAlchemyDirectory:
         """Create the directory's own tables and indexes where they are missing.
 
         Idempotent. To tables an earlier version created it adds the
-        ``must_change`` column (``NOT NULL``, default false); it changes them
-        in no other way. Raises :class:`TypeError` with a :class:`TableMapping`:
-        the host owns those tables. Raises :class:`~credrecovery.DirectoryError`
-        when the database fails.
+        ``must_change`` column (``NOT NULL``, default false) and the
+        ``active`` column (``NOT NULL``, default true: every client already
+        there stays open); it changes them in no other way. Raises
+        :class:`TypeError` with a :class:`TableMapping`: the host owns those
+        tables. Raises :class:`~credrecovery.DirectoryError` when the database
+        fails.
         """
         statements = self._statements
         statements.check_own_schema()
@@ -136,9 +145,10 @@ class SQLAlchemyDirectory:
         _guarded("create its tables", create)
 
     def dispose(self) -> None:
-        """Close the engine's pooled connections.
+        """Close the engine's pooled connections, the host's engine's too.
 
-        The directory stays usable: connections are opened again on demand.
+        The directory stays usable: connections are opened again on demand,
+        as after a fork.
         """
         self._engine.dispose()
 
@@ -221,6 +231,26 @@ class SQLAlchemyDirectory:
 
         _guarded("record whether a key must change", update)
 
+    def set_active(self, number: str, active: bool) -> None:
+        """Open (``True``) or close (``False``) client ``number``'s account.
+
+        One ``UPDATE`` of the ``active`` column; an unknown number changes
+        nothing. A closed client is found as it is, with ``active`` false, and
+        the service treats it as unknown. Raises :class:`TypeError` when the
+        :class:`TableMapping` names no ``active`` column, or gives a condition
+        (the host's columns decide then), and
+        :class:`~credrecovery.DirectoryError` when the database fails.
+        """
+        statement = self._statements.set_active(number, active)
+        if statement is None:
+            return
+
+        def update() -> None:
+            with self._engine.begin() as connection:
+                connection.execute(statement)
+
+        _guarded("open or close an account", update)
+
     def add_client(
         self,
         number: str,
@@ -231,11 +261,14 @@ class SQLAlchemyDirectory:
         domains: Iterable[str] = (),
         name: str = "",
         locale: str | None = None,
+        active: bool = True,
     ) -> Client:
         """Add a client, given exactly one of ``key`` or an imported ``key_hash``.
 
         Values are normalized as the service will look them up, and written in
         one transaction. The primary address may be another client's too.
+        ``active=False`` adds it closed, into the ``active`` column; without
+        one (see :class:`TableMapping`) that raises :class:`ValueError`.
         Raises :class:`ValueError` when the number or a domain is taken, or a
         constraint of the tables refuses the row (its ``sqlstate`` and
         ``constraint`` then say which, as on
@@ -251,6 +284,7 @@ class SQLAlchemyDirectory:
             name=name,
             locale=locale,
             crypt_context=self._crypt_context,
+            active=active,
         )
         statements = self._statements
         client, number_value = statements.stored_record(record)
@@ -273,7 +307,8 @@ class SQLAlchemyDirectory:
         """Insert many clients with their domains in one transaction; return how many.
 
         The clients' values must already be normalized and their keys hashed:
-        nothing is checked. Rows go in ``batch_size`` at a time, with
+        nothing is checked, except that a closed client (``active`` false)
+        needs an ``active`` column. Rows go in ``batch_size`` at a time, with
         ``COPY`` on PostgreSQL through psycopg and ``executemany`` elsewhere.
         The engine's ``schema_translate_map`` applies to ``COPY`` as to every
         other statement. Raises :class:`ValueError` when a constraint refuses a

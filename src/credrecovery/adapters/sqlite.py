@@ -27,8 +27,9 @@ from .._records import ClientRecord
 from ..exceptions import DirectoryError
 from ..identifiers import IdentifierKind
 from ..models import Client
-from ._sqlite_schema import _FIND_SQL as _FIND_SQL
+from ._closing import closed_error
 from ._sqlite_schema import (
+    _ACTIVE_SQL,
     _INSERT_CLIENT_SQL,
     _INSERT_DOMAIN_SQL,
     _MUST_CHANGE_SQL,
@@ -41,6 +42,7 @@ from ._sqlite_schema import (
     _matched_clients,
     _prepare_file,
 )
+from ._sqlite_schema import _FIND_SQL as _FIND_SQL
 from ._sqlite_schema import _SCHEMA_VERSION as _SCHEMA_VERSION
 
 __all__ = ["SQLiteDirectory"]
@@ -62,10 +64,13 @@ class SQLiteDirectory:
 
     Numbers and domains are unique; several clients may share a primary
     address, and :meth:`find_all` returns them all. Clients come back with
-    their domains, sorted, and with the flag :meth:`set_must_change` keeps.
+    their domains, sorted, with the flag :meth:`set_must_change` keeps, and
+    open or closed as :meth:`add_client` or :meth:`set_active` left them.
     Text that is not valid UTF-8 reads back with its bad bytes as lone
     surrogates (``surrogateescape``) rather than failing the lookup, so that
     the service can set the record aside as unusable.
+
+    :meth:`close`, or leaving a ``with`` block, closes the directory for good.
     """
 
     def __init__(
@@ -102,7 +107,11 @@ class SQLiteDirectory:
         self.close()
 
     def close(self) -> None:
-        """Close every thread's connection and refuse any further call."""
+        """Close every thread's connection and refuse any further call; idempotent.
+
+        Every later call raises :class:`DirectoryError` ("the client directory
+        is closed"). The file stays as it is, for another directory to open.
+        """
         with self._lock:
             self._closed = True
             connections, self._connections = self._connections, []
@@ -119,17 +128,19 @@ class SQLiteDirectory:
         domains: Iterable[str] = (),
         name: str = "",
         locale: str | None = None,
+        active: bool = True,
     ) -> Client:
         """Add a client, given exactly one of ``key`` or an imported ``key_hash``.
 
         Values are normalized as the service will look them up. The client and
         its domains are written in one transaction. The primary address may be
-        another client's too. Raises :class:`ValueError` when the number or a
-        domain is taken.
+        another client's too. ``active=False`` adds it closed (see
+        :attr:`Client.active <credrecovery.models.Client.active>`). Raises
+        :class:`ValueError` when the number or a domain is taken.
         """
         record = ClientRecord.build(
             number, email, key=key, key_hash=key_hash, domains=domains,
-            name=name, locale=locale, crypt_context=self._crypt_context,
+            name=name, locale=locale, crypt_context=self._crypt_context, active=active,
         )
         client = record.client
         with self._connect("add a client") as conn, conn:
@@ -151,12 +162,12 @@ class SQLiteDirectory:
 
         For imports and benchmarks: values must already be normalized and
         hashed, and nothing is checked beyond the database's constraints.
-        Each client's ``must_change`` is stored; its domains are the pair's
-        second item, not ``Client.domains``.
-        Raises :class:`ValueError` on a duplicate and :class:`DirectoryError`
-        on any other database error, having inserted nothing.
+        Each client's ``must_change`` and ``active`` are stored; its domains
+        are the pair's second item, not ``Client.domains``. Raises
+        :class:`ValueError` on a duplicate and :class:`DirectoryError` on any
+        other database error, having inserted nothing.
         """
-        clients: list[tuple[str, str, str, str, str | None, int]] = []
+        clients: list[tuple[str, str, str, str, str | None, int, int]] = []
         domains: list[tuple[str, str]] = []
         for client, client_domains in records:
             clients.append(_client_values(client))
@@ -224,6 +235,17 @@ class SQLiteDirectory:
         with self._connect("record whether a key must change") as conn:
             conn.execute(_MUST_CHANGE_SQL, (int(bool(value)), number))
 
+    def set_active(self, number: str, active: bool) -> None:
+        """Open (``True``) or close (``False``) client ``number``'s account.
+
+        One ``UPDATE``; an unknown number changes nothing. A closed client is
+        found as it is, with ``active`` false, and the service treats it as
+        unknown. Raises :class:`DirectoryError` when the database fails,
+        having written nothing.
+        """
+        with self._connect("open or close an account") as conn:
+            conn.execute(_ACTIVE_SQL, (int(bool(active)), number))
+
     @contextlib.contextmanager
     def _connect(self, action: str) -> Iterator[sqlite3.Connection]:
         """Yield this thread's autocommit connection; turn SQLite errors into DirectoryError."""
@@ -243,11 +265,11 @@ class SQLiteDirectory:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is not None and self._local.pid == os.getpid():
             if self._closed:
-                raise DirectoryError("the client directory is closed")
+                raise closed_error()
             return conn
         with self._lock:
             if self._closed:
-                raise DirectoryError("the client directory is closed")
+                raise closed_error()
             # check_same_thread is off only so that close() may close it; the
             # connection is otherwise used by its own thread alone.
             conn = sqlite3.connect(

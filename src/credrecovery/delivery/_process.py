@@ -10,7 +10,8 @@ writes one framed job to a pipe.
 
 Frames are length-prefixed pickles over the child's standard input and
 output, a private pipe between a process and its own child. The child sends
-back its log records, which the parent logs as its own, and the answers to
+back its log records, which the parent logs as its own, the outcome of each
+confirmation mail, which the parent reports as its own, and the answers to
 ``flush``, ``pending`` and ``close``.
 """
 
@@ -25,9 +26,11 @@ import struct
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from email.message import EmailMessage
 from typing import IO, Any
 
+from ..events import EventKind
 from ..exceptions import DeliveryFailed
 from ..jobs import ConfirmationJob
 
@@ -82,10 +85,14 @@ class DeliveryProcess:
     ``config`` is what the child needs, pickled: the mailer, the composer and
     the :class:`~credrecovery.BackgroundMailer` settings. The child starts at
     once; after a fork, the next call starts a new one for the new process.
+    ``report`` is called, from the thread that reads the child's frames,
+    with each confirmation mail's outcome as the child reports it.
     """
 
-    def __init__(self, config: bytes) -> None:
+    def __init__(self, config: bytes, *,
+                 report: Callable[[EventKind, str | None, str], None] | None = None) -> None:
         self._config = config
+        self._report = report
         self._sequence = 0
         self._child: subprocess.Popen[bytes] | None = None
         self._pid = 0
@@ -207,12 +214,24 @@ class DeliveryProcess:
                 target = logging.getLogger(record.name)
                 if target.isEnabledFor(record.levelno):
                     target.handle(record)
+            elif kind == "outcome":
+                self._reported(*body)
             else:
                 sequence, value = body
                 with self._answered:
                     if sequence in self._answers:
                         self._answers[sequence].append(value)
                     self._answered.notify_all()
+
+
+    def _reported(self, kind: str, number: str | None, reason: str) -> None:
+        if self._report is None:
+            return
+        try:
+            self._report(EventKind(kind), number, reason)
+        except Exception as exc:  # noqa: BLE001 - the reader must go on reading
+            logger.error("a delivery outcome was not reported: %s", type(exc).__name__,
+                         extra={"event": "hook_failed", "error": type(exc).__name__})
 
 
 class _Forward(logging.Handler):
@@ -235,6 +254,7 @@ class _Forward(logging.Handler):
 def main() -> None:
     """The child: deliver what the parent hands over until it says close or goes away."""
     from .background import BackgroundMailer
+    from .inline import tell
 
     incoming = io.FileIO(sys.stdin.fileno(), "rb", closefd=False)
     outgoing = io.FileIO(sys.stdout.fileno(), "wb", closefd=False)
@@ -249,10 +269,17 @@ def main() -> None:
     library.propagate = False
     mailer = BackgroundMailer(config["mailer"], isolation="thread", **config["options"])
     mailer.bind(config["composer"])
+
+    def report(kind: EventKind, number: str | None, reason: str) -> None:
+        _write(outgoing, lock, ("outcome", (kind.value, number, reason)))
+
+    mailer.report_to(report)
     while (frame := _read(incoming)) is not None:
         kind = frame[0]
         if kind == "job":
-            _take(mailer.submit, ConfirmationJob.from_dict(frame[1]))
+            job = ConfirmationJob.from_dict(frame[1])
+            if not _take(mailer.submit, job):
+                tell(report, EventKind.DELIVERY_FAILED, job)
         elif kind == "message":
             _take(mailer.send, frame[1])
         else:
@@ -270,9 +297,11 @@ def main() -> None:
     mailer.close(30.0)
 
 
-def _take(put: Any, item: Any) -> None:
+def _take(put: Any, item: Any) -> bool:
     try:
         put(item)
     except DeliveryFailed as exc:
         logger.error("confirmation mail not queued: %s", exc,
                      extra={"event": "mail_dropped", "reason": str(exc)})
+        return False
+    return True

@@ -1,32 +1,88 @@
-"""The retry decision both delivery workers share: give up, or wait and try again."""
+"""The retry decision both delivery workers share, logged alike, and their retry settings."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-import secrets
 from typing import Any
 
-__all__ = ["next_wait"]
+from .retry import RetryPolicy
+
+__all__ = ["RetrySettings", "chosen_policy", "next_wait"]
 
 logger = logging.getLogger("credrecovery")
 
 
-def next_wait(details: dict[str, Any], *, temporary: bool, attempt: int, max_attempts: int,
-              backoff: float, max_backoff: float) -> float | None:
+def next_wait(details: dict[str, Any], *, temporary: bool, attempt: int,
+              policy: RetryPolicy) -> float | None:
     """Log a failed attempt; return the seconds to wait before the next, or ``None`` to give up.
 
-    A permanent failure, or the last attempt, is given up (``delivery_failed``,
-    at ERROR). Otherwise the wait doubles from ``backoff`` with each attempt,
-    capped at ``max_backoff``, times a random factor between 0.5 and 1 so that
-    retries from many workers do not arrive together (``delivery_retry``).
-    ``details`` are the event's fields, a ``reason`` among them.
+    ``policy`` decides (see :meth:`RetryPolicy.retry_after`). Giving up is
+    logged as ``delivery_failed`` at ERROR, a retry as ``delivery_retry`` at
+    WARNING. ``details`` are the event's fields, a ``reason`` among them.
     """
-    if not temporary or attempt >= max_attempts:
+    wait = policy.retry_after(attempt, temporary=temporary)
+    if wait is None:
         logger.error("mail delivery failed; giving up: %s", details["reason"],
                      extra={"event": "delivery_failed", **details})
         return None
-    wait = min(max_backoff, backoff * 2.0 ** (attempt - 1))
-    wait *= 0.5 + secrets.randbelow(500) / 1000
     logger.warning("mail delivery failed; retrying in %.1f s: %s", wait, details["reason"],
                    extra={"event": "delivery_retry", **details})
     return wait
+
+
+def chosen_policy(retry: RetryPolicy | None, *, max_attempts: int | None,
+                  backoff: float | None, max_backoff: float | None) -> RetryPolicy:
+    """The policy a delivery was given: ``retry``, or one built from the separate settings.
+
+    Settings left ``None`` keep :class:`RetryPolicy`'s defaults. Raises
+    :class:`TypeError` when both are given, :class:`ValueError` for bad values.
+    """
+    separate: dict[str, Any] = {"max_attempts": max_attempts, "backoff": backoff,
+                                "max_backoff": max_backoff}
+    given = {name: value for name, value in separate.items() if value is not None}
+    if retry is None:
+        return RetryPolicy(**given)
+    if not isinstance(retry, RetryPolicy):
+        raise TypeError("retry must be a RetryPolicy")
+    if given:
+        raise TypeError(f"give retry=RetryPolicy(...) or {', '.join(given)}, not both")
+    return retry
+
+
+class RetrySettings:
+    """``retry``, and the separate settings it holds, for a delivery's readers and writers.
+
+    ``max_attempts``, ``backoff`` and ``max_backoff`` read the policy's
+    fields; setting one replaces :attr:`retry` with a copy that has it.
+    """
+
+    #: How failed mails are retried.
+    retry: RetryPolicy
+
+    @property
+    def max_attempts(self) -> int:
+        """Attempts per mail in all: :attr:`RetryPolicy.max_attempts`."""
+        return self.retry.max_attempts
+
+    @max_attempts.setter
+    def max_attempts(self, value: int) -> None:
+        self.retry = dataclasses.replace(self.retry, max_attempts=value)
+
+    @property
+    def backoff(self) -> float:
+        """Seconds before the first retry: :attr:`RetryPolicy.backoff`."""
+        return self.retry.backoff
+
+    @backoff.setter
+    def backoff(self, value: float) -> None:
+        self.retry = dataclasses.replace(self.retry, backoff=value)
+
+    @property
+    def max_backoff(self) -> float:
+        """The longest wait between attempts: :attr:`RetryPolicy.max_backoff`."""
+        return self.retry.max_backoff
+
+    @max_backoff.setter
+    def max_backoff(self, value: float) -> None:
+        self.retry = dataclasses.replace(self.retry, max_backoff=value)

@@ -11,30 +11,32 @@ inside the response of the request that asked for it.
 
 from __future__ import annotations
 
-import asyncio
 import atexit
 import copy
 import heapq
-import inspect
 import itertools
 import logging
 import secrets
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from email.message import EmailMessage
 from typing import Any, Literal
 
 from .._failures import failure_details
+from ..events import EventKind
 from ..exceptions import DeliveryFailed
 from ..jobs import ConfirmationJob
 from ..mail.composer import Composer
 from ..protocols import AsyncMailer, Mailer
 from ._crossing import _CannotCross, _crossing, _rebuilt_from_settings
 from ._process import DeliveryProcess
-from ._retry import next_wait
+from ._retry import RetrySettings, chosen_policy, next_wait
+from .inline import InlineDelivery, Report, compose, send_now, tell
+from .retry import RetryPolicy
 
-__all__ = ["BackgroundMailer", "compose", "failure_details"]
+# InlineDelivery, compose and send_now live in .inline, and stay importable from here.
+__all__ = ["BackgroundMailer", "InlineDelivery", "compose", "failure_details", "send_now"]
 
 logger = logging.getLogger("credrecovery")
 
@@ -48,7 +50,7 @@ class _Item:
         self.attempt = 1
 
 
-class BackgroundMailer:
+class BackgroundMailer(RetrySettings):
     """Deliver off the request path: confirmation jobs, and messages given to :meth:`send`.
 
     ``isolation`` says where, and the rule is that the mailer a host passes
@@ -80,13 +82,16 @@ class BackgroundMailer:
 
     A temporary failure (see :attr:`DeliveryFailed.temporary`; any other
     exception, a ``BaseException`` such as a green-thread ``Timeout``
-    included, counts as temporary) is retried up to ``max_attempts`` times
-    with exponential backoff from ``backoff`` seconds, capped at
-    ``max_backoff``, with jitter. Each attempt hands ``mailer`` a fresh copy
-    of the message, so a mailer may change the one it is given. A permanent
-    failure, or the last attempt, is logged at ERROR with its reason. No
-    worker is lost to what a mailer raises, and one that ends anyway is
-    replaced at the next job.
+    included, counts as temporary) is retried as ``retry``, a
+    :class:`~credrecovery.RetryPolicy`, says: by default up to 5 attempts,
+    with exponential backoff from 1 second, capped at 300, with jitter. The
+    separate ``max_attempts``, ``backoff`` and ``max_backoff`` still set the
+    policy's fields of those names, the others keeping their defaults; give
+    them or ``retry``, not both (:class:`TypeError`). Each attempt hands
+    ``mailer`` a fresh copy of the message, so a mailer may change the one it
+    is given. A permanent failure, or the last attempt, is logged at ERROR
+    with its reason. No worker is lost to what a mailer raises, and one that
+    ends anyway is replaced at the next job.
 
     ``workers`` threads deliver at once, so that one slow server does not
     hold the others up. The queue holds at most ``max_queue`` jobs and
@@ -94,10 +99,18 @@ class BackgroundMailer:
     when it is full. Call
     :meth:`flush` to wait for the queue to drain and :meth:`close` (or use
     ``with``) before exiting; an open mailer also flushes at interpreter exit.
+    Once closed, it is closed for good: :meth:`submit` and :meth:`send` raise
+    :class:`DeliveryFailed` (``temporary`` false), and :meth:`flush` has
+    nothing left to wait for.
 
     Delays and backoff count on ``clock``, ``time.monotonic`` by default. A
     test clock keeps delivery in threads; moving it does not wake the
     workers, so call :meth:`flush` after moving it.
+
+    The outcome of each confirmation mail (sent, or given up) goes to the
+    function :meth:`report_to` names, which a service with ``on_event``
+    sets: from the worker threads or, with a delivery process, from the
+    thread of this process that reads what the child reports.
     """
 
     def __init__(
@@ -105,16 +118,18 @@ class BackgroundMailer:
         mailer: Mailer | AsyncMailer,
         *,
         max_queue: int = 10_000,
-        max_attempts: int = 5,
-        backoff: float = 1.0,
-        max_backoff: float = 300.0,
+        retry: RetryPolicy | None = None,
+        max_attempts: int | None = None,
+        backoff: float | None = None,
+        max_backoff: float | None = None,
         delay: tuple[float, float] = (0.2, 2.0),
         workers: int = 4,
         isolation: Literal["auto", "process", "thread"] = "auto",
         clock: Callable[[], float] | None = None,
     ) -> None:
-        if (max_queue < 1 or max_attempts < 1 or backoff < 0 or max_backoff < backoff
-                or workers < 1):
+        self.retry = chosen_policy(retry, max_attempts=max_attempts, backoff=backoff,
+                                   max_backoff=max_backoff)
+        if max_queue < 1 or workers < 1:
             raise ValueError("invalid queue, retry or worker settings")
         if isolation not in ("auto", "process", "thread"):
             raise ValueError("isolation must be 'auto', 'process' or 'thread'")
@@ -122,9 +137,6 @@ class BackgroundMailer:
             raise ValueError("delay must be (shortest, longest) seconds, 0 <= shortest <= longest")
         self.mailer = mailer
         self.max_queue = max_queue
-        self.max_attempts = max_attempts
-        self.backoff = backoff
-        self.max_backoff = max_backoff
         self.delay = delay
         self.workers = workers
         self.isolation = isolation
@@ -141,6 +153,7 @@ class BackgroundMailer:
         self._in_flight = 0
         self._closed = False
         self._threads: list[threading.Thread] = []
+        self._report: Report | None = None
 
     def __repr__(self) -> str:
         return f"BackgroundMailer({self.mailer!r}, pending={self.pending})"
@@ -155,7 +168,8 @@ class BackgroundMailer:
     def pending(self) -> int:
         """Jobs and messages queued, waiting for a retry, or being sent."""
         if self._process is not None:
-            return self._process.pending()
+            # A closed process is not asked: asking would start another.
+            return 0 if self._closed else self._process.pending()
         with self._cond:
             return len(self._queue) + self._in_flight
 
@@ -163,6 +177,14 @@ class BackgroundMailer:
     def process_id(self) -> int | None:
         """The delivery process's id, or ``None`` when delivery runs in threads."""
         return self._process.pid if self._process is not None else None
+
+    def report_to(self, report: Report | None) -> None:
+        """Call ``report`` with each confirmation mail's outcome (``None``: stop)."""
+        self._report = report
+
+    def _reported(self, kind: EventKind, number: str | None, reason: str) -> None:
+        if self._report is not None:
+            self._report(kind, number, reason)
 
     def bind(self, composer: Composer) -> None:
         """Compose submitted jobs with ``composer``; the service calls this once.
@@ -175,7 +197,8 @@ class BackgroundMailer:
         if self._composer is not None and self._composer is not composer:
             raise ValueError("this BackgroundMailer already delivers for another service")
         self._composer = composer
-        if self.isolation == "thread" or self._custom_clock or self._process is not None:
+        if (self.isolation == "thread" or self._custom_clock or self._process is not None
+                or self._closed):
             return
         if self.isolation == "auto" and not _rebuilt_from_settings(self.mailer):
             logger.info(
@@ -184,8 +207,7 @@ class BackgroundMailer:
                 type(self.mailer).__name__,
                 extra={"event": "delivery_in_thread", "reason": "the host's own mailer"})
             return
-        options = {"max_queue": self.max_queue, "max_attempts": self.max_attempts,
-                   "backoff": self.backoff, "max_backoff": self.max_backoff,
+        options = {"max_queue": self.max_queue, "retry": self.retry,
                    "delay": self.delay, "workers": self.workers}
         try:
             config = _crossing({"mailer": self.mailer, "composer": composer,
@@ -198,7 +220,7 @@ class BackgroundMailer:
                 "confirmation mails are delivered from threads of this process: %s",
                 exc.reason, extra={"event": "delivery_in_thread", "reason": exc.reason})
             return
-        self._process = DeliveryProcess(config)
+        self._process = DeliveryProcess(config, report=self._reported)
         atexit.register(self.close)
 
     def submit(self, job: ConfirmationJob) -> None:
@@ -226,10 +248,10 @@ class BackgroundMailer:
         """Deliver every queued job now, and wait until all are sent or given up.
 
         Jobs still inside their random delay go at once; retries keep their
-        backoff. Returns ``False`` on timeout.
+        backoff. Returns ``False`` on timeout, and ``True`` at once once closed.
         """
         if self._process is not None:
-            return self._process.flush(timeout)
+            return True if self._closed else self._process.flush(timeout)
         with self._cond:
             self._queue = [
                 (0.0, order, item) if item.attempt == 1 else (due, order, item)
@@ -240,9 +262,11 @@ class BackgroundMailer:
             return self._cond.wait_for(lambda: not self._queue and not self._in_flight, timeout)
 
     def close(self, timeout: float | None = 30.0) -> None:
-        """Flush for up to ``timeout`` seconds, then stop the worker.
+        """Flush for up to ``timeout`` seconds, then stop the worker; idempotent.
 
         Jobs and messages still queued after that are logged as dropped.
+        Later calls of :meth:`submit` and :meth:`send` raise
+        :class:`DeliveryFailed` with ``temporary`` false.
         """
         atexit.unregister(self.close)
         if self._process is not None:
@@ -252,9 +276,12 @@ class BackgroundMailer:
         self.flush(timeout)
         with self._cond:
             self._closed = True
-            dropped = sum(1 for _, _, item in self._queue if item.job is None or not item.job.decoy)
+            left = [item for _, _, item in self._queue]
+            dropped = sum(1 for item in left if item.job is None or not item.job.decoy)
             self._queue.clear()
             self._cond.notify_all()
+        for item in left:
+            tell(self._report, EventKind.DELIVERY_FAILED, item.job)
         if dropped:
             logger.error("background mailer closed with %d messages undelivered", dropped,
                          extra={"event": "mail_dropped", "count": dropped,
@@ -306,6 +333,7 @@ class BackgroundMailer:
                 logger.error("mail delivery failed; giving up: %s", type(exc).__name__,
                              extra={"event": "delivery_failed", **failure_details(exc),
                                     **_clients(item.job)})
+                tell(self._report, EventKind.DELIVERY_FAILED, item.job)
             finally:
                 with self._cond:
                     self._in_flight -= 1
@@ -315,6 +343,8 @@ class BackgroundMailer:
         if item.message is None:
             assert item.job is not None and self._composer is not None
             item.message = compose(self._composer, item.job)
+            if item.message is None:
+                tell(self._report, EventKind.DELIVERY_FAILED, item.job)
             if item.message is None or item.job.decoy:
                 return
         message = item.message
@@ -326,91 +356,21 @@ class BackgroundMailer:
         logger.info("mail sent", extra={
             "event": "mail_sent", "message_id": message["Message-ID"],
             "attempt": item.attempt, **_clients(item.job)})
+        tell(self._report, EventKind.MAILED, item.job)
 
     def _failed(self, item: _Item, exc: BaseException) -> None:
         assert item.message is not None
         details = {"message_id": item.message["Message-ID"], "attempt": item.attempt,
                    **failure_details(exc), **_clients(item.job)}
         temporary = exc.temporary if isinstance(exc, DeliveryFailed) else True
-        wait = next_wait(details, temporary=temporary, attempt=item.attempt,
-                         max_attempts=self.max_attempts, backoff=self.backoff,
-                         max_backoff=self.max_backoff)
+        wait = next_wait(details, temporary=temporary, attempt=item.attempt, policy=self.retry)
         if wait is None:
+            tell(self._report, EventKind.DELIVERY_FAILED, item.job)
             return
         item.attempt += 1
         with self._cond:
             heapq.heappush(self._queue, (self._clock() + wait, next(self._order), item))
 
 
-def compose(composer: Composer, job: ConfirmationJob) -> EmailMessage | None:
-    """``job``'s mail, or ``None`` (logged) when its address cannot be mailed."""
-    try:
-        return composer.confirmation(job)
-    except ValueError:
-        if not job.decoy:
-            logger.error("client's primary address cannot be mailed",
-                         extra={"event": "bad_address", "client": job.clients[0][0],
-                                "reason": "the primary address is not a valid email address"})
-        return None
-
-
 def _clients(job: ConfirmationJob | None) -> dict[str, Any]:
     return {} if job is None else {"client": job.clients[0][0]}
-
-
-class InlineDelivery:
-    """Compose and send each job within the request: for command lines and tests.
-
-    A request then takes longer when a client matched; never use it behind a
-    public form. Failures are logged, not raised, as in the background.
-    """
-
-    def __init__(self, mailer: Mailer | AsyncMailer) -> None:
-        self.mailer = mailer
-        self._composer: Composer | None = None
-
-    def __repr__(self) -> str:
-        return f"InlineDelivery({self.mailer!r})"
-
-    def bind(self, composer: Composer) -> None:
-        """Compose jobs with ``composer``."""
-        self._composer = composer
-
-    def submit(self, job: ConfirmationJob) -> None:
-        """Compose ``job`` and, unless it is a decoy, send it now."""
-        assert self._composer is not None
-        message = compose(self._composer, job)
-        if message is None or job.decoy:
-            return
-        try:
-            send_now(self.mailer, message)
-        except Exception as exc:  # noqa: BLE001 - never reveal that the client exists
-            details = failure_details(exc)
-            logger.error("confirmation mail not sent: %s", details["reason"],
-                         extra={"event": "delivery_failed", "client": job.clients[0][0],
-                                **details})
-            return
-        logger.info("mail sent", extra={"event": "mail_sent", "client": job.clients[0][0],
-                                        "message_id": message["Message-ID"]})
-
-    def flush(self, timeout: float | None = None) -> bool:
-        """Nothing is ever queued."""
-        return True
-
-    def close(self, timeout: float | None = None) -> None:
-        """Nothing to stop."""
-
-
-def send_now(mailer: Mailer | AsyncMailer, message: EmailMessage) -> None:
-    """Send through ``mailer``, awaiting it on an event loop of its own if it is async.
-
-    Called from delivery threads and the delivery process, never from a
-    running event loop.
-    """
-    pending = mailer.send(message)
-    if inspect.isawaitable(pending):
-        asyncio.run(_awaited(pending))
-
-
-async def _awaited(pending: Awaitable[None]) -> None:
-    await pending

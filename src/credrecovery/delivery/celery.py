@@ -41,12 +41,14 @@ except ImportError as exc:  # pragma: no cover - exercised with the extra missin
     ) from exc
 
 from .._failures import failure_details
+from ..events import EventKind
 from ..exceptions import DeliveryFailed
 from ..jobs import ConfirmationJob
 from ..mail.composer import Composer
 from ..protocols import Mailer
-from ._retry import next_wait
-from .background import compose
+from ._retry import RetrySettings, chosen_policy, next_wait
+from .inline import Report, compose, tell
+from .retry import RetryPolicy
 from .sealing import JobSealer
 
 __all__ = ["TASK_NAME", "CeleryDelivery", "Claim", "DeliveryRecords", "RedisDeliveryRecords"]
@@ -108,6 +110,7 @@ class RedisDeliveryRecords:
     for as long as the job could still open. ``client`` is a
     :class:`redis.Redis` or a URL (``redis://``, ``rediss://``, ``unix://``);
     a URL connects on first use, in the worker, never in the web process.
+    :meth:`close` ends the connections of a client built from the URL.
     """
 
     _RELEASE = ("if redis.call('GET', KEYS[1]) == ARGV[1] then "
@@ -117,6 +120,7 @@ class RedisDeliveryRecords:
                  prefix: str = "credrecovery:delivered:") -> None:
         self._url = client if isinstance(client, str) else None
         self._client = None if isinstance(client, str) else client
+        self._closed = False
         self.prefix = prefix
 
     def __repr__(self) -> str:
@@ -125,11 +129,28 @@ class RedisDeliveryRecords:
 
     @property
     def client(self) -> redis.Redis:
-        """The Redis client, connected from the URL on first use."""
+        """The Redis client, connected from the URL on first use.
+
+        Raises :class:`~credrecovery.DeliveryFailed` once closed.
+        """
+        if self._closed:
+            raise DeliveryFailed("the delivery records are closed", temporary=False)
         if self._client is None:
             assert self._url is not None
             self._client = redis.Redis.from_url(self._url)
         return self._client
+
+    def close(self) -> None:
+        """Refuse every later call; idempotent. Closes a client built from the URL.
+
+        A :class:`redis.Redis` the host passed is left open, for the host to
+        close. A worker counts a call refused as a temporary failure of its job.
+        """
+        self._closed = True
+        client, built = self._client, self._url is not None
+        if built and client is not None:
+            self._client = None
+            client.close()
 
     def claim(self, name: str, lease: float) -> Claim:
         """``SET key sending:<random> NX PX lease``; else what holds the key, and for how long."""
@@ -158,13 +179,16 @@ class RedisDeliveryRecords:
         self.client.eval(self._RELEASE, 1, self.prefix + name, token)
 
 
-class CeleryDelivery:
+class CeleryDelivery(RetrySettings):
     """A :class:`~credrecovery.protocols.DeliveryQueue` that hands jobs to Celery workers.
 
-    ``mailer`` sends on the workers. A temporary failure is retried up to
-    ``max_attempts`` times in all, with exponential backoff from ``backoff``
-    seconds, capped at ``max_backoff``, with jitter; a permanent one is logged
-    and given up at once, as in :class:`~credrecovery.BackgroundMailer`.
+    ``mailer`` sends on the workers. A temporary failure is retried as
+    ``retry``, a :class:`~credrecovery.RetryPolicy`, says (by default up to 5
+    attempts in all, with exponential backoff from 1 second, capped at 300,
+    with jitter), through Celery's own ``retry``; a permanent one is logged
+    and given up at once, as in :class:`~credrecovery.BackgroundMailer`. The
+    separate ``max_attempts``, ``backoff`` and ``max_backoff`` still set the
+    policy's fields of those names; give them or ``retry``, not both.
     Whatever the mailer raises counts: an exception, or a ``BaseException``
     such as a green-thread ``Timeout``; only ``SystemExit`` (Celery's own
     shutdown included), ``KeyboardInterrupt``, ``GeneratorExit`` and
@@ -187,7 +211,11 @@ class CeleryDelivery:
     to another once it ends.
 
     :meth:`flush` and :meth:`close` have nothing to wait for: every job is
-    with the broker once :meth:`submit` returns.
+    with the broker once :meth:`submit` returns. After :meth:`close`,
+    :meth:`submit` raises :class:`~credrecovery.DeliveryFailed`, as a closed
+    :class:`~credrecovery.BackgroundMailer` does; the workers deliver on.
+    Each mail's outcome is reported (see :meth:`report_to`) in the worker
+    that sends it, to the worker's own service.
     """
 
     def __init__(
@@ -195,16 +223,17 @@ class CeleryDelivery:
         app: celery.Celery,
         mailer: Mailer,
         *,
-        max_attempts: int = 5,
-        backoff: float = 1.0,
-        max_backoff: float = 300.0,
+        retry: RetryPolicy | None = None,
+        max_attempts: int | None = None,
+        backoff: float | None = None,
+        max_backoff: float | None = None,
         delay: tuple[float, float] = (0.2, 2.0),
         queue: str | None = None,
         records: DeliveryRecords | Literal["broker"] | None = "broker",
         lease: float = 300.0,
     ) -> None:
-        if max_attempts < 1 or backoff < 0 or max_backoff < backoff:
-            raise ValueError("invalid retry settings")
+        self.retry = chosen_policy(retry, max_attempts=max_attempts, backoff=backoff,
+                                   max_backoff=max_backoff)
         if len(delay) != 2 or not 0 <= delay[0] <= delay[1]:
             raise ValueError("delay must be (shortest, longest) seconds, 0 <= shortest <= longest")
         if not lease > 0:
@@ -223,15 +252,14 @@ class CeleryDelivery:
             raise TypeError("records must be a DeliveryRecords, 'broker' or None")
         self.app = app
         self.mailer = mailer
-        self.max_attempts = max_attempts
-        self.backoff = backoff
-        self.max_backoff = max_backoff
         self.delay = delay
         self.queue = queue
         self.records: DeliveryRecords | None = records
         self.lease = lease
         self._composer: Composer | None = None
         self._sealer: JobSealer | None = None
+        self._closed = False
+        self._report: Report | None = None
 
         def deliver(task: Any, sealed: str, waited: int = 0) -> None:
             self._deliver(task, sealed, waited)
@@ -251,8 +279,17 @@ class CeleryDelivery:
         self._composer = composer
         self._sealer = JobSealer(composer)
 
+    def report_to(self, report: Report | None) -> None:
+        """Call ``report`` with each confirmation mail's outcome, in the worker (``None``: stop)."""
+        self._report = report
+
     def submit(self, job: ConfirmationJob) -> None:
-        """Seal ``job`` and publish it; :class:`DeliveryFailed` if the broker refuses it."""
+        """Seal ``job`` and publish it; :class:`DeliveryFailed` if the broker refuses it.
+
+        Also :class:`DeliveryFailed`, with ``temporary`` false, once closed.
+        """
+        if self._closed:
+            raise DeliveryFailed("the Celery delivery is closed", temporary=False)
         sealed = self.seal(job)
         low, high = self.delay
         countdown = low + (high - low) * secrets.randbelow(1_000_001) / 1_000_000
@@ -266,7 +303,8 @@ class CeleryDelivery:
         return True
 
     def close(self, timeout: float | None = 30.0) -> None:
-        """Nothing to release: the Celery app is the host's."""
+        """Refuse later jobs; idempotent. Nothing to release: the Celery app is the host's."""
+        self._closed = True
 
     def seal(self, job: ConfirmationJob) -> str:
         """``job`` sealed as it travels: see :class:`~credrecovery.sealing.JobSealer`."""
@@ -303,6 +341,8 @@ class CeleryDelivery:
         # a reader of the store one key per job, hit or miss alike.
         message = compose(self._composer, job)
         if message is None or job.decoy:
+            if message is None:
+                tell(self._report, EventKind.DELIVERY_FAILED, job)
             self._finish(name, token)
             return
         details["message_id"] = message["Message-ID"]
@@ -314,14 +354,17 @@ class CeleryDelivery:
                 raise
             details.update(failure_details(exc))
             temporary = exc.temporary if isinstance(exc, DeliveryFailed) else True
-            if not temporary or attempt >= self.max_attempts:
+            wait = next_wait(details, temporary=temporary, attempt=attempt, policy=self.retry)
+            if wait is None:
+                tell(self._report, EventKind.DELIVERY_FAILED, job)
                 self._finish(name, token)
-            else:
-                self._release(name, token)
-            self._retry_or_give_up(task, temporary, details)
-            return
+                return
+            self._release(name, token)
+            # This class counts attempts; Celery's count includes the waits.
+            raise task.retry(countdown=wait, max_retries=None) from None
         self._finish(name, token)
         logger.info("mail sent", extra={"event": "mail_sent", **details})
+        tell(self._report, EventKind.MAILED, job)
 
     def _claim(self, task: Any, name: str, waited: int, details: dict[str, Any]) -> str | None:
         """The lease token for job ``name``, or ``None`` once the job needs nothing more.
@@ -335,8 +378,11 @@ class CeleryDelivery:
         except Exception as exc:  # noqa: BLE001 - a host's store may raise anything
             details.update(reason=f"the delivery records raised {type(exc).__name__}",
                            error=type(exc).__name__, smtp_code=None, enhanced_code=None)
-            self._retry_or_give_up(task, True, details)
-            return None
+            wait = next_wait(details, temporary=True, attempt=details["attempt"],
+                             policy=self.retry)
+            if wait is None:
+                return None
+            raise task.retry(countdown=wait, max_retries=None) from None
         if claim.token is not None:
             return claim.token
         if claim.done:
@@ -349,15 +395,6 @@ class CeleryDelivery:
         logger.info("mail delivery deferred %.1f s: another worker holds the job", wait,
                     extra={"event": "delivery_deferred"})
         raise task.retry(kwargs={"waited": waited + 1}, countdown=wait, max_retries=None) from None
-
-    def _retry_or_give_up(self, task: Any, temporary: bool, details: dict[str, Any]) -> None:
-        wait = next_wait(details, temporary=temporary, attempt=details["attempt"],
-                         max_attempts=self.max_attempts, backoff=self.backoff,
-                         max_backoff=self.max_backoff)
-        if wait is None:
-            return
-        # This class counts attempts; Celery's count includes the waits.
-        raise task.retry(countdown=wait, max_retries=None) from None
 
     def _finish(self, name: str, token: str) -> None:
         if self.records is None:

@@ -2,7 +2,8 @@
 
 The request path hands delivery a plain :class:`~credrecovery.jobs.ConfirmationJob`.
 A :class:`Composer`, built by the service from its own settings, signs each
-client's link from the job and renders the mail, wherever delivery runs: a
+client's link (or, for a code job, makes each client's code) from the job and
+renders the mail, wherever delivery runs: a
 thread of the web process, a delivery process, or a task queue's worker. It
 renders the credentials mail too, and knows which languages the catalogs
 offer.
@@ -20,6 +21,7 @@ from typing import Any
 import jinja2
 
 from .._derivation import derive_key
+from ..codes import CodeSigner, format_code
 from ..exceptions import InvalidIdentifier, KeyRejected
 from ..jobs import ConfirmationJob
 from ..models import Client
@@ -45,9 +47,12 @@ class Composer:
 
     ``job_keys`` are symmetric keys derived from the service's signing keys,
     newest first, for delivery queues that must seal jobs before they cross a
-    broker. ``branding``, ``templates``, ``catalogs`` and ``locale`` are as
-    for :class:`~credrecovery.RecoveryService`. It pickles as plain settings;
-    template environments and catalogs load again on first use.
+    broker. ``branding``, ``templates``, ``catalogs``, ``locale`` and
+    ``key_mode`` are as for :class:`~credrecovery.RecoveryService`; ``codes``
+    makes the codes of code jobs (by default a
+    :class:`~credrecovery.codes.CodeSigner` on ``secret_keys`` whose codes
+    last 15 minutes). It pickles as plain settings; template environments and
+    catalogs load again on first use.
     """
 
     def __init__(
@@ -61,8 +66,13 @@ class Composer:
         templates: str | os.PathLike[str] | jinja2.BaseLoader | None = None,
         catalogs: str | os.PathLike[str] | None = None,
         locale: str = "en",
+        codes: CodeSigner | None = None,
+        key_mode: str = "generate",
     ) -> None:
         self._signer = signer
+        self._codes = codes if codes is not None else CodeSigner(
+            secret_keys[0], secret_keys[1:], clock=clock)
+        self._chooses = key_mode == "choose"
         self._confirm_url = confirm_url
         self._clock = clock
         self.job_keys: tuple[bytes, ...] = tuple(
@@ -95,13 +105,22 @@ class Composer:
         """``error``'s message in ``language``, else the service's, using the host's catalogs."""
         return self.renderer.error_message(error, language)
 
-    def confirmation(self, job: ConfirmationJob) -> EmailMessage:
-        """The mail for ``job``; :class:`ValueError` when its address cannot be mailed."""
-        links = [(number, self._link(number, binding, job.issued_at))
+    def confirmation(self, job: ConfirmationJob, *,
+                     max_age: timedelta | None = None) -> EmailMessage:
+        """The mail for ``job``; :class:`ValueError` when its address cannot be mailed.
+
+        Its links stay valid ``max_age``, by default the signer's. A code job
+        (one with a nonce) carries codes instead, valid as long as the
+        composer's code signer says.
+        """
+        if job.nonce:
+            return self._code_mail(job)
+        links = [(number, self._link(number, binding, job.issued_at, max_age))
                  for number, binding in job.clients]
         now = self._clock()
+        valid = (max_age if max_age is not None else self._signer.max_age).total_seconds()
         # The deadline counts from the request, not from when delivery got to it.
-        remaining = max(60.0, job.issued_at + self._signer.max_age.total_seconds() - now)
+        remaining = max(60.0, job.issued_at + valid - now)
         return self.renderer.confirmation(
             recipient=job.recipient,
             name=job.name,
@@ -111,12 +130,42 @@ class Composer:
             sender=job.sender,
             language=job.language,
             now=datetime.fromtimestamp(now, UTC),
+            chooses=self._chooses,
         )
 
-    def _link(self, number: str, binding: str, issued_at: float) -> str:
+    @property
+    def code_max_age(self) -> timedelta:
+        """How long the codes it makes stay valid."""
+        return self._codes.max_age
+
+    def _code_mail(self, job: ConfirmationJob) -> EmailMessage:
+        codes = [(number, format_code(self._codes.code(job.nonce, binding)))
+                 for number, binding in job.clients]
+        now = self._clock()
+        remaining = max(60.0, job.issued_at + self._codes.max_age.total_seconds() - now)
+        return self.renderer.code(
+            recipient=job.recipient,
+            name=job.name,
+            codes=codes,
+            truncated=job.truncated,
+            expires_in=timedelta(seconds=remaining),
+            sender=job.sender,
+            language=job.language,
+            now=datetime.fromtimestamp(now, UTC),
+            chooses=self._chooses,
+        )
+
+    def link(self, number: str, binding: str, issued_at: float, *,
+             max_age: timedelta | None = None) -> str:
+        """The confirmation link for client ``number`` in the state ``binding`` digests,
+        stamped ``issued_at``, valid for ``max_age`` (by default the signer's)."""
+        return self._link(number, binding, issued_at, max_age)
+
+    def _link(self, number: str, binding: str, issued_at: float,
+              max_age: timedelta | None = None) -> str:
         for earlier in range(_RESIGNS):
             link = self._confirm_url.replace("{token}", self._signer.issue_for(
-                number, binding, issued_at=issued_at - earlier))
+                number, binding, issued_at=issued_at - earlier, max_age=max_age))
             if not _LOOKS_LIKE_BITCOIN.search(link):
                 break
         return link

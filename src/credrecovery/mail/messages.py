@@ -47,6 +47,7 @@ TEMPLATE_NAMES = (
     "confirmation_subject.txt", "confirmation.txt", "confirmation.html",
     "credentials_subject.txt", "credentials.txt", "credentials.html",
     "key_changed_subject.txt", "key_changed.txt", "key_changed.html",
+    "code_subject.txt", "code.txt", "code.html",
     "layout.html", "macros.html", "greeting.txt", "greeting.html",
 )
 PACKAGED_TEMPLATES = Path(__file__).parent.parent / "templates"
@@ -135,24 +136,66 @@ class MailRenderer:
         sender: str,
         language: str,
         now: datetime,
+        chooses: bool = False,
     ) -> EmailMessage:
         """The mail asking to confirm by following one of ``links``, ``(number, url)`` pairs.
 
-        Raises :class:`ValueError` when ``recipient`` cannot be mailed.
+        ``chooses`` says that the client will choose its new key (``key_mode="choose"``)
+        rather than receive one. Raises :class:`ValueError` when ``recipient``
+        cannot be mailed.
         """
         if not links:
             raise ValueError("a confirmation mail needs a link")
-        to = _recipient(recipient, name)
-        locale = self.language_for(language)
-        context = self._context(name, locale)
+        context = self._asking(name, language, truncated, expires_in, now, chooses)
         context.update(
             links=[{"number": number, "url": url} for number, url in links],
             client_numbers=[number for number, _ in links],
+        )
+        return self._render("confirmation", context, context["locale"],
+                            _recipient(recipient, name), sender, now)
+
+    def code(
+        self,
+        *,
+        recipient: str,
+        name: str,
+        codes: Sequence[tuple[str, str]],
+        truncated: bool,
+        expires_in: timedelta,
+        sender: str,
+        language: str,
+        now: datetime,
+        chooses: bool = False,
+    ) -> EmailMessage:
+        """The mail carrying a recovery code for each of ``codes``, ``(number, code)`` pairs.
+
+        Each code is shown as given (``WDJH-MJHT``). ``chooses`` as for
+        :meth:`confirmation`. Raises :class:`ValueError` when ``recipient``
+        cannot be mailed.
+        """
+        if not codes:
+            raise ValueError("a code mail needs a code")
+        context = self._asking(name, language, truncated, expires_in, now, chooses)
+        context.update(
+            codes=[{"number": number, "code": code} for number, code in codes],
+            client_numbers=[number for number, _ in codes],
+        )
+        return self._render("code", context, context["locale"],
+                            _recipient(recipient, name), sender, now)
+
+    def _asking(self, name: str, language: str, truncated: bool, expires_in: timedelta,
+                now: datetime, chooses: bool) -> dict[str, Any]:
+        """The context both mails that ask for a confirmation share."""
+        locale = self.language_for(language)
+        context = self._context(name, locale)
+        context.update(
+            locale=locale,
             truncated=truncated,
+            chooses=chooses,
             expires_in=i18n.format_timedelta(expires_in, locale),
             deadline=i18n.format_datetime(now + expires_in, locale),
         )
-        return self._render("confirmation", context, locale, to, sender, now)
+        return context
 
     def credentials(
         self,

@@ -1,5 +1,5 @@
 """Rate limits: the limiters over ``limits`` storage, and the bounded memory store."""
 
-from .limiters import AsyncLimiter, Limiter, RateLimits
+from .limiters import AsyncLimiter, Limiter, LimitName, RateLimits
 
-__all__ = ["AsyncLimiter", "Limiter", "RateLimits"]
+__all__ = ["AsyncLimiter", "LimitName", "Limiter", "RateLimits"]

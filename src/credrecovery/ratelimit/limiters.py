@@ -2,98 +2,49 @@
 
 Keys are keyed digests, never the identifier, client number or requester in
 clear, so neither a shared Redis nor a log reveals who asked for what.
+
+Both limiters meet a storage failure alike, decided in one place:
+:func:`_let_through` and :func:`_whole_window` say what it means and log it.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import hmac
 import logging
 import time
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import TypeVar, cast
 
 from limits import RateLimitItem, parse
 from limits.aio import storage as aio_storage
 from limits.aio.strategies import SlidingWindowCounterRateLimiter as AsyncSlidingWindowCounter
-from limits.storage import Storage, storage_from_string
+from limits.storage import SlidingWindowCounterSupport, Storage, storage_from_string
 from limits.strategies import SlidingWindowCounterRateLimiter
 
+from .._flow.limits import LimitName
 from ._limits_storage import BoundedMemoryStorage
+from .settings import RateLimits
 
-__all__ = ["AsyncLimiter", "Limiter", "RateLimits"]
+__all__ = ["AsyncLimiter", "LimitName", "Limiter", "RateLimits"]
+
+# What a sliding window counter's storage reports: previous count, seconds the
+# previous window still weighs, current count, seconds the current one lives.
+_Window = tuple[int, float, int, float]
 
 logger = logging.getLogger("credrecovery")
-
-
-@dataclasses.dataclass(frozen=True)
-class RateLimits:
-    """The four limits, as ``limits`` strings, and where they are counted.
-
-    * ``per_requester``: recovery requests from one requester (say, an IP).
-      Over it, :class:`RateLimited`.
-    * ``per_identifier``: requests naming one identifier value, known or not.
-      Over it, nothing is mailed and the answer is unchanged.
-    * ``per_client``: confirmation mails to one client, however it was named.
-      Over it, nothing is mailed and the answer is unchanged.
-    * ``failed_confirmations``: invalid, expired or reused tokens presented by
-      one requester. Over it, :class:`RateLimited`.
-
-    ``storage_uri`` is ``"memory://"`` for one process, or a Redis URI such as
-    ``"redis://127.0.0.1:6379/0"`` for workers that share limits. Counting uses
-    the sliding-window-counter strategy, whose keys expire and are reclaimed.
-
-    With ``"memory://"``, ``per_client`` counters of clients that exist live in
-    a store of their own, apart from everything else (the other three limits,
-    and ``per_client`` counters of values that matched nobody). A spray of
-    misses, however large, never writes to that store and so cannot evict a
-    real client's counter. ``memory_max_keys`` caps each of the two stores
-    (the cap is per store, not split): at about 300 bytes a counter, some
-    70 MiB for the shared store at the default, and as much again at most for
-    the clients' store, which holds at most three counters for each client
-    asked for within the last three ``per_client`` windows (three hours at the
-    default). Past its cap a store forgets its oldest counters first, so a
-    spray makes the limits more lenient instead of growing memory; a cap
-    comfortably above three times the number of clients keeps every client's
-    counter. ``memory_max_keys`` has no effect on Redis, which expires keys
-    itself.
-
-    With Redis every counter, of clients and misses alike, is a key in the one
-    server, and every key carries a TTL. Run that Redis with
-    ``maxmemory-policy noeviction`` and a ``maxmemory`` with headroom. Because
-    every key has a TTL, the ``volatile-*`` policies may evict any of them, and
-    ``volatile-ttl`` evicts those nearest expiry first: the oldest counters, a
-    real client's among them, which is what a spray is after. Under
-    ``noeviction`` a full Redis refuses writes instead, so the limiter fails
-    open and logs ``limiter_error`` at ERROR, loudly, until keys expire.
-    """
-
-    per_requester: str = "20/minute"
-    per_identifier: str = "5/hour"
-    per_client: str = "3/hour"
-    failed_confirmations: str = "20/minute"
-    storage_uri: str = "memory://"
-    memory_max_keys: int = 250_000
-
-    def __post_init__(self) -> None:
-        for field in ("per_requester", "per_identifier", "per_client", "failed_confirmations"):
-            try:
-                parse(getattr(self, field))
-            except ValueError as exc:
-                raise ValueError(f"RateLimits.{field} is not a valid limit string") from exc
-        if self.memory_max_keys < 1:
-            raise ValueError("RateLimits.memory_max_keys must be at least 1")
 
 
 class Limiter:
     """Counts hits of named limits; built by the service from :class:`RateLimits`.
 
-    If the storage is unreachable the limiter fails open and logs an error:
+    If the storage fails the limiter fails open and logs ``limiter_error``:
     refusing every recovery while Redis is down would be a denial of service.
+    :class:`AsyncLimiter` does exactly the same.
 
-    ``clock`` (the service's) times the ``"memory://"`` windows; Redis keys
-    expire on the server's own clock.
+    ``clock`` (the service's) times the ``"memory://"`` windows, and so
+    :meth:`retry_after`; Redis keys expire on the server's own clock.
     """
 
     def __init__(self, config: RateLimits, key: bytes, *,
@@ -108,17 +59,16 @@ class Limiter:
             storage = known_storage = storage_from_string(config.storage_uri)
         if not isinstance(storage, Storage) or not isinstance(known_storage, Storage):
             raise ValueError("storage_uri must name a synchronous storage")
-        #: Where every limit is counted, except known clients' ``per_client``.
+        #: Where every limit is counted, except known clients' ``per_client``
+        #: and ``per_mailbox``.
         self.storage: Storage = storage
-        #: Where :meth:`hit_client` counts clients that exist: a store of its
-        #: own with ``"memory://"``, else the same storage (Redis) as :attr:`storage`.
+        #: Where :meth:`hit_client` and :meth:`hit_mailbox` count clients that
+        #: exist: a store of its own with ``"memory://"``, else the same
+        #: storage (Redis) as :attr:`storage`.
         self.known_storage: Storage = known_storage
         self._strategy = SlidingWindowCounterRateLimiter(self.storage)
         self._known_strategy = SlidingWindowCounterRateLimiter(self.known_storage)
-        self._items: dict[str, RateLimitItem] = {
-            name: parse(getattr(config, name))
-            for name in ("per_requester", "per_identifier", "per_client", "failed_confirmations")
-        }
+        self._items = _items(config)
         self._key = key
 
     def __repr__(self) -> str:
@@ -131,10 +81,11 @@ class Limiter:
     def hit(self, name: str, value: str) -> bool:
         """Count one hit on limit ``name`` for ``value``; False if over the limit.
 
-        Counts in :attr:`storage`, ``per_client`` included: for ``per_client``
-        prefer :meth:`hit_client`, which keeps known clients' counters apart.
+        ``name`` is a :class:`LimitName` or its value. Counts in :attr:`storage`,
+        ``per_client`` included: for ``per_client`` prefer :meth:`hit_client`,
+        which keeps known clients' counters apart.
         """
-        return self._fail_open(name, value, self._strategy.hit)
+        return self._ask(self._strategy.hit, name, value)
 
     def hit_client(self, value: str, *, known: bool) -> bool:
         """Count one hit of ``per_client`` for ``value``; False if over the limit.
@@ -148,27 +99,63 @@ class Limiter:
         :meth:`hit` does.
         """
         strategy = self._known_strategy if known else self._strategy
-        return self._fail_open("per_client", value, strategy.hit)
+        return self._ask(strategy.hit, LimitName.PER_CLIENT, value)
+
+    def hit_mailbox(self, value: str, *, known: bool, sends: bool = True) -> bool:
+        """Count one ``per_mailbox`` hit for ``value``; False if over the limit.
+
+        Counted where :meth:`hit_client` counts, as ``known`` says. With
+        ``sends=False`` the counter is touched without being counted: the same
+        storage work, for a request whose mail another limit withholds, so
+        that whether this limit counts shows in no timing. Fails open.
+        """
+        strategy = self._known_strategy if known else self._strategy
+        return self._ask(_costing(strategy.hit, 1 if sends else 0),
+                         LimitName.PER_MAILBOX, value)
+
+    def claim(self, name: str, value: str) -> bool:
+        """Take the whole of limit ``name`` for ``value`` at once, if its counter holds no hit.
+
+        True, and the counter then full, when it was empty; False otherwise.
+        One atomic step, so of concurrent claims one wins. Fails open.
+        """
+        return self._ask(_whole(self._strategy.hit), name, value)
+
+    def clear(self, name: str, value: str) -> None:
+        """Forget the hits of limit ``name`` for ``value``; a storage failure is logged."""
+        limit = LimitName(name)
+        try:
+            self._strategy.clear(self._items[limit], limit.value, self.digest(value))
+        except Exception as exc:  # noqa: BLE001 - any storage failure
+            _let_through(limit, exc)
 
     def test(self, name: str, value: str) -> bool:
         """Whether limit ``name`` would accept one more hit for ``value``."""
-        return self._fail_open(name, value, self._strategy.test)
-
-    def _fail_open(self, name: str, value: str, call: Callable[..., bool]) -> bool:
-        try:
-            return call(self._items[name], name, self.digest(value))
-        except Exception:  # noqa: BLE001 - any storage failure
-            logger.error("rate limit storage failed; letting the attempt through",
-                         extra={"event": "limiter_error", "limit": name})
-            return True
+        return self._ask(self._strategy.test, name, value)
 
     def retry_after(self, name: str, value: str) -> float:
-        """Seconds until limit ``name`` accepts a hit for ``value`` again."""
+        """Seconds (at least 1) until limit ``name`` accepts a hit for ``value`` again.
+
+        Reckoned from the storage's own times, never the wall clock; the
+        limit's whole window if the storage fails.
+        """
+        limit = LimitName(name)
+        item = self._items[limit]
+        storage = cast(SlidingWindowCounterSupport, self.storage)
         try:
-            stats = self._strategy.get_window_stats(self._items[name], name, self.digest(value))
-        except Exception:  # noqa: BLE001 - any storage failure
-            return float(self._items[name].get_expiry())
-        return max(1.0, stats.reset_time - time.time())
+            window = storage.get_sliding_window(item.key_for(limit.value, self.digest(value)),
+                                                item.get_expiry())
+        except Exception as exc:  # noqa: BLE001 - any storage failure
+            return _whole_window(limit, item, exc)
+        return _until_reset(item, window)
+
+    def _ask(self, call: Callable[[RateLimitItem, str, str], bool], name: str,
+             value: str) -> bool:
+        limit = LimitName(name)
+        try:
+            return call(self._items[limit], limit.value, self.digest(value))
+        except Exception as exc:  # noqa: BLE001 - any storage failure
+            return _let_through(limit, exc)
 
 
 class _AsyncBoundedMemory(aio_storage.Storage, aio_storage.SlidingWindowCounterSupport):
@@ -222,17 +209,16 @@ class AsyncLimiter:
     """:class:`Limiter` for asyncio, counted with ``limits.aio``.
 
     ``"memory://"`` uses two bounded in-process stores, as :class:`Limiter`
-    does; a Redis URI is counted through redis-py's asyncio client. Failures
-    reach the caller, whose flow fails open and logs ``limiter_error``.
+    does; a Redis URI is counted through redis-py's asyncio client. A storage
+    failure is met as :class:`Limiter` meets it: the attempt is let through
+    and ``limiter_error`` logged, with the same fields.
     """
 
     def __init__(self, config: RateLimits, key: bytes, *,
                  clock: Callable[[], float] = time.time) -> None:
         self.config = config
         self._key = key
-        self._items = {name: parse(getattr(config, name))
-                       for name in ("per_requester", "per_identifier", "per_client",
-                                    "failed_confirmations")}
+        self._items = _items(config)
         storage: object
         known: object
         if urllib.parse.urlparse(config.storage_uri).scheme == "memory":
@@ -267,22 +253,110 @@ class AsyncLimiter:
 
     async def hit(self, name: str, value: str) -> bool:
         """Count one hit on limit ``name`` for ``value``; False if over the limit."""
-        return await self._strategy.hit(self._items[name], name, self.digest(value))
+        return await self._ask(self._strategy.hit, name, value)
 
     async def hit_client(self, value: str, *, known: bool) -> bool:
         """Count one ``per_client`` hit, known clients apart, as :meth:`Limiter.hit_client`."""
         strategy = self._known_strategy if known else self._strategy
-        return await strategy.hit(self._items["per_client"], "per_client", self.digest(value))
+        return await self._ask(strategy.hit, LimitName.PER_CLIENT, value)
+
+    async def hit_mailbox(self, value: str, *, known: bool, sends: bool = True) -> bool:
+        """Count one ``per_mailbox`` hit, as :meth:`Limiter.hit_mailbox`."""
+        strategy = self._known_strategy if known else self._strategy
+        return await self._ask(_costing(strategy.hit, 1 if sends else 0),
+                               LimitName.PER_MAILBOX, value)
+
+    async def claim(self, name: str, value: str) -> bool:
+        """Take the whole of a limit if its counter is empty, as :meth:`Limiter.claim`."""
+        return await self._ask(_whole(self._strategy.hit), name, value)
+
+    async def clear(self, name: str, value: str) -> None:
+        """Forget the hits of limit ``name`` for ``value``, as :meth:`Limiter.clear`."""
+        limit = LimitName(name)
+        try:
+            await self._strategy.clear(self._items[limit], limit.value, self.digest(value))
+        except Exception as exc:  # noqa: BLE001 - any storage failure
+            _let_through(limit, exc)
 
     async def test(self, name: str, value: str) -> bool:
         """Whether limit ``name`` would accept one more hit for ``value``."""
-        return await self._strategy.test(self._items[name], name, self.digest(value))
+        return await self._ask(self._strategy.test, name, value)
 
     async def retry_after(self, name: str, value: str) -> float:
-        """Seconds until limit ``name`` accepts a hit for ``value`` again."""
-        stats = await self._strategy.get_window_stats(self._items[name], name, self.digest(value))
-        return max(1.0, stats.reset_time - time.time())
+        """Seconds until limit ``name`` accepts a hit again, as :meth:`Limiter.retry_after`."""
+        limit = LimitName(name)
+        item = self._items[limit]
+        storage = cast(aio_storage.SlidingWindowCounterSupport, self.storage)
+        try:
+            window = await storage.get_sliding_window(
+                item.key_for(limit.value, self.digest(value)), item.get_expiry())
+        except Exception as exc:  # noqa: BLE001 - any storage failure
+            return _whole_window(limit, item, exc)
+        return _until_reset(item, window)
+
+    async def _ask(self, call: Callable[[RateLimitItem, str, str], Awaitable[bool]],
+                   name: str, value: str) -> bool:
+        limit = LimitName(name)
+        try:
+            return await call(self._items[limit], limit.value, self.digest(value))
+        except Exception as exc:  # noqa: BLE001 - any storage failure
+            return _let_through(limit, exc)
+
+
+# --- shared by both limiters ---------------------------------------------------------
+
+
+def _items(config: RateLimits) -> dict[LimitName, RateLimitItem]:
+    return {name: parse(getattr(config, name.value)) for name in LimitName}
+
+
+_R = TypeVar("_R")
+
+
+def _costing(hit: Callable[..., _R], cost: int) -> Callable[[RateLimitItem, str, str], _R]:
+    """``hit`` counting ``cost`` hits: 0 reads and writes the counter without counting."""
+    return lambda item, *identifiers: hit(item, *identifiers, cost=cost)
+
+
+def _whole(hit: Callable[..., _R]) -> Callable[[RateLimitItem, str, str], _R]:
+    """``hit`` counting as many hits as the limit takes: it passes only on an empty counter."""
+    return lambda item, *identifiers: hit(item, *identifiers, cost=item.amount)
 
 
 def _digest(key: bytes, value: str) -> str:
     return hmac.new(key, value.encode("utf-8"), hashlib.sha256).hexdigest()[:24]
+
+
+def _let_through(limit: LimitName, exc: Exception) -> bool:
+    """A failed count lets the attempt through: refusing every recovery while the
+    storage is down would be a denial of service of its own."""
+    logger.error("rate limit storage failed; letting the attempt through",
+                 extra={"event": "limiter_error", "limit": limit.value,
+                        "error": type(exc).__name__})
+    return True
+
+
+def _whole_window(limit: LimitName, item: RateLimitItem, exc: Exception) -> float:
+    """When the storage cannot say, a refused caller waits one whole window of the
+    limit, after which its counts have surely weighed off."""
+    logger.error("rate limit storage failed; retry after the limit's whole window",
+                 extra={"event": "limiter_error", "limit": limit.value,
+                        "error": type(exc).__name__})
+    return float(item.get_expiry())
+
+
+def _until_reset(item: RateLimitItem, window: _Window) -> float:
+    """Seconds, at least 1, until the sliding window counter lets a hit through again.
+
+    The reckoning of ``limits``' ``get_window_stats``, kept relative: the
+    storage's remaining times are on its own clock (the service's for
+    ``"memory://"``), and no wall-clock reading is mixed in.
+    """
+    previous_count, previous_expires_in, current_count, current_expires_in = window
+    expiry = item.get_expiry()
+    waits = []
+    if previous_count:
+        waits.append(previous_expires_in % (expiry / previous_count))
+    if current_count:
+        waits.append(current_expires_in % expiry)
+    return max(1.0, min(waits, default=0.0))

@@ -31,7 +31,7 @@ from __future__ import annotations
 from ._harness import DirectoryUnderTest
 from .directory import AsyncDirectoryContract, DirectoryContract
 from .mailer import AsyncMailerContract, MailerContract, MailerUnderTest
-from .mails import token_from
+from .mails import code_from, codes_from, token_from
 from .timing import AsyncDirectoryTimingContract, DirectoryTimingContract, ks_2samp_pvalue
 
 __all__ = [
@@ -43,6 +43,8 @@ __all__ = [
     "DirectoryUnderTest",
     "MailerContract",
     "MailerUnderTest",
+    "code_from",
+    "codes_from",
     "ks_2samp_pvalue",
     "token_from",
 ]

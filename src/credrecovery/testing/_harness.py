@@ -61,6 +61,9 @@ class DirectoryUnderTest:
     :param shares_addresses: whether the directory has ``find_all`` and lets
         several clients share one primary address.
     :param async_directory: the asyncio directory that ``directory`` drives, if any.
+    :param close: closes the directory (its ``close()``, or for an asyncio
+        one the contract's ``close_directory`` hook); ``None`` when it has
+        neither ``close`` nor ``aclose``.
     """
 
     directory: ClientDirectory
@@ -68,6 +71,7 @@ class DirectoryUnderTest:
     break_storage: Callable[[], None]
     shares_addresses: bool
     async_directory: AsyncClientDirectory | None = None
+    close: Callable[[], None] | None = None
 
 
 class _LoopThread:
@@ -94,7 +98,8 @@ class _LoopThread:
 class _SyncDirectory:
     """A synchronous face on an asyncio directory.
 
-    It has ``find_all`` and ``set_must_change`` only when the asyncio directory does.
+    It has ``find_all``, ``set_must_change`` and ``set_active`` only when the
+    asyncio directory does.
     """
 
     def __init__(self, directory: Any, runner: _LoopThread) -> None:
@@ -104,6 +109,8 @@ class _SyncDirectory:
             self.find_all = self._find_all
         if hasattr(directory, "set_must_change"):
             self.set_must_change = self._set_must_change
+        if hasattr(directory, "set_active"):
+            self.set_active = self._set_active
 
     def find(self, kind: IdentifierKind, value: str) -> Client | None:
         found: Client | None = self._runner.run(self._directory.find(kind, value))
@@ -121,6 +128,9 @@ class _SyncDirectory:
 
     def _set_must_change(self, number: str, value: bool) -> None:
         self._runner.run(self._directory.set_must_change(number, value))
+
+    def _set_active(self, number: str, active: bool) -> None:
+        self._runner.run(self._directory.set_active(number, active))
 
 
 def _add_alice(subject: DirectoryUnderTest) -> Client:
@@ -173,6 +183,18 @@ def _find_all_of(subject: DirectoryUnderTest) -> Callable[..., Sequence[Client]]
     return cast(Callable[..., Sequence[Client]], find_all)
 
 
+def _active_of(subject: DirectoryUnderTest) -> str | None:
+    """How the directory knows closed accounts: ``"column"``, ``"condition"`` or ``None``."""
+    directory = subject.async_directory or subject.directory
+    if not callable(getattr(directory, "set_active", None)):
+        return None
+    # The SQLAlchemy directories: their mapping says whether and how.
+    active = getattr(getattr(directory, "mapping", None), "active", "column")
+    if active is None:
+        return None
+    return "column" if isinstance(active, str) else "condition"
+
+
 def _without_domains(client: Client | None) -> Client | None:
     """``client`` as a directory that returns no domains returns it."""
     return None if client is None else dataclasses.replace(client, domains=())
@@ -199,6 +221,44 @@ class _DirectorySettings:
     :class:`~credrecovery.sqlalchemy.SQLAlchemyDirectory` on host tables whose
     :class:`~credrecovery.sqlalchemy.TableMapping` names no ``must_change``
     column. The tests of the flag are then skipped."""
+
+    refuses_after_close: ClassVar[bool] = True
+    """Whether every call after ``close()`` raises :attr:`storage_error`.
+
+    Set it false for a directory whose ``close()`` releases its connections
+    but opens them again on demand: the close test then checks only that
+    ``close()`` may be called twice."""
+
+    closes_accounts: ClassVar[bool | None] = None
+    """Whether the directory returns closed accounts, with ``Client.active`` false.
+
+    The :meth:`add_client` hook then gets ``active=False`` for a closed
+    client. ``None`` decides by whether the directory has ``set_active``
+    (for a :class:`~credrecovery.sqlalchemy.SQLAlchemyDirectory`, whether
+    its :class:`~credrecovery.sqlalchemy.TableMapping` names ``active``).
+    The tests of closed accounts are skipped when it is false."""
+
+    sets_active: ClassVar[bool | None] = None
+    """Whether ``set_active`` opens and closes accounts.
+
+    ``None`` decides as :attr:`closes_accounts` does; a SQLAlchemy directory
+    whose ``TableMapping.active`` is a condition has a ``set_active`` that
+    refuses. The test of ``set_active`` is skipped when it is false."""
+
+    def _closes_accounts(self, subject: DirectoryUnderTest) -> bool:
+        if self.closes_accounts is None:
+            return _active_of(subject) is not None
+        return self.closes_accounts
+
+    def _set_active_of(self, subject: DirectoryUnderTest) -> Callable[[str, bool], None]:
+        sets = self.sets_active
+        if sets is None:
+            sets = self._closes_accounts(subject) and _active_of(subject) != "condition"
+        if not sets:
+            pytest.skip("this directory does not open and close accounts with set_active")
+        set_active = getattr(subject.directory, "set_active", None)
+        assert callable(set_active), "a directory that opens and closes accounts has set_active"
+        return cast(Callable[[str, bool], None], set_active)
 
     def _shares_addresses(self, directory: object) -> bool:
         if self.shares_addresses is None:
@@ -242,6 +302,7 @@ class _SyncHooks(_DirectorySettings):
         domains: Iterable[str] = (),
         name: str = "",
         locale: str | None = None,
+        active: bool = True,
     ) -> Client:
         """Store a client and return it as ``find`` will return it.
 
@@ -257,14 +318,18 @@ class _SyncHooks(_DirectorySettings):
         :param domains: the client's domains, in any case or script.
         :param name: the client's display name.
         :param locale: the client's mail language, if any.
+        :param active: false for a closed account; given only when
+            :attr:`closes_accounts` holds.
         :returns: the client as stored.
         """
         add = getattr(directory, "add_client", None)
         if add is None:
             raise NotImplementedError(
                 "the directory has no add_client: override DirectoryContract.add_client")
+        # Passed only for a closed client: a host's add_client may not take it.
+        closed: dict[str, bool] = {} if active else {"active": False}
         client: Client = add(number, email, key_hash=key_hash, domains=domains, name=name,
-                             locale=locale)
+                             locale=locale, **closed)
         return client
 
     @pytest.fixture
@@ -274,8 +339,10 @@ class _SyncHooks(_DirectorySettings):
         def add_client(*args: Any, **kwargs: Any) -> Client:
             return self.add_client(directory, *args, **kwargs)
 
+        close = getattr(directory, "close", None)
         return DirectoryUnderTest(directory, add_client, lambda: self.break_storage(directory),
-                                  self._shares_addresses(directory))
+                                  self._shares_addresses(directory),
+                                  close=close if callable(close) else None)
 
 
 class _AsyncHooks(_DirectorySettings):
@@ -288,11 +355,14 @@ class _AsyncHooks(_DirectorySettings):
         """
 
     async def close_directory(self, directory: Any) -> None:
-        """Close ``directory`` on the contract's loop; by default awaits its ``close()``, if any.
+        """Close ``directory`` on the contract's loop; by default awaits its ``aclose()``, or
+        else its ``close()``, if it has one.
+
+        It may run twice, after a test that closed the directory itself.
 
         :param directory: what your ``directory`` fixture returned.
         """
-        close = getattr(directory, "close", None)
+        close = getattr(directory, "aclose", None) or getattr(directory, "close", None)
         if close is not None:
             result = close()
             if inspect.isawaitable(result):
@@ -308,6 +378,7 @@ class _AsyncHooks(_DirectorySettings):
         domains: Iterable[str] = (),
         name: str = "",
         locale: str | None = None,
+        active: bool = True,
     ) -> Client:
         """Store a client and return it, as :meth:`DirectoryContract.add_client` does.
 
@@ -320,14 +391,17 @@ class _AsyncHooks(_DirectorySettings):
         :param domains: the client's domains, in any case or script.
         :param name: the client's display name.
         :param locale: the client's mail language, if any.
+        :param active: false for a closed account; given only when
+            :attr:`closes_accounts` holds.
         :returns: the client as stored.
         """
         add = getattr(directory, "add_client", None)
         if add is None:
             raise NotImplementedError(
                 "the directory has no add_client: override AsyncDirectoryContract.add_client")
+        closed: dict[str, bool] = {} if active else {"active": False}
         client: Client = await add(number, email, key_hash=key_hash, domains=domains,
-                                   name=name, locale=locale)
+                                   name=name, locale=locale, **closed)
         return client
 
     @pytest.fixture
@@ -340,10 +414,14 @@ class _AsyncHooks(_DirectorySettings):
             def add_client(*args: Any, **kwargs: Any) -> Client:
                 return runner.run(self.add_client(directory, *args, **kwargs))
 
+            def close() -> None:
+                runner.run(self.close_directory(directory))
+
+            closes = any(callable(getattr(directory, name, None)) for name in ("aclose", "close"))
             yield DirectoryUnderTest(
                 cast(ClientDirectory, _SyncDirectory(directory, runner)), add_client,
                 lambda: self.break_storage(directory), self._shares_addresses(directory),
-                async_directory=directory,
+                async_directory=directory, close=close if closes else None,
             )
         finally:
             try:

@@ -6,6 +6,7 @@ import dataclasses
 import inspect
 import threading
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -18,6 +19,7 @@ from ..protocols import (
     ClientDirectory,
     MustChangeDirectory,
 )
+from ._closed_accounts import _ClosedAccountTests
 from ._harness import (
     _ALICE_DOMAINS,
     _BOB_KEY,
@@ -34,7 +36,6 @@ from ._harness import (
     _add_bob,
     _add_reseller_client,
     _AsyncHooks,
-    _DirectorySettings,
     _find_all_of,
     _mailed_key,
     _service,
@@ -44,7 +45,7 @@ from ._harness import (
 from .mails import token_from
 
 
-class _DirectoryTests(_DirectorySettings):
+class _DirectoryTests(_ClosedAccountTests):
     """The tests of the directory contract, on the ``directory_under_test`` fixture."""
 
     def test_satisfies_the_protocol(self, directory_under_test: DirectoryUnderTest) -> None:
@@ -272,6 +273,38 @@ class _DirectoryTests(_DirectorySettings):
                 direct()
             assert _OLD_HASH not in str(caught_directly.value)
 
+    def test_close_is_idempotent_and_final(
+        self, directory_under_test: DirectoryUnderTest,
+    ) -> None:
+        """close() may be called twice; then every call raises, and the service's too.
+
+        Skipped for a directory without ``close`` (nor ``aclose``). A call
+        raises :attr:`storage_error`, the service
+        :class:`~credrecovery.DirectoryError`; see :attr:`refuses_after_close`.
+        """
+        subject = directory_under_test
+        if subject.close is None:
+            pytest.skip("this directory has no close()")
+        _add_alice(subject)
+        subject.close()
+        subject.close()
+        if not self.refuses_after_close:
+            return
+        directory: Any = subject.directory
+        calls: list[tuple[str, tuple[object, ...]]] = [
+            ("find", (_EMAIL, "alice@example.com")), ("find", (_NUMBER, "9999")),
+            ("replace_key_hash", ("1001", _OLD_HASH, _NEW_HASH)),
+            ("find_all", (_EMAIL, "alice@example.com")), ("set_must_change", ("1001", True))]
+        for name, args in calls:
+            if callable(getattr(directory, name, None)):
+                with pytest.raises(self.storage_error) as caught:
+                    getattr(directory, name)(*args)
+                assert _OLD_HASH not in str(caught.value), name
+        mailer = MemoryMailer()
+        with pytest.raises(DirectoryError):
+            _service(subject.directory, mailer).request("client_number", "1001")
+        assert mailer.outbox == []
+
     @pytest.mark.parametrize(("kind", "typed"), [
         ("domain", "Alice-Shop.EXAMPLE."),
         ("client_number", " 1001"),
@@ -392,9 +425,13 @@ class DirectoryContract(_SyncHooks, _DirectoryTests):
     ``find_all`` and of clients sharing a primary address run when the
     directory has ``find_all`` (or :attr:`shares_addresses` is true) and are
     skipped otherwise; those of the "must change" flag run when it has
-    ``set_must_change`` (or :attr:`keeps_must_change` is true). Domains on a
+    ``set_must_change`` (or :attr:`keeps_must_change` is true); those of
+    closed accounts, which come back with ``active`` false, when it has
+    ``set_active`` (see :attr:`closes_accounts`). Domains on a
     returned client are optional; those a directory returns must be all of
-    the client's, normalized.
+    the client's, normalized. A directory with ``close`` must let it be
+    called twice and then refuse every call (see :attr:`refuses_after_close`);
+    one without ``close`` skips that test.
     """
 
 class AsyncDirectoryContract(_AsyncHooks, _DirectoryTests):
@@ -406,5 +443,6 @@ class AsyncDirectoryContract(_AsyncHooks, _DirectoryTests):
     that one loop at once. Define a fixture named ``directory`` that returns
     an asyncio directory that has opened nothing yet; :meth:`prepare_directory`
     and :meth:`close_directory` then run on the contract's loop, before and
-    after each test.
+    after each test. The close test closes it through :meth:`close_directory`
+    when it has ``aclose`` or ``close``.
     """

@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 import pytest
 
 from ..delivery.background import BackgroundMailer
+from ..delivery.retry import RetryPolicy
 from ..exceptions import DeliveryFailed
 from ..protocols import (
     AsyncMailer,
@@ -162,8 +163,8 @@ class _MailerTests:
                                   envelope if has_envelope else None, failing, async_mailer)
             return
         # An asyncio mailer is handed over as it is: the delivery threads run it.
-        with BackgroundMailer(async_mailer or face, max_attempts=3, backoff=0.05,
-                              max_backoff=0.1) as background:
+        retry = RetryPolicy(max_attempts=3, backoff=0.05, max_backoff=0.1)
+        with BackgroundMailer(async_mailer or face, retry=retry) as background:
 
             def delivered() -> list[EmailMessage]:
                 assert background.flush(10), "the background mailer did not drain"

@@ -1,0 +1,203 @@
+"""Recovery codes: the ticket a visitor's session keeps and the code the mail carries.
+
+Recovery by code is stateless, as links are. :meth:`RecoveryService.request_code`
+returns a *ticket*: signed data holding only what the visitor typed (the
+identifier's kind and normalized value), a random nonce and the time of issue,
+so it tells nobody whether a client matched. The mail carries, for each client
+it lists, the *code* ``HMAC(key, nonce, account binding)`` written as eight
+symbols of :data:`CODE_ALPHABET`. Checking a code looks the identifier up
+again and recomputes each candidate's code, so a rotated key (a new binding)
+kills every code issued before, as it kills links. Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import hmac
+import json
+import secrets
+import time
+from collections.abc import Callable, Iterable
+from datetime import timedelta
+
+import itsdangerous
+from itsdangerous.encoding import base64_decode, base64_encode
+
+from ._derivation import derive_key
+from .exceptions import InvalidCode, TokenExpired
+from .tokens import _SHAPE, MAX_CLOCK_SKEW_SECONDS, _fallback_keys, _is_canonical, _Signer
+
+__all__ = [
+    "CODE_ALPHABET",
+    "CODE_LENGTH",
+    "MAX_CODE_ATTEMPTS",
+    "CodeSigner",
+    "TicketClaims",
+    "format_code",
+    "normalize_code",
+]
+
+#: The symbols of a code: upper-case letters and digits without the ones read
+#: alike (0 O, 1 I, 2 Z, 8 B) and without vowels, so that no code spells a
+#: word; the choice django-allauth makes for its codes.
+CODE_ALPHABET = "CDFGHJKLMNPQRSTVWXY345679"
+#: Symbols in a code, shown as two groups of four: ``WDJH-MJHT``. With 25
+#: symbols that is about 37 bits, and a ticket takes :data:`MAX_CODE_ATTEMPTS`
+#: guesses at most.
+CODE_LENGTH = 8
+#: Wrong codes a ticket survives: the next attempt is refused, the right code included.
+MAX_CODE_ATTEMPTS = 3
+MAX_TICKET_LENGTH = 1024
+_SALT = "credrecovery.code-ticket"
+_PURPOSE = "codes"
+_NONCE_BYTES = 16
+# Whatever a visitor may type between the symbols: spaces and the dashes of every keyboard.
+_SEPARATORS = frozenset(" \t\u00a0\u202f-\u2010\u2011\u2012\u2013\u2014\u2015\u2212")
+_INVALID = "the code is not valid"
+
+
+def normalize_code(typed: object) -> str | None:
+    """``typed`` as a code's eight symbols, or ``None`` when it cannot be one.
+
+    Case, spaces and dashes do not matter: ``"wdjh mjht"`` and ``"WDJH-MJHT"``
+    are the same code.
+    """
+    if not isinstance(typed, str) or len(typed) > 64:
+        return None
+    symbols = "".join(ch for ch in typed if ch not in _SEPARATORS).upper()
+    if len(symbols) != CODE_LENGTH or not all(ch in CODE_ALPHABET for ch in symbols):
+        return None
+    return symbols
+
+
+def format_code(code: str) -> str:
+    """``code`` as the mail shows it: two groups of four, ``WDJH-MJHT``."""
+    half = len(code) // 2
+    return f"{code[:half]}-{code[half:]}"
+
+
+@dataclasses.dataclass(frozen=True)
+class TicketClaims:
+    """What a genuine, unexpired ticket says: the identifier typed and the nonce."""
+
+    kind: str
+    value: str = dataclasses.field(repr=False)
+    nonce: str = dataclasses.field(repr=False)
+    issued_at: float
+
+
+class CodeSigner:
+    """Issue and read code tickets, and compute the code of a client for a ticket.
+
+    Keys as for :class:`~credrecovery.tokens.TokenSigner`: ``secret_key``
+    signs tickets and makes the codes mailed; each of ``fallback_secret_keys``
+    still verifies a ticket and still matches the codes it made, so that the
+    signing key rotates without killing codes in flight. Tickets are
+    HMAC-SHA256 under a salt of their own, codes HMAC-SHA256 under keys
+    derived for this one purpose. A ticket verifies from
+    ``MAX_CLOCK_SKEW_SECONDS`` before its stamp until ``max_age`` after it.
+    """
+
+    def __init__(
+        self,
+        secret_key: str | bytes,
+        fallback_secret_keys: str | bytes | Iterable[str | bytes] = (),
+        *,
+        max_age: timedelta = timedelta(minutes=15),
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        keys: list[str | bytes] = []
+        for key in [*_fallback_keys(fallback_secret_keys), secret_key]:
+            if not isinstance(key, (str, bytes)):
+                raise TypeError(f"secret keys must be str or bytes, not {type(key).__name__}")
+            if not key:
+                raise ValueError("secret keys must be non-empty")
+            keys.append(key)
+        if not isinstance(max_age, timedelta) or max_age <= timedelta(0):
+            raise ValueError("code_max_age must be a positive timedelta")
+        self.max_age = max_age
+        self._max_age_seconds = int(max_age.total_seconds())
+        self._signer = _Signer(keys, salt=_SALT, digest_method=hashlib.sha256, clock=clock)
+        # Newest first: the mail's code is made with the first.
+        self._code_keys = tuple(derive_key(key, _PURPOSE) for key in reversed(keys))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(max_age={self.max_age!r})"
+
+    @property
+    def lifetime(self) -> float:
+        """Seconds a ticket may live at most, a stamp from a clock ahead included."""
+        return float(self._max_age_seconds + 2 * MAX_CLOCK_SKEW_SECONDS)
+
+    @staticmethod
+    def new_nonce() -> str:
+        """A fresh random nonce for one ticket: 128 bits, URL-safe base64."""
+        return secrets.token_urlsafe(_NONCE_BYTES)
+
+    def issue(self, kind: str, value: str, nonce: str) -> str:
+        """A ticket for identifier ``kind:value`` (as normalized) and ``nonce``, stamped now.
+
+        Its length depends on what was typed alone, never on whether a client matched.
+        """
+        payload = json.dumps([kind, value, nonce], separators=(",", ":")).encode("utf-8")
+        return self._signer.sign(base64_encode(payload)).decode("ascii")
+
+    def read(self, ticket: object) -> TicketClaims:
+        """Verify ``ticket`` and return its claims.
+
+        Raises :class:`~credrecovery.TokenExpired` for a genuine ticket past
+        ``max_age``, and :class:`~credrecovery.InvalidCode` for anything else
+        that does not verify. Nothing is looked up.
+        """
+        if (
+            not isinstance(ticket, str)
+            or len(ticket) > MAX_TICKET_LENGTH
+            or not _SHAPE.fullmatch(ticket)
+            or not _is_canonical(ticket)
+        ):
+            raise InvalidCode(_INVALID)
+        payload: object = None
+        age = 0
+        try:
+            encoded, signed_at = self._signer.unsign(ticket, return_timestamp=True)
+            age = self._signer.get_timestamp() - int(signed_at.timestamp())
+            payload = json.loads(base64_decode(encoded))
+        except (itsdangerous.BadData, ValueError, OverflowError, OSError):
+            payload = None
+        # Raised outside the handler, so that no itsdangerous error is chained.
+        if (
+            age < -MAX_CLOCK_SKEW_SECONDS
+            or not isinstance(payload, list)
+            or len(payload) != 3
+            or not all(isinstance(part, str) for part in payload)
+        ):
+            raise InvalidCode(_INVALID)
+        if age > self._max_age_seconds:
+            raise TokenExpired(
+                "the code has expired", issued_at=signed_at,
+                expired_at=signed_at + timedelta(seconds=self._max_age_seconds),
+            )
+        return TicketClaims(payload[0], payload[1], payload[2], signed_at.timestamp())
+
+    def code(self, nonce: str, binding: str) -> str:
+        """The code mailed for a ticket's ``nonce`` to the client whose binding is ``binding``.
+
+        ``binding`` is :func:`~credrecovery.tokens.account_binding` of the client.
+        """
+        return _code(self._code_keys[0], nonce, binding)
+
+    def candidates(self, nonce: str, binding: str) -> tuple[str, ...]:
+        """Every code a genuine mail may carry for ``nonce`` and ``binding``: one per key."""
+        return tuple(_code(key, nonce, binding) for key in self._code_keys)
+
+
+def _code(key: bytes, nonce: str, binding: str) -> str:
+    message = b"\x00".join((b"credrecovery.code", nonce.encode("utf-8"), binding.encode("utf-8")))
+    number = int.from_bytes(hmac.new(key, message, hashlib.sha256).digest(), "big")
+    # 2**256 against 25**8: the bias of the remainders is far below anything measurable.
+    symbols = []
+    for _ in range(CODE_LENGTH):
+        number, index = divmod(number, len(CODE_ALPHABET))
+        symbols.append(CODE_ALPHABET[index])
+    return "".join(symbols)
