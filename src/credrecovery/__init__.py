@@ -9,6 +9,7 @@ number with the new key.
 from importlib import metadata as _metadata
 
 from ._hashing import HashingLimit, hashing_limit, set_hashing_limit
+from .codes import IssuedCode
 from .delivery.background import BackgroundMailer
 from .delivery.retry import RetryPolicy
 from .events import Event, EventKind
@@ -73,6 +74,7 @@ __all__ = [
     "InvalidCode",
     "InvalidIdentifier",
     "InvalidToken",
+    "IssuedCode",
     "KeyPolicy",
     "KeyRejected",
     "LimitName",

@@ -73,10 +73,10 @@ class Performs(_Parts):
                 return stand_in_hash(self.crypt_context, scheme)
             case effects.Emit(event):
                 return self._events.put(event)
-            case effects.Attempt(nonce):
-                return self._attempts.spend(nonce)
-            case effects.Refund(nonce):
-                return self._attempts.refund(nonce)
+            case effects.Attempt(nonce, lifetime):
+                return self._attempts.spend(nonce, lifetime)
+            case effects.Refund(nonce, lifetime):
+                return self._attempts.refund(nonce, lifetime)
         assert self.limiter is not None
         match effect:
             case effects.Hit(limit, value):
@@ -140,10 +140,10 @@ class AsyncPerforms(_Parts):
             case effects.Emit(event):
                 # On the loop: the dispatcher's queue takes it without a thread hop.
                 return self._events.put(event)
-            case effects.Attempt(nonce):
-                return await self._attempts.spend(nonce)
-            case effects.Refund(nonce):
-                return await self._attempts.refund(nonce)
+            case effects.Attempt(nonce, lifetime):
+                return await self._attempts.spend(nonce, lifetime)
+            case effects.Refund(nonce, lifetime):
+                return await self._attempts.refund(nonce, lifetime)
         assert self.limiter is not None
         match effect:
             case effects.Hit(limit, value):

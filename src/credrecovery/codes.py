@@ -33,6 +33,7 @@ __all__ = [
     "CODE_LENGTH",
     "MAX_CODE_ATTEMPTS",
     "CodeSigner",
+    "IssuedCode",
     "TicketClaims",
     "format_code",
     "normalize_code",
@@ -79,12 +80,30 @@ def format_code(code: str) -> str:
 
 @dataclasses.dataclass(frozen=True)
 class TicketClaims:
-    """What a genuine, unexpired ticket says: the identifier typed and the nonce."""
+    """What a genuine, unexpired ticket says: the identifier typed, the nonce and, for a
+    ticket issued with one, its own expiry."""
 
     kind: str
     value: str = dataclasses.field(repr=False)
     nonce: str = dataclasses.field(repr=False)
     issued_at: float
+    #: The ticket's own expiry, for one issued with it; ``None``: the signer's.
+    max_age: timedelta | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class IssuedCode:
+    """What :meth:`~credrecovery.RecoveryService.issue_code` gives support staff.
+
+    ``code`` is the client's code as the mail shows it (``WDJH-MJHT``), for
+    the operator to read to the client; ``ticket`` is the ticket it goes
+    with, for whatever takes the code the client types (the host's own page,
+    or ``confirm --ticket``). Together they replace the client's key, so
+    neither is in the repr.
+    """
+
+    ticket: str = dataclasses.field(repr=False)
+    code: str = dataclasses.field(repr=False)
 
 
 class CodeSigner:
@@ -96,7 +115,8 @@ class CodeSigner:
     signing key rotates without killing codes in flight. Tickets are
     HMAC-SHA256 under a salt of their own, codes HMAC-SHA256 under keys
     derived for this one purpose. A ticket verifies from
-    ``MAX_CLOCK_SKEW_SECONDS`` before its stamp until ``max_age`` after it.
+    ``MAX_CLOCK_SKEW_SECONDS`` before its stamp until ``max_age`` after it
+    (its own, for a ticket issued with one).
     """
 
     def __init__(
@@ -135,12 +155,22 @@ class CodeSigner:
         """A fresh random nonce for one ticket: 128 bits, URL-safe base64."""
         return secrets.token_urlsafe(_NONCE_BYTES)
 
-    def issue(self, kind: str, value: str, nonce: str) -> str:
+    def issue(self, kind: str, value: str, nonce: str, *,
+              max_age: timedelta | None = None) -> str:
         """A ticket for identifier ``kind:value`` (as normalized) and ``nonce``, stamped now.
 
-        Its length depends on what was typed alone, never on whether a client matched.
+        Its length depends on what was typed alone, never on whether a client
+        matched. It expires ``max_age`` after its stamp: the signer's, unless
+        one is given here, which the ticket then carries, signed (whole
+        seconds, at least one; :class:`ValueError` below that).
         """
-        payload = json.dumps([kind, value, nonce], separators=(",", ":")).encode("utf-8")
+        claims: list[str | int] = [kind, value, nonce]
+        if max_age is not None:
+            seconds = int(max_age.total_seconds())
+            if seconds < 1:
+                raise ValueError("max_age must be a second or more")
+            claims.append(seconds)
+        payload = json.dumps(claims, separators=(",", ":")).encode("utf-8")
         return self._signer.sign(base64_encode(payload)).decode("ascii")
 
     def read(self, ticket: object) -> TicketClaims:
@@ -166,19 +196,25 @@ class CodeSigner:
         except (itsdangerous.BadData, ValueError, OverflowError, OSError):
             payload = None
         # Raised outside the handler, so that no itsdangerous error is chained.
-        if (
-            age < -MAX_CLOCK_SKEW_SECONDS
-            or not isinstance(payload, list)
-            or len(payload) != 3
-            or not all(isinstance(part, str) for part in payload)
-        ):
+        own = _own_max_age(payload)
+        if age < -MAX_CLOCK_SKEW_SECONDS or own is None:
             raise InvalidCode(_INVALID)
-        if age > self._max_age_seconds:
+        assert isinstance(payload, list)
+        max_age = own or self._max_age_seconds
+        if age > max_age:
             raise TokenExpired(
                 "the code has expired", issued_at=signed_at,
-                expired_at=signed_at + timedelta(seconds=self._max_age_seconds),
+                expired_at=signed_at + timedelta(seconds=max_age),
             )
-        return TicketClaims(payload[0], payload[1], payload[2], signed_at.timestamp())
+        return TicketClaims(payload[0], payload[1], payload[2], signed_at.timestamp(),
+                            timedelta(seconds=own) if own else None)
+
+    def lifetime_of(self, claims: TicketClaims) -> float:
+        """Seconds the ticket of ``claims`` may live at most: :attr:`lifetime`, for its own
+        expiry when it carries one."""
+        if claims.max_age is None:
+            return self.lifetime
+        return float(int(claims.max_age.total_seconds()) + 2 * MAX_CLOCK_SKEW_SECONDS)
 
     def code(self, nonce: str, binding: str) -> str:
         """The code mailed for a ticket's ``nonce`` to the client whose binding is ``binding``.
@@ -190,6 +226,20 @@ class CodeSigner:
     def candidates(self, nonce: str, binding: str) -> tuple[str, ...]:
         """Every code a genuine mail may carry for ``nonce`` and ``binding``: one per key."""
         return tuple(_code(key, nonce, binding) for key in self._code_keys)
+
+
+def _own_max_age(payload: object) -> int | None:
+    """A ticket payload's own expiry in seconds, ``0`` when it has none, ``None`` if malformed.
+
+    Tickets issued before tickets could carry an expiry have three parts.
+    """
+    if (not isinstance(payload, list) or len(payload) not in (3, 4)
+            or not all(isinstance(part, str) for part in payload[:3])):
+        return None
+    if len(payload) == 3:
+        return 0
+    own = payload[3]
+    return own if type(own) is int and own >= 1 else None
 
 
 def _code(key: bytes, nonce: str, binding: str) -> str:

@@ -46,7 +46,8 @@ class EventKind(enum.StrEnum):
     SIGNIN_FAILED = "signin_failed"
     #: A sign-in limit refused the attempt; the reason is the limit's name.
     SIGNIN_THROTTLED = "signin_throttled"
-    #: Support issued a link: ``mailed``, or ``not_mailed`` (handed to the operator).
+    #: Support issued a link: ``mailed``, or ``not_mailed`` (handed to the operator);
+    #: or a code: ``code_mailed`` or ``code_not_mailed``.
     ISSUED = "issued"
 
 
@@ -63,7 +64,7 @@ REASONS: Mapping[EventKind, tuple[str | None, ...]] = {
     EventKind.SIGNIN_FAILED: ("wrong_key", "unknown", "changed_meanwhile"),
     EventKind.SIGNIN_THROTTLED: ("failed_signins", "failed_signins_per_requester",
                                  "failed_signins_per_client"),
-    EventKind.ISSUED: ("mailed", "not_mailed"),
+    EventKind.ISSUED: ("mailed", "not_mailed", "code_mailed", "code_not_mailed"),
 }
 
 
@@ -75,7 +76,8 @@ class Event:
     the client number where the service knows whose outcome it is (never on
     a miss, nor for an unknown number); ``requester`` is what the caller
     passed as ``requester=`` (``None`` for delivery outcomes); ``operator``
-    is who issued a link (:meth:`~credrecovery.RecoveryService.issue_link`).
+    is who issued a link or a code (:meth:`~credrecovery.RecoveryService.issue_link`,
+    :meth:`~credrecovery.RecoveryService.issue_code`).
     """
 
     kind: EventKind

@@ -37,7 +37,9 @@ class ConfirmationJob:
     delivery side composes it like any other, then drops it. A ``nonce`` makes
     it a job for a code mail (:meth:`~credrecovery.RecoveryService.request_code`):
     each client's code is made from it and the client's binding; empty, the
-    mail carries links.
+    mail carries links. ``by_support`` marks a job support staff made
+    (:meth:`~credrecovery.RecoveryService.issue_code`, ``issue_link``): its
+    code mail speaks of a code support issued, not of one asked for on a page.
     """
 
     recipient: str
@@ -49,6 +51,7 @@ class ConfirmationJob:
     decoy: bool = False
     truncated: bool = False
     nonce: str = ""
+    by_support: bool = False
 
     def __repr__(self) -> str:
         numbers = tuple(number for number, _ in self.clients)
@@ -58,7 +61,9 @@ class ConfirmationJob:
         """The job as JSON-ready data.
 
         A code job is version 2, which a release without codes refuses
-        rather than mailing a link in its place.
+        rather than mailing a link in its place. ``by_support`` is written only
+        when set, so other jobs read as before; data without it reads as
+        ``False``.
         """
         data: dict[str, Any] = {
             "v": _CODE_VERSION if self.nonce else _VERSION,
@@ -73,6 +78,8 @@ class ConfirmationJob:
         }
         if self.nonce:
             data["nonce"] = self.nonce
+        if self.by_support:
+            data["by_support"] = True
         return data
 
     @classmethod
@@ -93,6 +100,7 @@ class ConfirmationJob:
                 decoy=_bool(data["decoy"]),
                 truncated=_bool(data["truncated"]),
                 nonce=nonce,
+                by_support=_bool(data.get("by_support", False)),
             )
         except (KeyError, TypeError) as exc:
             raise ValueError("malformed confirmation job") from exc

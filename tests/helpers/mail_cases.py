@@ -2,7 +2,7 @@
 
 A :class:`Case` names one mail: which one (confirmation, credentials, the
 confirmation a shared address gets, the key-changed notice, the code mail for
-one client or for a shared address), its language, its
+one client or for a shared address, the code mail of a code support issued), its language, its
 branding and the client's display name, chosen to break a header or a layout.
 :func:`mail_for` gives the :class:`Mail` the service sent for it, through real
 services with a memory directory and outbox.
@@ -60,7 +60,8 @@ NAMES = {
 # The one client whose address has a local part outside ASCII (RFC 6531).
 UTF8_LOCAL_PART = "josé.ñandú"
 CLIENT_LOCALES = {"en": "en_US", "es": "es-AR"}
-KINDS = ("confirmation", "credentials", "multi", "key-changed", "code", "code-multi")
+KINDS = ("confirmation", "credentials", "multi", "key-changed", "code", "code-multi",
+         "code-support")
 LANGUAGES = ("en", "es")
 BRANDINGS = ("default", "custom")
 
@@ -102,7 +103,8 @@ def all_cases() -> list[Case]:
             cases.append(Case("multi", language, branding, "truncated"))
             # A client's own locale wins over the service's, which is the other one.
             cases += [Case(kind, language, branding, "client-locale")
-                      for kind in ("confirmation", "credentials", "key-changed", "code")]
+                      for kind in ("confirmation", "credentials", "key-changed", "code",
+                                   "code-support")]
     return cases
 
 
@@ -161,6 +163,11 @@ def rendered(branding: str) -> dict[str, Mail]:
                 case = Case("code", expected, branding, who)
                 mails[case.id] = Mail(case, code, email, name, (), (), None,
                                       tuple(codes_from(code)))
+                issued = _send(mailer, service.issue_code, number)
+                case = Case("code-support", expected, branding, who)
+                # Support's mail names the number the client types with the code.
+                mails[case.id] = Mail(case, issued, email, name, (number,), (), None,
+                                      tuple(codes_from(issued)))
                 credentials = _send(mailer, service.confirm, links[0].rsplit("/", 1)[1])
                 case = Case("credentials", expected, branding, who)
                 key = _key(service, number, credentials)

@@ -80,6 +80,9 @@ class AsyncShell:
     def issue_link(self, *args: Any, **kwargs: Any) -> str:
         return str(self._await(self.service.issue_link(*args, **kwargs)))
 
+    def issue_code(self, *args: Any, **kwargs: Any) -> Any:
+        return self._await(self.service.issue_code(*args, **kwargs))
+
     def flush(self, timeout: float | None = None) -> bool:
         return bool(self._await(self.service.flush(timeout)))
 

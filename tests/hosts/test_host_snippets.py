@@ -565,6 +565,30 @@ def run_code_handlers(harness: Harness) -> None:
         assert service.authenticate("9000", OLD_KEY) is None
 
 
+def run_support_code(harness: Harness) -> None:
+    """Support gives a code without mailing it; the client's page takes it once, with the
+    number; an unknown number is said plainly to support."""
+    panel_tables("panel.sqlite3")
+    mailer = OutboxMailer()
+    with RecoveryService(CustomersDirectory("panel.sqlite3"), mailer, secret_key=SECRET,
+                         confirm_url=CONFIRM_URL, sender=SENDER) as service:
+        namespace = harness.run("docs/codes.md#1", {"service": service})
+        said = namespace["give_code"]("9000", "support-ana")
+        assert said.startswith("read this code to the caller: ")
+        code = said.rsplit(" ", 1)[1]
+        assert service.flush(30) and mailer.outbox == []
+        assert namespace["give_code"]("9999", "support-ana") == "no client has the number 9999"
+        typo = ("C" if code[0] != "C" else "D") + code[1:]
+        page = namespace["type_support_code"]
+        assert page("9000", typo, REQUESTER) == "code page, with an error"
+        assert page("9001", code, REQUESTER) == "code page, with an error"
+        assert page(" 9000 ", code, REQUESTER).startswith("done")
+        assert page("9000", code, REQUESTER) == "code page, with an error"
+        assert service.flush(30)
+        assert service.authenticate("9000", mailed_key(mailer.outbox[-1])) is not None
+        assert service.authenticate("9000", OLD_KEY) is None
+
+
 def run_event_hook(harness: Harness) -> None:
     """The documented hook logs each outcome to the panel's audit logger, off the request."""
     audit = logging.getLogger("panel.audit")
@@ -621,6 +645,7 @@ RUNS: dict[Callable[..., None], dict[str, str]] = {
     run_own_key_setter: {"docs/security.md#0": "def set_own_key"},
     run_event_hook: {"docs/events.md#0": "on_event=on_event"},
     run_code_handlers: {"docs/codes.md#0": "def type_code"},
+    run_support_code: {"docs/codes.md#1": "def give_code"},
 }
 
 

@@ -751,3 +751,95 @@ def test_the_operator_flow_on_postgresql(tmp_path: Path) -> None:
                                                                client.key_hash)
         reused = run_process("confirm", "--database-url", url, token.group(1), env=env)
         assert failed(reused) and "already used" in reused.stderr
+
+
+# --- codes issued by support ---------------------------------------------------------------
+
+CODE_LINE = re.compile(r"code: ([A-Z0-9]{4}-[A-Z0-9]{4})")
+TICKET_LINE = re.compile(r"ticket: (\S+)")
+
+
+def test_a_code_request_prints_the_code_and_its_ticket_for_confirm(db: Path) -> None:
+    """request --code --no-mail prints the code, its ticket and until when they work;
+    confirm --ticket (read from standard input) --code replaces the key, once. Real processes."""
+    result = run_process("request", "--db", str(db), "client_number", "9000", "--code",
+                         "--no-mail", "--max-age", "2h", "--operator", "support-ana")
+    assert result.returncode == 0, result.stderr
+    code_line, ticket_line, said = result.stdout.splitlines()
+    code, ticket = CODE_LINE.fullmatch(code_line), TICKET_LINE.fullmatch(ticket_line)
+    assert code and ticket
+    match = re.fullmatch(r"recovery code for client 9000 printed above, not mailed; "
+                         r"it works until (\d{4}-\d\d-\d\d \d\d:\d\d) UTC", said)
+    assert match
+    until = time.mktime(time.strptime(match.group(1), "%Y-%m-%d %H:%M")) - time.timezone
+    assert abs(until - (time.time() + 2 * 3600)) < 120
+    confirmed = run_process("confirm", "--db", str(db), "--ticket", "-", "--code",
+                            code.group(1).lower(), "--print-key", stdin=ticket.group(1))
+    assert confirmed.returncode == 0, confirmed.stderr
+    new_key = KEY_IN_MAIL.search(confirmed.stdout)
+    assert new_key and default_context().verify(new_key.group(1), stored_hash(db))
+    reused = run_process("confirm", "--db", str(db), "--ticket", ticket.group(1),
+                         "--code", code.group(1))
+    assert failed(reused) and "the code is not valid" in reused.stderr
+
+
+def test_a_code_request_prints_the_mail_it_would_send(db: Path) -> None:
+    """Without --smtp-host the code mail is printed, carrying the code printed below it;
+    the log lines name neither the code nor the ticket."""
+    result = run("request", "--db", str(db), "-v", "domain", DOMAIN, "--code")
+    assert result.returncode == 0, result.stderr
+    code = CODE_LINE.search(result.stdout)
+    ticket = TICKET_LINE.search(result.stdout)
+    assert code and ticket
+    mail = result.stdout[:code.start()]
+    assert "Subject:" in mail and code.group(1) in mail and ticket.group(1) not in mail
+    assert result.stdout.splitlines()[-1] == (
+        f"recovery code for client 9000 printed above, not sent; it is addressed to {EMAIL}")
+    assert "log: INFO: recovery code issued by support" in result.stderr
+    assert code.group(1) not in result.stderr and ticket.group(1) not in result.stderr
+
+
+def test_a_ticket_goes_with_a_code_and_not_with_a_token(db: Path) -> None:
+    """confirm takes a token, or a ticket with its code: anything else is an error."""
+    alone = run("confirm", "--db", str(db), "--ticket", "some-ticket")
+    assert failed(alone) and "--ticket and --code go together" in alone.stderr
+    code_alone = run("confirm", "--db", str(db), "--code", "WDJH-MJHT", "some-token")
+    assert failed(code_alone) and "--ticket and --code go together" in code_alone.stderr
+    both = run("confirm", "--db", str(db), "--ticket", "t", "--code", "WDJH-MJHT", "token")
+    assert both.returncode == 2 and "not allowed with" in both.stderr
+    neither = run("confirm", "--db", str(db))
+    assert neither.returncode == 2
+
+
+@pytest.mark.postgres
+def test_a_code_on_postgresql(tmp_path: Path) -> None:
+    """request --code and confirm --ticket --code, real processes, on PostgreSQL."""
+    import sqlalchemy as sa
+
+    from credrecovery.sqlalchemy import SQLAlchemyDirectory
+    from helpers import pg
+
+    with pg.fresh_schema() as schema:
+        with SQLAlchemyDirectory(schema.engine, create_schema=True) as made:
+            made.add_client("9000", EMAIL, key="Initial-Key-0123456789", domains=[DOMAIN],
+                            name="Ejemplo")
+        server = sa.make_url(schema.url)
+        env = {"CREDRECOVERY_DATABASE_PASSWORD": server.password} if server.password else {}
+        url = server.set(password=None).update_query_dict(
+            {"options": f"-csearch_path={schema.name}"}).render_as_string(hide_password=False)
+        requested = run_process("request", "--database-url", url, "client_number", "9000",
+                                "--code", "--max-age", "90m", env=env)
+        assert requested.returncode == 0, requested.stderr
+        assert "expires in 1 hour and 30 minutes" in requested.stdout
+        code, ticket = CODE_LINE.search(requested.stdout), TICKET_LINE.search(requested.stdout)
+        assert code and ticket
+        confirmed = run_process("confirm", "--database-url", url, "--print-key",
+                                "--ticket", "-", "--code", code.group(1),
+                                stdin=ticket.group(1), env=env)
+        assert confirmed.returncode == 0, confirmed.stderr
+        new_key = KEY_IN_MAIL.search(confirmed.stdout)
+        assert new_key
+        with SQLAlchemyDirectory(schema.engine) as reread:
+            client = reread.find(IdentifierKind.CLIENT_NUMBER, "9000")
+        assert client is not None and default_context().verify(new_key.group(1),
+                                                               client.key_hash)

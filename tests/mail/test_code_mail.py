@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import pickle
 import re
 from collections.abc import Callable
@@ -166,3 +167,88 @@ def test_the_composer_pickles_with_its_codes(clock: FakeClock) -> None:
     assert code_from(first) == format_code(service.codes.code(job.nonce, job.clients[0][1]))
     assert PROMISES["es", "choose"] in _plain(second)
     assert copy.code_max_age == service.codes.max_age
+
+
+# What a code support issued says, and what only a visitor's code mail may say.
+SUPPORT_WORDING = {
+    "en": ("our support team issued a code", "on the page our support team points you to",
+           "not even our support team", "contact our support team again"),
+    "es": ("nuestro equipo de soporte generó un código",
+           "en la página que le indique nuestro equipo de soporte",
+           "ni siquiera nuestro equipo de soporte",
+           "comunicarse otra vez con nuestro equipo de soporte"),
+}
+SUPPORT_PROMISES = {
+    ("en", "generate"): "To get a new access key, type your client number, 9000,",
+    ("en", "choose"): "To choose a new access key, type your client number, 9000,",
+    ("es", "generate"):
+        "Para recibir una clave de acceso nueva, escriba su número de cliente, 9000,",
+    ("es", "choose"): "Para elegir una clave de acceso nueva, escriba su número de cliente, 9000,",
+}
+VISITOR_WORDING = {
+    "en": ("where you asked for it", "in the browser where you asked"),
+    "es": ("donde hizo el pedido", "en el navegador donde hizo el pedido"),
+}
+
+
+@pytest.mark.parametrize("language", ["en", "es"])
+@pytest.mark.parametrize("key_mode", ["generate", "choose"])
+def test_a_code_support_issued_is_mailed_in_support_wording(
+    make_service: MakeService, mailer: MemoryMailer, language: str, key_mode: str,
+) -> None:
+    """Support's code mail names the client number to type with the code on the page support
+    gives, and never sends the client back to a page or browser it asked on; a visitor's code
+    mail from the same service keeps its own wording."""
+    service = make_service(locale=language, key_mode=key_mode)
+    issued = service.issue_code("9000", operator="support-ana")
+    service.request_code("domain", DOMAIN)
+    support, visitor = mailer.outbox[-2:]
+    other = "choose" if key_mode == "generate" else "generate"
+    assert code_from(support) == issued.code
+    for text in (_plain(support), _html(support)):
+        assert SUPPORT_PROMISES[language, key_mode] in text
+        assert all(phrase in text for phrase in SUPPORT_WORDING[language])
+        assert not any(phrase in text for phrase in VISITOR_WORDING[language])
+        assert SUPPORT_PROMISES[language, other] not in text
+    for text in (_plain(visitor), _html(visitor)):
+        assert PROMISES[language, key_mode] in text
+        assert all(phrase in text for phrase in VISITOR_WORDING[language])
+        assert not any(phrase in text for phrase in SUPPORT_WORDING[language])
+    assert str(support["Subject"]) == str(visitor["Subject"])
+
+
+def test_the_support_footer_names_the_provider(make_service: MakeService,
+                                               mailer: MemoryMailer) -> None:
+    """With branding, the opening and the footer say whose support team issued the code."""
+    make_service(locale="es", branding=BRAND).issue_code("9000")
+    text, html = _plain(mailer.outbox[-1]), _html(mailer.outbox[-1])
+    for body in (text, html):
+        assert "el equipo de soporte de XMundo Networks generó un código" in body
+        assert ("XMundo Networks le envió este mensaje automático porque el equipo de soporte"
+                in body)
+        assert "alguien pidió" not in body
+
+
+def test_support_jobs_keep_their_wording_across_delivery(clock: FakeClock) -> None:
+    """A job marked by support crosses to a delivery worker as data and keeps its wording;
+    job data written without the mark (an older release's, a visitor's) reads as a visitor's."""
+    service = RecoveryService(
+        MemoryDirectory(), MemoryMailer(), secret_key="s" * 32, confirm_url=CONFIRM_URL,
+        sender=SENDER, delivery="sync", rate_limits=None, clock=clock)
+    client = Client("9000", "ana@example.com", "h" * 20, name="Ana")
+    visitor = ConfirmationJob(recipient=client.email, name="Ana", language="en", sender=SENDER,
+                              clients=(("9000", account_binding(client)),),
+                              issued_at=clock.now, nonce=CodeSigner.new_nonce())
+    support = dataclasses.replace(visitor, by_support=True)
+    assert "by_support" not in visitor.to_dict()
+    data = support.to_dict()
+    assert ConfirmationJob.from_dict(data) == support
+    older = {key: value for key, value in data.items() if key != "by_support"}
+    assert ConfirmationJob.from_dict(older) == visitor
+    with pytest.raises(ValueError):
+        ConfirmationJob.from_dict({**data, "by_support": "yes"})
+    copy = pickle.loads(pickle.dumps(service.composer))
+    mailed = copy.confirmation(ConfirmationJob.from_dict(data))
+    assert SUPPORT_WORDING["en"][0] in _plain(mailed)
+    assert VISITOR_WORDING["en"][0] not in _plain(mailed)
+    assert VISITOR_WORDING["en"][0] in _plain(copy.confirmation(visitor))

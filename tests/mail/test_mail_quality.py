@@ -109,7 +109,7 @@ def test_mail_parses_strictly_without_defects(case: Case) -> None:
     elif case.kind == "key-changed":
         assert mail.links == ()
         assert CHOSEN_KEY not in text and CHOSEN_KEY not in html.get_content()
-    elif case.kind in ("code", "code-multi"):
+    elif case.kind in ("code", "code-multi", "code-support"):
         assert mail.links == ()
         assert len(mail.codes) == max(1, len(mail.numbers))
         assert all(code in html.get_content() for code in mail.codes)

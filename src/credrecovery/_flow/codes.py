@@ -113,19 +113,20 @@ class CodeFlows:
             yield from core._reject(error, event, requester)
         # Counted before the comparison: of many attempts at once, no more
         # than the allowance are compared. A right code gives it back.
-        if not (yield Attempt(claims.nonce)):
+        lifetime = None if claims.max_age is None else self._codes.lifetime_of(claims)
+        if not (yield Attempt(claims.nonce, lifetime)):
             logger.warning("code ticket out of attempts", extra={"event": "code_attempts"})
             yield from core._reject(InvalidCode(_INVALID), "wrong_code", requester)
         try:
             client = yield from self._match(claims, code)
         except DirectoryError:
             # The directory's failure is no guess: the attempt is given back.
-            yield Refund(claims.nonce)
+            yield Refund(claims.nonce, lifetime)
             raise
         if client is None:
             yield from core._reject(InvalidCode(_INVALID), "wrong_code", requester)
         assert client is not None
-        yield Refund(claims.nonce)
+        yield Refund(claims.nonce, lifetime)
         return claims, client
 
     def _match(self, claims: TicketClaims, code: str) -> Flow[Client | None]:

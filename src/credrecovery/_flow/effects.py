@@ -160,9 +160,13 @@ class Emit:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Attempt:
-    """Count one attempt at a code ticket's code: whether the ticket has one left."""
+    """Count one attempt at a code ticket's code: whether the ticket has one left.
+
+    ``lifetime`` is the ticket's, in seconds, for a ticket with an expiry of its own.
+    """
 
     nonce: str = dataclasses.field(repr=False)
+    lifetime: float | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -170,6 +174,7 @@ class Refund:
     """Give back the attempt a right code spent on its ticket."""
 
     nonce: str = dataclasses.field(repr=False)
+    lifetime: float | None = None
 
 
 Effect = (Find | FindAll | Swap | Mark | Hit | HitClient | HitMailbox | Claim | Clear | Test

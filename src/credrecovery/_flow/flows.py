@@ -81,7 +81,7 @@ _NOBODY = Client(number="0", email="nobody@example.com", key_hash="-" * 97)
 class Core(Support, Rotation):
     """The flows of one service: ``request``, ``check`` and ``confirm`` here,
     ``authenticate`` and ``change_key`` from :class:`~credrecovery._flow.login.SignIn`,
-    and ``issue_link`` from :class:`~credrecovery._flow.support.Support`.
+    and ``issue_link`` and ``issue_code`` from :class:`~credrecovery._flow.support.Support`.
 
     Holds no I/O object: only the token signer, the composer's settings, the
     hashing policy (to know its schemes), and the in-process registry of

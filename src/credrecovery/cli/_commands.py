@@ -100,31 +100,42 @@ def _check_key_hash(key_hash: str, context: CryptContext) -> None:
 
 
 def request(args: argparse.Namespace) -> int:
-    """``request``: issue a link for the client an identifier names; mail or print it."""
+    """``request``: issue a link (or a code) for the client an identifier names; mail or
+    print it."""
     secret = secret_key()
     kind = parse_kind(args.kind)
     value = normalize_identifier(kind, args.value)
     smtp = None if args.link_only else smtp_mailer(args)
+    what = "recovery code" if args.code else "confirmation link"
     with open_named(args) as directory:
         client = _named_client(directory, kind, value)
         recovery = service(args, directory, smtp if smtp is not None else PrintMailer(), secret)
+        options: dict[str, Any] = {"max_age": args.max_age, "send": not args.link_only,
+                                   "operator": args.operator}
         try:
-            link = recovery.issue_link(client.number, max_age=args.max_age,
-                                       send=not args.link_only, operator=args.operator)
+            if args.code:
+                issued = recovery.issue_code(client.number, **options)
+                shown = [f"code: {issued.code}", f"ticket: {issued.ticket}"]
+            else:
+                link = recovery.issue_link(client.number, **options)
+                shown = [link] if args.link_only else []
         except DeliveryFailed as exc:
             cause = exc.__cause__ if isinstance(exc.__cause__, Exception) else exc
-            raise CommandFailed(f"the confirmation mail for client {client.number} was not "
-                                f"sent: {failure_reason(cause)}") from None
+            raise CommandFailed(f"the {'code' if args.code else 'confirmation'} mail for client "
+                                f"{client.number} was not sent: {failure_reason(cause)}"
+                                ) from None
+    for line in shown:
+        print(line)
     if args.link_only:
-        until = datetime.now(UTC) + (args.max_age or recovery.tokens.max_age)
-        print(link)
-        print(f"confirmation link for client {client.number} printed above, not mailed; "
+        default = recovery.codes.max_age if args.code else recovery.tokens.max_age
+        until = datetime.now(UTC) + (args.max_age or default)
+        print(f"{what} for client {client.number} printed above, not mailed; "
               f"it works until {until:%Y-%m-%d %H:%M} UTC")
     elif smtp is None:
-        print(f"confirmation link for client {client.number} printed above, not sent; "
+        print(f"{what} for client {client.number} printed above, not sent; "
               f"it is addressed to {client.email}")
     else:
-        print(f"confirmation link for client {client.number} mailed to {client.email}")
+        print(f"{what} for client {client.number} mailed to {client.email}")
     return 0
 
 
@@ -147,15 +158,23 @@ def _named_client(directory: Any, kind: IdentifierKind, value: str) -> Client:
 
 
 def confirm(args: argparse.Namespace) -> int:
-    """``confirm``: rotate the key a token names and mail, or print, the new one."""
+    """``confirm``: rotate the key a token (or a ticket and its code) names and mail, or
+    print, the new one."""
     secret = secret_key()
-    token = _token_from(args.token)
+    if (args.ticket is None) != (args.code is None):
+        raise CommandFailed("--ticket and --code go together")
+    token = _token_from(args.token) if args.ticket is None else None
+    ticket = _token_from(args.ticket, "ticket") if args.ticket is not None else None
     smtp = smtp_mailer(args)
     outbox = MemoryMailer()
     recorder = Recorder(smtp if smtp is not None else outbox)
     with open_named(args) as directory:
         recovery = service(args, directory, recorder, secret)
-        result = recovery.confirm(token)
+        if ticket is not None:
+            result = recovery.confirm_code(ticket, args.code)
+        else:
+            assert token is not None
+            result = recovery.confirm(token)
         if smtp is not None:
             print(f"confirmed: new access details for client {result.number} mailed to "
                   f"{recipients(recorder.sent[-1])}")
@@ -173,13 +192,17 @@ def confirm(args: argparse.Namespace) -> int:
     return 0
 
 
-def _token_from(argument: str) -> str:
-    """The token in ``argument``: itself, a pasted link, or ``-`` for standard input."""
+def _token_from(argument: str, what: str = "token") -> str:
+    """The token in ``argument``: itself, a pasted link, or ``-`` for standard input.
+
+    A ``ticket`` is taken as it is, or from standard input.
+    """
     text = argument
     if argument == "-":
-        text = getpass.getpass("token or link: ") if sys.stdin.isatty() else sys.stdin.read()
+        prompt = "token or link: " if what == "token" else f"{what}: "
+        text = getpass.getpass(prompt) if sys.stdin.isatty() else sys.stdin.read()
     text = text.strip()
-    if "://" in text:
+    if what == "token" and "://" in text:
         parts = urlsplit(text)
         query = parse_qs(parts.query).get("token")
         if query:
@@ -188,7 +211,7 @@ def _token_from(argument: str) -> str:
             segments = [segment for segment in parts.path.split("/") if segment]
             text = unquote(segments[-1]) if segments else ""
     if not text:
-        raise CommandFailed("no token given")
+        raise CommandFailed(f"no {what} given")
     return text
 
 

@@ -59,12 +59,15 @@ examples:
       --smtp-username panel
   {PROG} request --database-url postgresql+psycopg://support@db.internal/panel \\
       client_number 9000 --link-only --max-age 3d
+  {PROG} request --db clients.sqlite3 client_number 9000 --code --no-mail
 
 {_ENVIRONMENT}""",
     "confirm": f"""\
 examples:
   {PROG} confirm --db clients.sqlite3 -      (then paste the token or link)
   printf '%s' "$LINK" | {PROG} confirm --db clients.sqlite3 - --print-key
+  printf '%s' "$TICKET" | {PROG} confirm --db clients.sqlite3 --ticket - \\
+      --code WDJH-MJHT
 
 {_ENVIRONMENT}""",
 }
@@ -115,11 +118,12 @@ def parser() -> argparse.ArgumentParser:
     add.set_defaults(run=_commands.add_client)
 
     request = command(
-        "request", "mail a confirmation link for an identifier",
-        "Mail a confirmation link to the primary address of the client an identifier "
-        "names, and say which client it was and where the mail went. Without "
-        "--smtp-host, the mail is printed instead of sent; with --link-only, only the "
-        "link is printed, for the operator to pass on.",
+        "request", "mail a confirmation link (or a code) for an identifier",
+        "Mail a confirmation link (with --code, a recovery code) to the primary address "
+        "of the client an identifier names, and say which client it was and where the "
+        "mail went. Without --smtp-host, the mail is printed instead of sent; with "
+        "--link-only, only the link is printed, for the operator to pass on. A code is "
+        "printed with its ticket, which confirm --ticket takes with the code.",
     )
     _directory_options(request)
     request.add_argument("kind", choices=[k.value for k in IdentifierKind],
@@ -127,23 +131,34 @@ def parser() -> argparse.ArgumentParser:
     request.add_argument("value", help="the domain, client number or email address")
     request.add_argument("--max-age", type=_duration, default=None, metavar="DURATION",
                          help="how long the link stays valid, such as 900 (seconds), 90m, "
-                              "12h or 3d; by default an hour")
+                              "12h or 3d; by default an hour (a code: 15 minutes)")
     request.add_argument("--operator", default=_login_name(), metavar="NAME",
                          help="who issues the link, for the log and the event")
-    request.add_argument("--link-only", action="store_true",
-                         help="print the link instead of mailing it")
+    request.add_argument("--code", action="store_true",
+                         help="issue a recovery code instead of a link, and print it with "
+                              "its ticket")
+    request.add_argument("--link-only", "--no-mail", dest="link_only", action="store_true",
+                         help="print the link (or the code) instead of mailing it")
     _flow_options(request)
     request.set_defaults(run=_commands.request)
 
     confirm = command(
         "confirm", "confirm a token: rotate the key and mail it",
-        "Confirm a token: rotate the client's access key and mail the client number "
-        "with the new key. Without --smtp-host, the mail is printed, with the key "
-        "hidden unless --print-key is given; the previous key stops working either way.",
+        "Confirm a token (or a code, with the ticket it was issued with): rotate the "
+        "client's access key and mail the client number with the new key. Without "
+        "--smtp-host, the mail is printed, with the key hidden unless --print-key is "
+        "given; the previous key stops working either way.",
     )
     _directory_options(confirm)
-    confirm.add_argument("token", help="the token, or the whole link; '-' reads either from "
-                                       "standard input, out of sight of ps and shell history")
+    confirmed = confirm.add_mutually_exclusive_group(required=True)
+    confirmed.add_argument("token", nargs="?",
+                           help="the token, or the whole link; '-' reads either from "
+                                "standard input, out of sight of ps and shell history")
+    confirmed.add_argument("--ticket", default=None,
+                           help="instead of a token: the ticket of a code (request --code "
+                                "prints it); '-' reads it from standard input")
+    confirm.add_argument("--code", default=None,
+                         help="the code the ticket goes with, such as WDJH-MJHT")
     confirm.add_argument("--print-key", action="store_true",
                          help="show the new key in the printed mail (without --smtp-host)")
     _flow_options(confirm)

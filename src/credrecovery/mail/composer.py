@@ -110,11 +110,12 @@ class Composer:
         """The mail for ``job``; :class:`ValueError` when its address cannot be mailed.
 
         Its links stay valid ``max_age``, by default the signer's. A code job
-        (one with a nonce) carries codes instead, valid as long as the
-        composer's code signer says.
+        (one with a nonce) carries codes instead, valid ``max_age``, by
+        default as long as the composer's code signer says, and worded for
+        support staff's codes when the job is ``by_support``.
         """
         if job.nonce:
-            return self._code_mail(job)
+            return self._code_mail(job, max_age)
         links = [(number, self._link(number, binding, job.issued_at, max_age))
                  for number, binding in job.clients]
         now = self._clock()
@@ -138,11 +139,12 @@ class Composer:
         """How long the codes it makes stay valid."""
         return self._codes.max_age
 
-    def _code_mail(self, job: ConfirmationJob) -> EmailMessage:
+    def _code_mail(self, job: ConfirmationJob, max_age: timedelta | None) -> EmailMessage:
         codes = [(number, format_code(self._codes.code(job.nonce, binding)))
                  for number, binding in job.clients]
         now = self._clock()
-        remaining = max(60.0, job.issued_at + self._codes.max_age.total_seconds() - now)
+        valid = (max_age if max_age is not None else self._codes.max_age).total_seconds()
+        remaining = max(60.0, job.issued_at + valid - now)
         return self.renderer.code(
             recipient=job.recipient,
             name=job.name,
@@ -153,6 +155,7 @@ class Composer:
             language=job.language,
             now=datetime.fromtimestamp(now, UTC),
             chooses=self._chooses,
+            by_support=job.by_support,
         )
 
     def link(self, number: str, binding: str, issued_at: float, *,

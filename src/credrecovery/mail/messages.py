@@ -166,12 +166,14 @@ class MailRenderer:
         language: str,
         now: datetime,
         chooses: bool = False,
+        by_support: bool = False,
     ) -> EmailMessage:
         """The mail carrying a recovery code for each of ``codes``, ``(number, code)`` pairs.
 
         Each code is shown as given (``WDJH-MJHT``). ``chooses`` as for
-        :meth:`confirmation`. Raises :class:`ValueError` when ``recipient``
-        cannot be mailed.
+        :meth:`confirmation`; ``by_support`` says that support staff issued
+        the code, so the mail does not send the client back to a page it asked
+        on. Raises :class:`ValueError` when ``recipient`` cannot be mailed.
         """
         if not codes:
             raise ValueError("a code mail needs a code")
@@ -179,6 +181,7 @@ class MailRenderer:
         context.update(
             codes=[{"number": number, "code": code} for number, code in codes],
             client_numbers=[number for number, _ in codes],
+            by_support=by_support,
         )
         return self._render("code", context, context["locale"],
                             _recipient(recipient, name), sender, now)

@@ -5,8 +5,9 @@ that of many attempts sent at once no more than the allowance are compared,
 in one process or many; an attempt whose code was right is given back. The
 counter lives from the ticket's first attempt for the ticket's whole life
 (``limits``' fixed window, whose counter expires a set time after its first
-hit), so no window boundary hands a ticket new attempts. It is keyed by a
-keyed digest of the ticket's nonce, never the nonce itself.
+hit), so no window boundary hands a ticket new attempts; a ticket with an
+expiry of its own is counted in a window as long as its life. It is keyed by
+a keyed digest of the ticket's nonce, never the nonce itself.
 
 A service without rate limits still counts attempts, in a bounded store of
 its own process. A storage failure lets the attempt through and logs
@@ -52,17 +53,22 @@ class AttemptCounter:
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self._item})"
 
-    def spend(self, nonce: str) -> bool:
-        """Count one attempt at ticket ``nonce``; False when the ticket has none left."""
+    def spend(self, nonce: str, lifetime: float | None = None) -> bool:
+        """Count one attempt at ticket ``nonce``; False when the ticket has none left.
+
+        ``lifetime`` is the ticket's own, in seconds, when it has one.
+        """
         try:
-            return self._strategy.hit(self._item, _NAME, _digest(self._key, nonce))
+            return self._strategy.hit(_item(self._item, lifetime), _NAME,
+                                      _digest(self._key, nonce))
         except Exception as exc:  # noqa: BLE001 - any storage failure
             return _let_through(exc)
 
-    def refund(self, nonce: str) -> None:
+    def refund(self, nonce: str, lifetime: float | None = None) -> None:
         """Give back the attempt a right code spent."""
         try:
-            self._strategy.hit(self._item, _NAME, _digest(self._key, nonce), cost=-1)
+            self._strategy.hit(_item(self._item, lifetime), _NAME,
+                               _digest(self._key, nonce), cost=-1)
         except Exception as exc:  # noqa: BLE001 - any storage failure
             _let_through(exc)
 
@@ -81,19 +87,31 @@ class AsyncAttemptCounter:
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self._item})"
 
-    async def spend(self, nonce: str) -> bool:
-        """Count one attempt at ticket ``nonce``; False when the ticket has none left."""
+    async def spend(self, nonce: str, lifetime: float | None = None) -> bool:
+        """Count one attempt at ticket ``nonce``; False when the ticket has none left.
+
+        ``lifetime`` is the ticket's own, in seconds, when it has one.
+        """
         try:
-            return await self._strategy.hit(self._item, _NAME, _digest(self._key, nonce))
+            return await self._strategy.hit(_item(self._item, lifetime), _NAME,
+                                            _digest(self._key, nonce))
         except Exception as exc:  # noqa: BLE001 - any storage failure
             return _let_through(exc)
 
-    async def refund(self, nonce: str) -> None:
+    async def refund(self, nonce: str, lifetime: float | None = None) -> None:
         """Give back the attempt a right code spent."""
         try:
-            await self._strategy.hit(self._item, _NAME, _digest(self._key, nonce), cost=-1)
+            await self._strategy.hit(_item(self._item, lifetime), _NAME,
+                                     _digest(self._key, nonce), cost=-1)
         except Exception as exc:  # noqa: BLE001 - any storage failure
             _let_through(exc)
+
+
+def _item(usual: RateLimitItemPerSecond, lifetime: float | None) -> RateLimitItemPerSecond:
+    """``usual``, or the same allowance over ``lifetime`` seconds."""
+    if lifetime is None:
+        return usual
+    return RateLimitItemPerSecond(usual.amount, max(1, round(lifetime)))
 
 
 def _let_through(exc: Exception) -> bool:
