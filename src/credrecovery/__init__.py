@@ -8,7 +8,7 @@ number with the new key.
 
 from importlib import metadata as _metadata
 
-from ._hashing import HashingLimit, hashing_limit, set_hashing_limit
+from ._shell.hashing import HashingLimit, hashing_limit, set_hashing_limit
 from .codes import IssuedCode
 from .delivery.background import BackgroundMailer
 from .delivery.retry import RetryPolicy

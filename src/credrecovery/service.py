@@ -2,7 +2,7 @@
 
 Both drive the same flows, written once in :mod:`credrecovery._flow.flows`; they
 differ only in how they perform an effect: a plain call, or ``await``
-(:mod:`credrecovery._performers`). Here are their settings, checked once, and
+(:mod:`credrecovery._shell.performers`). Here are their settings, checked once, and
 their public methods.
 """
 
@@ -21,14 +21,14 @@ from typing import Any, Literal
 import jinja2
 from passlib.context import CryptContext
 
-from . import _hooks as hooks
-from ._code_methods import AsyncRecoversByCode, RecoversByCode, WiresCodes
 from ._derivation import derive_key, secret_bytes
 from ._flow import checks, flows
-from ._performers import AsyncPerforms, Performs
-from ._performers import _call as _call
-from ._performers import _is_async as _is_async
-from ._support_methods import AsyncIssuesLinks, IssuesLinks
+from ._shell import hooks
+from ._shell.code_methods import AsyncRecoversByCode, RecoversByCode, WiresCodes
+from ._shell.performers import AsyncPerforms, Performs
+from ._shell.performers import _call as _call
+from ._shell.performers import _is_async as _is_async
+from ._shell.support_methods import AsyncIssuesLinks, IssuesLinks
 from .codes import CodeSigner
 from .delivery.background import BackgroundMailer, InlineDelivery
 from .events import Event

@@ -28,8 +28,8 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
-from ._flow import effects
-from .exceptions import Overloaded
+from .._flow import effects
+from ..exceptions import Overloaded
 
 __all__ = [
     "DEFAULT_WAIT",

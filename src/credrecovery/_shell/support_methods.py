@@ -12,9 +12,9 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
-from ._flow.effects import Flow
-from ._flow.flows import Core
-from .codes import CodeSigner, IssuedCode
+from .._flow.effects import Flow
+from .._flow.flows import Core
+from ..codes import CodeSigner, IssuedCode
 
 __all__ = ["AsyncIssuesLinks", "IssuesLinks"]
 

@@ -12,13 +12,13 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from ._flow.codes import CodeFlows
-from ._flow.effects import Flow
-from ._flow.flows import Core
-from .codes import MAX_CODE_ATTEMPTS, CodeSigner
-from .identifiers import IdentifierKind
-from .models import Confirmation
-from .ratelimit.attempts import AsyncAttemptCounter, AttemptCounter
+from .._flow.codes import CodeFlows
+from .._flow.effects import Flow
+from .._flow.flows import Core
+from ..codes import MAX_CODE_ATTEMPTS, CodeSigner
+from ..identifiers import IdentifierKind
+from ..models import Confirmation
+from ..ratelimit.attempts import AsyncAttemptCounter, AttemptCounter
 
 __all__ = ["AsyncRecoversByCode", "RecoversByCode", "WiresCodes"]
 

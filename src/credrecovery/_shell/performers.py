@@ -18,13 +18,13 @@ from typing import Any, TypeVar
 
 from passlib.context import CryptContext
 
-from ._flow import driver, effects
-from ._flow.effects import Effect, Flow
-from ._flow.login import stand_in_hash
-from ._hashing import gated, perform_gated
-from ._keyprep import hash_key, verify_key
-from .delivery.background import BackgroundMailer
-from .protocols import DeliveryQueue
+from .._flow import driver, effects
+from .._flow.effects import Effect, Flow
+from .._flow.login import stand_in_hash
+from .._keyprep import hash_key, verify_key
+from ..delivery.background import BackgroundMailer
+from ..protocols import DeliveryQueue
+from .hashing import gated, perform_gated
 
 __all__ = ["AsyncPerforms", "Performs"]
 

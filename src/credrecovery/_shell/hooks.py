@@ -22,7 +22,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from .events import Event, EventKind
+from ..events import Event, EventKind
 
 __all__ = ["AsyncEventDispatcher", "EventDispatcher", "checked_hook", "remaining", "reporter"]
 
