@@ -16,16 +16,15 @@ import logging
 
 from ..codes import CodeSigner, TicketClaims, normalize_code
 from ..events import EventKind
-from ..exceptions import DirectoryError, InvalidCode, InvalidToken, TokenAlreadyUsed, TokenExpired
+from ..exceptions import DirectoryError, InvalidCode, TokenAlreadyUsed
 from ..identifiers import IdentifierKind, normalize_identifier, parse_kind
 from ..jobs import MAX_CLIENTS_PER_MAIL
 from ..mail.messages import mailbox
 from ..models import Client, Confirmation
 from ..tokens import account_binding
 from .checks import _log_unusable
-from .effects import Attempt, Flow, Refund, Test
+from .effects import Attempt, Flow, Refund
 from .flows import _NOBODY, Core
-from .limits import LimitName
 
 __all__ = ["CodeFlows"]
 
@@ -95,22 +94,7 @@ class CodeFlows:
         one error, :class:`InvalidCode`, after the same work.
         """
         core = self._core
-        if requester is not None:
-            allowed = yield from core._limit(Test(LimitName.FAILED_CONFIRMATIONS, requester))
-            if not allowed:
-                yield from core._emit(EventKind.REJECTED, reason="rate_limited",
-                                      requester=requester)
-                yield from core._throttle(LimitName.FAILED_CONFIRMATIONS, requester)
-        error: InvalidToken | None = None
-        event = ""
-        try:
-            claims = self._codes.read(ticket)
-        except TokenExpired as exc:
-            error, event = exc, "expired"
-        except InvalidToken as exc:
-            error, event = exc, "invalid"
-        if error is not None:
-            yield from core._reject(error, event, requester)
+        claims = yield from core._opened(self._codes.read, ticket, requester)
         # Counted before the comparison: of many attempts at once, no more
         # than the allowance are compared. A right code gives it back.
         lifetime = None if claims.max_age is None else self._codes.lifetime_of(claims)

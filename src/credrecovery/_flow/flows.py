@@ -356,23 +356,27 @@ class Core(Support, Rotation):
         yield from self._emit(EventKind.KEY_CHANGED, reason="generated" if chosen is None
                               else "chosen", number=client.number, requester=requester)
 
-    def _verified(self, token: str, requester: str | None) -> Flow[tuple[TokenClaims, Client]]:
+    def _opened(self, read: Callable[[str], _T], token: str, requester: str | None) -> Flow[_T]:
+        """``read(token)``, a link token or a code ticket, behind the failed-confirmations
+        limit; an expired or invalid one is counted against the requester and raised."""
         if requester is not None:
             allowed = yield from self._limit(Test(LimitName.FAILED_CONFIRMATIONS, requester))
             if not allowed:
                 yield from self._emit(EventKind.REJECTED, reason="rate_limited",
                                       requester=requester)
                 yield from self._throttle(LimitName.FAILED_CONFIRMATIONS, requester)
-        error: InvalidToken | None = None
-        event = ""
+        # Rejected outside the except blocks: the flow yields while rejecting.
+        error: InvalidToken
         try:
-            claims = self.tokens.read(token)
+            return read(token)
         except TokenExpired as exc:
             error, event = exc, "expired"
         except InvalidToken as exc:
             error, event = exc, "invalid"
-        if error is not None:
-            yield from self._reject(error, event, requester)
+        return (yield from self._reject(error, event, requester))
+
+    def _verified(self, token: str, requester: str | None) -> Flow[tuple[TokenClaims, Client]]:
+        claims = yield from self._opened(self.tokens.read, token, requester)
         found = yield from self._directory(Find(IdentifierKind.CLIENT_NUMBER, claims.number))
         client = _usable(found)
         if client is not None:

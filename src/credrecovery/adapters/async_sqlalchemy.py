@@ -179,15 +179,8 @@ class AsyncSQLAlchemyDirectory:
         database fails.
         """
         statement = self._statements.set_must_change(number, value)
-        if statement is None:
-            return
-        update: sa.Update = statement
-
-        async def run() -> None:
-            async with self._engine.begin() as connection:
-                await connection.execute(update)
-
-        await _guarded_async("record whether a key must change", run)
+        if statement is not None:
+            await self._update(statement, "record whether a key must change")
 
     async def set_active(self, number: str, active: bool) -> None:
         """Open (``True``) or close (``False``) client ``number``'s account.
@@ -199,15 +192,15 @@ class AsyncSQLAlchemyDirectory:
         database fails.
         """
         statement = self._statements.set_active(number, active)
-        if statement is None:
-            return
-        update: sa.Update = statement
+        if statement is not None:
+            await self._update(statement, "open or close an account")
 
+    async def _update(self, statement: sa.Update, what: str) -> None:
         async def run() -> None:
             async with self._engine.begin() as connection:
-                await connection.execute(update)
+                await connection.execute(statement)
 
-        await _guarded_async("open or close an account", run)
+        await _guarded_async(what, run)
 
     async def add_client(
         self,
