@@ -33,6 +33,7 @@ from django.test.utils import setup_test_environment, teardown_test_environment
 from credrecovery import DirectoryError, RateLimits, RecoveryService, cheap_context
 from credrecovery.testing import DirectoryContract
 from helpers import CONFIRM_URL, OLD_KEY, ROOT, SECRET, SENDER, FakeClock, key_from, token_from
+from helpers.docs_quotes import quoted_excerpts
 from helpers.smtp_server import running_smtp_server
 
 EXAMPLE = ROOT / "examples" / "django_app"
@@ -345,20 +346,6 @@ def test_double_replace_key_hash_lets_one_win(database: Path) -> None:
 
 
 # --- docs/embedding.md quotes this example ---------------------------------------------------
-
-
-def quoted_excerpts(section: str) -> list[tuple[str, str]]:
-    """The fenced blocks of docs/embedding.md's ``## section``: (file named on line 1, rest)."""
-    text = (ROOT / "docs" / "embedding.md").read_text(encoding="utf-8")
-    match = re.search(rf"^## {re.escape(section)}\n(.*?)(?=^## |\Z)", text, re.M | re.S)
-    assert match, f"docs/embedding.md has no '## {section}' section"
-    excerpts = []
-    for block in re.findall(r"^```\w*\n(.*?)^```", match.group(1), re.M | re.S):
-        first, _, rest = block.partition("\n")
-        named = re.fullmatch(r"(?:#|<!--)\s*(examples/\S+?)(?:\s*-->)?", first.strip())
-        if named:
-            excerpts.append((named.group(1), rest))
-    return excerpts
 
 
 def test_embedding_doc_quotes_the_example_verbatim() -> None:

@@ -34,6 +34,7 @@ from credrecovery import RateLimits, cheap_context
 from credrecovery.async_sqlite import AsyncSQLiteDirectory
 from helpers import CONFIRM_URL, OLD_KEY, ROOT, SECRET, SENDER, FakeClock, key_from, token_from
 from helpers import browser as chromium
+from helpers.docs_quotes import quoted_excerpts
 from helpers.smtp_server import RunningSMTPServer, running_smtp_server
 
 EXAMPLE = ROOT / "examples" / "fastapi_app"
@@ -499,20 +500,6 @@ def test_settings_come_from_the_environment() -> None:
         fastapi_recovery.Settings.from_env({
             "CREDRECOVERY_SECRET_KEY": SECRET, "CREDRECOVERY_CONFIRM_URL": CONFIRM_URL,
             "SMTP_SECURITY": "ssl"})
-
-
-def quoted_excerpts(section: str) -> list[tuple[str, str]]:
-    """The fenced blocks of docs/embedding.md's ``## section``: (file named on line 1, rest)."""
-    text = (ROOT / "docs" / "embedding.md").read_text(encoding="utf-8")
-    match = re.search(rf"^## {re.escape(section)}\n(.*?)(?=^## |\Z)", text, re.M | re.S)
-    assert match, f"docs/embedding.md has no '## {section}' section"
-    excerpts = []
-    for block in re.findall(r"^```\w*\n(.*?)^```", match.group(1), re.M | re.S):
-        first, _, rest = block.partition("\n")
-        named = re.fullmatch(r"#\s*(examples/\S+)", first.strip())
-        if named:
-            excerpts.append((named.group(1), rest))
-    return excerpts
 
 
 def test_embedding_doc_quotes_the_example_verbatim() -> None:

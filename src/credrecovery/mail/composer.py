@@ -118,21 +118,8 @@ class Composer:
             return self._code_mail(job, max_age)
         links = [(number, self._link(number, binding, job.issued_at, max_age))
                  for number, binding in job.clients]
-        now = self._clock()
-        valid = (max_age if max_age is not None else self._signer.max_age).total_seconds()
-        # The deadline counts from the request, not from when delivery got to it.
-        remaining = max(60.0, job.issued_at + valid - now)
-        return self.renderer.confirmation(
-            recipient=job.recipient,
-            name=job.name,
-            links=links,
-            truncated=job.truncated,
-            expires_in=timedelta(seconds=remaining),
-            sender=job.sender,
-            language=job.language,
-            now=datetime.fromtimestamp(now, UTC),
-            chooses=self._chooses,
-        )
+        valid = self._signer.max_age if max_age is None else max_age
+        return self.renderer.confirmation(links=links, **self._common(job, valid))
 
     @property
     def code_max_age(self) -> timedelta:
@@ -142,21 +129,19 @@ class Composer:
     def _code_mail(self, job: ConfirmationJob, max_age: timedelta | None) -> EmailMessage:
         codes = [(number, format_code(self._codes.code(job.nonce, binding)))
                  for number, binding in job.clients]
+        valid = self._codes.max_age if max_age is None else max_age
+        return self.renderer.code(codes=codes, by_support=job.by_support,
+                                  **self._common(job, valid))
+
+    def _common(self, job: ConfirmationJob, valid: timedelta) -> dict[str, Any]:
+        """What a link mail and a code mail are both rendered with."""
         now = self._clock()
-        valid = (max_age if max_age is not None else self._codes.max_age).total_seconds()
-        remaining = max(60.0, job.issued_at + valid - now)
-        return self.renderer.code(
-            recipient=job.recipient,
-            name=job.name,
-            codes=codes,
-            truncated=job.truncated,
-            expires_in=timedelta(seconds=remaining),
-            sender=job.sender,
-            language=job.language,
-            now=datetime.fromtimestamp(now, UTC),
-            chooses=self._chooses,
-            by_support=job.by_support,
-        )
+        # The deadline counts from the request, not from when delivery got to it.
+        remaining = max(60.0, job.issued_at + valid.total_seconds() - now)
+        return {"recipient": job.recipient, "name": job.name, "truncated": job.truncated,
+                "expires_in": timedelta(seconds=remaining), "sender": job.sender,
+                "language": job.language, "now": datetime.fromtimestamp(now, UTC),
+                "chooses": self._chooses}
 
     def link(self, number: str, binding: str, issued_at: float, *,
              max_age: timedelta | None = None) -> str:
