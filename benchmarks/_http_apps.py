@@ -54,13 +54,17 @@ from credrecovery.protocols import ClientDirectory, DeliveryQueue, Mailer
 from credrecovery.smtp import SMTPMailer
 from credrecovery.sqlite import SQLiteDirectory
 
-SENT_PAGE = ("<!DOCTYPE html><title>Recover access</title><p>If what you typed belongs to a "
-             "client, we have mailed a confirmation link to the account's primary address.</p>")
+SENT_PAGE = (
+    "<!DOCTYPE html><title>Recover access</title><p>If what you typed belongs to a "
+    "client, we have mailed a confirmation link to the account's primary address.</p>"
+)
 HTML = "text/html; charset=utf-8"
-CODE_PAGE = ("<!DOCTYPE html><title>Type the code</title><p>If what you typed belongs to a "
-             "client, we have mailed a code to the account's primary address.</p>"
-             '<form method="post" action="/recover-code">'
-             '<input type="hidden" name="ticket" value="{ticket}"><input name="code"></form>')
+CODE_PAGE = (
+    "<!DOCTYPE html><title>Type the code</title><p>If what you typed belongs to a "
+    "client, we have mailed a code to the account's primary address.</p>"
+    '<form method="post" action="/recover-code">'
+    '<input type="hidden" name="ticket" value="{ticket}"><input name="code"></form>'
+)
 
 
 def smtp_port() -> int:
@@ -143,8 +147,9 @@ def build_service() -> RecoveryService:
         directory = _http_pg.sync_directory()
     else:
         directory = SQLiteDirectory(os.environ["CREDRECOVERY_BENCH_DB"])
-    return RecoveryService(directory, build_mailer(), delivery=build_delivery(),
-                           **service_options())
+    return RecoveryService(
+        directory, build_mailer(), delivery=build_delivery(), **service_options()
+    )
 
 
 def build_async_service() -> AsyncRecoveryService:
@@ -156,8 +161,9 @@ def build_async_service() -> AsyncRecoveryService:
         directory = _http_pg.async_directory()
     else:
         directory = SQLiteDirectory(os.environ["CREDRECOVERY_BENCH_DB"])
-    return AsyncRecoveryService(directory, build_mailer(), delivery=build_delivery(),
-                                **service_options())
+    return AsyncRecoveryService(
+        directory, build_mailer(), delivery=build_delivery(), **service_options()
+    )
 
 
 def ready_state(service: RecoveryService | AsyncRecoveryService) -> dict[str, Any]:
@@ -212,8 +218,9 @@ def flask_app() -> Any:
     def forgot_code() -> Response:
         data = request.get_json(force=True)
         try:
-            ticket = service.request_code(str(data["kind"]), str(data["value"]),
-                                          requester=request.remote_addr)
+            ticket = service.request_code(
+                str(data["kind"]), str(data["value"]), requester=request.remote_addr
+            )
         except InvalidIdentifier as exc:
             return Response(str(exc), status=exc.http_status, mimetype="text/plain")
         except RateLimited as exc:
@@ -256,6 +263,7 @@ def _fastapi(service: Any, *, asynchronous: bool) -> Any:
         return JSONResponse(ready_state(service))
 
     if asynchronous:
+
         @app.post("/forgot")
         async def forgot_async(body: Forgot, request: Request) -> Response:
             peer = request.client.host if request.client is not None else None
@@ -274,6 +282,7 @@ def _fastapi(service: Any, *, asynchronous: bool) -> Any:
                 return page(exc)
             return HTMLResponse(CODE_PAGE.format(ticket=ticket))
     else:
+
         @app.post("/forgot")
         def forgot(body: Forgot, request: Request) -> Response:
             peer = request.client.host if request.client is not None else None

@@ -24,8 +24,9 @@ from credrecovery.sqlite import SQLiteDirectory
 
 DEFAULT_BROKER = "redis://127.0.0.1:6379/13"
 
-app = Celery("credrecovery_bench", broker=os.environ.get("CREDRECOVERY_BENCH_BROKER",
-                                                         DEFAULT_BROKER))
+app = Celery(
+    "credrecovery_bench", broker=os.environ.get("CREDRECOVERY_BENCH_BROKER", DEFAULT_BROKER)
+)
 app.conf.broker_connection_retry_on_startup = True
 app.conf.worker_hijack_root_logger = False
 mailer = SMTPMailer("127.0.0.1", smtp_port())

@@ -32,14 +32,20 @@ DEFAULT_SCHEMA = "credrecovery_bench"
 
 def url() -> str:
     """The database, as a psycopg URL."""
-    return (os.environ.get("CREDRECOVERY_BENCH_POSTGRES_URL")
-            or os.environ.get("CREDRECOVERY_TEST_POSTGRES_URL") or DEFAULT_URL)
+    return (
+        os.environ.get("CREDRECOVERY_BENCH_POSTGRES_URL")
+        or os.environ.get("CREDRECOVERY_TEST_POSTGRES_URL")
+        or DEFAULT_URL
+    )
 
 
 def async_url() -> str:
     """The same database, through asyncpg."""
-    return sa.make_url(url()).set(drivername="postgresql+asyncpg").render_as_string(
-        hide_password=False)
+    return (
+        sa.make_url(url())
+        .set(drivername="postgresql+asyncpg")
+        .render_as_string(hide_password=False)
+    )
 
 
 def schema() -> str:
@@ -76,7 +82,8 @@ def load(clients: Iterable[tuple[Client, Sequence[str]]]) -> int:
             connection.exec_driver_sql(f"DROP SCHEMA IF EXISTS {quoted} CASCADE")
             connection.exec_driver_sql(f"CREATE SCHEMA {quoted}")
         directory = SQLAlchemyDirectory(
-            engine.execution_options(schema_translate_map=_translate()), create_schema=True)
+            engine.execution_options(schema_translate_map=_translate()), create_schema=True
+        )
         count = directory.bulk_add(clients)
         with engine.begin() as connection:
             # Fresh statistics, so that the planner uses the indexes from the first request.

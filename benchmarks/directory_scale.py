@@ -76,9 +76,11 @@ def lookups(size: int, count: int) -> list[tuple[IdentifierKind, str]]:
     for i in range(count):
         n = rng.randrange(1, size + 1)
         kind = list(IdentifierKind)[i % 3]
-        value = {IdentifierKind.DOMAIN: f"client{n}.example.com",
-                 IdentifierKind.EMAIL: f"client{n}@example.com",
-                 IdentifierKind.CLIENT_NUMBER: str(n)}[kind]
+        value = {
+            IdentifierKind.DOMAIN: f"client{n}.example.com",
+            IdentifierKind.EMAIL: f"client{n}@example.com",
+            IdentifierKind.CLIENT_NUMBER: str(n),
+        }[kind]
         plan.append((kind, value))
     return plan
 
@@ -92,12 +94,18 @@ def sample(fn: object, plan: list[tuple[IdentifierKind, str]]) -> list[float]:
     return samples
 
 
-def run(name: str, directory: ClientDirectory, sizes: list[int], finds: int,
-        requests: int) -> list[list[object]]:
+def run(
+    name: str, directory: ClientDirectory, sizes: list[int], finds: int, requests: int
+) -> list[list[object]]:
     service = RecoveryService(
-        directory, NullMailer(), secret_key=secrets.token_urlsafe(32),
-        confirm_url="https://panel.example.com/recover/{token}", sender="panel@example.com",
-        crypt_context=cheap_context(), delivery="sync", rate_limits=None,
+        directory,
+        NullMailer(),
+        secret_key=secrets.token_urlsafe(32),
+        confirm_url="https://panel.example.com/recover/{token}",
+        sender="panel@example.com",
+        crypt_context=cheap_context(),
+        delivery="sync",
+        rate_limits=None,
     )
     rows: list[list[object]] = []
     loaded = 0
@@ -112,10 +120,19 @@ def run(name: str, directory: ClientDirectory, sizes: list[int], finds: int,
         find_s = sample(directory.find, lookups(size, finds))
         request_s = sample(service.request, lookups(size, requests))
         first = first or (median(find_s), median(request_s))
-        rows.append([name, f"{size:,}", f"{load_time:.1f} s", us(median(find_s)),
-                     us(percentile(find_s, 99)), f"{median(find_s) / first[0]:.2f}",
-                     us(median(request_s)), us(percentile(request_s, 99)),
-                     f"{median(request_s) / first[1]:.2f}"])
+        rows.append(
+            [
+                name,
+                f"{size:,}",
+                f"{load_time:.1f} s",
+                us(median(find_s)),
+                us(percentile(find_s, 99)),
+                f"{median(find_s) / first[0]:.2f}",
+                us(median(request_s)),
+                us(percentile(request_s, 99)),
+                f"{median(request_s) / first[1]:.2f}",
+            ]
+        )
     return rows
 
 
@@ -138,11 +155,24 @@ def main() -> None:
     if "postgresql" in backends:
         with postgres_directory(args.postgres_url) as pg:
             rows += run("PostgreSQL", pg, sizes, args.finds, args.requests)
-    table(["backend", "clients", "load (cumulative step)", "find p50", "find p99",
-           "find p50 ÷ smallest", "request p50", "request p99", "request p50 ÷ smallest"],
-          rows)
-    print("Lookups mix the three kinds evenly. Target: at 1,000,000 clients within 1.5× "
-          "of the time at 1,000.")
+    table(
+        [
+            "backend",
+            "clients",
+            "load (cumulative step)",
+            "find p50",
+            "find p99",
+            "find p50 ÷ smallest",
+            "request p50",
+            "request p99",
+            "request p50 ÷ smallest",
+        ],
+        rows,
+    )
+    print(
+        "Lookups mix the three kinds evenly. Target: at 1,000,000 clients within 1.5× "
+        "of the time at 1,000."
+    )
 
 
 if __name__ == "__main__":

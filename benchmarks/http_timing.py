@@ -155,24 +155,63 @@ class Row:
 
     def command(self, port: int) -> list[str]:
         if self.server in ("uvicorn", "uvicorn-async"):
-            factory = ("benchmarks._http_apps:fastapi_app" if self.server == "uvicorn"
-                       else "benchmarks._http_apps:fastapi_async_app")
-            return [sys.executable, "-m", "uvicorn", "--factory", factory,
-                    "--host", HOST, "--port", str(port),
-                    "--workers", "1", "--log-level", "warning", "--no-access-log"]
-        worker = ["--worker-class", "sync"] if self.server == "sync" else [
-            "--worker-class", "gthread", "--threads", "4"]
-        return [sys.executable, "-m", "gunicorn", "--bind", f"{HOST}:{port}", "--workers", "1",
-                *worker, "--log-level", "warning", "benchmarks._http_apps:flask_app()"]
+            factory = (
+                "benchmarks._http_apps:fastapi_app"
+                if self.server == "uvicorn"
+                else "benchmarks._http_apps:fastapi_async_app"
+            )
+            return [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "--factory",
+                factory,
+                "--host",
+                HOST,
+                "--port",
+                str(port),
+                "--workers",
+                "1",
+                "--log-level",
+                "warning",
+                "--no-access-log",
+            ]
+        worker = (
+            ["--worker-class", "sync"]
+            if self.server == "sync"
+            else ["--worker-class", "gthread", "--threads", "4"]
+        )
+        return [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "--bind",
+            f"{HOST}:{port}",
+            "--workers",
+            "1",
+            *worker,
+            "--log-level",
+            "warning",
+            "benchmarks._http_apps:flask_app()",
+        ]
 
     @property
     def label(self) -> str:
-        server = {"sync": "gunicorn sync, Flask", "gthread": "gunicorn gthread ×4, Flask",
-                  "uvicorn": "uvicorn, FastAPI (def)",
-                  "uvicorn-async": "uvicorn, FastAPI (async def)"}[self.server]
-        directory = "" if self.directory == "sqlite" else (
-            "; PostgreSQL (asyncpg)" if self.server == "uvicorn-async"
-            else "; PostgreSQL (psycopg)")
+        server = {
+            "sync": "gunicorn sync, Flask",
+            "gthread": "gunicorn gthread ×4, Flask",
+            "uvicorn": "uvicorn, FastAPI (def)",
+            "uvicorn-async": "uvicorn, FastAPI (async def)",
+        }[self.server]
+        directory = (
+            ""
+            if self.directory == "sqlite"
+            else (
+                "; PostgreSQL (asyncpg)"
+                if self.server == "uvicorn-async"
+                else "; PostgreSQL (psycopg)"
+            )
+        )
         mailer = ", host mailer" if self.mailer == "host" else ""
         method = "; request_code()" if self.method == "code" else ""
         return f"{server}{directory}; {self.delivery}{mailer}{method}"
@@ -190,31 +229,34 @@ class Row:
         return self.mailer == "library"
 
 
-ROWS = {row.name: row for row in (
-    Row("sync", "sync", "background"),
-    Row("gthread", "gthread", "background"),
-    Row("uvicorn", "uvicorn", "background"),
-    Row("sync-celery", "sync", "celery"),
-    Row("gthread-celery", "gthread", "celery"),
-    Row("uvicorn-celery", "uvicorn", "celery"),
-    # A host's own mailer: delivery stays in threads of the web process.
-    Row("sync-host", "sync", "background", mailer="host"),
-    Row("gthread-host", "gthread", "background", mailer="host"),
-    Row("uvicorn-host", "uvicorn", "background", mailer="host"),
-    # The SQLAlchemy directories on PostgreSQL.
-    Row("pg-sync", "sync", "background", directory="postgresql"),
-    Row("pg-async", "uvicorn-async", "background", directory="postgresql"),
-    # Recovery by code: request_code() returns a ticket, of one length on both sides.
-    Row("sync-code", "sync", "background", method="code"),
-    Row("uvicorn-code", "uvicorn", "background", method="code"),
-    Row("pg-async-code", "uvicorn-async", "background", directory="postgresql", method="code"),
-    # Baselines, not targets: the same apps with a delivery that drops every job.
-    Row("sync-nomail", "sync", "none"),
-    Row("gthread-nomail", "gthread", "none"),
-    Row("uvicorn-nomail", "uvicorn", "none"),
-    Row("pg-sync-null", "sync", "none", directory="postgresql"),
-    Row("pg-async-null", "uvicorn-async", "none", directory="postgresql"),
-)}
+ROWS = {
+    row.name: row
+    for row in (
+        Row("sync", "sync", "background"),
+        Row("gthread", "gthread", "background"),
+        Row("uvicorn", "uvicorn", "background"),
+        Row("sync-celery", "sync", "celery"),
+        Row("gthread-celery", "gthread", "celery"),
+        Row("uvicorn-celery", "uvicorn", "celery"),
+        # A host's own mailer: delivery stays in threads of the web process.
+        Row("sync-host", "sync", "background", mailer="host"),
+        Row("gthread-host", "gthread", "background", mailer="host"),
+        Row("uvicorn-host", "uvicorn", "background", mailer="host"),
+        # The SQLAlchemy directories on PostgreSQL.
+        Row("pg-sync", "sync", "background", directory="postgresql"),
+        Row("pg-async", "uvicorn-async", "background", directory="postgresql"),
+        # Recovery by code: request_code() returns a ticket, of one length on both sides.
+        Row("sync-code", "sync", "background", method="code"),
+        Row("uvicorn-code", "uvicorn", "background", method="code"),
+        Row("pg-async-code", "uvicorn-async", "background", directory="postgresql", method="code"),
+        # Baselines, not targets: the same apps with a delivery that drops every job.
+        Row("sync-nomail", "sync", "none"),
+        Row("gthread-nomail", "gthread", "none"),
+        Row("uvicorn-nomail", "uvicorn", "none"),
+        Row("pg-sync-null", "sync", "none", directory="postgresql"),
+        Row("pg-async-null", "uvicorn-async", "none", directory="postgresql"),
+    )
+}
 TARGET_ROWS = [name for name, row in ROWS.items() if row.delivery != "none"]
 
 
@@ -271,10 +313,16 @@ class Result:
 
     @property
     def meets_target(self) -> bool:
-        return (not self.skipped and self.errors == 0 and bool(self.hits)
-                and abs(self.gap) < GAP_TARGET and self.p_value > P_TARGET
-                and self.delivered == self.hits_sent and self.unexpected == 0
-                and self.placed_right)
+        return (
+            not self.skipped
+            and self.errors == 0
+            and bool(self.hits)
+            and abs(self.gap) < GAP_TARGET
+            and self.p_value > P_TARGET
+            and self.delivered == self.hits_sent
+            and self.unexpected == 0
+            and self.placed_right
+        )
 
 
 @dataclass(frozen=True)
@@ -306,14 +354,23 @@ def identifier(kind: str, n: int, hit: bool, misses: str = "among") -> str:
 
 def wire(port: int, kind: str, value: str, path: str = "/forgot") -> bytes:
     body = json.dumps({"kind": kind, "value": value}).encode()
-    head = (f"POST {path} HTTP/1.1\r\nHost: {HOST}:{port}\r\n"
-            "Content-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n")
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: {HOST}:{port}\r\n"
+        "Content-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    )
     return head.encode() + body
 
 
-def plan(port: int, kind: str, requests: int, warmup: int, seed: int,
-         misses: str = "among", path: str = "/forgot") -> tuple[list[Call], list[Call]]:
+def plan(
+    port: int,
+    kind: str,
+    requests: int,
+    warmup: int,
+    seed: int,
+    misses: str = "among",
+    path: str = "/forgot",
+) -> tuple[list[Call], list[Call]]:
     """The warm-up calls and the measured calls, in a random order fixed by ``seed``."""
     rng = random.Random(seed)
     numbers = range(FIRST_NUMBER, FIRST_NUMBER + CLIENTS)
@@ -321,8 +378,11 @@ def plan(port: int, kind: str, requests: int, warmup: int, seed: int,
     miss_numbers = rng.sample(numbers, requests + warmup)
 
     def call(hit: bool, n: int) -> Call:
-        return Call(hit, wire(port, kind, identifier(kind, n, hit, misses), path),
-                    f"client{n}@example.com" if hit else None)
+        return Call(
+            hit,
+            wire(port, kind, identifier(kind, n, hit, misses), path),
+            f"client{n}@example.com" if hit else None,
+        )
 
     hits = [call(True, n) for n in hit_numbers]
     misses = [call(False, n) for n in miss_numbers]
@@ -381,13 +441,23 @@ class ProcessGroup:
     def __init__(self) -> None:
         self._procs: list[subprocess.Popen[str]] = []
 
-    def start(self, command: list[str], env: dict[str, str], log: Path,
-              stdout: int | IO[str] | None = None) -> subprocess.Popen[str]:
+    def start(
+        self,
+        command: list[str],
+        env: dict[str, str],
+        log: Path,
+        stdout: int | IO[str] | None = None,
+    ) -> subprocess.Popen[str]:
         errors = log.open("w")
         try:
             proc = subprocess.Popen(
-                command, cwd=ROOT, env=env, text=True, start_new_session=True,
-                stdin=subprocess.DEVNULL, stdout=stdout if stdout is not None else errors,
+                command,
+                cwd=ROOT,
+                env=env,
+                text=True,
+                start_new_session=True,
+                stdin=subprocess.DEVNULL,
+                stdout=stdout if stdout is not None else errors,
                 stderr=errors,
             )
         finally:
@@ -419,12 +489,19 @@ class SMTPSink:
         self._cond = threading.Condition()
         self._proc = procs.start(
             [sys.executable, str(BENCHMARKS / "_http_smtp.py"), "--delay", str(SMTP_DELAY)],
-            env, log, stdout=subprocess.PIPE)
+            env,
+            log,
+            stdout=subprocess.PIPE,
+        )
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
         with self._cond:
-            if not self._cond.wait_for(lambda: self.port or self._proc.poll() is not None,
-                                       START_TIMEOUT) or not self.port:
+            if (
+                not self._cond.wait_for(
+                    lambda: self.port or self._proc.poll() is not None, START_TIMEOUT
+                )
+                or not self.port
+            ):
                 raise RowFailed("the SMTP server did not start: " + tail(log))
 
     def _read(self) -> None:
@@ -455,8 +532,9 @@ def tail(log: Path, lines: int = 15) -> str:
     return "\n".join(text[-lines:]) or "(empty log)"
 
 
-def wait_until(ready: Callable[[], bool], proc: subprocess.Popen[str], what: str,
-               log: Path) -> None:
+def wait_until(
+    ready: Callable[[], bool], proc: subprocess.Popen[str], what: str, log: Path
+) -> None:
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -521,12 +599,16 @@ def flush_broker() -> None:
 def running(row: Row, tmp: Path, log: Path) -> Iterator[tuple[int, SMTPSink]]:
     """Start the SMTP server, the Celery worker if any, and the web server; stop them after."""
     procs = ProcessGroup()
-    env = dict(os.environ, CREDRECOVERY_BENCH_DB=str(tmp / "clients.sqlite3"),
-               CREDRECOVERY_BENCH_SECRET=secrets.token_urlsafe(32),
-               CREDRECOVERY_BENCH_DELIVERY=row.delivery, CREDRECOVERY_BENCH_BROKER=BROKER_URL,
-               CREDRECOVERY_BENCH_MAILER=row.mailer, CREDRECOVERY_BENCH_DIRECTORY=row.directory,
-               PYTHONPATH=os.pathsep.join(
-                   [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]))
+    env = dict(
+        os.environ,
+        CREDRECOVERY_BENCH_DB=str(tmp / "clients.sqlite3"),
+        CREDRECOVERY_BENCH_SECRET=secrets.token_urlsafe(32),
+        CREDRECOVERY_BENCH_DELIVERY=row.delivery,
+        CREDRECOVERY_BENCH_BROKER=BROKER_URL,
+        CREDRECOVERY_BENCH_MAILER=row.mailer,
+        CREDRECOVERY_BENCH_DIRECTORY=row.directory,
+        PYTHONPATH=os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]),
+    )
     try:
         sink = SMTPSink(procs, env, tmp / "smtp.log")
         env["CREDRECOVERY_BENCH_SMTP_PORT"] = str(sink.port)
@@ -534,14 +616,32 @@ def running(row: Row, tmp: Path, log: Path) -> Iterator[tuple[int, SMTPSink]]:
             flush_broker()
             worker_log = tmp / "celery.log"
             # Celery warns at length when run as root, as containers often do.
-            quiet = ",".join(filter(None, [env.get("PYTHONWARNINGS"),
-                                           "ignore:You're running the worker with superuser"]))
+            quiet = ",".join(
+                filter(
+                    None,
+                    [env.get("PYTHONWARNINGS"), "ignore:You're running the worker with superuser"],
+                )
+            )
             worker = procs.start(
-                [sys.executable, "-m", "celery", "--quiet",
-                 "-A", "benchmarks._http_celery_app:app", "worker", "--pool=threads",
-                 "--concurrency=8", "--loglevel=warning", "--without-gossip", "--without-mingle",
-                 "--hostname", f"bench-{os.getpid()}@%h"],
-                dict(env, PYTHONWARNINGS=quiet), worker_log)
+                [
+                    sys.executable,
+                    "-m",
+                    "celery",
+                    "--quiet",
+                    "-A",
+                    "benchmarks._http_celery_app:app",
+                    "worker",
+                    "--pool=threads",
+                    "--concurrency=8",
+                    "--loglevel=warning",
+                    "--without-gossip",
+                    "--without-mingle",
+                    "--hostname",
+                    f"bench-{os.getpid()}@%h",
+                ],
+                dict(env, PYTHONWARNINGS=quiet),
+                worker_log,
+            )
             wait_until(celery_ready, worker, "the Celery worker", worker_log)
         port = free_port()
         server = procs.start(row.command(port), env, log)
@@ -580,18 +680,19 @@ def loaded(row: Row, tmp: Path) -> Iterator[None]:
 def run_row(row: Row, args: argparse.Namespace) -> Result:
     result = Result(row)
     result.load_before = load_average()
-    with tempfile.TemporaryDirectory(prefix="credrecovery-http-") as name, \
-            loaded(row, Path(name)):
+    with tempfile.TemporaryDirectory(prefix="credrecovery-http-") as name, loaded(row, Path(name)):
         tmp = Path(name)
         log = tmp / "server.log"
         with running(row, tmp, log) as (port, sink):
             state = ready_state(port) or {}
             pid = state.get("process_id")
             result.process_id = pid if isinstance(pid, int) else None
-            warm, measured = plan(port, args.kind, args.requests, args.warmup, args.seed,
-                                 args.misses, row.path)
-            expected = Counter(call.recipient for call in warm + measured
-                               if call.recipient is not None)
+            warm, measured = plan(
+                port, args.kind, args.requests, args.warmup, args.seed, args.misses, row.path
+            )
+            expected = Counter(
+                call.recipient for call in warm + measured if call.recipient is not None
+            )
             bodies: set[bytes] = set()
             for index, call in enumerate(warm + measured):
                 try:
@@ -601,8 +702,10 @@ def run_row(row: Row, args: argparse.Namespace) -> Result:
                 if status != 200:
                     result.errors += 1
                     if result.errors > MAX_ERRORS:
-                        raise RowFailed(f"more than {MAX_ERRORS} failed requests "
-                                        f"(last: {status} {body[:200]!r}):\n{tail(log)}")
+                        raise RowFailed(
+                            f"more than {MAX_ERRORS} failed requests "
+                            f"(last: {status} {body[:200]!r}):\n{tail(log)}"
+                        )
                     continue
                 bodies.add(blank_ticket(body))
                 if index >= len(warm):
@@ -621,8 +724,11 @@ def run_row(row: Row, args: argparse.Namespace) -> Result:
                 result.host_sent = host_sent(port, result.delivered)
         for what, path in (("web server", log), ("Celery worker", tmp / "celery.log")):
             if path.exists():
-                lines = Counter(line.strip() for line in path.read_text(errors="replace")
-                                .splitlines() if line.strip())
+                lines = Counter(
+                    line.strip()
+                    for line in path.read_text(errors="replace").splitlines()
+                    if line.strip()
+                )
                 if lines:
                     result.logs[what] = lines
     result.load_after = load_average()
@@ -633,38 +739,85 @@ def report(results: list[Result], args: argparse.Namespace) -> None:
     rows: list[list[object]] = []
     for r in results:
         if r.skipped:
-            rows.append([r.row.name, r.row.label, "—", "—", "—", "—", "—", "—", "—", "—", "—", "—",
-                         f"{r.load_before:.2f} → {r.load_after:.2f}", f"skipped: {r.skipped}"])
+            rows.append(
+                [
+                    r.row.name,
+                    r.row.label,
+                    "—",
+                    "—",
+                    "—",
+                    "—",
+                    "—",
+                    "—",
+                    "—",
+                    "—",
+                    "—",
+                    "—",
+                    f"{r.load_before:.2f} → {r.load_after:.2f}",
+                    f"skipped: {r.skipped}",
+                ]
+            )
             continue
-        mails = f"{r.delivered}/{r.hits_sent}" + (f" (+{r.unexpected} unexpected)"
-                                                   if r.unexpected else "")
-        rows.append([
-            r.row.name, r.row.label, f"{len(r.hits)}/{len(r.misses)}",
-            f"{median(r.hits):.3f}", f"{median(r.misses):.3f}", f"{r.gap:+.2%}",
-            f"{r.p_value:.3g}", f"{percentile(r.hits, 99):.3f}",
-            f"{percentile(r.misses, 99):.3f}", mails, f"{r.mail_wait:.1f}", r.placement,
-            f"{r.load_before:.2f} → {r.load_after:.2f}",
-            "meets target" if r.meets_target else "misses target"
-            + (f" ({r.errors} failed requests)" if r.errors else "")
-            + ("" if r.placed_right else " (delivery ran in the wrong place)"),
-        ])
-    print(f"{CLIENTS:,} clients in SQLite, or for the pg- rows in PostgreSQL (schema "
-          f"{os.environ.get('CREDRECOVERY_BENCH_PG_SCHEMA', 'credrecovery_bench')}); "
-          f"identifiers by {args.kind}, misses sorted {args.misses} the clients; "
-          f"the SMTP server answers "
-          f"DATA after {SMTP_DELAY * 1000:.0f} ms; {args.warmup} warm-up requests a side; "
-          f"seed {args.seed}. Mails are counted against every hit sent, warm-up included; "
-          f"the mail wait is how long the script waited for them after the last request "
-          f"(at most {args.mail_wait:g} s).\n")
-    table(["row", "server; delivery", "hits/misses", "median hit (ms)", "median miss (ms)",
-           "gap of medians", "KS p-value", "p99 hit (ms)", "p99 miss (ms)",
-           "mails accepted/hits", "mail wait (s)", "delivery ran in",
-           "load (1 min) before → after", "verdict"],
-          rows)
-    print(f"Target: |gap| below {GAP_TARGET:.0%} and p above {P_TARGET} at 2,000 requests a "
-          "side, on every row, with every hit's mail accepted, and background delivery in a "
-          "process of its own with the library's mailer, in threads (every mail sent by the "
-          "host's object) with a host's mailer.")
+        mails = f"{r.delivered}/{r.hits_sent}" + (
+            f" (+{r.unexpected} unexpected)" if r.unexpected else ""
+        )
+        rows.append(
+            [
+                r.row.name,
+                r.row.label,
+                f"{len(r.hits)}/{len(r.misses)}",
+                f"{median(r.hits):.3f}",
+                f"{median(r.misses):.3f}",
+                f"{r.gap:+.2%}",
+                f"{r.p_value:.3g}",
+                f"{percentile(r.hits, 99):.3f}",
+                f"{percentile(r.misses, 99):.3f}",
+                mails,
+                f"{r.mail_wait:.1f}",
+                r.placement,
+                f"{r.load_before:.2f} → {r.load_after:.2f}",
+                "meets target"
+                if r.meets_target
+                else "misses target"
+                + (f" ({r.errors} failed requests)" if r.errors else "")
+                + ("" if r.placed_right else " (delivery ran in the wrong place)"),
+            ]
+        )
+    print(
+        f"{CLIENTS:,} clients in SQLite, or for the pg- rows in PostgreSQL (schema "
+        f"{os.environ.get('CREDRECOVERY_BENCH_PG_SCHEMA', 'credrecovery_bench')}); "
+        f"identifiers by {args.kind}, misses sorted {args.misses} the clients; "
+        f"the SMTP server answers "
+        f"DATA after {SMTP_DELAY * 1000:.0f} ms; {args.warmup} warm-up requests a side; "
+        f"seed {args.seed}. Mails are counted against every hit sent, warm-up included; "
+        f"the mail wait is how long the script waited for them after the last request "
+        f"(at most {args.mail_wait:g} s).\n"
+    )
+    table(
+        [
+            "row",
+            "server; delivery",
+            "hits/misses",
+            "median hit (ms)",
+            "median miss (ms)",
+            "gap of medians",
+            "KS p-value",
+            "p99 hit (ms)",
+            "p99 miss (ms)",
+            "mails accepted/hits",
+            "mail wait (s)",
+            "delivery ran in",
+            "load (1 min) before → after",
+            "verdict",
+        ],
+        rows,
+    )
+    print(
+        f"Target: |gap| below {GAP_TARGET:.0%} and p above {P_TARGET} at 2,000 requests a "
+        "side, on every row, with every hit's mail accepted, and background delivery in a "
+        "process of its own with the library's mailer, in threads (every mail sent by the "
+        "host's object) with a host's mailer."
+    )
     for r in results:
         for what, lines in r.logs.items():
             print(f"\n{r.row.name}: the {what} logged {sum(lines.values())} line(s); most often:")
@@ -676,16 +829,27 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=2000, help="measured requests per side")
     parser.add_argument("--warmup", type=int, default=50, help="unmeasured requests per side")
-    parser.add_argument("--rows", default=",".join(TARGET_ROWS),
-                        help="comma-separated subset of: " + ", ".join(ROWS))
+    parser.add_argument(
+        "--rows",
+        default=",".join(TARGET_ROWS),
+        help="comma-separated subset of: " + ", ".join(ROWS),
+    )
     parser.add_argument("--kind", default="email", choices=("email", "domain", "client_number"))
-    parser.add_argument("--misses", default="among", choices=("among", "before"),
-                        help="where the misses' values sort in the directory's index: "
-                             "before every client (absent<n>@example.com) or each right "
-                             "after a client (client<n>@example.net); not by client_number")
+    parser.add_argument(
+        "--misses",
+        default="among",
+        choices=("among", "before"),
+        help="where the misses' values sort in the directory's index: "
+        "before every client (absent<n>@example.com) or each right "
+        "after a client (client<n>@example.net); not by client_number",
+    )
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--mail-wait", type=float, default=60.0,
-                        help="seconds to wait after the requests for every hit's mail")
+    parser.add_argument(
+        "--mail-wait",
+        type=float,
+        default=60.0,
+        help="seconds to wait after the requests for every hit's mail",
+    )
     parser.add_argument("--no-check", action="store_true", help="report only; exit 0")
     args = parser.parse_args()
     names = [name.strip() for name in args.rows.split(",") if name.strip()]
@@ -693,8 +857,10 @@ def main() -> int:
     if unknown or not names:
         parser.error(f"unknown rows {unknown}; choose from {', '.join(ROWS)}")
     if args.misses == "among" and args.kind == "client_number":
-        parser.error("--misses among needs --kind email or domain: every number of the "
-                     "clients' range is taken")
+        parser.error(
+            "--misses among needs --kind email or domain: every number of the "
+            "clients' range is taken"
+        )
     if args.requests < 1 or args.warmup < 0 or args.requests + args.warmup > CLIENTS:
         parser.error(f"need 1 <= requests and requests + warmup <= {CLIENTS}")
 
@@ -703,8 +869,15 @@ def main() -> int:
 
     signal.signal(signal.SIGTERM, stop)
     header("request() timing over HTTP: existing vs missing identifiers")
-    print("servers: " + ", ".join(f"{name} {metadata.version(name)}" for name in TOOLS
-                                  if importlib.util.find_spec(name) is not None) + "\n")
+    print(
+        "servers: "
+        + ", ".join(
+            f"{name} {metadata.version(name)}"
+            for name in TOOLS
+            if importlib.util.find_spec(name) is not None
+        )
+        + "\n"
+    )
     celery_missing = importlib.util.find_spec("credrecovery.celery") is None
     results: list[Result] = []
     for name in names:
@@ -712,8 +885,9 @@ def main() -> int:
         if row.delivery == "celery" and celery_missing:
             reason = "credrecovery.celery is not installed"
             print(f"{name}: skipped, {reason}", file=sys.stderr)
-            results.append(Result(row, skipped=reason, load_before=load_average(),
-                                  load_after=load_average()))
+            results.append(
+                Result(row, skipped=reason, load_before=load_average(), load_after=load_average())
+            )
             continue
         print(f"{name}: {row.label} (load {loads()}) ...", file=sys.stderr, flush=True)
         started = time.monotonic()
@@ -721,11 +895,20 @@ def main() -> int:
             result = run_row(row, args)
         except RowFailed as exc:
             print(f"{name}: failed: {exc}", file=sys.stderr)
-            results.append(Result(row, skipped="failed, see above", load_before=load_average(),
-                                  load_after=load_average()))
+            results.append(
+                Result(
+                    row,
+                    skipped="failed, see above",
+                    load_before=load_average(),
+                    load_after=load_average(),
+                )
+            )
             continue
-        print(f"{name}: done in {time.monotonic() - started:.0f} s (load {loads()})",
-              file=sys.stderr, flush=True)
+        print(
+            f"{name}: done in {time.monotonic() - started:.0f} s (load {loads()})",
+            file=sys.stderr,
+            flush=True,
+        )
         results.append(result)
     report(results, args)
     if args.no_check:

@@ -1,6 +1,6 @@
 """How fast is oversized input refused, next to normalizing a valid identifier?
 
-    python benchmarks/identifiers.py [--rounds 2000]
+python benchmarks/identifiers.py [--rounds 2000]
 """
 
 from __future__ import annotations
@@ -46,8 +46,9 @@ def main() -> None:
                 samples[label].append(time.perf_counter() - started)
         base = median(samples["valid"])
         for label, s in samples.items():
-            rows.append([kind.value, label, us(median(s)), us(percentile(s, 99)),
-                         f"{median(s) / base:.2f}"])
+            rows.append(
+                [kind.value, label, us(median(s)), us(percentile(s, 99)), f"{median(s) / base:.2f}"]
+            )
     table(["kind", "input", "median", "p99", "× valid input"], rows)
     print("Target: one megabyte refused in well under 100 ms.")
 

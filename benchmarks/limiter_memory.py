@@ -33,8 +33,9 @@ from credrecovery._limits_storage import BoundedMemoryStorage
 from credrecovery.ratelimit import Limiter
 
 CONFIGURATIONS = {
-    "used": (f"bounded store ({RateLimits().memory_max_keys:,} keys), "
-             "sliding window counter (used)"),
+    "used": (
+        f"bounded store ({RateLimits().memory_max_keys:,} keys), sliding window counter (used)"
+    ),
     "baseline": "limits MemoryStorage, moving window (baseline)",
     "memory-swc": "limits MemoryStorage, sliding window counter",
 }
@@ -69,8 +70,11 @@ def spray(configuration: str, identifiers: int, window: str) -> dict[str, float]
             return limiter.hit("per_identifier", value)
     else:
         storage = MemoryStorage()
-        strategy = (MovingWindowRateLimiter(storage) if configuration == "baseline"
-                    else SlidingWindowCounterRateLimiter(storage))
+        strategy = (
+            MovingWindowRateLimiter(storage)
+            if configuration == "baseline"
+            else SlidingWindowCounterRateLimiter(storage)
+        )
 
         def hit(value: str) -> object:
             return strategy.hit(item, "per_identifier", limiter.digest(value))
@@ -93,8 +97,12 @@ def spray(configuration: str, identifiers: int, window: str) -> dict[str, float]
         if isinstance(storage, MemoryStorage):
             storage.timer.join()
         keys_after = stored_keys(storage)
-    return {"peak_mib": peak / 1024, "keys": keys, "keys_after": keys_after,
-            "us_per_hit": elapsed / identifiers * 1e6}
+    return {
+        "peak_mib": peak / 1024,
+        "keys": keys,
+        "keys_after": keys_after,
+        "us_per_hit": elapsed / identifiers * 1e6,
+    }
 
 
 def main() -> None:
@@ -113,14 +121,35 @@ def main() -> None:
         for configuration, label in CONFIGURATIONS.items():
             out = subprocess.run(
                 [sys.executable, __file__, "--child", configuration, str(n), window],
-                check=True, capture_output=True, text=True,
+                check=True,
+                capture_output=True,
+                text=True,
             ).stdout
             r = json.loads(out)
             keys_after = "—" if r["keys_after"] < 0 else f"{r['keys_after']:,}"
-            rows.append([label, window, f"{n:,}", f"{r['peak_mib']:.0f} MiB",
-                         f"{r['keys']:,}", keys_after, f"{r['us_per_hit']:.1f} µs"])
-    table(["storage and strategy", "limit", "distinct identifiers", "peak memory added",
-           "stored keys", "keys left after 2 windows", "per hit"], rows)
+            rows.append(
+                [
+                    label,
+                    window,
+                    f"{n:,}",
+                    f"{r['peak_mib']:.0f} MiB",
+                    f"{r['keys']:,}",
+                    keys_after,
+                    f"{r['us_per_hit']:.1f} µs",
+                ]
+            )
+    table(
+        [
+            "storage and strategy",
+            "limit",
+            "distinct identifiers",
+            "peak memory added",
+            "stored keys",
+            "keys left after 2 windows",
+            "per hit",
+        ],
+        rows,
+    )
 
 
 if __name__ == "__main__":

@@ -80,8 +80,9 @@ def django_reset(tmp: Path) -> Callable[[str], None]:
         DEBUG=False,
         SECRET_KEY=secrets.token_urlsafe(50),
         INSTALLED_APPS=["django.contrib.auth", "django.contrib.contenttypes"],
-        DATABASES={"default": {"ENGINE": "django.db.backends.sqlite3",
-                               "NAME": str(tmp / "django.sqlite3")}},
+        DATABASES={
+            "default": {"ENGINE": "django.db.backends.sqlite3", "NAME": str(tmp / "django.sqlite3")}
+        },
         EMAIL_BACKEND="django.core.mail.backends.locmem.EmailBackend",
         DEFAULT_AUTO_FIELD="django.db.models.AutoField",
         USE_TZ=True,
@@ -96,8 +97,10 @@ def django_reset(tmp: Path) -> Callable[[str], None]:
     call_command("migrate", verbosity=0, interactive=False)
     password = make_password("benchmark-password")  # hashed once, shared by every user
     User.objects.bulk_create(
-        [User(username=f"user{n}", email=f"client{n}@example.com", password=password)
-         for n in range(FIRST_NUMBER, FIRST_NUMBER + CLIENTS)],
+        [
+            User(username=f"user{n}", email=f"client{n}@example.com", password=password)
+            for n in range(FIRST_NUMBER, FIRST_NUMBER + CLIENTS)
+        ],
         batch_size=1000,
     )
 
@@ -121,8 +124,9 @@ def requesting(service: RecoveryService, kind: str, values: Iterator[str]) -> Ca
     return call
 
 
-def bootstrap_ratio(sample: np.ndarray, baseline: np.ndarray,
-                    rng: np.random.Generator) -> tuple[float, float]:
+def bootstrap_ratio(
+    sample: np.ndarray, baseline: np.ndarray, rng: np.random.Generator
+) -> tuple[float, float]:
     """A 95 % percentile-bootstrap interval of median(sample) / median(baseline)."""
     ours = np.median(rng.choice(sample, (BOOTSTRAP, sample.size)), axis=1)
     theirs = np.median(rng.choice(baseline, (BOOTSTRAP, baseline.size)), axis=1)
@@ -142,8 +146,7 @@ def main() -> None:
         parser.error("rounds and batch must be at least 1")
     if rounds * args.batch > CLIENTS:
         parser.error(f"(rounds + warmup rounds) × batch must not exceed {CLIENTS}")
-    header("request() in process next to Django's PasswordResetForm.save() for an unknown "
-           "address")
+    header("request() in process next to Django's PasswordResetForm.save() for an unknown address")
     print(f"django {metadata.version('django')}\n")
     # Neither system's log output is part of what is measured.
     logging.disable(logging.CRITICAL)
@@ -153,12 +156,18 @@ def main() -> None:
         reset = django_reset(tmp)
         directory = SQLiteDirectory(tmp / "clients.sqlite3")
         directory.bulk_add(synthetic_clients(CLIENTS, start=FIRST_NUMBER))
-        limits = RateLimits(per_requester="1000000/minute", per_identifier="1000000/minute",
-                            per_client="1000000/minute")
+        limits = RateLimits(
+            per_requester="1000000/minute",
+            per_identifier="1000000/minute",
+            per_client="1000000/minute",
+        )
         service = RecoveryService(
-            directory, NullMailer(), secret_key=secrets.token_urlsafe(32),
+            directory,
+            NullMailer(),
+            secret_key=secrets.token_urlsafe(32),
             confirm_url="https://panel.example.com/recover/{token}",
-            sender="Client Panel <panel@example.com>", rate_limits=limits,
+            sender="Client Panel <panel@example.com>",
+            rate_limits=limits,
         )
         numbers = range(FIRST_NUMBER, FIRST_NUMBER + CLIENTS)
         calls = rounds * args.batch
@@ -169,7 +178,8 @@ def main() -> None:
             for hit in (True, False):
                 values = iter([identifier(kind, n, hit) for n in rng.sample(numbers, calls)])
                 series[f"credrecovery, {kind}, {'hit' if hit else 'miss'}"] = requesting(
-                    service, kind, values)
+                    service, kind, values
+                )
         samples: dict[str, list[float]] = {name: [] for name in series}
         made = 0
         with service:
@@ -203,15 +213,34 @@ def main() -> None:
             low, high = bootstrap_ratio(np.asarray(timings), base_array, np_rng)
             interval = f"{low:.3f} – {high:.3f}"
             verdict = "meets target" if ratio <= TARGET else "misses target"
-        rows.append([name, len(timings), f"{median(timings):.1f}",
-                     f"{percentile(timings, 99):.1f}",
-                     f"{ratio:.3f}", interval, verdict])
-    print(f"{CLIENTS:,} clients in each SQLite database; {args.rounds} rounds of {args.batch} "
-          f"calls per series, interleaved, after {args.warmup_rounds} warm-up round(s).\n")
-    table(["series", "calls", "median (µs)", "p99 (µs)", "÷ Django median",
-           "95 % bootstrap interval", "verdict"], rows)
-    print(f"Target: every credrecovery median at most {TARGET} × Django's, hits and misses "
-          "alike.")
+        rows.append(
+            [
+                name,
+                len(timings),
+                f"{median(timings):.1f}",
+                f"{percentile(timings, 99):.1f}",
+                f"{ratio:.3f}",
+                interval,
+                verdict,
+            ]
+        )
+    print(
+        f"{CLIENTS:,} clients in each SQLite database; {args.rounds} rounds of {args.batch} "
+        f"calls per series, interleaved, after {args.warmup_rounds} warm-up round(s).\n"
+    )
+    table(
+        [
+            "series",
+            "calls",
+            "median (µs)",
+            "p99 (µs)",
+            "÷ Django median",
+            "95 % bootstrap interval",
+            "verdict",
+        ],
+        rows,
+    )
+    print(f"Target: every credrecovery median at most {TARGET} × Django's, hits and misses alike.")
 
 
 if __name__ == "__main__":

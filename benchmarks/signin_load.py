@@ -139,7 +139,8 @@ class Session:
         self.base = base
         self.address = address
         self.opener = urllib.request.build_opener(
-            urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+            urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar())
+        )
         self.token = ""
 
     def _open(self, request: urllib.request.Request) -> tuple[int, dict[str, str], bytes]:
@@ -161,7 +162,8 @@ class Session:
     def sign_in(self, number: str) -> tuple[str, float]:
         """POST a wrong key; the status (``503+Retry-After`` when refused so) and seconds taken."""
         data = urllib.parse.urlencode(
-            {"number": number, "key": WRONG_KEY, "csrf_token": self.token}).encode()
+            {"number": number, "key": WRONG_KEY, "csrf_token": self.token}
+        ).encode()
         request = urllib.request.Request(self.base + "/login", data=data, method="POST")
         started = time.perf_counter()
         status, headers, body = self._open(request)
@@ -210,20 +212,47 @@ def run_row(threads: int, cap: str, db: Path, sessions: int, logs: Path) -> Resu
     env = dict(
         os.environ,
         PYTHONPATH=os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]),
-        CREDRECOVERY_SECRET_KEY=SECRET, PANEL_DB=str(db), PANEL_SMTP_HOST=HOST,
-        PANEL_SMTP_PORT=str(free_port()), PANEL_SENDER="Client Panel <panel@example.com>",
-        PANEL_BASE_URL=f"http://{HOST}:{port}", PANEL_PROXY_HOPS="1",
+        CREDRECOVERY_SECRET_KEY=SECRET,
+        PANEL_DB=str(db),
+        PANEL_SMTP_HOST=HOST,
+        PANEL_SMTP_PORT=str(free_port()),
+        PANEL_SENDER="Client Panel <panel@example.com>",
+        PANEL_BASE_URL=f"http://{HOST}:{port}",
+        PANEL_PROXY_HOPS="1",
         CREDRECOVERY_BENCH_SLOTS=cap,
     )
     log = logs / f"gunicorn-{threads}-{cap}.log"
-    command = [sys.executable, "-m", "gunicorn", "--bind", f"{HOST}:{port}", "--workers", "1",
-               "--worker-class", "gthread", "--threads", str(threads), "--timeout", "300",
-               "--graceful-timeout", "5",
-               "--log-level", "warning", "benchmarks.signin_load:panel_app()"]
+    command = [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "--bind",
+        f"{HOST}:{port}",
+        "--workers",
+        "1",
+        "--worker-class",
+        "gthread",
+        "--threads",
+        str(threads),
+        "--timeout",
+        "300",
+        "--graceful-timeout",
+        "5",
+        "--log-level",
+        "warning",
+        "benchmarks.signin_load:panel_app()",
+    ]
     result = Result(threads, cap)
     with log.open("w") as errors:
-        proc = subprocess.Popen(command, cwd=ROOT, env=env, stdin=subprocess.DEVNULL,
-                                stdout=errors, stderr=errors, start_new_session=True)
+        proc = subprocess.Popen(
+            command,
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=errors,
+            stderr=errors,
+            start_new_session=True,
+        )
     try:
         base = f"http://{HOST}:{port}"
         deadline = time.monotonic() + START_TIMEOUT
@@ -258,8 +287,9 @@ def main() -> int:
     from _common import header, median, percentile, table
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--threads", default="8,50",
-                        help="gunicorn gthread thread counts, one pair of rows each")
+    parser.add_argument(
+        "--threads", default="8,50", help="gunicorn gthread thread counts, one pair of rows each"
+    )
     parser.add_argument("--sessions", type=int, default=50, help="concurrent wrong sign-ins")
     args = parser.parse_args()
     from credrecovery import hashing_limit
@@ -267,8 +297,10 @@ def main() -> int:
     header("Wrong-key sign-ins at once against the Flask panel, with and without the cap")
     default = hashing_limit()
     print(f"uptime: {subprocess.run(['uptime'], capture_output=True, text=True).stdout.strip()}")
-    print(f"default cap here: {default.slots} slots, {default.wait:g} s wait; "
-          f"{args.sessions} sessions\n")
+    print(
+        f"default cap here: {default.slots} slots, {default.wait:g} s wait; "
+        f"{args.sessions} sessions\n"
+    )
     results = []
     with tempfile.TemporaryDirectory(prefix="signin-load-") as tmp:
         db = Path(tmp) / "clients.sqlite3"
@@ -283,14 +315,33 @@ def main() -> int:
     for r in results:
         ms = sorted(x * 1000 for x in r.latencies)
         cap = "none" if r.cap == "none" else f"{default.slots} slots, {default.wait:g} s"
-        rows.append([
-            r.threads, cap, f"{median(ms):.0f}", f"{percentile(ms, 95):.0f}", f"{ms[-1]:.0f}",
-            ", ".join(f"{label}: {n}" for label, n in sorted(r.statuses.items())),
-            f"{r.rss_before_kib / 1024:.0f}", f"{r.peak_kib / 1024:.0f}",
-            f"{r.load_before:.2f} → {r.load_after:.2f}",
-        ])
-    table(["gthread threads", "cap", "p50 ms", "p95 ms", "max ms", "statuses",
-           "RSS before MiB", "peak RSS MiB", "load 1 min"], rows)
+        rows.append(
+            [
+                r.threads,
+                cap,
+                f"{median(ms):.0f}",
+                f"{percentile(ms, 95):.0f}",
+                f"{ms[-1]:.0f}",
+                ", ".join(f"{label}: {n}" for label, n in sorted(r.statuses.items())),
+                f"{r.rss_before_kib / 1024:.0f}",
+                f"{r.peak_kib / 1024:.0f}",
+                f"{r.load_before:.2f} → {r.load_after:.2f}",
+            ]
+        )
+    table(
+        [
+            "gthread threads",
+            "cap",
+            "p50 ms",
+            "p95 ms",
+            "max ms",
+            "statuses",
+            "RSS before MiB",
+            "peak RSS MiB",
+            "load 1 min",
+        ],
+        rows,
+    )
     print(f"uptime: {subprocess.run(['uptime'], capture_output=True, text=True).stdout.strip()}")
     return 0
 

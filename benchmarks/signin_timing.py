@@ -50,16 +50,27 @@ def main() -> int:
     context = default_context()
     directory = MemoryDirectory(crypt_context=context)
     directory.add_client("9000", "current@example.com", key="Current-Access-Key-1")
-    directory.add_client("7000", "legacy@example.com",
-                         key_hash=context.handler("bcrypt").hash("Legacy-Access-Key-22"))
+    directory.add_client(
+        "7000",
+        "legacy@example.com",
+        key_hash=context.handler("bcrypt").hash("Legacy-Access-Key-22"),
+    )
     # Limits that never refuse: their work is timed, not their refusals.
-    limits = RateLimits(failed_signins="1000000/minute",
-                        failed_signins_per_requester="1000000/minute",
-                        failed_signins_per_client="1000000/minute")
-    with RecoveryService(directory, MemoryMailer(), secret_key=secrets.token_urlsafe(32),
-                         confirm_url="https://panel.example.com/recover/{token}",
-                         sender="panel@example.com", crypt_context=context,
-                         rate_limits=limits, delivery="sync") as service:
+    limits = RateLimits(
+        failed_signins="1000000/minute",
+        failed_signins_per_requester="1000000/minute",
+        failed_signins_per_client="1000000/minute",
+    )
+    with RecoveryService(
+        directory,
+        MemoryMailer(),
+        secret_key=secrets.token_urlsafe(32),
+        confirm_url="https://panel.example.com/recover/{token}",
+        sender="panel@example.com",
+        crypt_context=context,
+        rate_limits=limits,
+        delivery="sync",
+    ) as service:
         for number in CASES.values():  # warm-up: the stand-in hashes are made once
             service.authenticate(number, WRONG, requester="203.0.113.7")
         started = time.perf_counter()
@@ -69,10 +80,19 @@ def main() -> int:
     rows = []
     for case, times in durations.items():
         p_value = "—" if times is baseline else f"{ks_2samp(baseline, times).pvalue:.3g}"
-        rows.append([case, len(times), f"{median(times) * 1000:.1f} ms",
-                     f"{median(times) / median(baseline):.3f}", p_value])
-    print(f"default_context(); {args.samples} wrong-key sign-ins of each case, interleaved; "
-          f"{took:.0f} s in all.\n")
+        rows.append(
+            [
+                case,
+                len(times),
+                f"{median(times) * 1000:.1f} ms",
+                f"{median(times) / median(baseline):.3f}",
+                p_value,
+            ]
+        )
+    print(
+        f"default_context(); {args.samples} wrong-key sign-ins of each case, interleaved; "
+        f"{took:.0f} s in all.\n"
+    )
     table(["case", "sign-ins", "median", "ratio to unknown", "KS p-value vs unknown"], rows)
     return 0
 

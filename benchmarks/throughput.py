@@ -40,8 +40,9 @@ class NullMailer:
 
 
 def engine() -> sa.Engine:
-    return sa.create_engine(PG_URL, connect_args={"options": f"-csearch_path={SCHEMA}"},
-                            hide_parameters=True)
+    return sa.create_engine(
+        PG_URL, connect_args={"options": f"-csearch_path={SCHEMA}"}, hide_parameters=True
+    )
 
 
 def worker(
@@ -49,13 +50,23 @@ def worker(
 ) -> None:
     logging.disable(logging.CRITICAL)
     directory = SQLAlchemyDirectory(engine())
-    limits = RateLimits(per_requester="1000000/minute", per_identifier="1000/hour",
-                        per_client="1000/hour", storage_uri=REDIS_URL)
+    limits = RateLimits(
+        per_requester="1000000/minute",
+        per_identifier="1000/hour",
+        per_client="1000/hour",
+        storage_uri=REDIS_URL,
+    )
     rng = secrets.SystemRandom()
     done = 0
-    with RecoveryService(directory, NullMailer(), secret_key=SECRET, rate_limits=limits,
-                         confirm_url="https://panel.example.com/recover/{token}",
-                         sender="panel@example.com", crypt_context=cheap_context()) as service:
+    with RecoveryService(
+        directory,
+        NullMailer(),
+        secret_key=SECRET,
+        rate_limits=limits,
+        confirm_url="https://panel.example.com/recover/{token}",
+        sender="panel@example.com",
+        crypt_context=cheap_context(),
+    ) as service:
         service.request("email", "warm-up@example.com", requester="warm-up")
         barrier.wait()
         deadline = time.perf_counter() + seconds
@@ -91,9 +102,10 @@ def main() -> None:
             redis.Redis.from_url(REDIS_URL).flushdb()
             barrier = context.Barrier(count)
             results: multiprocessing.Queue[int] = context.Queue()
-            procs = [context.Process(target=worker,
-                                     args=(args.clients, args.seconds, barrier, results))
-                     for _ in range(count)]
+            procs = [
+                context.Process(target=worker, args=(args.clients, args.seconds, barrier, results))
+                for _ in range(count)
+            ]
             for p in procs:
                 p.start()
             total = sum(results.get(timeout=args.seconds + 120) for _ in procs)

@@ -58,8 +58,16 @@ def measure(service: RecoveryService, clients: int, calls: int) -> tuple[list[fl
 def report(name: str, hits: list[float], misses: list[float]) -> list[object]:
     gap = abs(median(hits) - median(misses)) / median(misses)
     p_value = ks_2samp(hits, misses).pvalue
-    return [name, len(hits), us(median(hits)), us(median(misses)), us(percentile(hits, 99)),
-            us(percentile(misses, 99)), f"{gap:.2%}", f"{p_value:.3g}"]
+    return [
+        name,
+        len(hits),
+        us(median(hits)),
+        us(median(misses)),
+        us(percentile(hits, 99)),
+        us(percentile(misses, 99)),
+        f"{gap:.2%}",
+        f"{p_value:.3g}",
+    ]
 
 
 def main() -> None:
@@ -79,8 +87,9 @@ def main() -> None:
             sender="Client Panel <panel@example.com>",
             crypt_context=cheap_context(),
             # Generous limits: the benchmark measures the path, not the throttle.
-            rate_limits=RateLimits(per_requester="1000000/minute", per_identifier="100/hour",
-                                   per_client="100/hour"),
+            rate_limits=RateLimits(
+                per_requester="1000000/minute", per_identifier="100/hour", per_client="100/hour"
+            ),
         )
         rows = []
         background = BackgroundMailer(SlowMailer(), max_queue=args.calls + 10)
@@ -91,8 +100,19 @@ def main() -> None:
         with RecoveryService(directory, SlowMailer(), delivery="sync", **common) as svc:
             rows.append(report("sync (baseline)", *measure(svc, args.clients, args.sync_calls)))
     print(f"{args.clients:,} clients in SQLite; the mailer sleeps 50 ms per message.\n")
-    table(["delivery", "calls per side", "median, existing", "median, missing",
-           "p99, existing", "p99, missing", "gap of medians", "KS p-value"], rows)
+    table(
+        [
+            "delivery",
+            "calls per side",
+            "median, existing",
+            "median, missing",
+            "p99, existing",
+            "p99, missing",
+            "gap of medians",
+            "KS p-value",
+        ],
+        rows,
+    )
     print("Target for background delivery: gap below 2 % and p > 0.01.")
 
 

@@ -71,8 +71,10 @@ PAGE = """<!DOCTYPE html>
 {% endif %}
 </body></html>"""
 
-SENT = ("If what you typed belongs to a client, we have mailed a confirmation link to "
-        "the account's primary email address. It works once and expires soon.")
+SENT = (
+    "If what you typed belongs to a client, we have mailed a confirmation link to "
+    "the account's primary email address. It works once and expires soon."
+)
 
 
 class SettingsError(click.ClickException):
@@ -84,8 +86,9 @@ class SettingsError(click.ClickException):
 #: The settings without a default, and how to get a value.
 REQUIRED = {
     "CREDRECOVERY_SECRET_KEY": "generate one with 'python -m credrecovery secret'",
-    "CREDRECOVERY_CONFIRM_URL": ("give the link template, such as "
-                                 "'http://127.0.0.1:5000/recover/{token}'"),
+    "CREDRECOVERY_CONFIRM_URL": (
+        "give the link template, such as 'http://127.0.0.1:5000/recover/{token}'"
+    ),
     "CREDRECOVERY_SENDER": "give the From address, such as 'Client Panel <panel@example.com>'",
 }
 
@@ -97,8 +100,10 @@ def proxy_hops() -> int:
     except ValueError:
         hops = -1
     if hops < 0:
-        raise SettingsError("CREDRECOVERY_PROXY_HOPS must be the number of reverse proxies "
-                            "in front of the app, such as 1 (0: none)")
+        raise SettingsError(
+            "CREDRECOVERY_PROXY_HOPS must be the number of reverse proxies "
+            "in front of the app, such as 1 (0: none)"
+        )
     return hops
 
 
@@ -153,13 +158,16 @@ def error_page(exc: RecoveryError) -> Response:
     if isinstance(exc, TokenExpired):
         message = "This link has expired. Ask for a new one."
     elif isinstance(exc, TokenAlreadyUsed):
-        message = ("This link was already used, or your access details changed since it "
-                   "was sent. Ask for a new one if you still need it.")
+        message = (
+            "This link was already used, or your access details changed since it "
+            "was sent. Ask for a new one if you still need it."
+        )
     elif isinstance(exc, InvalidToken):
         message = "This link is not valid. Copy it from the mail in full, or ask for a new one."
     elif isinstance(exc, DeliveryFailed):
         message = "We could not mail your new access details. " + (
-            "Try the same link again in a few minutes." if exc.temporary else "Contact support.")
+            "Try the same link again in a few minutes." if exc.temporary else "Contact support."
+        )
     elif isinstance(exc, DirectoryError):
         message = "The service is unavailable. Try again in a few minutes."
     else:
@@ -203,8 +211,10 @@ def create_app(service_options: Mapping[str, Any] | None = None) -> Flask:
     def confirm(token: str) -> Response:
         confirmation = service.confirm(token, requester=request.remote_addr)
         end_panel_sessions(confirmation.number)  # the old key is dead: so are its sessions
-        return page(message="Done. Your client number and a new access key are on their "
-                            "way to your primary email address.")
+        return page(
+            message="Done. Your client number and a new access key are on their "
+            "way to your primary email address."
+        )
 
     app.register_error_handler(RecoveryError, error_page)
 

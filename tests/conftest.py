@@ -99,7 +99,8 @@ def _declared(metafunc: pytest.Metafunc, name: str, known: tuple[str, ...]) -> l
     if not values or not set(values) <= set(known):
         raise pytest.UsageError(
             f"{metafunc.definition.nodeid}: pytest.mark.{name} takes some of {known}, "
-            f"not {tuple(values)}")
+            f"not {tuple(values)}"
+        )
     return values
 
 
@@ -129,7 +130,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         if shells is None:
             raise pytest.UsageError(
                 f"{metafunc.definition.nodeid} builds services: declare the shells it runs "
-                f"through with pytest.mark.shells(...)")
+                f"through with pytest.mark.shells(...)"
+            )
         metafunc.parametrize("shell", shells, indirect=True)
     if "key_mode" in metafunc.fixturenames and not _parametrizes(metafunc, "key_mode"):
         modes = _declared(metafunc, "key_modes", KEY_MODES)
@@ -157,8 +159,12 @@ def shell(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 def make_service(
-    directory: MemoryDirectory, mailer: MemoryMailer, ctx: CryptContext, clock: FakeClock,
-    shell: str, key_mode: str,
+    directory: MemoryDirectory,
+    mailer: MemoryMailer,
+    ctx: CryptContext,
+    clock: FakeClock,
+    shell: str,
+    key_mode: str,
 ) -> Iterator[Callable[..., RecoveryService]]:
     """Build services with test defaults; synchronous delivery and no limits unless asked.
 
@@ -180,8 +186,11 @@ def make_service(
         d = options.pop("directory", directory)
         m = options.pop("mailer", mailer)
         options.setdefault("key_mode", key_mode)
-        service: Any = (RecoveryService(d, m, **options) if shell == "sync"
-                        else AsyncShell(AsyncRecoveryService(d, m, **options)))
+        service: Any = (
+            RecoveryService(d, m, **options)
+            if shell == "sync"
+            else AsyncShell(AsyncRecoveryService(d, m, **options))
+        )
         if options["key_mode"] == "choose":
             service = ChoosingShell(service)
         made.append(service)

@@ -46,11 +46,12 @@ from credrecovery.async_smtp import AsyncSMTPMailer
 from credrecovery.async_sqlite import AsyncSQLiteDirectory
 from credrecovery.smtp import Security
 
-SENT = ("If what you typed belongs to a client, we have mailed a confirmation link to the "
-        "account's primary email address. It works once and expires soon.")
+SENT = (
+    "If what you typed belongs to a client, we have mailed a confirmation link to the "
+    "account's primary email address. It works once and expires soon."
+)
 DONE = "Your client number and a new access key are on their way to your primary address."
-REFUSED = ("This form has expired, or it was sent from another site. "
-           "Reload the page and try again.")
+REFUSED = "This form has expired, or it was sent from another site. Reload the page and try again."
 # Every form here is a few short fields.
 MAX_BODY = 4096
 
@@ -96,8 +97,10 @@ class Settings:
             for proxy in proxies:
                 ipaddress.ip_network(proxy, strict=False)
         except ValueError:
-            raise SettingsError("CREDRECOVERY_TRUSTED_PROXIES must list IP addresses or "
-                                "networks, such as 127.0.0.1 or 10.0.0.0/8") from None
+            raise SettingsError(
+                "CREDRECOVERY_TRUSTED_PROXIES must list IP addresses or "
+                "networks, such as 127.0.0.1 or 10.0.0.0/8"
+            ) from None
         return cls(
             secret_key=env["CREDRECOVERY_SECRET_KEY"],
             confirm_url=env["CREDRECOVERY_CONFIRM_URL"],
@@ -119,8 +122,9 @@ class SettingsError(ValueError):
 #: The settings without a default, and how to get a value.
 REQUIRED = {
     "CREDRECOVERY_SECRET_KEY": "generate one with 'python -m credrecovery secret'",
-    "CREDRECOVERY_CONFIRM_URL": ("give the link template, such as "
-                                 "'http://127.0.0.1:8000/recover/{token}'"),
+    "CREDRECOVERY_CONFIRM_URL": (
+        "give the link template, such as 'http://127.0.0.1:8000/recover/{token}'"
+    ),
 }
 
 
@@ -132,12 +136,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         directory = AsyncSQLiteDirectory(config.database)
-        mailer = AsyncSMTPMailer(config.smtp_host, config.smtp_port,
-                                 security=config.smtp_security,
-                                 username=config.smtp_username, password=config.smtp_password)
+        mailer = AsyncSMTPMailer(
+            config.smtp_host,
+            config.smtp_port,
+            security=config.smtp_security,
+            username=config.smtp_username,
+            password=config.smtp_password,
+        )
         service = AsyncRecoveryService(
-            directory, mailer, secret_key=config.secret_key,
-            confirm_url=config.confirm_url, sender=config.sender, **config.service_options)
+            directory,
+            mailer,
+            secret_key=config.secret_key,
+            confirm_url=config.confirm_url,
+            sender=config.sender,
+            **config.service_options,
+        )
         async with directory, service:  # closed in reverse: queued mail first
             app.state.recovery = service
             yield
@@ -147,8 +160,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.forms = forms
 
     @app.middleware("http")
-    async def guard(request: Request, call_next: Callable[[Request], Awaitable[Response]],
-                    ) -> Response:
+    async def guard(
+        request: Request,
+        call_next: Callable[[Request], Awaitable[Response]],
+    ) -> Response:
         if from_this_site(request):
             response = await call_next(request)
         else:
@@ -179,8 +194,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             error = str(exc)
             if wants_json(request):
                 return JSONResponse({"detail": error}, exc.http_status)
-            return forms.respond(request, lambda token: form_page(token, error, value),
-                                 exc.http_status)
+            return forms.respond(
+                request, lambda token: form_page(token, error, value), exc.http_status
+            )
         return answer(request, SENT)  # the same answer whether or not a client matched
 
     @app.get("/recover/{token}")
@@ -200,7 +216,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def login(request: Request) -> Response:
         fields = await form_fields(request)
         signed_in = await service_of(request).authenticate(
-            fields.get("number", ""), fields.get("key", ""), requester=client_ip(request))
+            fields.get("number", ""), fields.get("key", ""), requester=client_ip(request)
+        )
         if signed_in is None:
             return answer(request, "Wrong client number or access key.", 401)
         # A real panel starts its session here.
@@ -288,30 +305,48 @@ def explain(exc: RecoveryError) -> tuple[int, str, dict[str, str]]:
     if isinstance(exc, RateLimited):
         wait = math.ceil(exc.retry_after)
         # Overloaded, a RateLimited, answers 503: the server is busy, not the client.
-        return (exc.http_status, f"Too many attempts. Try again in {wait} seconds.",
-                {"Retry-After": str(wait)})
+        return (
+            exc.http_status,
+            f"Too many attempts. Try again in {wait} seconds.",
+            {"Retry-After": str(wait)},
+        )
     # The subclasses first: both are InvalidTokens.
     if isinstance(exc, TokenExpired):
         return 410, "This link has expired. Ask for a new one.", {}
     if isinstance(exc, TokenAlreadyUsed):
-        return 409, ("This link was already used, or your access details changed since it "
-                     "was sent. Ask for a new one if you still need it."), {}
+        return (
+            409,
+            (
+                "This link was already used, or your access details changed since it "
+                "was sent. Ask for a new one if you still need it."
+            ),
+            {},
+        )
     if isinstance(exc, InvalidToken):
-        return 400, ("This link is not valid. Copy it from the mail in full, "
-                     "or ask for a new one."), {}
+        return (
+            400,
+            ("This link is not valid. Copy it from the mail in full, or ask for a new one."),
+            {},
+        )
     if isinstance(exc, BadForm):
         return 400, "The request could not be read.", {}
     if isinstance(exc, CrossSiteRequest):
         return 403, REFUSED, {}
     if isinstance(exc, DeliveryFailed):
-        return exc.http_status, "We could not mail your new access details. " + (
-            "Try the same link again in a few minutes." if exc.temporary
-            else "Contact support."), {}
+        return (
+            exc.http_status,
+            "We could not mail your new access details. "
+            + (
+                "Try the same link again in a few minutes." if exc.temporary else "Contact support."
+            ),
+            {},
+        )
     return exc.http_status, "The service is unavailable. Try again in a few minutes.", {}
 
 
-def answer(request: Request, text: str, status: int = 200,
-           headers: Mapping[str, str] | None = None) -> Response:
+def answer(
+    request: Request, text: str, status: int = 200, headers: Mapping[str, str] | None = None
+) -> Response:
     """``text`` as JSON for a JSON request, else as a page."""
     if wants_json(request):
         return JSONResponse({"detail": text}, status, headers=dict(headers or {}))
@@ -319,8 +354,10 @@ def answer(request: Request, text: str, status: int = 200,
 
 
 def page(text: str) -> str:
-    return (f'<!DOCTYPE html><html lang="en"><meta charset="utf-8"><title>Recover access</title>'
-            f'<p>{html.escape(text)}</p><p><a href="/forgot">Start again</a></p></html>')
+    return (
+        f'<!DOCTYPE html><html lang="en"><meta charset="utf-8"><title>Recover access</title>'
+        f'<p>{html.escape(text)}</p><p><a href="/forgot">Start again</a></p></html>'
+    )
 
 
 def form_page(form_token: str, error: str = "", value: str = "") -> str:

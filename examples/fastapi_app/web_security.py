@@ -35,8 +35,9 @@ __all__ = ["FIELD", "SECURITY_HEADERS", "CrossSiteRequest", "FormTokens", "from_
 #: The form field that carries the token.
 FIELD = "csrf_token"
 # No JavaScript, no style, no framing, forms only to this origin.
-CONTENT_SECURITY_POLICY = ("default-src 'none'; form-action 'self'; frame-ancestors 'none'; "
-                           "base-uri 'none'")
+CONTENT_SECURITY_POLICY = (
+    "default-src 'none'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
 #: Sent with every response.
 SECURITY_HEADERS = {
     "Content-Security-Policy": CONTENT_SECURITY_POLICY,
@@ -88,8 +89,9 @@ class FormTokens:
         nonce = request.cookies.get(self.cookie, "")
         return nonce if NONCE.fullmatch(nonce) else None
 
-    def respond(self, request: Request, render: Callable[[str], str],
-                status: int = 200) -> HTMLResponse:
+    def respond(
+        self, request: Request, render: Callable[[str], str], status: int = 200
+    ) -> HTMLResponse:
         """The page ``render(token)`` builds; it sets the cookie when the browser has none."""
         nonce = self._nonce(request)
         fresh = nonce is None
@@ -97,8 +99,9 @@ class FormTokens:
             nonce = secrets.token_urlsafe(32)
         response = HTMLResponse(render(self._signer.dumps(nonce)), status)
         if fresh:
-            response.set_cookie(self.cookie, nonce, path="/", secure=self.secure,
-                                httponly=True, samesite="strict")
+            response.set_cookie(
+                self.cookie, nonce, path="/", secure=self.secure, httponly=True, samesite="strict"
+            )
         return response
 
     def check(self, request: Request, token: str) -> None:

@@ -117,16 +117,19 @@ def settings_from(config: Mapping[str, Any] | None) -> dict[str, Any]:
     settings.update(config or {})
     if not settings["CREDRECOVERY_SECRET_KEY"]:
         raise PanelConfigError(
-            "CREDRECOVERY_SECRET_KEY is not set; generate one with 'python -m credrecovery secret'")
+            "CREDRECOVERY_SECRET_KEY is not set; generate one with 'python -m credrecovery secret'"
+        )
     if not settings["PANEL_SMTP_HOST"]:
         raise PanelConfigError(
             "PANEL_SMTP_HOST is not set: the panel mails confirmation links and new keys, so it "
             "needs an SMTP server (for a local try, 'python -m aiosmtpd -n -l 127.0.0.1:1025' "
-            "and PANEL_SMTP_HOST=127.0.0.1 PANEL_SMTP_PORT=1025)")
+            "and PANEL_SMTP_HOST=127.0.0.1 PANEL_SMTP_PORT=1025)"
+        )
     if not settings["PANEL_SENDER"]:
         raise PanelConfigError(
             "PANEL_SENDER is not set; give the From address, such as "
-            "'Client Panel <panel@example.com>'")
+            "'Client Panel <panel@example.com>'"
+        )
     try:
         settings["PANEL_SMTP_PORT"] = int(settings["PANEL_SMTP_PORT"])
     except (TypeError, ValueError):
@@ -137,8 +140,10 @@ def settings_from(config: Mapping[str, Any] | None) -> dict[str, Any]:
     settings["PANEL_BASE_URL"] = base_url
     hops = str(settings["PANEL_PROXY_HOPS"] or 0)
     if not (hops.isascii() and hops.isdigit()):
-        raise PanelConfigError("PANEL_PROXY_HOPS must be the number of reverse proxies in "
-                               "front of the panel, such as 1 (0: none)")
+        raise PanelConfigError(
+            "PANEL_PROXY_HOPS must be the number of reverse proxies in "
+            "front of the panel, such as 1 (0: none)"
+        )
     settings["PANEL_PROXY_HOPS"] = int(hops)
     return settings
 
@@ -150,11 +155,13 @@ def build_panel(settings: Mapping[str, Any]) -> Panel:
     (a passlib CryptContext), ``PANEL_RATE_LIMITS`` (a RateLimits) and
     ``PANEL_DELIVERY`` (``"background"`` or ``"sync"``).
     """
-    directory = SQLiteDirectory(settings["PANEL_DB"],
-                                crypt_context=settings.get("PANEL_CRYPT_CONTEXT"))
+    directory = SQLiteDirectory(
+        settings["PANEL_DB"], crypt_context=settings.get("PANEL_CRYPT_CONTEXT")
+    )
     try:
         mailer = SMTPMailer(
-            settings["PANEL_SMTP_HOST"], settings["PANEL_SMTP_PORT"],
+            settings["PANEL_SMTP_HOST"],
+            settings["PANEL_SMTP_PORT"],
             security=settings["PANEL_SMTP_SECURITY"],
             username=settings["PANEL_SMTP_USERNAME"] or None,
             password=settings["PANEL_SMTP_PASSWORD"] or None,
@@ -169,7 +176,8 @@ def build_panel(settings: Mapping[str, Any]) -> Panel:
         options["rate_limits"] = settings["PANEL_RATE_LIMITS"]
     for language in LANGUAGES:
         services[language] = RecoveryService(
-            directory, mailer,
+            directory,
+            mailer,
             secret_key=settings["CREDRECOVERY_SECRET_KEY"],
             confirm_url=settings["PANEL_BASE_URL"] + "/recover/{token}",
             sender=settings["PANEL_SENDER"],
@@ -202,8 +210,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app = Flask(__name__)
     app.config.update(settings)
     app.config.update(
-        SECRET_KEY=settings.get("SECRET_KEY") or session_secret(
-            settings["CREDRECOVERY_SECRET_KEY"]),
+        SECRET_KEY=settings.get("SECRET_KEY")
+        or session_secret(settings["CREDRECOVERY_SECRET_KEY"]),
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=settings["PANEL_BASE_URL"].startswith("https://"),
@@ -216,7 +224,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     if settings["PANEL_PROXY_HOPS"]:
         # remote_addr: what the outermost proxy saw; right only if they are the one way in.
         app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
-            app.wsgi_app, x_for=settings["PANEL_PROXY_HOPS"], x_proto=0)
+            app.wsgi_app, x_for=settings["PANEL_PROXY_HOPS"], x_proto=0
+        )
     panel = build_panel(settings)
     app.extensions["credrecovery_panel"] = panel
     atexit.register(panel.close)  # deliver queued confirmation mails on shutdown
@@ -243,13 +252,25 @@ def page(template: str, status: int = 200, **context: Any) -> Response:
     return Response(render_template(template, **context), status=status)
 
 
-def message_page(title: str, body: str, status: int, *, link: str = "login",
-                 link_text: str = "back_to_login", **values: Any) -> Response:
+def message_page(
+    title: str,
+    body: str,
+    status: int,
+    *,
+    link: str = "login",
+    link_text: str = "back_to_login",
+    **values: Any,
+) -> Response:
     """A page with one heading, one paragraph and one link, all named by string keys."""
     strings = STRINGS[language()]
-    return page("message.html", status, title=strings[title],
-                body=strings[body].format(**values), link=url_for(link),
-                link_text=strings[link_text])
+    return page(
+        "message.html",
+        status,
+        title=strings[title],
+        body=strings[body].format(**values),
+        link=url_for(link),
+        link_text=strings[link_text],
+    )
 
 
 def client_ip() -> str | None:
@@ -263,8 +284,11 @@ def session_holds(panel: Panel, number: str, signed_in_at: object) -> bool:
     A change of the client's key (a recovery, or a change in the panel) is a
     ``key_changed`` event, which ends every session signed in before it.
     """
-    return (isinstance(signed_in_at, int | float) and panel.epochs is not None
-            and panel.epochs.valid(number, float(signed_in_at)))
+    return (
+        isinstance(signed_in_at, int | float)
+        and panel.epochs is not None
+        and panel.epochs.valid(number, float(signed_in_at))
+    )
 
 
 def register_routes(app: Flask, panel: Panel) -> None:
@@ -291,8 +315,7 @@ def register_routes(app: Flask, panel: Panel) -> None:
         key = request.form.get("key", "")
         # Failed sign-ins are counted per address; over a limit RateLimited
         # reaches recovery_error below: 429 with Retry-After.
-        signed_in = panel.service(language()).authenticate(number, key,
-                                                           requester=client_ip())
+        signed_in = panel.service(language()).authenticate(number, key, requester=client_ip())
         if signed_in is None:
             return page("login.html", 401, number=number[:32], failed=True)
         chosen = session.get("lang")
@@ -309,8 +332,7 @@ def register_routes(app: Flask, panel: Panel) -> None:
 
     def signed_in_client() -> str | None:
         number = session.get("client")
-        if not isinstance(number, str) or not session_holds(panel, number,
-                                                             session.get("since")):
+        if not isinstance(number, str) or not session_holds(panel, number, session.get("since")):
             for name in ("client", "since", "must_change"):
                 session.pop(name, None)
             return None
@@ -338,8 +360,11 @@ def register_routes(app: Flask, panel: Panel) -> None:
             return redirect(url_for("login"))
         try:
             changed = panel.service(language()).change_key(
-                number, request.form.get("current", ""), request.form.get("new", ""),
-                requester=client_ip())
+                number,
+                request.form.get("current", ""),
+                request.form.get("new", ""),
+                requester=client_ip(),
+            )
         except KeyRejected as exc:
             return page("change_key.html", exc.http_status, error=exc.message_in(language()))
         if changed is None:
@@ -365,8 +390,13 @@ def register_routes(app: Flask, panel: Panel) -> None:
         try:
             panel.service(language()).request(kind, value, requester=client_ip())
         except InvalidIdentifier as exc:
-            return page("forgot.html", exc.http_status, kind=kind, value=value[:320],
-                        error=identifier_error(exc))
+            return page(
+                "forgot.html",
+                exc.http_status,
+                kind=kind,
+                value=value[:320],
+                error=identifier_error(exc),
+            )
         # The same page whether or not a client matched.
         return message_page("sent_title", "sent_body", 200)
 
@@ -416,25 +446,28 @@ def error_page(exc: RecoveryError) -> Response:
     if isinstance(exc, Overloaded):
         # Every hashing slot is busy: the server's state, not this requester's doing.
         wait = max(1, math.ceil(exc.retry_after))
-        response = message_page("unavailable_title", "limited_body", exc.http_status,
-                                seconds=wait)
+        response = message_page("unavailable_title", "limited_body", exc.http_status, seconds=wait)
         response.headers["Retry-After"] = str(wait)
         return response
     if isinstance(exc, RateLimited):
         wait = max(1, math.ceil(exc.retry_after))
-        response = message_page("limited_title", "limited_body", 429, link="forgot",
-                                link_text="ask_again", seconds=wait)
+        response = message_page(
+            "limited_title", "limited_body", 429, link="forgot", link_text="ask_again", seconds=wait
+        )
         response.headers["Retry-After"] = str(wait)
         return response
     if isinstance(exc, TokenExpired):
-        return message_page("expired_title", "expired_body", exc.http_status,
-                            link="forgot", link_text="ask_again")
+        return message_page(
+            "expired_title", "expired_body", exc.http_status, link="forgot", link_text="ask_again"
+        )
     if isinstance(exc, TokenAlreadyUsed):
-        return message_page("used_title", "used_body", exc.http_status,
-                            link="forgot", link_text="ask_again")
+        return message_page(
+            "used_title", "used_body", exc.http_status, link="forgot", link_text="ask_again"
+        )
     if isinstance(exc, InvalidToken):
-        return message_page("invalid_title", "invalid_body", exc.http_status,
-                            link="forgot", link_text="ask_again")
+        return message_page(
+            "invalid_title", "invalid_body", exc.http_status, link="forgot", link_text="ask_again"
+        )
     if isinstance(exc, DeliveryFailed):
         body = "delivery_temporary" if exc.temporary else "delivery_permanent"
         return message_page("delivery_title", body, exc.http_status)

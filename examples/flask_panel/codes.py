@@ -33,8 +33,13 @@ def register_code_routes(app: Flask, panel: Panel) -> None:
         try:
             ticket = panel.service(language()).request_code(kind, value, requester=client_ip())
         except InvalidIdentifier as exc:
-            return page("forgot.html", exc.http_status, kind=kind, value=value[:320],
-                        error=identifier_error(exc))
+            return page(
+                "forgot.html",
+                exc.http_status,
+                kind=kind,
+                value=value[:320],
+                error=identifier_error(exc),
+            )
         # A ticket whether or not a client matched: the next page is the same.
         session[TICKET] = ticket
         return redirect(url_for("recover_code"))
@@ -51,12 +56,18 @@ def register_code_routes(app: Flask, panel: Panel) -> None:
         if not isinstance(ticket, str):
             return redirect(url_for("forgot"))
         try:
-            panel.service(language()).confirm_code(ticket, request.form.get("code", ""),
-                                                   requester=client_ip())
+            panel.service(language()).confirm_code(
+                ticket, request.form.get("code", ""), requester=client_ip()
+            )
         except TokenExpired as exc:
             session.pop(TICKET, None)
-            return message_page("code_expired_title", "code_expired_body", exc.http_status,
-                                link="forgot", link_text="ask_new_code")
+            return message_page(
+                "code_expired_title",
+                "code_expired_body",
+                exc.http_status,
+                link="forgot",
+                link_text="ask_new_code",
+            )
         except InvalidCode as exc:
             # The ticket may have attempts left: the visitor types again.
             return page("code.html", exc.http_status, error=STRINGS[language()]["code_wrong"])

@@ -19,8 +19,10 @@ from credrecovery import Event, EventKind
 
 __all__ = ["SessionEpochs"]
 
-_SCHEMA = ("CREATE TABLE IF NOT EXISTS panel_session_epochs "
-           "(number TEXT PRIMARY KEY, valid_after REAL NOT NULL)")
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS panel_session_epochs "
+    "(number TEXT PRIMARY KEY, valid_after REAL NOT NULL)"
+)
 
 
 class SessionEpochs:
@@ -51,12 +53,14 @@ class SessionEpochs:
             connection.execute(
                 "INSERT INTO panel_session_epochs (number, valid_after) VALUES (?, ?) "
                 "ON CONFLICT (number) DO UPDATE SET "
-                "valid_after = max(valid_after, excluded.valid_after)", (number, before))
+                "valid_after = max(valid_after, excluded.valid_after)",
+                (number, before),
+            )
 
     def valid(self, number: str, signed_in_at: float) -> bool:
         """Whether a session of client ``number`` signed in at ``signed_in_at`` still holds."""
         with self._connection() as connection:
             row = connection.execute(
-                "SELECT valid_after FROM panel_session_epochs WHERE number = ?",
-                (number,)).fetchone()
+                "SELECT valid_after FROM panel_session_epochs WHERE number = ?", (number,)
+            ).fetchone()
         return row is None or signed_in_at >= float(row[0])

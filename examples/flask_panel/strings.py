@@ -26,9 +26,11 @@ STRINGS: Mapping[str, Mapping[str, str]] = {
         "signed_in_as": "Signed in as client {number}.",
         "sign_out": "Sign out",
         "forgot_title": "Recover your access details",
-        "forgot_intro": ("Choose one detail of your account and type it. We will mail a "
-                         "confirmation link, or a code to type here, to the account's primary "
-                         "email address."),
+        "forgot_intro": (
+            "Choose one detail of your account and type it. We will mail a "
+            "confirmation link, or a code to type here, to the account's primary "
+            "email address."
+        ),
         "identifier": "Recover by",
         "kind_domain": "Domain name",
         "kind_client_number": "Client number",
@@ -37,23 +39,31 @@ STRINGS: Mapping[str, Mapping[str, str]] = {
         "value_hint": "For example ejemploxmundo.com.ar, 9000 or the primary address.",
         "send": "Send the link",
         "sent_title": "Check your mail",
-        "sent_body": ("If that detail belongs to one of our clients, a confirmation link is on "
-                      "its way to the account's primary email address. The link works once "
-                      "and expires within the hour."),
+        "sent_body": (
+            "If that detail belongs to one of our clients, a confirmation link is on "
+            "its way to the account's primary email address. The link works once "
+            "and expires within the hour."
+        ),
         "back_to_login": "Back to sign in",
         "confirm_title": "Send my access details",
-        "confirm_body": ("Press Confirm to receive your client number and a new access key by "
-                         "mail. Your current access key stops working as soon as you do."),
+        "confirm_body": (
+            "Press Confirm to receive your client number and a new access key by "
+            "mail. Your current access key stops working as soon as you do."
+        ),
         "confirm_button": "Confirm",
         "done_title": "Access details sent",
-        "done_body": ("Your client number and a new access key were mailed to the account's "
-                      "primary email address. Use them to sign in."),
+        "done_body": (
+            "Your client number and a new access key were mailed to the account's "
+            "primary email address. Use them to sign in."
+        ),
         "go_to_login": "Go to sign in",
         "expired_title": "This link has expired",
         "expired_body": "Confirmation links last one hour. Ask for a new one.",
         "used_title": "This link was already used",
-        "used_body": ("The link was used before, or the access details changed after it was "
-                      "sent. If you still need them, ask for a new link."),
+        "used_body": (
+            "The link was used before, or the access details changed after it was "
+            "sent. If you still need them, ask for a new link."
+        ),
         "invalid_title": "This link is not valid",
         "invalid_body": "Open the link from the mail in full, or ask for a new one.",
         "ask_again": "Ask for a new link",
@@ -69,22 +79,28 @@ STRINGS: Mapping[str, Mapping[str, str]] = {
         "not_found_title": "Page not found",
         "not_found_body": "There is nothing at this address.",
         "change_title": "Choose your own access key",
-        "change_intro": ("The key you signed in with was mailed to you. Choose a key of your "
-                         "own to go on: at least 15 characters; a few words make a good one."),
+        "change_intro": (
+            "The key you signed in with was mailed to you. Choose a key of your "
+            "own to go on: at least 15 characters; a few words make a good one."
+        ),
         "current_key": "Access key from the mail",
         "new_key": "New access key",
         "change_button": "Save my key",
         "change_wrong_key": "That is not your current access key.",
         "send_code": "Send me a code instead",
         "code_title": "Type the code from the mail",
-        "code_intro": ("If that detail belongs to one of our clients, a code is on its way to "
-                       "the account's primary email address. Type it here to receive your "
-                       "client number and a new access key. The code expires within 15 "
-                       "minutes."),
+        "code_intro": (
+            "If that detail belongs to one of our clients, a code is on its way to "
+            "the account's primary email address. Type it here to receive your "
+            "client number and a new access key. The code expires within 15 "
+            "minutes."
+        ),
         "code_label": "Code",
         "code_hint": "Eight letters and digits, such as WDJH-MJHT.",
-        "code_wrong": ("That code is not right. Check it and type it again; after three wrong "
-                       "codes, ask for a new one."),
+        "code_wrong": (
+            "That code is not right. Check it and type it again; after three wrong "
+            "codes, ask for a new one."
+        ),
         "code_expired_title": "This code has expired",
         "code_expired_body": "Codes last 15 minutes. Ask for a new one.",
         "ask_new_code": "Ask for a new code",
@@ -99,15 +115,19 @@ STRINGS: Mapping[str, Mapping[str, str]] = {
         "access_key": "Clave de acceso",
         "sign_in": "Ingresar",
         "forgot_link": "¿Olvidó su número de cliente o su clave?",
-        "login_failed": ("El número de cliente y la clave de acceso no coinciden. Revise ambos "
-                         "e intente de nuevo."),
+        "login_failed": (
+            "El número de cliente y la clave de acceso no coinciden. Revise ambos "
+            "e intente de nuevo."
+        ),
         "signed_in_title": "Sesión iniciada",
         "signed_in_as": "Ingresó como cliente {number}.",
         "sign_out": "Salir",
         "forgot_title": "Recupere sus datos de acceso",
-        "forgot_intro": ("Elija un dato de su cuenta y escríbalo. Enviaremos un enlace de "
-                         "confirmación, o un código para escribir aquí, a la dirección de "
-                         "correo primaria de la cuenta."),
+        "forgot_intro": (
+            "Elija un dato de su cuenta y escríbalo. Enviaremos un enlace de "
+            "confirmación, o un código para escribir aquí, a la dirección de "
+            "correo primaria de la cuenta."
+        ),
         "identifier": "Recuperar por",
         "kind_domain": "Nombre de dominio",
         "kind_client_number": "Número de cliente",
@@ -116,24 +136,32 @@ STRINGS: Mapping[str, Mapping[str, str]] = {
         "value_hint": "Por ejemplo ejemploxmundo.com.ar, 9000 o la dirección primaria.",
         "send": "Enviar el enlace",
         "sent_title": "Revise su correo",
-        "sent_body": ("Si ese dato pertenece a uno de nuestros clientes, enviamos un enlace de "
-                      "confirmación a la dirección de correo primaria de la cuenta. El enlace "
-                      "sirve una sola vez y vence dentro de una hora."),
+        "sent_body": (
+            "Si ese dato pertenece a uno de nuestros clientes, enviamos un enlace de "
+            "confirmación a la dirección de correo primaria de la cuenta. El enlace "
+            "sirve una sola vez y vence dentro de una hora."
+        ),
         "back_to_login": "Volver a ingresar",
         "confirm_title": "Enviar mis datos de acceso",
-        "confirm_body": ("Pulse Confirmar para recibir por correo su número de cliente y una "
-                         "clave de acceso nueva. La clave actual deja de funcionar en ese "
-                         "momento."),
+        "confirm_body": (
+            "Pulse Confirmar para recibir por correo su número de cliente y una "
+            "clave de acceso nueva. La clave actual deja de funcionar en ese "
+            "momento."
+        ),
         "confirm_button": "Confirmar",
         "done_title": "Datos de acceso enviados",
-        "done_body": ("Enviamos su número de cliente y una clave de acceso nueva a la dirección "
-                      "de correo primaria de la cuenta. Úselos para ingresar."),
+        "done_body": (
+            "Enviamos su número de cliente y una clave de acceso nueva a la dirección "
+            "de correo primaria de la cuenta. Úselos para ingresar."
+        ),
         "go_to_login": "Ir a ingresar",
         "expired_title": "Este enlace venció",
         "expired_body": "Los enlaces de confirmación duran una hora. Pida uno nuevo.",
         "used_title": "Este enlace ya fue usado",
-        "used_body": ("El enlace se usó antes, o los datos de acceso cambiaron después de "
-                      "enviarlo. Si todavía los necesita, pida un enlace nuevo."),
+        "used_body": (
+            "El enlace se usó antes, o los datos de acceso cambiaron después de "
+            "enviarlo. Si todavía los necesita, pida un enlace nuevo."
+        ),
         "invalid_title": "Este enlace no es válido",
         "invalid_body": "Abra el enlace del correo completo, o pida uno nuevo.",
         "ask_again": "Pedir un enlace nuevo",
@@ -149,23 +177,29 @@ STRINGS: Mapping[str, Mapping[str, str]] = {
         "not_found_title": "Página no encontrada",
         "not_found_body": "No hay nada en esta dirección.",
         "change_title": "Elija su propia clave de acceso",
-        "change_intro": ("La clave con la que ingresó le llegó por correo. Elija una clave "
-                         "propia para seguir: al menos 15 caracteres; unas cuantas palabras "
-                         "sirven bien."),
+        "change_intro": (
+            "La clave con la que ingresó le llegó por correo. Elija una clave "
+            "propia para seguir: al menos 15 caracteres; unas cuantas palabras "
+            "sirven bien."
+        ),
         "current_key": "Clave de acceso del correo",
         "new_key": "Clave de acceso nueva",
         "change_button": "Guardar mi clave",
         "change_wrong_key": "Esa no es su clave de acceso actual.",
         "send_code": "Mejor envíenme un código",
         "code_title": "Escriba el código del correo",
-        "code_intro": ("Si ese dato pertenece a uno de nuestros clientes, enviamos un código a "
-                       "la dirección de correo primaria de la cuenta. Escríbalo aquí para "
-                       "recibir su número de cliente y una clave de acceso nueva. El código "
-                       "vence dentro de 15 minutos."),
+        "code_intro": (
+            "Si ese dato pertenece a uno de nuestros clientes, enviamos un código a "
+            "la dirección de correo primaria de la cuenta. Escríbalo aquí para "
+            "recibir su número de cliente y una clave de acceso nueva. El código "
+            "vence dentro de 15 minutos."
+        ),
         "code_label": "Código",
         "code_hint": "Ocho letras y dígitos, por ejemplo WDJH-MJHT.",
-        "code_wrong": ("Ese código no es correcto. Revíselo y escríbalo de nuevo; después de "
-                       "tres códigos equivocados, pida uno nuevo."),
+        "code_wrong": (
+            "Ese código no es correcto. Revíselo y escríbalo de nuevo; después de "
+            "tres códigos equivocados, pida uno nuevo."
+        ),
         "code_expired_title": "Este código venció",
         "code_expired_body": "Los códigos duran 15 minutos. Pida uno nuevo.",
         "ask_new_code": "Pedir un código nuevo",

@@ -16,8 +16,15 @@ def failure_details(exc: BaseException) -> dict[str, Any]:
     server text; any other exception is named by its type only.
     """
     if isinstance(exc, DeliveryFailed):
-        return {"reason": str(exc), "error": type(exc).__name__,
-                "smtp_code": getattr(exc, "smtp_code", None),
-                "enhanced_code": getattr(exc, "enhanced_code", None)}
-    return {"reason": f"the mailer raised {type(exc).__name__}", "error": type(exc).__name__,
-            "smtp_code": None, "enhanced_code": None}
+        return {
+            "reason": str(exc),
+            "error": type(exc).__name__,
+            "smtp_code": getattr(exc, "smtp_code", None),
+            "enhanced_code": getattr(exc, "enhanced_code", None),
+        }
+    return {
+        "reason": f"the mailer raised {type(exc).__name__}",
+        "error": type(exc).__name__,
+        "smtp_code": None,
+        "enhanced_code": None,
+    }

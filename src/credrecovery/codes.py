@@ -155,8 +155,7 @@ class CodeSigner:
         """A fresh random nonce for one ticket: 128 bits, URL-safe base64."""
         return secrets.token_urlsafe(_NONCE_BYTES)
 
-    def issue(self, kind: str, value: str, nonce: str, *,
-              max_age: timedelta | None = None) -> str:
+    def issue(self, kind: str, value: str, nonce: str, *, max_age: timedelta | None = None) -> str:
         """A ticket for identifier ``kind:value`` (as normalized) and ``nonce``, stamped now.
 
         Its length depends on what was typed alone, never on whether a client
@@ -203,11 +202,17 @@ class CodeSigner:
         max_age = own or self._max_age_seconds
         if age > max_age:
             raise TokenExpired(
-                "the code has expired", issued_at=signed_at,
+                "the code has expired",
+                issued_at=signed_at,
                 expired_at=signed_at + timedelta(seconds=max_age),
             )
-        return TicketClaims(payload[0], payload[1], payload[2], signed_at.timestamp(),
-                            timedelta(seconds=own) if own else None)
+        return TicketClaims(
+            payload[0],
+            payload[1],
+            payload[2],
+            signed_at.timestamp(),
+            timedelta(seconds=own) if own else None,
+        )
 
     def lifetime_of(self, claims: TicketClaims) -> float:
         """Seconds the ticket of ``claims`` may live at most: :attr:`lifetime`, for its own
@@ -233,8 +238,11 @@ def _own_max_age(payload: object) -> int | None:
 
     Tickets issued before tickets could carry an expiry have three parts.
     """
-    if (not isinstance(payload, list) or len(payload) not in (3, 4)
-            or not all(isinstance(part, str) for part in payload[:3])):
+    if (
+        not isinstance(payload, list)
+        or len(payload) not in (3, 4)
+        or not all(isinstance(part, str) for part in payload[:3])
+    ):
         return None
     if len(payload) == 3:
         return 0

@@ -62,8 +62,11 @@ REASONS: Mapping[EventKind, tuple[str | None, ...]] = {
     EventKind.KEY_CHANGED: ("generated", "chosen"),
     EventKind.SIGNED_IN: (None,),
     EventKind.SIGNIN_FAILED: ("wrong_key", "unknown", "changed_meanwhile"),
-    EventKind.SIGNIN_THROTTLED: ("failed_signins", "failed_signins_per_requester",
-                                 "failed_signins_per_client"),
+    EventKind.SIGNIN_THROTTLED: (
+        "failed_signins",
+        "failed_signins_per_requester",
+        "failed_signins_per_client",
+    ),
     EventKind.ISSUED: ("mailed", "not_mailed", "code_mailed", "code_not_mailed"),
 }
 

@@ -50,16 +50,18 @@ class InvalidIdentifier(RecoveryError, ValueError):
 
     http_status = 400
 
-    def __init__(self, message: str | None = None, *, kind: str | None = None,
-                 code: str = "invalid") -> None:
+    def __init__(
+        self, message: str | None = None, *, kind: str | None = None, code: str = "invalid"
+    ) -> None:
         if message is None:
             message = IDENTIFIER_MESSAGES.get(code, "The identifier is not valid.")
         super().__init__(message)
         self.kind = kind
         self.code = code
 
-    def message_in(self, language: str | None,
-                   catalogs: str | os.PathLike[str] | None = None) -> str:
+    def message_in(
+        self, language: str | None, catalogs: str | os.PathLike[str] | None = None
+    ) -> str:
         """The message in ``language`` (``"es"``, ``"pt-BR"``), for a form.
 
         ``catalogs`` is a host's own catalog directory, searched first, as
@@ -88,8 +90,9 @@ class KeyRejected(RecoveryError, ValueError):
         super().__init__(message)
         self.reasons = tuple(reasons)
 
-    def message_in(self, language: str | None,
-                   catalogs: str | os.PathLike[str] | None = None) -> str:
+    def message_in(
+        self, language: str | None, catalogs: str | os.PathLike[str] | None = None
+    ) -> str:
         """The message in ``language``, as :meth:`InvalidIdentifier.message_in` gives its own."""
         return key_message(self.reasons, language, catalogs)
 
@@ -109,8 +112,9 @@ class TokenExpired(InvalidToken):
     ...". Both are ``None`` on an error built without them.
     """
 
-    def __init__(self, *args: object, issued_at: datetime | None = None,
-                 expired_at: datetime | None = None) -> None:
+    def __init__(
+        self, *args: object, issued_at: datetime | None = None, expired_at: datetime | None = None
+    ) -> None:
         super().__init__(*args)
         self.issued_at = issued_at
         self.expired_at = expired_at
@@ -155,9 +159,14 @@ class DeliveryFailed(RecoveryError):
 
     http_status = 503
 
-    def __init__(self, message: str = "the message could not be delivered", *,
-                 temporary: bool = True, smtp_code: int | None = None,
-                 enhanced_code: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str = "the message could not be delivered",
+        *,
+        temporary: bool = True,
+        smtp_code: int | None = None,
+        enhanced_code: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.temporary = temporary
         self.smtp_code = smtp_code
@@ -176,8 +185,13 @@ class DirectoryError(RecoveryError):
 
     http_status = 503
 
-    def __init__(self, message: str = "the client directory failed", *,
-                 sqlstate: str | None = None, constraint: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str = "the client directory failed",
+        *,
+        sqlstate: str | None = None,
+        constraint: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.sqlstate = sqlstate
         self.constraint = constraint

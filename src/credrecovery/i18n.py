@@ -41,9 +41,18 @@ from .mail.i18n import (
 )
 
 __all__ = [
-    "DOMAIN", "PACKAGED_CATALOGS", "available_languages", "catalog_dirs", "compile_po",
-    "format_datetime", "format_timedelta", "language_tag", "negotiate", "normalize_locale",
-    "text_direction", "translations",
+    "DOMAIN",
+    "PACKAGED_CATALOGS",
+    "available_languages",
+    "catalog_dirs",
+    "compile_po",
+    "format_datetime",
+    "format_timedelta",
+    "language_tag",
+    "negotiate",
+    "normalize_locale",
+    "text_direction",
+    "translations",
 ]
 
 # Private names, monkeypatching and isinstance then reach the one module.

@@ -148,8 +148,8 @@ def check_address(address: object, *, smtputf8: bool = True) -> CheckedAddress:
         address = f"{local}@{domain[: len(domain) - len(reserved)]}{'x' * len(reserved)}"
     try:
         checked = email_validator.validate_email(
-            address, check_deliverability=False, allow_smtputf8=smtputf8,
-            globally_deliverable=False)
+            address, check_deliverability=False, allow_smtputf8=smtputf8, globally_deliverable=False
+        )
     except (email_validator.EmailNotValidError, UnicodeError) as exc:
         raise ValueError(str(exc)) from None
     unicode_domain, ascii_domain = checked.domain, checked.ascii_domain
@@ -163,5 +163,6 @@ def check_address(address: object, *, smtputf8: bool = True) -> CheckedAddress:
         raise ValueError("The part after the @-sign should have a period.")
     if not ascii_domain[-1].isascii() or not ascii_domain[-1].isalpha():
         raise ValueError("The part after the @-sign is not within a valid top-level domain.")
-    return CheckedAddress(local_part=checked.local_part, domain=unicode_domain,
-                          ascii_domain=ascii_domain)
+    return CheckedAddress(
+        local_part=checked.local_part, domain=unicode_domain, ascii_domain=ascii_domain
+    )

@@ -23,7 +23,11 @@ from .mail.messages import (
 )
 
 __all__ = [
-    "TEMPLATE_NAMES", "MailRenderer", "confirmation_message", "credentials_message", "mailbox",
+    "TEMPLATE_NAMES",
+    "MailRenderer",
+    "confirmation_message",
+    "credentials_message",
+    "mailbox",
     "safe_display_name",
 ]
 

@@ -41,16 +41,27 @@ class PrometheusMetrics:
     so that ``rate()`` and ``increase()`` see the first one happen.
     """
 
-    def __init__(self, registry: prometheus_client.CollectorRegistry | None = None, *,
-                 namespace: str = "credrecovery") -> None:
+    def __init__(
+        self,
+        registry: prometheus_client.CollectorRegistry | None = None,
+        *,
+        namespace: str = "credrecovery",
+    ) -> None:
         chosen = registry if registry is not None else prometheus_client.REGISTRY
         self.events = prometheus_client.Counter(
-            "events", "Outcomes reported by the recovery service, by kind and reason.",
-            ["kind", "reason"], namespace=namespace, registry=chosen)
+            "events",
+            "Outcomes reported by the recovery service, by kind and reason.",
+            ["kind", "reason"],
+            namespace=namespace,
+            registry=chosen,
+        )
         self.delivery_pending = prometheus_client.Gauge(
-            "delivery_pending", "Confirmation mails queued, waiting for a retry or being "
+            "delivery_pending",
+            "Confirmation mails queued, waiting for a retry or being "
             "sent, in the watched services' background delivery.",
-            namespace=namespace, registry=chosen)
+            namespace=namespace,
+            registry=chosen,
+        )
         self._watched: list[Any] = []
         self._lock = threading.Lock()
         for kind, reasons in REASONS.items():

@@ -131,8 +131,7 @@ class KeyPolicy:
 
 
 def _unseen(char: str) -> bool:
-    return (unicodedata.category(char) in _UNSEEN
-            or _UCD.default_ignorable(ord(char)))
+    return unicodedata.category(char) in _UNSEEN or _UCD.default_ignorable(ord(char))
 
 
 def _counted(char: str) -> bool:

@@ -185,27 +185,23 @@ class AsyncClientDirectory(Protocol):
     ``active`` false alike.
     """
 
-    async def find(self, kind: IdentifierKind, value: str) -> Client | None:
-        ...
+    async def find(self, kind: IdentifierKind, value: str) -> Client | None: ...
 
-    async def replace_key_hash(self, number: str, current: str, new: str) -> bool:
-        ...
+    async def replace_key_hash(self, number: str, current: str, new: str) -> bool: ...
 
 
 @runtime_checkable
 class AsyncMustChangeDirectory(Protocol):
     """:class:`MustChangeDirectory`'s twin, for an :class:`AsyncClientDirectory`."""
 
-    async def set_must_change(self, number: str, value: bool) -> None:
-        ...
+    async def set_must_change(self, number: str, value: bool) -> None: ...
 
 
 @runtime_checkable
 class AsyncMailer(Protocol):
     """Deliver one ready-made message, as a coroutine: :class:`Mailer`'s twin."""
 
-    async def send(self, message: EmailMessage) -> None:
-        ...
+    async def send(self, message: EmailMessage) -> None: ...
 
 
 # One contract, written once: the twins carry the sync methods' docstrings.

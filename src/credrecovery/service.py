@@ -9,8 +9,6 @@ their public methods.
 from __future__ import annotations
 
 import asyncio
-import functools
-import inspect
 import logging
 import os
 import time
@@ -29,11 +27,11 @@ from ._shell.performers import AsyncPerforms, Performs
 from ._shell.performers import _call as _call
 from ._shell.performers import _is_async as _is_async
 from ._shell.support_methods import AsyncIssuesLinks, IssuesLinks
+from ._shell.wiring import _find_all_of, _require_methods
 from .codes import CodeSigner
 from .delivery.background import BackgroundMailer, InlineDelivery
 from .events import Event
 from .identifiers import IdentifierKind
-from .jobs import MAX_CLIENTS_PER_MAIL
 from .keys import default_context
 from .mail.branding import Branding
 from .mail.composer import Composer
@@ -99,8 +97,10 @@ class _Shell(WiresCodes):
         if len(secret_bytes(secret_key)) < _MIN_SECRET_BYTES:
             logger.warning(
                 "secret_key is shorter than %d bytes; generate one with "
-                "'python -m credrecovery secret'", _MIN_SECRET_BYTES,
-                extra={"event": "weak_secret_key"})
+                "'python -m credrecovery secret'",
+                _MIN_SECRET_BYTES,
+                extra={"event": "weak_secret_key"},
+            )
         self.directory = directory
         self.mailer = mailer
         self.confirm_url = confirm_url
@@ -108,16 +108,23 @@ class _Shell(WiresCodes):
         self.locale = locale
         self.crypt_context = crypt_context if crypt_context is not None else default_context()
         self.codes = CodeSigner(secret_key, fallbacks, max_age=code_max_age, clock=clock)
-        self.composer = Composer(self.tokens, confirm_url=confirm_url, clock=clock,
-                                 secret_keys=[secret_key, *fallbacks], branding=branding,
-                                 templates=templates, catalogs=catalogs, locale=locale,
-                                 codes=self.codes, key_mode=key_mode)
+        self.composer = Composer(
+            self.tokens,
+            confirm_url=confirm_url,
+            clock=clock,
+            secret_keys=[secret_key, *fallbacks],
+            branding=branding,
+            templates=templates,
+            catalogs=catalogs,
+            locale=locale,
+            codes=self.codes,
+            key_mode=key_mode,
+        )
         self._find_all = _find_all_of(directory)
         self._delivery: DeliveryQueue
         if delivery == "background":
             # The wall clock stays out of due times, which must not jump.
-            self._delivery = BackgroundMailer(mailer,
-                                              clock=None if clock is time.time else clock)
+            self._delivery = BackgroundMailer(mailer, clock=None if clock is time.time else clock)
         elif delivery == "sync":
             self._delivery = InlineDelivery(mailer)
         elif isinstance(delivery, DeliveryQueue):
@@ -130,12 +137,21 @@ class _Shell(WiresCodes):
         if on_event is not None and callable(report_to):
             report_to(hooks.reporter(self._events.put, clock))
         limiter_key = derive_key(secret_key, "ratelimit")
-        self.limiter: Any = (self._limiter_class(rate_limits, limiter_key, clock=clock)
-                             if rate_limits is not None else None)
+        self.limiter: Any = (
+            self._limiter_class(rate_limits, limiter_key, clock=clock)
+            if rate_limits is not None
+            else None
+        )
         self._core = flows.Core(
-            tokens=self.tokens, composer=self.composer, sender=self.sender, locale=locale,
-            clock=clock, limited=rate_limits is not None, finds_all=self._find_all is not None,
-            key_mode=key_mode, key_policy=key_policy,
+            tokens=self.tokens,
+            composer=self.composer,
+            sender=self.sender,
+            locale=locale,
+            clock=clock,
+            limited=rate_limits is not None,
+            finds_all=self._find_all is not None,
+            key_mode=key_mode,
+            key_policy=key_policy,
             marks=callable(getattr(directory, "set_must_change", None)),
             crypt_context=self.crypt_context,
         )
@@ -268,8 +284,9 @@ class RecoveryService(_Shell, Performs, IssuesLinks, RecoversByCode):
         """
         return self._run(self._core.check(token, requester))
 
-    def confirm(self, token: str, *, requester: str | None = None,
-                new_key: str | None = None) -> Confirmation:
+    def confirm(
+        self, token: str, *, requester: str | None = None, new_key: str | None = None
+    ) -> Confirmation:
         """Rotate the client's access key and mail it with the client number.
 
         With ``key_mode="choose"``, ``new_key`` is the key the client typed
@@ -298,8 +315,7 @@ class RecoveryService(_Shell, Performs, IssuesLinks, RecoversByCode):
         """
         return self._run(self._core.confirm(token, requester, new_key))
 
-    def authenticate(self, number: str, key: str, *,
-                     requester: str | None = None) -> Login | None:
+    def authenticate(self, number: str, key: str, *, requester: str | None = None) -> Login | None:
         """Check a login form's client number and access key against the directory.
 
         ``requester`` (the client's IP address, say) is what the sign-in
@@ -323,8 +339,9 @@ class RecoveryService(_Shell, Performs, IssuesLinks, RecoversByCode):
         """
         return self._run(self._core.authenticate(number, key, requester))
 
-    def change_key(self, number: str, key: str, new_key: str, *,
-                   requester: str | None = None) -> Login | None:
+    def change_key(
+        self, number: str, key: str, new_key: str, *, requester: str | None = None
+    ) -> Login | None:
         """Replace client ``number``'s access key ``key`` with ``new_key``, the client's choice.
 
         ``key`` is checked, and ``requester`` counted, as :meth:`authenticate`
@@ -342,6 +359,7 @@ class RecoveryService(_Shell, Performs, IssuesLinks, RecoversByCode):
         hashing slot came free in time.
         """
         return self._run(self._core.change_key(number, key, new_key, requester))
+
 
 class AsyncRecoveryService(_Shell, AsyncPerforms, AsyncIssuesLinks, AsyncRecoversByCode):
     """:class:`RecoveryService` for asyncio: the same constructor, the same flows, awaited.
@@ -392,41 +410,20 @@ class AsyncRecoveryService(_Shell, AsyncPerforms, AsyncIssuesLinks, AsyncRecover
         """Validate ``token`` without using it up: :meth:`RecoveryService.check`, awaited."""
         return await self._run(self._core.check(token, requester))
 
-    async def confirm(self, token: str, *, requester: str | None = None,
-                      new_key: str | None = None) -> Confirmation:
+    async def confirm(
+        self, token: str, *, requester: str | None = None, new_key: str | None = None
+    ) -> Confirmation:
         """Rotate the key and mail it: :meth:`RecoveryService.confirm`, awaited."""
         return await self._run(self._core.confirm(token, requester, new_key))
 
-    async def authenticate(self, number: str, key: str, *,
-                           requester: str | None = None) -> Login | None:
+    async def authenticate(
+        self, number: str, key: str, *, requester: str | None = None
+    ) -> Login | None:
         """Check a login: :meth:`RecoveryService.authenticate`, awaited."""
         return await self._run(self._core.authenticate(number, key, requester))
 
-    async def change_key(self, number: str, key: str, new_key: str, *,
-                         requester: str | None = None) -> Login | None:
+    async def change_key(
+        self, number: str, key: str, new_key: str, *, requester: str | None = None
+    ) -> Login | None:
         """Replace a key with the client's choice: :meth:`RecoveryService.change_key`, awaited."""
         return await self._run(self._core.change_key(number, key, new_key, requester))
-
-
-def _find_all_of(directory: object) -> Callable[..., Any] | None:
-    """The directory's optional ``find_all``, asking for no more than a mail lists."""
-    find_all = getattr(directory, "find_all", None)
-    if not callable(find_all):
-        return None
-    try:
-        takes_limit = "limit" in inspect.signature(find_all).parameters
-    except (TypeError, ValueError):
-        takes_limit = False
-    if not takes_limit:
-        return find_all  # type: ignore[no-any-return]
-    # One more than a mail lists, to know that some were left out.
-    return functools.partial(find_all, limit=MAX_CLIENTS_PER_MAIL + 1)
-
-
-def _require_methods(value: object, role: str, protocol: str, names: tuple[str, ...]) -> None:
-    """Raise :class:`TypeError` at construction for a wiring mistake, naming what is missing."""
-    missing = [name for name in names if not callable(getattr(value, name, None))]
-    if missing:
-        methods = " and ".join(f"{name}()" for name in missing)
-        raise TypeError(f"the {role} ({type(value).__name__}) has no {methods}: "
-                        f"a {protocol} needs {', '.join(names)}")

@@ -122,9 +122,7 @@ class TokenSigner:
         keys = [*_fallback_keys(fallback_secret_keys), secret_key]
         for key in keys:
             if not isinstance(key, (str, bytes)):
-                raise TypeError(
-                    f"secret keys must be str or bytes, not {type(key).__name__}"
-                )
+                raise TypeError(f"secret keys must be str or bytes, not {type(key).__name__}")
             if not key:
                 raise ValueError("secret keys must be non-empty")
         if max_age <= timedelta(0):
@@ -141,8 +139,14 @@ class TokenSigner:
         """Return a URL-safe token for ``client`` in its current state, stamped now."""
         return self.issue_for(client.number, account_binding(client))
 
-    def issue_for(self, number: str, binding: str, *, issued_at: float | None = None,
-                  max_age: timedelta | None = None) -> str:
+    def issue_for(
+        self,
+        number: str,
+        binding: str,
+        *,
+        issued_at: float | None = None,
+        max_age: timedelta | None = None,
+    ) -> str:
         """Return a URL-safe token for client ``number`` whose state digests to ``binding``.
 
         ``binding`` is :func:`account_binding` of the client. The token is
@@ -210,7 +214,8 @@ class TokenSigner:
         if age > max_age:
             # signed_at is what itsdangerous's SignatureExpired.date_signed holds.
             raise TokenExpired(
-                "the confirmation link has expired", issued_at=signed_at,
+                "the confirmation link has expired",
+                issued_at=signed_at,
                 expired_at=signed_at + timedelta(seconds=max_age),
             )
         return TokenClaims(payload[0], payload[1], signed_at.timestamp())

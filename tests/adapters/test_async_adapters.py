@@ -95,8 +95,9 @@ def test_sqlite_file_is_private_and_shared_with_the_sync_directory(tmp_path: Pat
     async def write_and_read() -> None:
         async with AsyncSQLiteDirectory(path, crypt_context=CONTEXT) as directory:
             assert not path.exists()  # nothing is opened before the first call
-            await directory.add_client("1001", "Alice@Example.com", key_hash=OLD_HASH,
-                                       domains=["alice.example"])
+            await directory.add_client(
+                "1001", "Alice@Example.com", key_hash=OLD_HASH, domains=["alice.example"]
+            )
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
 
     asyncio.run(write_and_read())
@@ -114,7 +115,7 @@ def test_sqlite_file_is_private_and_shared_with_the_sync_directory(tmp_path: Pat
 
 
 def test_sqlite_refuses_memory_and_calls_after_close(tmp_path: Path) -> None:
-    """":memory:" is refused at construction; a closed directory raises DirectoryError."""
+    """ ":memory:" is refused at construction; a closed directory raises DirectoryError."""
     with pytest.raises(ValueError, match="database file"):
         AsyncSQLiteDirectory(":memory:")
 
@@ -152,8 +153,10 @@ def test_refused_row_keeps_codes_and_drops_the_row(driver: str) -> None:
     with pg.fresh_schema() as schema:
         url = sa.make_url(schema.url).set(drivername=f"postgresql+{driver}")
         connect_args: dict[str, Any] = (
-            {"server_settings": {"search_path": schema.name}} if driver == "asyncpg"
-            else {"options": f"-csearch_path={schema.name}"})
+            {"server_settings": {"search_path": schema.name}}
+            if driver == "asyncpg"
+            else {"options": f"-csearch_path={schema.name}"}
+        )
         engine = create_async_engine(url, hide_parameters=True, connect_args=connect_args)
 
         async def scenario() -> ValueError:
@@ -162,10 +165,12 @@ def test_refused_row_keeps_codes_and_drops_the_row(driver: str) -> None:
                 async with engine.begin() as connection:
                     await connection.exec_driver_sql(
                         "ALTER TABLE credrecovery_clients"
-                        " ADD CONSTRAINT name_is_short CHECK (length(name) < 5)")
+                        " ADD CONSTRAINT name_is_short CHECK (length(name) < 5)"
+                    )
                 with pytest.raises(ValueError) as caught:
-                    await directory.add_client("1001", "alice@example.com", key_hash=OLD_HASH,
-                                               name="Alice Martin")
+                    await directory.add_client(
+                        "1001", "alice@example.com", key_hash=OLD_HASH, name="Alice Martin"
+                    )
                 assert await directory.find(NUMBER, "1001") is None
             # Leaving the block closed the directory, not the engine, which is the test's.
             await engine.dispose()
@@ -218,8 +223,10 @@ def make_message(*to: str) -> EmailMessage:
     return message
 
 
-def failure(send: Callable[[EmailMessage], None], message: EmailMessage | None = None,
-            ) -> DeliveryFailed:
+def failure(
+    send: Callable[[EmailMessage], None],
+    message: EmailMessage | None = None,
+) -> DeliveryFailed:
     with pytest.raises(DeliveryFailed) as caught:
         send(message if message is not None else make_message())
     assert caught.value.__cause__ is not None
@@ -239,28 +246,66 @@ def certificate(tmp_path: Path) -> LocalCertificate:
 
 
 @pytest.mark.parametrize("make", MAILERS)
-@pytest.mark.parametrize(("command", "reply", "expected"), [
-    ("MAIL", "421 4.3.2 Service shutting down",
-     ("SMTP server refused the sender (421 4.3.2)", True, 421, "4.3.2")),
-    ("MAIL", "553 5.1.8 Sender domain example.org does not exist",
-     ("SMTP server refused the sender (553 5.1.8)", False, 553, "5.1.8")),
-    ("RCPT", "451 4.3.0 Try again later",
-     ("SMTP server refused the recipient (451 4.3.0)", True, 451, "4.3.0")),
-    ("RCPT", "550 5.1.1 No such user",
-     ("SMTP server refused the recipient (550 5.1.1)", False, 550, "5.1.1")),
-    ("RCPT", "450 Mailbox busy, try later",
-     ("SMTP server refused the recipient (450)", True, 450, None)),
-    ("DATA", "554 5.7.1 Message rejected",
-     ("SMTP server refused the message (554 5.7.1); the server may require a login:"
-      " set username and password", False, 554, "5.7.1")),
-    ("DATA", "550 5.7.26 Unauthenticated mail from example.org is not accepted",
-     ("SMTP server refused the message (550 5.7.26)", False, 550, "5.7.26")),
-    ("RCPT", "530 5.7.0 Must issue a STARTTLS command first",
-     ("SMTP server refused the recipient (530 5.7.0); the server may require STARTTLS:"
-      " use security='starttls'", False, 530, "5.7.0")),
-])
-def test_reply_maps_to_the_same_failure(server: RunningSMTPServer, make: Any, command: str,
-                                        reply: str, expected: tuple[Any, ...]) -> None:
+@pytest.mark.parametrize(
+    ("command", "reply", "expected"),
+    [
+        (
+            "MAIL",
+            "421 4.3.2 Service shutting down",
+            ("SMTP server refused the sender (421 4.3.2)", True, 421, "4.3.2"),
+        ),
+        (
+            "MAIL",
+            "553 5.1.8 Sender domain example.org does not exist",
+            ("SMTP server refused the sender (553 5.1.8)", False, 553, "5.1.8"),
+        ),
+        (
+            "RCPT",
+            "451 4.3.0 Try again later",
+            ("SMTP server refused the recipient (451 4.3.0)", True, 451, "4.3.0"),
+        ),
+        (
+            "RCPT",
+            "550 5.1.1 No such user",
+            ("SMTP server refused the recipient (550 5.1.1)", False, 550, "5.1.1"),
+        ),
+        (
+            "RCPT",
+            "450 Mailbox busy, try later",
+            ("SMTP server refused the recipient (450)", True, 450, None),
+        ),
+        (
+            "DATA",
+            "554 5.7.1 Message rejected",
+            (
+                "SMTP server refused the message (554 5.7.1); the server may require a login:"
+                " set username and password",
+                False,
+                554,
+                "5.7.1",
+            ),
+        ),
+        (
+            "DATA",
+            "550 5.7.26 Unauthenticated mail from example.org is not accepted",
+            ("SMTP server refused the message (550 5.7.26)", False, 550, "5.7.26"),
+        ),
+        (
+            "RCPT",
+            "530 5.7.0 Must issue a STARTTLS command first",
+            (
+                "SMTP server refused the recipient (530 5.7.0); the server may require STARTTLS:"
+                " use security='starttls'",
+                False,
+                530,
+                "5.7.0",
+            ),
+        ),
+    ],
+)
+def test_reply_maps_to_the_same_failure(
+    server: RunningSMTPServer, make: Any, command: str, reply: str, expected: tuple[Any, ...]
+) -> None:
     """Both mailers make one DeliveryFailed of a reply: message, temporary flag and codes."""
     server.handler.answer(command, reply)
     exc = failure(make(server.host, server.port))
@@ -285,7 +330,9 @@ def test_connection_refused_is_temporary(make: Any) -> None:
         sock.bind(("127.0.0.1", 0))
         exc = failure(make("127.0.0.1", sock.getsockname()[1], timeout=5))
     assert (str(exc), exc.temporary) == (
-        "could not reach the SMTP server: Connection refused", True)
+        "could not reach the SMTP server: Connection refused",
+        True,
+    )
 
 
 @pytest.mark.parametrize("make", MAILERS)
@@ -298,8 +345,9 @@ def test_starttls_not_offered_is_permanent(server: RunningSMTPServer, make: Any)
 @pytest.mark.parametrize("make", MAILERS)
 def test_login_without_server_auth_is_permanent(server: RunningSMTPServer, make: Any) -> None:
     """A login the server offers no AUTH for fails permanently, naming AUTH."""
-    exc = failure(make(server.host, server.port, username="panel", password=PASSWORD,
-                       allow_plain_login=True))
+    exc = failure(
+        make(server.host, server.port, username="panel", password=PASSWORD, allow_plain_login=True)
+    )
     assert (str(exc), exc.temporary) == ("SMTP server does not offer AUTH", False)
 
 
@@ -307,8 +355,9 @@ def test_login_without_server_auth_is_permanent(server: RunningSMTPServer, make:
 def test_untrusted_certificate_is_permanent(certificate: LocalCertificate, make: Any) -> None:
     """A certificate the context does not trust is a permanent failure."""
     with running_smtp_server(implicit_tls=certificate.server_context()) as server:
-        exc = failure(make("localhost", server.port, security="tls",
-                           ssl_context=ssl.create_default_context()))
+        exc = failure(
+            make("localhost", server.port, security="tls", ssl_context=ssl.create_default_context())
+        )
     assert exc.temporary is False
     assert str(exc).startswith("SMTP server certificate rejected")
 
@@ -316,11 +365,20 @@ def test_untrusted_certificate_is_permanent(certificate: LocalCertificate, make:
 @pytest.mark.parametrize("make", MAILERS)
 def test_tls_against_a_plain_port_is_permanent(server: RunningSMTPServer, make: Any) -> None:
     """security='tls' on a port that greets in clear text suggests STARTTLS."""
-    exc = failure(make(server.host, server.port, security="tls", timeout=5,
-                       ssl_context=ssl.create_default_context()))
+    exc = failure(
+        make(
+            server.host,
+            server.port,
+            security="tls",
+            timeout=5,
+            ssl_context=ssl.create_default_context(),
+        )
+    )
     assert exc.temporary is False
-    assert str(exc) == (f"TLS handshake with port {server.port} failed: the server may expect"
-                        " STARTTLS; use security='starttls'")
+    assert str(exc) == (
+        f"TLS handshake with port {server.port} failed: the server may expect"
+        " STARTTLS; use security='starttls'"
+    )
 
 
 @pytest.mark.parametrize("make", MAILERS)
@@ -334,13 +392,16 @@ def test_plain_client_at_an_implicit_tls_server_times_out_before_greeting(
 
 
 @pytest.mark.parametrize("make", MAILERS)
-def test_login_over_starttls_and_a_wrong_password(certificate: LocalCertificate,
-                                                  make: Any) -> None:
+def test_login_over_starttls_and_a_wrong_password(certificate: LocalCertificate, make: Any) -> None:
     """A login over STARTTLS delivers; a wrong password is a permanent failure with codes."""
-    with running_smtp_server(starttls=certificate.server_context(),
-                             users={"panel": PASSWORD}) as server:
-        options = {"security": "starttls", "ssl_context": certificate.client_context(),
-                   "username": "panel"}
+    with running_smtp_server(
+        starttls=certificate.server_context(), users={"panel": PASSWORD}
+    ) as server:
+        options = {
+            "security": "starttls",
+            "ssl_context": certificate.client_context(),
+            "username": "panel",
+        }
         make("localhost", server.port, password=PASSWORD, **options)(make_message())
         assert [mail.rcpt_tos for mail in server.received] == [(TO,)]
         exc = failure(make("localhost", server.port, password="wrong-" + PASSWORD, **options))
@@ -352,8 +413,7 @@ def test_login_over_starttls_and_a_wrong_password(certificate: LocalCertificate,
 def test_dsn_envelope_sender_and_to_only(make: Any) -> None:
     """With DSN offered: RET=HDRS, the envelope sender as MAIL FROM, and only To as RCPT."""
     with running_smtp_server(dsn=True) as server:
-        make(server.host, server.port, envelope_sender="bounces@hosting.example")(
-            make_message())
+        make(server.host, server.port, envelope_sender="bounces@hosting.example")(make_message())
         [mail] = server.received
     assert "RET=HDRS" in mail.mail_options
     assert mail.mail_from == "bounces@hosting.example"
@@ -371,16 +431,19 @@ def test_internationalized_address_uses_smtputf8(make: Any) -> None:
     assert mail.rcpt_tos == ("josé@example.com",)
 
 
-@pytest.mark.parametrize("kwargs", [
-    {"security": "ssl"},
-    {"username": "panel"},
-    {"password": PASSWORD},
-    {"username": "panel", "password": PASSWORD},
-    {"port": 0},
-    {"timeout": float("nan")},
-    {"ssl_context": ssl.create_default_context()},
-    {"envelope_sender": "two@example.com, addresses@example.com"},
-])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"security": "ssl"},
+        {"username": "panel"},
+        {"password": PASSWORD},
+        {"username": "panel", "password": PASSWORD},
+        {"port": 0},
+        {"timeout": float("nan")},
+        {"ssl_context": ssl.create_default_context()},
+        {"envelope_sender": "two@example.com, addresses@example.com"},
+    ],
+)
 def test_invalid_settings_are_refused_alike(kwargs: dict[str, Any]) -> None:
     """Both mailers refuse the same bad settings with the same ValueError."""
     messages = []
@@ -394,8 +457,10 @@ def test_invalid_settings_are_refused_alike(kwargs: dict[str, Any]) -> None:
 
 def test_async_repr_shows_settings_but_no_password() -> None:
     """repr names host, port, security and whether login is on, never the password."""
-    mailer = AsyncSMTPMailer("smtp.hosting.example", 587, security="starttls",
-                             username="panel", password=PASSWORD)
-    assert repr(mailer) == ("AsyncSMTPMailer(host='smtp.hosting.example', port=587,"
-                            " security='starttls', auth=True)")
+    mailer = AsyncSMTPMailer(
+        "smtp.hosting.example", 587, security="starttls", username="panel", password=PASSWORD
+    )
+    assert repr(mailer) == (
+        "AsyncSMTPMailer(host='smtp.hosting.example', port=587, security='starttls', auth=True)"
+    )
     assert PASSWORD not in repr(vars(mailer))

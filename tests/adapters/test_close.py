@@ -47,7 +47,8 @@ def calls_of(directory: Any) -> dict[str, Callable[[], Any]]:
     }
     if hasattr(directory, "bulk_add"):
         calls["bulk_add"] = lambda: directory.bulk_add(
-            [(Client("1003", "carla@example.com", HASH), ["carla.example"])])
+            [(Client("1003", "carla@example.com", HASH), ["carla.example"])]
+        )
     if hasattr(directory, "create_schema"):
         calls["create_schema"] = directory.create_schema
     return calls
@@ -70,8 +71,9 @@ async def assert_refuses_async(directory: Any) -> None:
 
 
 def add_alice(directory: Any) -> Any:
-    return directory.add_client("1001", "alice@example.com", key_hash=HASH,
-                                domains=["alice.example"])
+    return directory.add_client(
+        "1001", "alice@example.com", key_hash=HASH, domains=["alice.example"]
+    )
 
 
 def wal_files(path: Path) -> list[Path]:
@@ -129,8 +131,11 @@ def test_async_sqlite_aclose_lets_the_file_go(tmp_path: Path) -> None:
 def named_url(schema: pg.PostgresSchema, driver: str = "psycopg") -> tuple[sa.URL, str]:
     """The schema's URL with a unique application_name, to count its server connections."""
     name = f"credrecovery-close-{uuid.uuid4().hex[:12]}"
-    url = sa.make_url(schema.url).set(drivername=f"postgresql+{driver}").update_query_dict(
-        {"options": f"-csearch_path={schema.name}", "application_name": name})
+    url = (
+        sa.make_url(schema.url)
+        .set(drivername=f"postgresql+{driver}")
+        .update_query_dict({"options": f"-csearch_path={schema.name}", "application_name": name})
+    )
     return url, name
 
 
@@ -139,9 +144,12 @@ def backends(schema: pg.PostgresSchema, name: str, *, until: int | None = None) 
     deadline = time.monotonic() + 10
     while True:
         with schema.engine.connect() as connection:
-            count = int(connection.execute(
-                sa.text("SELECT count(*) FROM pg_stat_activity WHERE application_name = :n"),
-                {"n": name}).scalar_one())
+            count = int(
+                connection.execute(
+                    sa.text("SELECT count(*) FROM pg_stat_activity WHERE application_name = :n"),
+                    {"n": name},
+                ).scalar_one()
+            )
         # A backend leaves the list a moment after its client hangs up.
         if until is None or count == until or time.monotonic() > deadline:
             return count
@@ -161,7 +169,8 @@ def schema() -> Iterator[pg.PostgresSchema]:
 
 @pytest.mark.postgres
 def test_sqlalchemy_close_releases_its_connections_and_stays_usable(
-        schema: pg.PostgresSchema) -> None:
+    schema: pg.PostgresSchema,
+) -> None:
     """From a URL: close() ends its server connections; the next call opens one again."""
     url, name = named_url(schema)
     directory = SQLAlchemyDirectory(url, crypt_context=CONTEXT, create_schema=True)
@@ -195,7 +204,8 @@ def test_sqlalchemy_close_and_with_dispose_the_hosts_pool(schema: pg.PostgresSch
 
 @pytest.mark.postgres
 def test_async_sqlalchemy_aclose_releases_its_connections_and_stays_usable(
-        schema: pg.PostgresSchema) -> None:
+    schema: pg.PostgresSchema,
+) -> None:
     """From a URL: aclose(), close() and async with end its connections; it reconnects."""
     url, name = named_url(schema)
 

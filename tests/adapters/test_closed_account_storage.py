@@ -46,9 +46,16 @@ DOMAIN = IdentifierKind.DOMAIN
 
 
 def service_on(directory: Any, mailer: MemoryMailer) -> RecoveryService:
-    return RecoveryService(directory, mailer, secret_key=SECRET, confirm_url=CONFIRM_URL,
-                           sender=SENDER, crypt_context=CONTEXT, rate_limits=None,
-                           delivery="sync")
+    return RecoveryService(
+        directory,
+        mailer,
+        secret_key=SECRET,
+        confirm_url=CONFIRM_URL,
+        sender=SENDER,
+        crypt_context=CONTEXT,
+        rate_limits=None,
+        delivery="sync",
+    )
 
 
 # --- SQLite: a file of the previous version -------------------------------------------------
@@ -81,19 +88,25 @@ def make_version_2_file(path: Path) -> None:
     with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as conn:
         conn.execute("PRAGMA journal_mode = WAL")
         conn.executescript(SCHEMA_2)
-        conn.executemany("INSERT INTO clients VALUES (?, ?, ?, ?, ?, ?)", [
-            ("C1", "a@example.com", HASH, "Ana", "es", 1),
-            ("C2", "a@example.com", HASH, "", None, 0),
-        ])
-        conn.executemany("INSERT INTO domains VALUES (?, ?)",
-                         [("a.example", "C1"), ("a-shop.example", "C1")])
+        conn.executemany(
+            "INSERT INTO clients VALUES (?, ?, ?, ?, ?, ?)",
+            [
+                ("C1", "a@example.com", HASH, "Ana", "es", 1),
+                ("C2", "a@example.com", HASH, "", None, 0),
+            ],
+        )
+        conn.executemany(
+            "INSERT INTO domains VALUES (?, ?)", [("a.example", "C1"), ("a-shop.example", "C1")]
+        )
 
 
 def file_schema(path: Path) -> tuple[int, list[tuple[object, ...]], list[tuple[object, ...]]]:
     with contextlib.closing(sqlite3.connect(path)) as conn:
-        return (conn.execute("PRAGMA user_version").fetchone()[0],
-                conn.execute("PRAGMA table_info(clients)").fetchall(),
-                conn.execute("SELECT * FROM clients ORDER BY number").fetchall())
+        return (
+            conn.execute("PRAGMA user_version").fetchone()[0],
+            conn.execute("PRAGMA table_info(clients)").fetchall(),
+            conn.execute("SELECT * FROM clients ORDER BY number").fetchall(),
+        )
 
 
 def test_a_version_2_file_gains_the_column_on_open(tmp_path: Path) -> None:
@@ -102,9 +115,16 @@ def test_a_version_2_file_gains_the_column_on_open(tmp_path: Path) -> None:
     make_version_2_file(old)
     with SQLiteDirectory(old, crypt_context=CONTEXT) as directory:
         ana = directory.find(DOMAIN, "a-shop.example")
-        assert ana == Client("C1", "a@example.com", HASH, "Ana", "es",
-                             domains=("a-shop.example", "a.example"), must_change=True,
-                             active=True)
+        assert ana == Client(
+            "C1",
+            "a@example.com",
+            HASH,
+            "Ana",
+            "es",
+            domains=("a-shop.example", "a.example"),
+            must_change=True,
+            active=True,
+        )
         assert [c.active for c in directory.find_all(EMAIL, "a@example.com")] == [True, True]
         directory.set_active("C2", False)
         closed = directory.find(NUMBER, "C2")
@@ -117,8 +137,7 @@ def test_a_version_2_file_gains_the_column_on_open(tmp_path: Path) -> None:
     assert (version, columns) == file_schema(fresh)[:2]
     assert version == sqlite_module._SCHEMA_VERSION == 3
     # number, email, key_hash, name, locale, must_change, active
-    assert [(row[0], row[5], row[6]) for row in rows] == [("C1", 1, 1), ("C2", 0, 0),
-                                                          ("C3", 0, 0)]
+    assert [(row[0], row[5], row[6]) for row in rows] == [("C1", 1, 1), ("C2", 0, 0), ("C3", 0, 0)]
     with SQLiteDirectory(old, crypt_context=CONTEXT) as reopened:
         again = reopened.find(EMAIL, "c@example.com")
         assert again is not None and again.active is False
@@ -159,11 +178,17 @@ def test_a_version_2_file_with_an_active_column_of_its_own_is_refused(tmp_path: 
 def test_sqlite_bulk_add_stores_closed_accounts(tmp_path: Path) -> None:
     """bulk_add keeps each client's active as given."""
     with SQLiteDirectory(tmp_path / "c.sqlite3") as directory:
-        directory.bulk_add([(Client("1", "a@example.com", HASH), ["a.example"]),
-                            (Client("2", "b@example.com", HASH, active=False), [])])
-        assert [c.active for c in (directory.find(DOMAIN, "a.example"),
-                                   directory.find(EMAIL, "b@example.com"))
-                if c is not None] == [True, False]
+        directory.bulk_add(
+            [
+                (Client("1", "a@example.com", HASH), ["a.example"]),
+                (Client("2", "b@example.com", HASH, active=False), []),
+            ]
+        )
+        assert [
+            c.active
+            for c in (directory.find(DOMAIN, "a.example"), directory.find(EMAIL, "b@example.com"))
+            if c is not None
+        ] == [True, False]
 
 
 # --- SQLAlchemy: own tables of the previous version -----------------------------------------
@@ -211,9 +236,12 @@ def create_previous_own_tables(engine: sa.Engine) -> None:
     with engine.begin() as connection:
         for statement in [*PREVIOUS_OWN_TABLES[engine.dialect.name], PREVIOUS_DOMAINS]:
             connection.exec_driver_sql(statement)
-        connection.execute(sa.text(
-            "INSERT INTO credrecovery_clients (number, email, key_hash) VALUES ('1', :m, :h)"),
-            {"m": "a@x.example", "h": HASH})
+        connection.execute(
+            sa.text(
+                "INSERT INTO credrecovery_clients (number, email, key_hash) VALUES ('1', :m, :h)"
+            ),
+            {"m": "a@x.example", "h": HASH},
+        )
         connection.exec_driver_sql("INSERT INTO credrecovery_domains VALUES ('a.example', '1')")
 
 
@@ -224,8 +252,9 @@ def test_create_schema_adds_active_to_the_previous_own_tables(engine: sa.Engine)
     directory.create_schema()  # idempotent
     columns = {c["name"]: c for c in sa.inspect(engine).get_columns("credrecovery_clients")}
     assert columns["active"]["nullable"] is False
-    assert directory.find(DOMAIN, "a.example") == Client("1", "a@x.example", HASH,
-                                                         domains=("a.example",))
+    assert directory.find(DOMAIN, "a.example") == Client(
+        "1", "a@x.example", HASH, domains=("a.example",)
+    )
     directory.set_active("1", False)
     found = directory.find(EMAIL, "a@x.example")
     assert found is not None and found.active is False
@@ -271,9 +300,17 @@ OPEN_BY_STATUS = {1: True, 2: True, 3: False, 4: False}
 
 
 def host_mapping(active: Any) -> TableMapping:
-    return TableMapping(clients_table="tblclients", number="id", email="email",
-                        key_hash="password", active=active, domains_table="tbldomains",
-                        domain="domain", domain_client="userid", number_is_integer=True)
+    return TableMapping(
+        clients_table="tblclients",
+        number="id",
+        email="email",
+        key_hash="password",
+        active=active,
+        domains_table="tbldomains",
+        domain="domain",
+        domain_client="userid",
+        number_is_integer=True,
+    )
 
 
 CONDITIONS = {
@@ -288,23 +325,29 @@ def create_host_tables(engine: sa.Engine) -> None:
         for statement in HOST_DDL:
             connection.exec_driver_sql(statement)
         for number, status, enabled in HOST_ROWS:
-            connection.execute(sa.text(
-                "INSERT INTO tblclients VALUES (:n, :m, :h, :s, :e)"),
-                {"n": number, "m": f"c{number}@example.com", "h": HASH, "s": status,
-                 "e": enabled})
-            connection.execute(sa.text("INSERT INTO tbldomains VALUES (:d, :n)"),
-                               {"d": f"c{number}.example", "n": number})
+            connection.execute(
+                sa.text("INSERT INTO tblclients VALUES (:n, :m, :h, :s, :e)"),
+                {"n": number, "m": f"c{number}@example.com", "h": HASH, "s": status, "e": enabled},
+            )
+            connection.execute(
+                sa.text("INSERT INTO tbldomains VALUES (:d, :n)"),
+                {"d": f"c{number}.example", "n": number},
+            )
 
 
 @pytest.mark.parametrize("how", sorted(CONDITIONS))
 def test_the_hosts_column_or_condition_decides_who_is_open(engine: sa.Engine, how: str) -> None:
     """Active and Inactive are open, Closed and an unset status closed, by every kind."""
     create_host_tables(engine)
-    directory = SQLAlchemyDirectory(engine, mapping=host_mapping(CONDITIONS[how]()),
-                                    crypt_context=CONTEXT)
+    directory = SQLAlchemyDirectory(
+        engine, mapping=host_mapping(CONDITIONS[how]()), crypt_context=CONTEXT
+    )
     for number, is_open in OPEN_BY_STATUS.items():
-        for kind, value in [(NUMBER, str(number)), (EMAIL, f"c{number}@example.com"),
-                            (DOMAIN, f"c{number}.example")]:
+        for kind, value in [
+            (NUMBER, str(number)),
+            (EMAIL, f"c{number}@example.com"),
+            (DOMAIN, f"c{number}.example"),
+        ]:
             found = directory.find(kind, value)
             assert found is not None and found.active is is_open, (number, kind)
     mailer = MemoryMailer()
@@ -312,7 +355,9 @@ def test_the_hosts_column_or_condition_decides_who_is_open(engine: sa.Engine, ho
     for number in OPEN_BY_STATUS:
         service.request("email", f"c{number}@example.com")
     assert [m["To"].addresses[0].addr_spec for m in mailer.outbox] == [
-        "c1@example.com", "c2@example.com"]
+        "c1@example.com",
+        "c2@example.com",
+    ]
     assert service.authenticate("3", KEY) is None
     assert service.authenticate("2", KEY) is not None
 
@@ -321,8 +366,9 @@ def test_the_hosts_column_or_condition_decides_who_is_open(engine: sa.Engine, ho
 def test_a_condition_leaves_opening_and_closing_to_the_host(engine: sa.Engine, how: str) -> None:
     """set_active and adding a closed client are refused; an open one is added as before."""
     create_host_tables(engine)
-    directory = SQLAlchemyDirectory(engine, mapping=host_mapping(CONDITIONS[how]()),
-                                    crypt_context=CONTEXT)
+    directory = SQLAlchemyDirectory(
+        engine, mapping=host_mapping(CONDITIONS[how]()), crypt_context=CONTEXT
+    )
     with pytest.raises(TypeError, match="condition"):
         directory.set_active("1", False)
     with pytest.raises(ValueError, match="closed client"):
@@ -342,7 +388,8 @@ def test_an_async_directory_reads_a_condition_alike() -> None:
         async def scenario() -> dict[int, bool]:
             engine = create_async_engine(url, hide_parameters=True, connect_args=connect_args)
             directory = AsyncSQLAlchemyDirectory(
-                engine, mapping=host_mapping(sa.column("status") != "Closed"))
+                engine, mapping=host_mapping(sa.column("status") != "Closed")
+            )
             try:
                 with pytest.raises(TypeError):
                     await directory.set_active("1", False)
@@ -367,8 +414,12 @@ def test_a_mapping_without_active_opens_everyone_and_stores_no_closed_client(
     with pytest.raises(ValueError, match="closed client"):
         directory.add_client("5", "c5@example.com", key_hash=HASH, active=False)
     with pytest.raises(ValueError, match="closed client"):
-        directory.bulk_add([(Client("6", "c6@example.com", HASH), []),
-                            (Client("7", "c7@example.com", HASH, active=False), [])])
+        directory.bulk_add(
+            [
+                (Client("6", "c6@example.com", HASH), []),
+                (Client("7", "c7@example.com", HASH, active=False), []),
+            ]
+        )
     assert [directory.find(NUMBER, n) for n in ("5", "6", "7")] == [None, None, None]
 
 
@@ -437,7 +488,11 @@ def test_the_contract_catches_a_directory_that_gets_closed_accounts_wrong(
     (tmp_path / "test_host.py").write_text(textwrap.dedent(HOST_TESTS), encoding="utf-8")
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rf", "test_host.py"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     failed = set(re.findall(r"^FAILED test_host\.py::(\S+)", result.stdout, re.MULTILINE))
     assert result.returncode == 1, result.stdout + result.stderr
@@ -469,6 +524,5 @@ def test_a_closed_client_answers_a_request_as_nobody_does(tmp_path: Path) -> Non
         stranger = service.tokens.issue(Client("2", "b@example.com", HASH))
         with pytest.raises(InvalidToken) as unknown:
             service.confirm(stranger)
-        assert (type(closed.value), str(closed.value)) == (type(unknown.value),
-                                                            str(unknown.value))
+        assert (type(closed.value), str(closed.value)) == (type(unknown.value), str(unknown.value))
         assert service.authenticate("1", KEY) is None

@@ -113,9 +113,12 @@ class TestCopiesEveryone(MailerContract):
 def test_each_broken_rule_fails_its_tests(tmp_path: Path) -> None:
     (tmp_path / "test_host.py").write_text(textwrap.dedent(HOST_TESTS), encoding="utf-8")
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rf",
-         "test_host.py"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False,
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rf", "test_host.py"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     failed = set(re.findall(r"^FAILED test_host\.py::(\S+)", result.stdout, re.MULTILINE))
     assert result.returncode == 1, result.stdout + result.stderr

@@ -127,8 +127,9 @@ class TestSQLAlchemyOnSQLite(ShippedDirectory, DirectoryContract):
 
     @pytest.fixture
     def directory(self, tmp_path: Path) -> Iterator[SQLAlchemyDirectory]:
-        directory = SQLAlchemyDirectory(f"sqlite:///{tmp_path / 'clients.sqlite3'}",
-                                        crypt_context=CONTEXT, create_schema=True)
+        directory = SQLAlchemyDirectory(
+            f"sqlite:///{tmp_path / 'clients.sqlite3'}", crypt_context=CONTEXT, create_schema=True
+        )
         self.breaker = drop_tables(directory.engine, *OWN_TABLES)
         try:
             yield directory
@@ -157,8 +158,9 @@ class TestSQLAlchemyOnPostgreSQLHostTables(ShippedDirectory, DirectoryContract):
             with schema.engine.begin() as connection:
                 connection.exec_driver_sql(HOST_TABLES)
             self.breaker = drop_tables(schema.engine, *HOST_TABLE_NAMES)
-            yield SQLAlchemyDirectory(schema.engine, mapping=host_mapping(schema.name),
-                                      crypt_context=CONTEXT)
+            yield SQLAlchemyDirectory(
+                schema.engine, mapping=host_mapping(schema.name), crypt_context=CONTEXT
+            )
 
 
 # --- asyncio directories ----------------------------------------------------------------------
@@ -174,8 +176,7 @@ class TestAsyncSQLiteDirectory(ShippedDirectory, AsyncDirectoryContract):
 
 @pytest.mark.postgres
 @pytest.mark.parametrize("driver", ["asyncpg", "psycopg"])
-class TestAsyncSQLAlchemyOnPostgreSQL(DisposesItsEngine, ShippedDirectory,
-                                      AsyncDirectoryContract):
+class TestAsyncSQLAlchemyOnPostgreSQL(DisposesItsEngine, ShippedDirectory, AsyncDirectoryContract):
     refuses_after_close = False
 
     @pytest.fixture
@@ -191,8 +192,9 @@ class TestAsyncSQLAlchemyOnPostgreSQL(DisposesItsEngine, ShippedDirectory,
 
 
 @pytest.mark.postgres
-class TestAsyncSQLAlchemyOnPostgreSQLHostTables(DisposesItsEngine, ShippedDirectory,
-                                                AsyncDirectoryContract):
+class TestAsyncSQLAlchemyOnPostgreSQLHostTables(
+    DisposesItsEngine, ShippedDirectory, AsyncDirectoryContract
+):
     refuses_after_close = False
 
     @pytest.fixture
@@ -203,5 +205,6 @@ class TestAsyncSQLAlchemyOnPostgreSQLHostTables(DisposesItsEngine, ShippedDirect
             url, connect_args = async_url(schema, "psycopg")
             engine = create_async_engine(url, hide_parameters=True, connect_args=connect_args)
             self.breaker = drop_tables(schema.engine, *HOST_TABLE_NAMES)
-            yield AsyncSQLAlchemyDirectory(engine, mapping=host_mapping(schema.name),
-                                           crypt_context=CONTEXT)
+            yield AsyncSQLAlchemyDirectory(
+                engine, mapping=host_mapping(schema.name), crypt_context=CONTEXT
+            )

@@ -55,8 +55,9 @@ class TestSQLAlchemyOnSQLiteTiming(DirectoryTimingContract):
 
     @pytest.fixture
     def directory(self, tmp_path: Path) -> Iterator[SQLAlchemyDirectory]:
-        directory = SQLAlchemyDirectory(f"sqlite:///{tmp_path / 'clients.sqlite3'}",
-                                        crypt_context=CONTEXT, create_schema=True)
+        directory = SQLAlchemyDirectory(
+            f"sqlite:///{tmp_path / 'clients.sqlite3'}", crypt_context=CONTEXT, create_schema=True
+        )
         try:
             yield directory
         finally:
@@ -121,7 +122,9 @@ def test_a_directory_that_reads_a_row_on_a_hit_alone_fails(tmp_path: Path) -> No
         subject = DirectoryUnderTest(
             leaky,  # type: ignore[arg-type]
             lambda *args, **kwargs: contract.add_client(leaky, *args, **kwargs),
-            lambda: None, shares_addresses=False)
+            lambda: None,
+            shares_addresses=False,
+        )
         with pytest.raises(pytest.fail.Exception) as failed:
             contract.test_a_miss_costs_what_a_hit_costs(subject)
     message = str(failed.value)

@@ -13,8 +13,8 @@ class DictDirectory:
 
     def __init__(self):
         self.lock = threading.Lock()
-        self.rows = {}     # client number -> Client
-        self.owners = {}   # domain -> client number
+        self.rows = {}  # client number -> Client
+        self.owners = {}  # domain -> client number
         self.down = False
 
     def find(self, kind, value):
@@ -32,8 +32,7 @@ class DictDirectory:
             client = self.rows.get(number)
             if client is None or client.key_hash != current:
                 return False
-            self.rows[number] = Client(client.number, client.email, new, client.name,
-                                       client.locale)
+            self.rows[number] = Client(client.number, client.email, new, client.name, client.locale)
             return True
 
     def _check(self):
@@ -49,16 +48,20 @@ class TestDictDirectory(DirectoryContract):
     def directory(self):
         return DictDirectory()
 
-    def add_client(self, directory, number, email, *, key_hash, domains=(), name="",
-                   locale=None):
-        client = Client(normalize_identifier(IdentifierKind.CLIENT_NUMBER, number),
-                        normalize_identifier(IdentifierKind.EMAIL, email), key_hash, name,
-                        locale)
+    def add_client(self, directory, number, email, *, key_hash, domains=(), name="", locale=None):
+        client = Client(
+            normalize_identifier(IdentifierKind.CLIENT_NUMBER, number),
+            normalize_identifier(IdentifierKind.EMAIL, email),
+            key_hash,
+            name,
+            locale,
+        )
         with directory.lock:
             directory.rows[client.number] = client
             for domain in domains:
                 directory.owners[normalize_identifier(IdentifierKind.DOMAIN, domain)] = (
-                    client.number)
+                    client.number
+                )
         return client
 
     def break_storage(self, directory):

@@ -55,8 +55,10 @@ def test_answers_like_limits_memory_storage() -> None:
     for cost in [1, 2, 1, 3, 1, 1, 2, 9, 1]:
         assert ours.hit(item, "k", cost=cost) == theirs.hit(item, "k", cost=cost)
         assert ours.test(item, "k") == theirs.test(item, "k")
-        assert ours.get_window_stats(item, "k").remaining == \
-            theirs.get_window_stats(item, "k").remaining
+        assert (
+            ours.get_window_stats(item, "k").remaining
+            == theirs.get_window_stats(item, "k").remaining
+        )
 
 
 def test_hits_are_allowed_again_after_the_window(clock: FakeClock) -> None:
@@ -84,7 +86,8 @@ def test_the_cap_is_never_exceeded() -> None:
 
 
 def test_expired_keys_are_reclaimed_by_the_counted_sweep(
-    no_timed_sweep: None, clock: FakeClock,
+    no_timed_sweep: None,
+    clock: FakeClock,
 ) -> None:
     """Keys from a spray are dropped by the sweep run after max(1000, max_keys // 8) new keys."""
     storage = BoundedMemoryStorage(max_keys=4000, clock=clock)

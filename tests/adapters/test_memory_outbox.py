@@ -24,8 +24,14 @@ def service(
     directory: MemoryDirectory, mailer: MemoryMailer, ctx: CryptContext
 ) -> Iterator[RecoveryService]:
     with RecoveryService(
-        directory, mailer, secret_key=SECRET, confirm_url=CONFIRM_URL, sender=SENDER,
-        crypt_context=ctx, delivery="sync", rate_limits=None,
+        directory,
+        mailer,
+        secret_key=SECRET,
+        confirm_url=CONFIRM_URL,
+        sender=SENDER,
+        crypt_context=ctx,
+        delivery="sync",
+        rate_limits=None,
     ) as service:
         yield service
 

@@ -152,8 +152,9 @@ def test_local_hostname_is_announced(server: RunningSMTPServer) -> None:
 def test_starttls_delivery(certificate: LocalCertificate) -> None:
     """STARTTLS upgrades the connection and verifies the server against the given context."""
     with running_smtp_server(starttls=certificate.server_context()) as server:
-        mailer = SMTPMailer(server.host, server.port, security="starttls",
-                            ssl_context=certificate.client_context())
+        mailer = SMTPMailer(
+            server.host, server.port, security="starttls", ssl_context=certificate.client_context()
+        )
         mailer.send(make_message())
     [mail] = server.received
     assert mail.tls
@@ -163,8 +164,9 @@ def test_starttls_delivery(certificate: LocalCertificate) -> None:
 def test_implicit_tls_delivery(certificate: LocalCertificate) -> None:
     """security='tls' speaks TLS from the first byte."""
     with running_smtp_server(implicit_tls=certificate.server_context()) as server:
-        mailer = SMTPMailer(server.host, server.port, security="tls",
-                            ssl_context=certificate.client_context())
+        mailer = SMTPMailer(
+            server.host, server.port, security="tls", ssl_context=certificate.client_context()
+        )
         mailer.send(make_message())
     [mail] = server.received
     assert mail.rcpt_tos == (TO,)
@@ -193,11 +195,17 @@ def test_starttls_not_offered_is_permanent(server: RunningSMTPServer) -> None:
 
 def test_login_over_starttls(certificate: LocalCertificate) -> None:
     """With a username the client logs in after STARTTLS and then delivers."""
-    with running_smtp_server(starttls=certificate.server_context(),
-                             users={"panel": PASSWORD}) as server:
-        mailer = SMTPMailer(server.host, server.port, security="starttls",
-                            ssl_context=certificate.client_context(),
-                            username="panel", password=PASSWORD)
+    with running_smtp_server(
+        starttls=certificate.server_context(), users={"panel": PASSWORD}
+    ) as server:
+        mailer = SMTPMailer(
+            server.host,
+            server.port,
+            security="starttls",
+            ssl_context=certificate.client_context(),
+            username="panel",
+            password=PASSWORD,
+        )
         mailer.send(make_message())
     [mail] = server.received
     assert mail.login == "panel"
@@ -210,18 +218,25 @@ def test_login_over_plain_needs_explicit_consent() -> None:
         SMTPMailer("127.0.0.1", 25, username="panel", password=PASSWORD)
     assert PASSWORD not in str(info.value)
     with running_smtp_server(users={"panel": PASSWORD}, auth_require_tls=False) as server:
-        SMTPMailer(server.host, server.port, username="panel", password=PASSWORD,
-                   allow_plain_login=True).send(make_message())
+        SMTPMailer(
+            server.host, server.port, username="panel", password=PASSWORD, allow_plain_login=True
+        ).send(make_message())
     assert server.received[0].login == "panel"
 
 
 def test_wrong_password_is_permanent_and_not_shown(certificate: LocalCertificate) -> None:
     """A rejected login fails permanently, and no password appears in the error chain."""
-    with running_smtp_server(starttls=certificate.server_context(),
-                             users={"panel": "the-right-one"}) as server:
-        mailer = SMTPMailer(server.host, server.port, security="starttls",
-                            ssl_context=certificate.client_context(),
-                            username="panel", password=PASSWORD)
+    with running_smtp_server(
+        starttls=certificate.server_context(), users={"panel": "the-right-one"}
+    ) as server:
+        mailer = SMTPMailer(
+            server.host,
+            server.port,
+            security="starttls",
+            ssl_context=certificate.client_context(),
+            username="panel",
+            password=PASSWORD,
+        )
         exc = send_failing(mailer)
         assert server.received == []
     assert exc.temporary is False
@@ -232,8 +247,9 @@ def test_wrong_password_is_permanent_and_not_shown(certificate: LocalCertificate
 
 def test_login_without_server_auth_is_permanent(server: RunningSMTPServer) -> None:
     """A username for a server that offers no AUTH fails permanently."""
-    mailer = SMTPMailer(server.host, server.port, username="panel", password=PASSWORD,
-                        allow_plain_login=True)
+    mailer = SMTPMailer(
+        server.host, server.port, username="panel", password=PASSWORD, allow_plain_login=True
+    )
     exc = send_failing(mailer)
     assert exc.temporary is False
     assert "AUTH" in str(exc)
@@ -243,16 +259,20 @@ def test_login_without_server_auth_is_permanent(server: RunningSMTPServer) -> No
 # Server replies and network failures
 
 
-@pytest.mark.parametrize(("command", "reply", "temporary"), [
-    ("MAIL", "421 4.3.2 Service shutting down", True),
-    ("RCPT", "421 4.3.2 Service shutting down", True),
-    ("RCPT", "451 4.3.0 Try again later", True),
-    ("RCPT", "550 5.1.1 No such user", False),
-    ("DATA", "451 4.3.0 Local error in processing", True),
-    ("DATA", "554 5.7.1 Message rejected", False),
-])
-def test_server_reply_decides_temporary(server: RunningSMTPServer, command: str, reply: str,
-                                        temporary: bool) -> None:
+@pytest.mark.parametrize(
+    ("command", "reply", "temporary"),
+    [
+        ("MAIL", "421 4.3.2 Service shutting down", True),
+        ("RCPT", "421 4.3.2 Service shutting down", True),
+        ("RCPT", "451 4.3.0 Try again later", True),
+        ("RCPT", "550 5.1.1 No such user", False),
+        ("DATA", "451 4.3.0 Local error in processing", True),
+        ("DATA", "554 5.7.1 Message rejected", False),
+    ],
+)
+def test_server_reply_decides_temporary(
+    server: RunningSMTPServer, command: str, reply: str, temporary: bool
+) -> None:
     """A 4xx reply makes a temporary failure, a 5xx a permanent one, quoting only the codes."""
     server.handler.answer(command, reply)
     exc = send_failing(SMTPMailer(server.host, server.port))
@@ -269,8 +289,7 @@ def test_server_reply_decides_temporary(server: RunningSMTPServer, command: str,
 def test_partly_refused_recipients_fail(server: RunningSMTPServer) -> None:
     """If the server refuses one of several To addresses, the send still fails."""
     server.handler.refuse("second@example.net", "550 5.1.1 No such user")
-    exc = send_failing(SMTPMailer(server.host, server.port),
-                       make_message(TO, "second@example.net"))
+    exc = send_failing(SMTPMailer(server.host, server.port), make_message(TO, "second@example.net"))
     assert exc.temporary is False
     assert str(exc) == "SMTP server refused the recipient (550 5.1.1)"
     assert (exc.smtp_code, exc.enhanced_code) == (550, "5.1.1")
@@ -280,8 +299,7 @@ def test_mixed_refusals_report_the_permanent_code(server: RunningSMTPServer) -> 
     """With one recipient deferred (4xx) and one refused (5xx), the 5xx is the code reported."""
     server.handler.refuse(TO, "451 4.2.1 Mailbox busy")
     server.handler.refuse("second@example.net", "550 5.1.1 No such user")
-    exc = send_failing(SMTPMailer(server.host, server.port),
-                       make_message(TO, "second@example.net"))
+    exc = send_failing(SMTPMailer(server.host, server.port), make_message(TO, "second@example.net"))
     assert exc.temporary is False
     assert (exc.smtp_code, exc.enhanced_code) == (550, "5.1.1")
     assert str(exc) == "SMTP server refused the recipient (550 5.1.1)"
@@ -314,8 +332,9 @@ def test_stalled_server_times_out_quickly(command: str) -> None:
 
 def test_repr_shows_settings_but_no_password() -> None:
     """repr names host, port, security and whether login is on, never the password."""
-    mailer = SMTPMailer("smtp.hosting.example", 587, security="starttls",
-                        username="panel", password=PASSWORD)
+    mailer = SMTPMailer(
+        "smtp.hosting.example", 587, security="starttls", username="panel", password=PASSWORD
+    )
     text = repr(mailer)
     assert "smtp.hosting.example" in text
     assert "587" in text
@@ -326,24 +345,26 @@ def test_repr_shows_settings_but_no_password() -> None:
     assert "auth=False" in repr(SMTPMailer("smtp.hosting.example"))
 
 
-@pytest.mark.parametrize("kwargs", [
-    {"security": "ssl"},
-    {"username": "panel"},
-    {"password": PASSWORD},
-    {"username": "", "password": PASSWORD},
-    {"username": "panel", "password": "pässword-" + PASSWORD},
-    {"port": 0},
-    {"port": 70000},
-    {"timeout": 0},
-    {"timeout": float("inf")},
-    {"ssl_context": ssl.create_default_context()},
-])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"security": "ssl"},
+        {"username": "panel"},
+        {"password": PASSWORD},
+        {"username": "", "password": PASSWORD},
+        {"username": "panel", "password": "pässword-" + PASSWORD},
+        {"port": 0},
+        {"port": 70000},
+        {"timeout": 0},
+        {"timeout": float("inf")},
+        {"ssl_context": ssl.create_default_context()},
+    ],
+)
 def test_invalid_settings_are_rejected(kwargs: dict[str, object]) -> None:
     """Bad settings fail at construction with a ValueError that shows no password."""
     with pytest.raises(ValueError) as caught:
         SMTPMailer("smtp.hosting.example", **kwargs)  # type: ignore[arg-type]
     assert PASSWORD not in str(caught.value)
-
 
 
 # DSN: a bounce never carries the body
@@ -370,8 +391,9 @@ def test_server_without_dsn_gets_no_ret(server: RunningSMTPServer) -> None:
 def test_dsn_offered_after_starttls_is_used(certificate: LocalCertificate) -> None:
     """DSN is looked up again after STARTTLS, where the server announces it anew."""
     with running_smtp_server(starttls=certificate.server_context(), dsn=True) as server:
-        SMTPMailer(server.host, server.port, security="starttls",
-                   ssl_context=certificate.client_context()).send(make_message())
+        SMTPMailer(
+            server.host, server.port, security="starttls", ssl_context=certificate.client_context()
+        ).send(make_message())
     [mail] = server.received
     assert mail.tls
     assert "RET=HDRS" in mail.mail_options
@@ -405,28 +427,32 @@ def test_envelope_sender_is_mail_from_and_from_is_unchanged(server: RunningSMTPS
 
 def test_envelope_sender_domain_goes_as_a_label(server: RunningSMTPServer) -> None:
     """An internationalized envelope domain is sent in ASCII, so no SMTPUTF8 is needed."""
-    SMTPMailer(server.host, server.port,
-               envelope_sender="rebotes@correo.ñandú.example").send(make_message())
+    SMTPMailer(server.host, server.port, envelope_sender="rebotes@correo.ñandú.example").send(
+        make_message()
+    )
     assert server.received[0].mail_from == "rebotes@correo.xn--and-6ma2c.example"
 
 
-@pytest.mark.parametrize("value", [
-    "",
-    "bounces",
-    "bounces@",
-    "Panel <bounces@hosting.example>",
-    "bounces@hosting.example, other@hosting.example",
-    "bounces@hosting.example\r\nRCPT TO:<victim@example.org>",
-    "bounces@hosting.example\n",
-    "boun\x00ces@hosting.example",
-    " bounces@hosting.example",
-    "ñandú@hosting.example",
-    "a@b@hosting.example",
-    '"two words"@hosting.example',
-    "bounces@[127.0.0.1]",
-    "bounces@-bad-.example",
-    b"bounces@hosting.example",
-])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "",
+        "bounces",
+        "bounces@",
+        "Panel <bounces@hosting.example>",
+        "bounces@hosting.example, other@hosting.example",
+        "bounces@hosting.example\r\nRCPT TO:<victim@example.org>",
+        "bounces@hosting.example\n",
+        "boun\x00ces@hosting.example",
+        " bounces@hosting.example",
+        "ñandú@hosting.example",
+        "a@b@hosting.example",
+        '"two words"@hosting.example',
+        "bounces@[127.0.0.1]",
+        "bounces@-bad-.example",
+        b"bounces@hosting.example",
+    ],
+)
 def test_invalid_envelope_sender_is_rejected(value: object) -> None:
     """Anything but one bare address with an ASCII local part fails at construction."""
     with pytest.raises(ValueError, match="envelope_sender"):
@@ -436,23 +462,50 @@ def test_invalid_envelope_sender_is_rejected(value: object) -> None:
 # Failure reasons an operator can act on
 
 
-@pytest.mark.parametrize(("command", "reply", "message", "codes"), [
-    ("MAIL", "553 5.1.8 Sender domain example.org does not exist",
-     "SMTP server refused the sender (553 5.1.8)", (553, "5.1.8")),
-    ("RCPT", "550 5.1.1 <client@example.com> No such user",
-     "SMTP server refused the recipient (550 5.1.1)", (550, "5.1.1")),
-    ("DATA", "552 5.3.4 Message too big for system",
-     "SMTP server refused the message (552 5.3.4)", (552, "5.3.4")),
-    ("RCPT", "450 Mailbox busy, try later",
-     "SMTP server refused the recipient (450)", (450, None)),
-    ("RCPT", "550 4.1.1 Class mismatch",
-     "SMTP server refused the recipient (550)", (550, None)),
-    ("DATA", "550 5.7.26 Unauthenticated mail from example.org is not accepted",
-     "SMTP server refused the message (550 5.7.26)", (550, "5.7.26")),
-])
-def test_refusal_names_the_step_and_codes_only(server: RunningSMTPServer, command: str,
-                                               reply: str, message: str,
-                                               codes: tuple[int, str | None]) -> None:
+@pytest.mark.parametrize(
+    ("command", "reply", "message", "codes"),
+    [
+        (
+            "MAIL",
+            "553 5.1.8 Sender domain example.org does not exist",
+            "SMTP server refused the sender (553 5.1.8)",
+            (553, "5.1.8"),
+        ),
+        (
+            "RCPT",
+            "550 5.1.1 <client@example.com> No such user",
+            "SMTP server refused the recipient (550 5.1.1)",
+            (550, "5.1.1"),
+        ),
+        (
+            "DATA",
+            "552 5.3.4 Message too big for system",
+            "SMTP server refused the message (552 5.3.4)",
+            (552, "5.3.4"),
+        ),
+        (
+            "RCPT",
+            "450 Mailbox busy, try later",
+            "SMTP server refused the recipient (450)",
+            (450, None),
+        ),
+        (
+            "RCPT",
+            "550 4.1.1 Class mismatch",
+            "SMTP server refused the recipient (550)",
+            (550, None),
+        ),
+        (
+            "DATA",
+            "550 5.7.26 Unauthenticated mail from example.org is not accepted",
+            "SMTP server refused the message (550 5.7.26)",
+            (550, "5.7.26"),
+        ),
+    ],
+)
+def test_refusal_names_the_step_and_codes_only(
+    server: RunningSMTPServer, command: str, reply: str, message: str, codes: tuple[int, str | None]
+) -> None:
     """A refusal says which step failed and quotes its codes, never the server's text."""
     server.handler.answer(command, reply)
     exc = send_failing(SMTPMailer(server.host, server.port))
@@ -469,19 +522,29 @@ def test_security_refusal_without_login_suggests_a_login(server: RunningSMTPServ
     assert isinstance(exc, DeliveryFailed)
     assert exc.temporary is False
     assert (exc.smtp_code, exc.enhanced_code) == (550, "5.7.1")
-    assert str(exc) == ("SMTP server refused the recipient (550 5.7.1); "
-                        "the server may require a login: set username and password")
+    assert str(exc) == (
+        "SMTP server refused the recipient (550 5.7.1); "
+        "the server may require a login: set username and password"
+    )
     assert "Relaying denied" not in str(exc)
 
 
 def test_security_refusal_with_login_gives_no_login_hint(certificate: LocalCertificate) -> None:
     """A mailer that already logs in is not told to set a login."""
-    with running_smtp_server(starttls=certificate.server_context(),
-                             users={"panel": PASSWORD}) as server:
+    with running_smtp_server(
+        starttls=certificate.server_context(), users={"panel": PASSWORD}
+    ) as server:
         server.handler.answer("RCPT", "550 5.7.1 Relaying denied")
-        exc = send_failing(SMTPMailer(server.host, server.port, security="starttls",
-                                      ssl_context=certificate.client_context(),
-                                      username="panel", password=PASSWORD))
+        exc = send_failing(
+            SMTPMailer(
+                server.host,
+                server.port,
+                security="starttls",
+                ssl_context=certificate.client_context(),
+                username="panel",
+                password=PASSWORD,
+            )
+        )
     assert str(exc) == "SMTP server refused the recipient (550 5.7.1)"
     assert (exc.smtp_code, exc.enhanced_code) == (550, "5.7.1")
     assert_no_secret(exc)
@@ -493,8 +556,10 @@ def test_530_over_plain_suggests_starttls(server: RunningSMTPServer) -> None:
     exc = send_failing(SMTPMailer(server.host, server.port))
     assert exc.temporary is False
     assert (exc.smtp_code, exc.enhanced_code) == (530, "5.7.0")
-    assert str(exc) == ("SMTP server refused the sender (530 5.7.0); "
-                        "the server may require STARTTLS: use security='starttls'")
+    assert str(exc) == (
+        "SMTP server refused the sender (530 5.7.0); "
+        "the server may require STARTTLS: use security='starttls'"
+    )
     assert "Must issue" not in str(exc)
 
 
@@ -502,11 +567,19 @@ def test_530_after_starttls_suggests_a_login(certificate: LocalCertificate) -> N
     """A 530 once STARTTLS is on, to a mailer with no login, says a login may be needed."""
     with running_smtp_server(starttls=certificate.server_context()) as server:
         server.handler.answer("MAIL", "530 Authentication required")
-        exc = send_failing(SMTPMailer(server.host, server.port, security="starttls",
-                                      ssl_context=certificate.client_context()))
+        exc = send_failing(
+            SMTPMailer(
+                server.host,
+                server.port,
+                security="starttls",
+                ssl_context=certificate.client_context(),
+            )
+        )
     assert (exc.smtp_code, exc.enhanced_code) == (530, None)
-    assert str(exc) == ("SMTP server refused the sender (530); "
-                        "the server may require a login: set username and password")
+    assert str(exc) == (
+        "SMTP server refused the sender (530); "
+        "the server may require a login: set username and password"
+    )
 
 
 def test_tls_against_a_plain_smtp_port_is_permanent(server: RunningSMTPServer) -> None:
@@ -514,8 +587,10 @@ def test_tls_against_a_plain_smtp_port_is_permanent(server: RunningSMTPServer) -
     exc = send_failing(SMTPMailer(server.host, server.port, security="tls"))
     assert exc.temporary is False
     assert (exc.smtp_code, exc.enhanced_code) == (None, None)
-    assert str(exc) == (f"TLS handshake with port {server.port} failed: the server may expect "
-                        "STARTTLS; use security='starttls'")
+    assert str(exc) == (
+        f"TLS handshake with port {server.port} failed: the server may expect "
+        "STARTTLS; use security='starttls'"
+    )
     assert isinstance(exc.__cause__, ssl.SSLError)
     assert server.received == []
 
@@ -525,8 +600,15 @@ def test_starttls_against_implicit_tls_times_out_before_greeting(
 ) -> None:
     """A plain greeting never comes from an implicit-TLS port: temporary, and said so."""
     with running_smtp_server(implicit_tls=certificate.server_context()) as server:
-        exc = send_failing(SMTPMailer(server.host, server.port, security="starttls",
-                                      ssl_context=certificate.client_context(), timeout=0.3))
+        exc = send_failing(
+            SMTPMailer(
+                server.host,
+                server.port,
+                security="starttls",
+                ssl_context=certificate.client_context(),
+                timeout=0.3,
+            )
+        )
         assert server.received == []
     assert exc.temporary is True
     assert str(exc) == "SMTP server timed out before its greeting"
@@ -537,14 +619,24 @@ def test_starttls_against_port_465_names_the_mismatch(certificate: LocalCertific
     with ExitStack() as stack:
         try:
             server = stack.enter_context(
-                running_smtp_server(implicit_tls=certificate.server_context(), port=465))
+                running_smtp_server(implicit_tls=certificate.server_context(), port=465)
+            )
         except OSError as bind_error:
             pytest.skip(f"cannot listen on port 465 here: {bind_error.strerror}")
-        exc = send_failing(SMTPMailer(server.host, 465, security="starttls",
-                                      ssl_context=certificate.client_context(), timeout=0.3))
+        exc = send_failing(
+            SMTPMailer(
+                server.host,
+                465,
+                security="starttls",
+                ssl_context=certificate.client_context(),
+                timeout=0.3,
+            )
+        )
     assert exc.temporary is True
-    assert str(exc) == ("SMTP server timed out before its greeting: port 465 usually expects "
-                        "TLS from the first byte; use security='tls'")
+    assert str(exc) == (
+        "SMTP server timed out before its greeting: port 465 usually expects "
+        "TLS from the first byte; use security='tls'"
+    )
 
 
 def test_delivery_failed_codes_default_to_none() -> None:
@@ -570,8 +662,9 @@ class _No8BitMime(RecordingHandler):
 
 def _utf8_message() -> EmailMessage:
     message = make_message()
-    message.set_content("Clave de acceso: ñandú\nhttps://panel.example.com/recover?token=a.b\n",
-                        cte="8bit")
+    message.set_content(
+        "Clave de acceso: ñandú\nhttps://panel.example.com/recover?token=a.b\n", cte="8bit"
+    )
     return message
 
 

@@ -91,8 +91,10 @@ def test_create_schema_is_idempotent_and_indexes_every_lookup(
     assert inspector.get_pk_constraint("credrecovery_domains")["constrained_columns"] == ["domain"]
     # The primary address is indexed but not unique: resellers share one.
     assert inspector.get_unique_constraints("credrecovery_clients") == []
-    email_indexes = {i["name"]: (i["column_names"], i["unique"])
-                     for i in inspector.get_indexes("credrecovery_clients")}
+    email_indexes = {
+        i["name"]: (i["column_names"], i["unique"])
+        for i in inspector.get_indexes("credrecovery_clients")
+    }
     assert email_indexes == {"ix_credrecovery_clients_email": (["email"], False)}
     indexed = [i["column_names"] for i in inspector.get_indexes("credrecovery_domains")]
     assert ["client_number"] in indexed
@@ -181,8 +183,9 @@ def test_bulk_add_inserts_in_batches(directory: SQLAlchemyDirectory) -> None:
         for i in range(50)
     ]
     assert directory.bulk_add(rows, batch_size=7) == 50
-    stored = [dataclasses.replace(client, domains=tuple(sorted(domains)))
-              for client, domains in rows]
+    stored = [
+        dataclasses.replace(client, domains=tuple(sorted(domains))) for client, domains in rows
+    ]
     assert directory.find(NUMBER, "c49") == stored[49]
     assert directory.find(EMAIL, "user0@example.com") == stored[0]
     assert directory.find(DOMAIN, "www.site23.example") == stored[23]
@@ -294,13 +297,20 @@ def host(database: Database) -> Iterator[SQLAlchemyDirectory]:
 
 def test_host_tables_find_by_each_kind(host: SQLAlchemyDirectory) -> None:
     """Integer client numbers in a host's table read back as text, by every kind."""
-    alice = Client("1", "alice@example.com", HASH, "Alice", "de",
-                   domains=("alice-shop.example", "alice.example"))
+    alice = Client(
+        "1",
+        "alice@example.com",
+        HASH,
+        "Alice",
+        "de",
+        domains=("alice-shop.example", "alice.example"),
+    )
     assert host.find(NUMBER, "1") == alice
     assert host.find(EMAIL, "alice@example.com") == alice
     assert host.find(DOMAIN, "alice-shop.example") == alice
-    assert host.find(DOMAIN, "bob.example") == Client("2", "bob@example.net", HASH, "", None,
-                                                      domains=("bob.example",))
+    assert host.find(DOMAIN, "bob.example") == Client(
+        "2", "bob@example.net", HASH, "", None, domains=("bob.example",)
+    )
     assert host.find(NUMBER, "0001") == alice
     assert host.find(NUMBER, "3") is None
 
@@ -348,7 +358,8 @@ def test_host_tables_without_name_and_locale(database: Database) -> None:
     mapping = dataclasses.replace(HOST_MAPPING, name=None, locale=None)
     directory = SQLAlchemyDirectory(database.engine, mapping=mapping)
     assert directory.find(NUMBER, "1") == Client(
-        "1", "alice@example.com", HASH, domains=("alice-shop.example", "alice.example"))
+        "1", "alice@example.com", HASH, domains=("alice-shop.example", "alice.example")
+    )
     added = directory.add_client("5", "eve@example.com", key_hash=HASH, name="Eve", locale="it")
     assert directory.find(NUMBER, "5") == dataclasses.replace(added, name="", locale=None)
 
@@ -373,8 +384,10 @@ def test_host_address_shared_once_lower_cased(database: Database) -> None:
     mapping = dataclasses.replace(HOST_MAPPING, email_lowercased=False)
     directory = SQLAlchemyDirectory(database.engine, mapping=mapping)
     found = directory.find_all(EMAIL, "bob@example.net")
-    assert [(c.number, c.email) for c in found] == [("1", "Bob@Example.NET"),
-                                                    ("2", "bob@example.net")]
+    assert [(c.number, c.email) for c in found] == [
+        ("1", "Bob@Example.NET"),
+        ("2", "bob@example.net"),
+    ]
     assert directory.find(EMAIL, "bob@example.net") == found[0]
 
 
@@ -387,7 +400,9 @@ def test_host_integer_numbers_are_ordered_numerically(database: Database) -> Non
     found = directory.find_all(EMAIL, "reseller@example.com")
     assert [client.number for client in found] == ["9", "10", "100"]
     assert [c.number for c in directory.find_all(EMAIL, "reseller@example.com", limit=2)] == [
-        "9", "10"]
+        "9",
+        "10",
+    ]
 
 
 def test_host_domain_listed_for_two_clients_is_an_error(database: Database) -> None:
@@ -396,11 +411,14 @@ def test_host_domain_listed_for_two_clients_is_an_error(database: Database) -> N
     with database.engine.begin() as connection:
         connection.exec_driver_sql("CREATE TABLE shared_domains (fqdn text, cust_id integer)")
         connection.exec_driver_sql(
-            "INSERT INTO shared_domains VALUES ('both.example', 1), ('both.example', 2)")
+            "INSERT INTO shared_domains VALUES ('both.example', 1), ('both.example', 2)"
+        )
     mapping = dataclasses.replace(HOST_MAPPING, domains_table="shared_domains")
     directory = SQLAlchemyDirectory(database.engine, mapping=mapping)
-    for call in (lambda: directory.find(DOMAIN, "both.example"),
-                 lambda: directory.find_all(DOMAIN, "both.example")):
+    for call in (
+        lambda: directory.find(DOMAIN, "both.example"),
+        lambda: directory.find_all(DOMAIN, "both.example"),
+    ):
         with pytest.raises(DirectoryError, match="several"):
             call()
 
@@ -413,8 +431,14 @@ LOOSE_DDL = [
     "INSERT INTO loose_domains VALUES ('one.example', 1), ('three.example', 3)",
 ]
 LOOSE_MAPPING = TableMapping(
-    clients_table="loose", number="id", email="mail", key_hash="pw_hash",
-    domains_table="loose_domains", domain="fqdn", domain_client="id", number_is_integer=True,
+    clients_table="loose",
+    number="id",
+    email="mail",
+    key_hash="pw_hash",
+    domains_table="loose_domains",
+    domain="fqdn",
+    domain_client="id",
+    number_is_integer=True,
 )
 
 
@@ -428,8 +452,12 @@ def test_rows_without_address_or_hash_read_as_absent(database: Database) -> None
     assert directory.find_all(EMAIL, "x@example.com") == [second, fourth]
     assert directory.find_all(EMAIL, "x@example.com", limit=1) == [second]
     assert directory.find(EMAIL, "x@example.com") == second
-    for kind, value in [(NUMBER, "1"), (NUMBER, "3"), (DOMAIN, "one.example"),
-                        (DOMAIN, "three.example")]:
+    for kind, value in [
+        (NUMBER, "1"),
+        (NUMBER, "3"),
+        (DOMAIN, "one.example"),
+        (DOMAIN, "three.example"),
+    ]:
         assert directory.find(kind, value) is None, (kind, value)
         assert directory.find_all(kind, value) == [], (kind, value)
 
@@ -622,8 +650,13 @@ def reachable(error: BaseException) -> list[object]:
         seen.add(id(item))
         found.append(item)
         if isinstance(item, BaseException):
-            pending += [item.__cause__, item.__context__, *item.args,
-                        getattr(item, "orig", None), getattr(item, "diag", None)]
+            pending += [
+                item.__cause__,
+                item.__context__,
+                *item.args,
+                getattr(item, "orig", None),
+                getattr(item, "diag", None),
+            ]
         elif hasattr(item, "message_detail"):  # a driver's diagnostic: every field of it
             pending += [getattr(item, name) for name in dir(item) if not name.startswith("_")]
     return found
@@ -650,8 +683,14 @@ CHECKED_DDL = [
     f"INSERT INTO guarded VALUES (1, 'alice@example.com', '{LEGACY_HASH}')",
 ]
 CHECKED_MAPPING = TableMapping(
-    clients_table="guarded", number="id", email="mail", key_hash="pw_hash",
-    domains_table="guarded_domains", domain="fqdn", domain_client="id", number_is_integer=True,
+    clients_table="guarded",
+    number="id",
+    email="mail",
+    key_hash="pw_hash",
+    domains_table="guarded_domains",
+    domain="fqdn",
+    domain_client="id",
+    number_is_integer=True,
 )
 
 
@@ -684,10 +723,12 @@ def test_postgres_duplicate_in_bulk_add_quotes_no_row(postgres: pg.PostgresSchem
     with postgres.engine.begin() as connection:
         connection.exec_driver_sql(
             "CREATE TABLE uniq (id integer PRIMARY KEY,"
-            " mail text NOT NULL CONSTRAINT uniq_mail UNIQUE, pw_hash text NOT NULL)")
+            " mail text NOT NULL CONSTRAINT uniq_mail UNIQUE, pw_hash text NOT NULL)"
+        )
         connection.exec_driver_sql("CREATE TABLE uniq_domains (fqdn text, id integer)")
-    mapping = dataclasses.replace(CHECKED_MAPPING, clients_table="uniq",
-                                  domains_table="uniq_domains")
+    mapping = dataclasses.replace(
+        CHECKED_MAPPING, clients_table="uniq", domains_table="uniq_domains"
+    )
     directory = SQLAlchemyDirectory(postgres.engine, mapping=mapping)
     rows = [(Client(str(i), CAROL, HASH), ()) for i in (1, 2)]
     with pytest.raises(ValueError) as caught:
@@ -707,15 +748,18 @@ def test_postgres_bulk_add_follows_the_schema_translate_map() -> None:
         SQLAlchemyDirectory(tenant.engine, create_schema=True)
         engine = default.engine.execution_options(schema_translate_map={None: tenant.name})
         directory = SQLAlchemyDirectory(engine)
-        rows = [(Client("1", "a@example.com", HASH), ["a.example", "www.a.example"]),
-                (Client("2", "a@example.com", HASH), [])]
+        rows = [
+            (Client("1", "a@example.com", HASH), ["a.example", "www.a.example"]),
+            (Client("2", "a@example.com", HASH), []),
+        ]
         assert directory.bulk_add(rows) == 2
 
         def counts(schema: str) -> tuple[int, int]:
             with default.engine.connect() as connection:
                 return tuple(  # type: ignore[return-value]
                     connection.exec_driver_sql(f'SELECT count(*) FROM "{schema}".{table}').scalar()
-                    for table in ("credrecovery_clients", "credrecovery_domains"))
+                    for table in ("credrecovery_clients", "credrecovery_domains")
+                )
 
         assert counts(tenant.name) == (2, 2)
         assert counts(default.name) == (0, 0)

@@ -109,11 +109,21 @@ def test_several_domains_resolve_to_one_client(directory: SQLiteDirectory) -> No
 def test_values_are_stored_normalized(directory: SQLiteDirectory) -> None:
     """Email and domains are stored in the normalized form the service looks up."""
     added = directory.add_client(
-        " C1 ", "Foo@Example.COM", key=KEY, domains=["MÜNCHEN.de", "Example.ORG."],
-        name="Foo GmbH", locale="de",
+        " C1 ",
+        "Foo@Example.COM",
+        key=KEY,
+        domains=["MÜNCHEN.de", "Example.ORG."],
+        name="Foo GmbH",
+        locale="de",
     )
-    assert added == Client("C1", "foo@example.com", added.key_hash, "Foo GmbH", "de",
-                           domains=("example.org", "xn--mnchen-3ya.de"))
+    assert added == Client(
+        "C1",
+        "foo@example.com",
+        added.key_hash,
+        "Foo GmbH",
+        "de",
+        domains=("example.org", "xn--mnchen-3ya.de"),
+    )
     assert directory.find(IdentifierKind.EMAIL, "foo@example.com") == added
     assert directory.find(IdentifierKind.DOMAIN, "xn--mnchen-3ya.de") == added
     assert directory.find(IdentifierKind.DOMAIN, "example.org") == added
@@ -351,11 +361,13 @@ def schema_facts(path: Path) -> dict[str, object]:
     """What the schema says, independent of how its SQL text is spelled."""
     with contextlib.closing(sqlite3.connect(path)) as conn:
         facts: dict[str, object] = {
-            "user_version": conn.execute("PRAGMA user_version").fetchone()[0]}
+            "user_version": conn.execute("PRAGMA user_version").fetchone()[0]
+        }
         for table in ("clients", "domains"):
             facts[f"{table} columns"] = conn.execute(f"PRAGMA table_info({table})").fetchall()
             facts[f"{table} foreign keys"] = conn.execute(
-                f"PRAGMA foreign_key_list({table})").fetchall()
+                f"PRAGMA foreign_key_list({table})"
+            ).fetchall()
             indexes = {}
             for _, name, unique, origin, partial in conn.execute(f"PRAGMA index_list({table})"):
                 columns = [row[2] for row in conn.execute(f"PRAGMA index_info({name})")]
@@ -366,8 +378,10 @@ def schema_facts(path: Path) -> dict[str, object]:
 
 def stored_rows(path: Path) -> tuple[list[tuple[object, ...]], list[tuple[object, ...]]]:
     with contextlib.closing(sqlite3.connect(path)) as conn:
-        return (conn.execute("SELECT * FROM clients ORDER BY number").fetchall(),
-                conn.execute("SELECT * FROM domains ORDER BY domain").fetchall())
+        return (
+            conn.execute("SELECT * FROM clients ORDER BY number").fetchall(),
+            conn.execute("SELECT * FROM domains ORDER BY domain").fetchall(),
+        )
 
 
 def test_shared_primary_address(directory: SQLiteDirectory) -> None:
@@ -379,12 +393,17 @@ def test_shared_primary_address(directory: SQLiteDirectory) -> None:
     assert directory.find_all(IdentifierKind.EMAIL, "a@example.com", limit=1) == [first]
 
 
-def test_email_lookup_reads_the_index_in_number_order(db_path: Path,
-                                                      directory: SQLiteDirectory) -> None:
+def test_email_lookup_reads_the_index_in_number_order(
+    db_path: Path, directory: SQLiteDirectory
+) -> None:
     """The email lookup searches the email index; what it finds comes in number order."""
     with contextlib.closing(sqlite3.connect(db_path)) as conn:
-        plan = [row[3] for row in conn.execute(
-            "EXPLAIN QUERY PLAN " + _FIND_SQL[IdentifierKind.EMAIL], ("x", 50))]
+        plan = [
+            row[3]
+            for row in conn.execute(
+                "EXPLAIN QUERY PLAN " + _FIND_SQL[IdentifierKind.EMAIL], ("x", 50)
+            )
+        ]
     assert any("USING INDEX clients_email (email>?)" in step for step in plan), plan
     assert not any("TEMP B-TREE" in step for step in plan), plan
     for number in ("C3", "C1", "C2"):
@@ -393,8 +412,9 @@ def test_email_lookup_reads_the_index_in_number_order(db_path: Path,
     assert [c.number for c in found] == ["C1", "C2", "C3"]
 
 
-def test_new_file_is_at_the_current_schema_version(db_path: Path,
-                                                   directory: SQLiteDirectory) -> None:
+def test_new_file_is_at_the_current_schema_version(
+    db_path: Path, directory: SQLiteDirectory
+) -> None:
     """A new file records the schema version it was created at."""
     assert schema_facts(db_path)["user_version"] == sqlite_module._SCHEMA_VERSION >= 1
 
@@ -410,10 +430,10 @@ def test_version_0_file_is_migrated_on_open(tmp_path: Path, ctx: CryptContext) -
         assert ([row[:-2] for row in clients], domains) == before
         assert [row[-2:] for row in clients] == [(0, 1), (0, 1)]
         ana = directory.find(IdentifierKind.DOMAIN, "a-shop.example")
-        assert ana == Client("C1", "a@example.com", "$h$1", "Ana", "es",
-                             domains=("a-shop.example", "a.example"))
-        shared = directory.add_client("C3", "a@example.com", key_hash="$h$3",
-                                      domains=["c.example"])
+        assert ana == Client(
+            "C1", "a@example.com", "$h$1", "Ana", "es", domains=("a-shop.example", "a.example")
+        )
+        shared = directory.add_client("C3", "a@example.com", key_hash="$h$3", domains=["c.example"])
         assert directory.find_all(IdentifierKind.EMAIL, "a@example.com") == [ana, shared]
         with pytest.raises(ValueError, match="domain"):
             directory.add_client("C4", "d@example.com", key_hash="$h$4", domains=["b.example"])
@@ -480,8 +500,10 @@ def test_concurrent_openers_migrate_once(tmp_path: Path, monkeypatch: pytest.Mon
     make_version_0_file(single)
     monkeypatch.setattr(_sqlite_schema, "_user_version", real_user_version)
     SQLiteDirectory(single).close()
-    with contextlib.closing(sqlite3.connect(old)) as conn, \
-            contextlib.closing(sqlite3.connect(single)) as one:
+    with (
+        contextlib.closing(sqlite3.connect(old)) as conn,
+        contextlib.closing(sqlite3.connect(single)) as one,
+    ):
         migrated = conn.execute("PRAGMA schema_version").fetchone()[0] - schema_before
         once = one.execute("PRAGMA schema_version").fetchone()[0] - schema_before
     assert migrated == once > 0
@@ -519,8 +541,7 @@ def test_created_file_and_its_wal_and_shm_are_private(db_path: Path) -> None:
         with SQLiteDirectory(db_path) as directory:
             directory.add_client("C1", "a@example.com", key_hash="$h$1")
             files = [db_path, Path(f"{db_path}-wal"), Path(f"{db_path}-shm")]
-            assert {path.name: mode(path) for path in files} == {
-                path.name: 0o600 for path in files}
+            assert {path.name: mode(path) for path in files} == {path.name: 0o600 for path in files}
     finally:
         os.umask(old_umask)
 
@@ -548,37 +569,49 @@ def test_a_miss_steps_through_sqlite_as_a_hit_does(directory: SQLiteDirectory) -
     for n in range(1, 6):
         directory.add_client(f"C{n}", f"c{n}@example.com", key=KEY, domains=[f"c{n}.example"])
     conn = directory._thread_connection()
-    for kind, hit, miss in [(IdentifierKind.CLIENT_NUMBER, "C1", "C9"),
-                            (IdentifierKind.DOMAIN, "c1.example", "c9.example")]:
+    for kind, hit, miss in [
+        (IdentifierKind.CLIENT_NUMBER, "C1", "C9"),
+        (IdentifierKind.DOMAIN, "c1.example", "c9.example"),
+    ]:
         [matched] = conn.execute(_FIND_SQL[kind], (hit, 50)).fetchall()
         assert matched[:2] == ("C1", "c1@example.com") and matched[5]
         # The stand-in is the row the missing value would sort before, or the first.
-        for value, stand_in in [(miss, "C1"), (hit.replace("1", "0"), "C1"),
-                                (hit.replace("1", "2").replace("C2", "C15")
-                                 if kind is IdentifierKind.CLIENT_NUMBER else "c15.example",
-                                 "C2")]:
+        for value, stand_in in [
+            (miss, "C1"),
+            (hit.replace("1", "0"), "C1"),
+            (
+                hit.replace("1", "2").replace("C2", "C15")
+                if kind is IdentifierKind.CLIENT_NUMBER
+                else "c15.example",
+                "C2",
+            ),
+        ]:
             [row] = conn.execute(_FIND_SQL[kind], (value, 50)).fetchall()
             assert row[0] == stand_in and not row[5], (kind, value)
         assert directory.find_all(kind, miss) == []
     # An email reads ``limit`` rows, wrapping round past the last address.
-    for value, matches in [("c2@example.com", ["C2"]), ("c0@example.com", []),
-                           ("c9@example.com", []), ("c5@example.com", ["C5"])]:
+    for value, matches in [
+        ("c2@example.com", ["C2"]),
+        ("c0@example.com", []),
+        ("c9@example.com", []),
+        ("c5@example.com", ["C5"]),
+    ]:
         rows = conn.execute(_FIND_SQL[IdentifierKind.EMAIL], (value, 3)).fetchall()
         assert len(rows) == 3, value
         assert [row[0] for row in rows if row[5]] == matches, value
         assert [c.number for c in directory.find_all(IdentifierKind.EMAIL, value)] == matches
 
 
-def test_invalid_utf8_reads_back_with_surrogates(db_path: Path,
-                                                 directory: SQLiteDirectory) -> None:
+def test_invalid_utf8_reads_back_with_surrogates(db_path: Path, directory: SQLiteDirectory) -> None:
     """A row holding bytes that are not UTF-8 is returned, escaped, by find and find_all."""
     directory.add_client("C1", "a@example.com", key_hash="$h$1", domains=["a.example"])
     with contextlib.closing(sqlite3.connect(db_path, isolation_level=None)) as conn:
-        conn.execute("UPDATE clients SET name = CAST(x'416effe1' AS TEXT),"
-                     " key_hash = CAST(x'2468ff' AS TEXT) WHERE number = 'C1'")
+        conn.execute(
+            "UPDATE clients SET name = CAST(x'416effe1' AS TEXT),"
+            " key_hash = CAST(x'2468ff' AS TEXT) WHERE number = 'C1'"
+        )
     broken = Client("C1", "a@example.com", "$h\udcff", "An\udcff\udce1", domains=("a.example",))
-    for kind, value in [(IdentifierKind.CLIENT_NUMBER, "C1"),
-                        (IdentifierKind.DOMAIN, "a.example")]:
+    for kind, value in [(IdentifierKind.CLIENT_NUMBER, "C1"), (IdentifierKind.DOMAIN, "a.example")]:
         assert directory.find(kind, value) == broken, kind
         assert directory.find_all(kind, value) == [broken], kind
     directory.add_client("C2", "a@example.com", key_hash="$h$2")

@@ -34,12 +34,17 @@ __all__ = ["redis_url", "settings", "start_worker"]
 
 @pytest.mark.slow  # starts a Celery worker
 def test_a_worker_delivers_the_link_and_drops_the_decoy(
-    settings: dict[str, str], start_worker: StartWorker,
+    settings: dict[str, str],
+    start_worker: StartWorker,
 ) -> None:
     """A hit's mail arrives through the worker with a working link; a miss sends nothing."""
     with SQLiteDirectory(settings["CREDRECOVERY_CELERY_DB"]) as directory:
-        directory.add_client("9001", "otro@otro-ejemplo.com", key="Other-Access-Key-2024",
-                             domains=["otro-ejemplo.com"])
+        directory.add_client(
+            "9001",
+            "otro@otro-ejemplo.com",
+            key="Other-Access-Key-2024",
+            domains=["otro-ejemplo.com"],
+        )
     with running_smtp_server() as server:
         start_worker(server)
         _, service = build(settings)
@@ -58,17 +63,24 @@ def test_a_worker_delivers_the_link_and_drops_the_decoy(
 
 @pytest.mark.slow  # starts a Celery worker
 def test_a_killed_web_process_loses_no_mail(
-    settings: dict[str, str], start_worker: StartWorker,
+    settings: dict[str, str],
+    start_worker: StartWorker,
 ) -> None:
     """A web process that dies right after request() leaves its job with the broker."""
     with running_smtp_server() as server:
         settings["CREDRECOVERY_CELERY_SMTP_PORT"] = str(server.port)
         web = subprocess.run(
-            [sys.executable, "-c",
-             "import os\nfrom helpers import celery_app\n"
-             "celery_app.service.request('client_number', '9000')\n"
-             "os._exit(0)\n"],
-            cwd=TESTS, env={**os.environ, **settings}, timeout=60, check=False,
+            [
+                sys.executable,
+                "-c",
+                "import os\nfrom helpers import celery_app\n"
+                "celery_app.service.request('client_number', '9000')\n"
+                "os._exit(0)\n",
+            ],
+            cwd=TESTS,
+            env={**os.environ, **settings},
+            timeout=60,
+            check=False,
         )
         assert web.returncode == 0
         assert server.received == []
@@ -99,7 +111,8 @@ def test_a_broker_reader_learns_nothing(settings: dict[str, str]) -> None:
 
 @pytest.mark.slow  # starts a Celery worker
 def test_temporary_failures_are_retried_by_celery(
-    settings: dict[str, str], start_worker: StartWorker,
+    settings: dict[str, str],
+    start_worker: StartWorker,
 ) -> None:
     """Two 451 answers, then success: Celery's retries deliver the mail once."""
     handler = FlakyHandler(failures=2, reply="451 4.3.0 Try again later")
@@ -113,7 +126,8 @@ def test_temporary_failures_are_retried_by_celery(
 
 @pytest.mark.slow  # starts a Celery worker
 def test_a_permanent_failure_is_given_up_at_once(
-    settings: dict[str, str], start_worker: StartWorker,
+    settings: dict[str, str],
+    start_worker: StartWorker,
 ) -> None:
     """A 550 is tried once; the next job is delivered as usual."""
     handler = FlakyHandler(failures=1, reply="550 5.1.1 No such user")
@@ -133,8 +147,14 @@ def test_a_sealed_job_opens_only_with_the_secret(settings: dict[str, str]) -> No
     _, service = build(settings)
     delivery = service.delivery
     assert isinstance(delivery, CeleryDelivery)
-    job = ConfirmationJob(recipient=PRIMARY, name="Ana", language="en", sender="a@b.example",
-                          clients=(("9000", "binding"),), issued_at=time.time())
+    job = ConfirmationJob(
+        recipient=PRIMARY,
+        name="Ana",
+        language="en",
+        sender="a@b.example",
+        clients=(("9000", "binding"),),
+        issued_at=time.time(),
+    )
     sealed = delivery.seal(job)
     _, twin = build(settings)
     assert isinstance(twin.delivery, CeleryDelivery)
@@ -146,7 +166,12 @@ def test_a_sealed_job_opens_only_with_the_secret(settings: dict[str, str]) -> No
             twin.delivery.unseal(forged)
     with pytest.raises(ValueError):
         other.delivery.unseal(sealed)
-    _, rotated = build({**settings, "CREDRECOVERY_CELERY_SECRET": "another-secret-" + "x" * 20,
-                        "CREDRECOVERY_CELERY_FALLBACK": SECRET})
+    _, rotated = build(
+        {
+            **settings,
+            "CREDRECOVERY_CELERY_SECRET": "another-secret-" + "x" * 20,
+            "CREDRECOVERY_CELERY_FALLBACK": SECRET,
+        }
+    )
     assert isinstance(rotated.delivery, CeleryDelivery)
     assert rotated.delivery.unseal(sealed) == job

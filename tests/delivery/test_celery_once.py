@@ -47,8 +47,9 @@ RECORD = re.compile(rb"credrecovery:delivered:[0-9a-f]{32}")
 def broker(settings: dict[str, str]) -> Iterator[redis.Redis]:
     """A client of the broker's Redis, with a second client on the directory."""
     with SQLiteDirectory(settings["CREDRECOVERY_CELERY_DB"]) as directory:
-        directory.add_client("9001", OTHER, key="Other-Access-Key-2024",
-                             domains=["otro-ejemplo.com"])
+        directory.add_client(
+            "9001", OTHER, key="Other-Access-Key-2024", domains=["otro-ejemplo.com"]
+        )
     client = redis.Redis.from_url(settings["CREDRECOVERY_CELERY_BROKER"])
     yield client
     client.close()
@@ -77,7 +78,9 @@ def _events(path: Path) -> list[dict[str, Any]]:
 
 @pytest.mark.slow  # starts a Celery worker
 def test_fifty_replays_of_a_sealed_job_mail_once(
-    settings: dict[str, str], start_worker: StartWorker, broker: redis.Redis,
+    settings: dict[str, str],
+    start_worker: StartWorker,
+    broker: redis.Redis,
 ) -> None:
     """A job the broker holds 50 times (49 replays of its message) is mailed once."""
     _, service = build(settings)
@@ -95,7 +98,9 @@ def test_fifty_replays_of_a_sealed_job_mail_once(
 
 @pytest.mark.slow  # starts a Celery worker
 def test_a_failed_first_send_is_retried_and_a_later_replay_is_not_mailed(
-    settings: dict[str, str], start_worker: StartWorker, broker: redis.Redis,
+    settings: dict[str, str],
+    start_worker: StartWorker,
+    broker: redis.Redis,
 ) -> None:
     """A 451 first: the retry takes the job again and mails it; a replay after does not."""
     _, service = build(settings)
@@ -115,12 +120,19 @@ def test_a_failed_first_send_is_retried_and_a_later_replay_is_not_mailed(
 
 @pytest.mark.slow  # starts a Celery worker
 def test_a_worker_dead_between_claim_and_send_leaves_the_job_to_another(
-    settings: dict[str, str], start_worker: StartWorker, broker: redis.Redis, tmp_path: Path,
+    settings: dict[str, str],
+    start_worker: StartWorker,
+    broker: redis.Redis,
+    tmp_path: Path,
 ) -> None:
     """The claim a dead worker held runs out with its lease; the job's redelivery is mailed once."""
     mark, events = tmp_path / "crashed", tmp_path / "events.jsonl"
-    settings.update(CREDRECOVERY_CELERY_CRASH_MARK=str(mark), CREDRECOVERY_CELERY_LEASE="6",
-                    CREDRECOVERY_CELERY_VISIBILITY="1", CREDRECOVERY_CELERY_EVENTS=str(events))
+    settings.update(
+        CREDRECOVERY_CELERY_CRASH_MARK=str(mark),
+        CREDRECOVERY_CELERY_LEASE="6",
+        CREDRECOVERY_CELERY_VISIBILITY="1",
+        CREDRECOVERY_CELERY_EVENTS=str(events),
+    )
     _, service = build(settings)
     with running_smtp_server() as server:
         first = start_worker(server)
@@ -136,14 +148,17 @@ def test_a_worker_dead_between_claim_and_send_leaves_the_job_to_another(
         assert _records(broker) == {key: b"done"}
     # The second worker waited for the dead one's lease, and that wait is no attempt.
     # (The short visibility timeout also hands out copies of the waiting job: dropped.)
-    seen = [(e["event"], e["attempt"]) for e in _events(events)
-            if e["event"] != "delivery_duplicate"]
+    seen = [
+        (e["event"], e["attempt"]) for e in _events(events) if e["event"] != "delivery_duplicate"
+    ]
     assert seen == [("delivery_deferred", None), ("mail_sent", 1)]
 
 
 @pytest.mark.slow  # starts a Celery worker
 def test_the_records_name_no_address_no_secret_and_a_decoy_like_a_hit(
-    settings: dict[str, str], start_worker: StartWorker, broker: redis.Redis,
+    settings: dict[str, str],
+    start_worker: StartWorker,
+    broker: redis.Redis,
 ) -> None:
     """One key per job, hit or decoy alike: a keyed digest, "done", for token_max_age + 1 min."""
     _, service = build(settings)
@@ -172,14 +187,17 @@ def test_the_records_name_no_address_no_secret_and_a_decoy_like_a_hit(
 
 @pytest.mark.slow  # starts a Celery worker
 def test_a_mailer_raising_a_base_exception_does_not_stop_the_worker(
-    settings: dict[str, str], start_worker: StartWorker, tmp_path: Path,
+    settings: dict[str, str],
+    start_worker: StartWorker,
+    tmp_path: Path,
 ) -> None:
     """A mailer's BaseException is retried, then given up with a reason; later jobs go out."""
     events = tmp_path / "events.jsonl"
     settings.update(CREDRECOVERY_CELERY_RAISE_FIRST="4", CREDRECOVERY_CELERY_EVENTS=str(events))
     with SQLiteDirectory(settings["CREDRECOVERY_CELERY_DB"]) as directory:
-        directory.add_client("9001", OTHER, key="Other-Access-Key-2024",
-                             domains=["otro-ejemplo.com"])
+        directory.add_client(
+            "9001", OTHER, key="Other-Access-Key-2024", domains=["otro-ejemplo.com"]
+        )
     _, service = build(settings)
     with running_smtp_server() as server:
         worker = start_worker(server)
@@ -195,20 +213,24 @@ def test_a_mailer_raising_a_base_exception_does_not_stop_the_worker(
         assert worker.poll() is None
     failed = [e for e in _events(events) if e["event"] == "delivery_failed"]
     assert [(e["reason"], e["error"], e["attempt"]) for e in failed] == [
-        ("the mailer raised GreenTimeout", "GreenTimeout", 3)]
+        ("the mailer raised GreenTimeout", "GreenTimeout", 3)
+    ]
     assert [e["event"] for e in _events(events)].count("delivery_retry") == 3
 
 
 @pytest.mark.slow  # starts a Celery worker
 def test_a_job_older_than_token_max_age_is_refused(
-    settings: dict[str, str], start_worker: StartWorker, tmp_path: Path,
+    settings: dict[str, str],
+    start_worker: StartWorker,
+    tmp_path: Path,
 ) -> None:
     """A job the worker takes after token_max_age is given up, logged, and never mailed."""
     events = tmp_path / "events.jsonl"
     settings.update(CREDRECOVERY_CELERY_MAX_AGE="2", CREDRECOVERY_CELERY_EVENTS=str(events))
     with SQLiteDirectory(settings["CREDRECOVERY_CELERY_DB"]) as directory:
-        directory.add_client("9001", OTHER, key="Other-Access-Key-2024",
-                             domains=["otro-ejemplo.com"])
+        directory.add_client(
+            "9001", OTHER, key="Other-Access-Key-2024", domains=["otro-ejemplo.com"]
+        )
     _, service = build(settings)
     service.request("client_number", "9000")
     time.sleep(3.2)
@@ -228,8 +250,14 @@ def test_a_re_encoded_sealed_job_does_not_open(settings: dict[str, str]) -> None
     _, service = build(settings)
     delivery = service.delivery
     assert isinstance(delivery, CeleryDelivery)
-    job = ConfirmationJob(recipient=PRIMARY, name="Ana", language="en", sender="a@b.example",
-                          clients=(("9000", "binding"),), issued_at=time.time())
+    job = ConfirmationJob(
+        recipient=PRIMARY,
+        name="Ana",
+        language="en",
+        sender="a@b.example",
+        clients=(("9000", "binding"),),
+        issued_at=time.time(),
+    )
     sealed = delivery.seal(job)
     assert delivery.unseal(sealed) == job
     for variant in (sealed.rstrip("="), " " + sealed, sealed[:20] + "\n" + sealed[20:]):
@@ -240,11 +268,22 @@ def test_a_re_encoded_sealed_job_does_not_open(settings: dict[str, str]) -> None
 def test_every_key_order_names_a_job_alike(settings: dict[str, str]) -> None:
     """During a key rotation, workers with the keys in either order give a job one digest."""
     old_first = build({**settings, "CREDRECOVERY_CELERY_FALLBACK": "another-secret-" + "x" * 20})
-    new_first = build({**settings, "CREDRECOVERY_CELERY_SECRET": "another-secret-" + "x" * 20,
-                       "CREDRECOVERY_CELERY_FALLBACK": SECRET})
+    new_first = build(
+        {
+            **settings,
+            "CREDRECOVERY_CELERY_SECRET": "another-secret-" + "x" * 20,
+            "CREDRECOVERY_CELERY_FALLBACK": SECRET,
+        }
+    )
     sealers = [service.delivery._bound() for _, service in (old_first, new_first)]  # type: ignore[attr-defined]
-    job = ConfirmationJob(recipient=PRIMARY, name="Ana", language="en", sender="a@b.example",
-                          clients=(("9000", "binding"),), issued_at=time.time())
+    job = ConfirmationJob(
+        recipient=PRIMARY,
+        name="Ana",
+        language="en",
+        sender="a@b.example",
+        clients=(("9000", "binding"),),
+        issued_at=time.time(),
+    )
     for sealer in sealers:
         sealed = sealer.seal(job)
         (job_a, name_a), (job_b, name_b) = (other.open(sealed) for other in sealers)
@@ -256,14 +295,16 @@ def test_records_default_to_the_brokers_redis_and_otherwise_are_off_with_a_warni
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """Records live in the broker's or result backend's Redis; with neither, none, said once."""
+
     def delivery(app: Celery, **options: Any) -> CeleryDelivery:
         return CeleryDelivery(app, SMTPMailer("127.0.0.1", 25), **options)
 
     on_redis = delivery(Celery("a", broker="redis://127.0.0.1:6379/5"))
     assert isinstance(on_redis.records, RedisDeliveryRecords)
     assert on_redis.records.client.connection_pool.connection_kwargs["db"] == 5
-    backend = delivery(Celery("b", broker="amqp://guest@127.0.0.1//",
-                              backend="redis://127.0.0.1:6379/6"))
+    backend = delivery(
+        Celery("b", broker="amqp://guest@127.0.0.1//", backend="redis://127.0.0.1:6379/6")
+    )
     assert isinstance(backend.records, RedisDeliveryRecords)
     amqp = Celery("c", broker="amqp://guest:pw@127.0.0.1//")
     with caplog.at_level(logging.WARNING, logger="credrecovery"):

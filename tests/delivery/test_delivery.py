@@ -151,8 +151,13 @@ def test_messages_are_delivered_in_order(background: Callable[..., BackgroundMai
 def test_invalid_settings_are_refused() -> None:
     """Nonsense queue, retry or worker settings are a ValueError."""
     inner = RecordingMailer()
-    for options in [{"max_queue": 0}, {"max_attempts": 0}, {"backoff": -1.0},
-                    {"backoff": 10.0, "max_backoff": 1.0}, {"workers": 0}]:
+    for options in [
+        {"max_queue": 0},
+        {"max_attempts": 0},
+        {"backoff": -1.0},
+        {"backoff": 10.0, "max_backoff": 1.0},
+        {"workers": 0},
+    ]:
         with pytest.raises(ValueError):
             BackgroundMailer(inner, **options)
 
@@ -162,12 +167,16 @@ def test_invalid_settings_are_refused() -> None:
 
 @pytest.mark.parametrize(
     "error",
-    [DeliveryFailed("421 try later", temporary=True), OSError("connection reset"),
-     RuntimeError("a host mailer bug")],
+    [
+        DeliveryFailed("421 try later", temporary=True),
+        OSError("connection reset"),
+        RuntimeError("a host mailer bug"),
+    ],
     ids=["temporary-DeliveryFailed", "OSError", "other-exception"],
 )
 def test_temporary_failures_are_retried_until_delivered(
-    background: Callable[..., BackgroundMailer], caplog: pytest.LogCaptureFixture,
+    background: Callable[..., BackgroundMailer],
+    caplog: pytest.LogCaptureFixture,
     error: Exception,
 ) -> None:
     """A temporary failure, or any exception but a permanent DeliveryFailed, is retried."""
@@ -187,7 +196,8 @@ def test_temporary_failures_are_retried_until_delivered(
 
 
 def test_a_permanent_failure_is_not_retried(
-    background: Callable[..., BackgroundMailer], caplog: pytest.LogCaptureFixture,
+    background: Callable[..., BackgroundMailer],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """DeliveryFailed(temporary=False) is given up at once and logged at ERROR."""
     caplog.set_level(logging.INFO, logger="credrecovery")
@@ -207,7 +217,8 @@ def test_a_permanent_failure_is_not_retried(
 
 
 def test_gives_up_after_max_attempts(
-    background: Callable[..., BackgroundMailer], caplog: pytest.LogCaptureFixture,
+    background: Callable[..., BackgroundMailer],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """A message that keeps failing is tried max_attempts times, then logged at ERROR."""
     caplog.set_level(logging.INFO, logger="credrecovery")
@@ -220,7 +231,8 @@ def test_gives_up_after_max_attempts(
     assert inner.outbox == []
     failed = events(caplog, "delivery_failed")
     assert sorted(getattr(r, "message_id", "") for r in failed) == [
-        "<1@panel.example.com>", "<2@panel.example.com>"
+        "<1@panel.example.com>",
+        "<2@panel.example.com>",
     ]
     assert all(r.levelno == logging.ERROR and getattr(r, "attempt", None) == 3 for r in failed)
     assert mailer.pending == 0
@@ -238,8 +250,7 @@ def test_retry_backoff_doubles(clock: FakeClock, caplog: pytest.LogCaptureFixtur
     and no retry leaves before its wait is over."""
     caplog.set_level(logging.INFO, logger="credrecovery")
     inner = FlakyMailer(OSError("busy"), failures=4)
-    with BackgroundMailer(inner, clock=clock, backoff=1.0, max_attempts=5,
-                          workers=1) as mailer:
+    with BackgroundMailer(inner, clock=clock, backoff=1.0, max_attempts=5, workers=1) as mailer:
         mailer.send(message(1))
         for k in range(4):
             _until(lambda k=k: len(events(caplog, "delivery_retry")) == k + 1)
@@ -308,12 +319,12 @@ class SmallQueue(BackgroundMailer):
     """The service's background mailer, with a queue of two and no delay."""
 
     def __init__(self, mailer: Any, **options: Any) -> None:
-        super().__init__(mailer, max_queue=2, backoff=0.01, workers=1, delay=(0.0, 0.0),
-                         **options)
+        super().__init__(mailer, max_queue=2, backoff=0.01, workers=1, delay=(0.0, 0.0), **options)
 
 
 def test_the_service_answers_the_same_when_the_queue_is_full(
-    make_service: ServiceFactory, caplog: pytest.LogCaptureFixture,
+    make_service: ServiceFactory,
+    caplog: pytest.LogCaptureFixture,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A full queue drops the mail and logs it; the caller sees None either way."""
@@ -364,7 +375,8 @@ def test_flush_reports_whether_the_queue_drained(
 
 
 def test_close_delivers_what_is_queued_then_refuses(
-    background: Callable[..., BackgroundMailer], caplog: pytest.LogCaptureFixture,
+    background: Callable[..., BackgroundMailer],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """close() delivers the queue, stops the worker, and later sends raise DeliveryFailed."""
     caplog.set_level(logging.INFO, logger="credrecovery")
@@ -382,7 +394,8 @@ def test_close_delivers_what_is_queued_then_refuses(
 
 
 def test_close_logs_what_it_could_not_deliver(
-    background: Callable[..., BackgroundMailer], caplog: pytest.LogCaptureFixture,
+    background: Callable[..., BackgroundMailer],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """Messages still queued when close() times out are logged as dropped."""
     caplog.set_level(logging.INFO, logger="credrecovery")
@@ -432,12 +445,21 @@ def test_the_service_flushes_when_its_with_block_ends(
 
 
 def test_default_delivery_queues_requests_and_confirms_synchronously(
-    directory: MemoryDirectory, ctx: CryptContext, clock: FakeClock,
+    directory: MemoryDirectory,
+    ctx: CryptContext,
+    clock: FakeClock,
 ) -> None:
     """By default the confirmation mail is queued; the credentials mail is sent in confirm()."""
     inner = RecordingMailer(delay=0.1)
-    service = RecoveryService(directory, inner, secret_key=SECRET, confirm_url=CONFIRM_URL,
-                              sender=SENDER, crypt_context=ctx, clock=clock)
+    service = RecoveryService(
+        directory,
+        inner,
+        secret_key=SECRET,
+        confirm_url=CONFIRM_URL,
+        sender=SENDER,
+        crypt_context=ctx,
+        clock=clock,
+    )
     with service:
         assert service.request("domain", "ejemploxmundo.com.ar") is None
         assert inner.outbox == []
@@ -450,7 +472,8 @@ def test_default_delivery_queues_requests_and_confirms_synchronously(
 
 
 def test_sync_delivery_sends_during_the_request(
-    make_service: ServiceFactory, mailer: MemoryMailer,
+    make_service: ServiceFactory,
+    mailer: MemoryMailer,
 ) -> None:
     """With delivery='sync' the mail is in the outbox when request() returns."""
     service = make_service(delivery="sync")
@@ -517,8 +540,9 @@ def test_decoys_are_never_sent(make_service: ServiceFactory) -> None:
     """Misses and withheld requests reach no mailer, in the background or inline."""
     for delivery in ("background", "sync"):
         inner = RecordingMailer()
-        service = make_service(mailer=inner, delivery=delivery,
-                               rate_limits=RateLimits(per_identifier="1/hour"))
+        service = make_service(
+            mailer=inner, delivery=delivery, rate_limits=RateLimits(per_identifier="1/hour")
+        )
         service.request("domain", "nadie-aqui.com.ar")
         service.request("client_number", "9000")
         service.request("client_number", "9000")
@@ -604,7 +628,8 @@ def test_every_attempt_gets_a_fresh_message(
 
 
 def test_delivery_events_carry_the_reason(
-    background: Callable[..., BackgroundMailer], caplog: pytest.LogCaptureFixture,
+    background: Callable[..., BackgroundMailer],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """delivery_retry and delivery_failed name the reason and the SMTP codes, in text and extra."""
     caplog.set_level(logging.INFO, logger="credrecovery")
@@ -624,7 +649,8 @@ def test_delivery_events_carry_the_reason(
 
 
 def test_a_dropped_mail_says_why(
-    make_service: ServiceFactory, caplog: pytest.LogCaptureFixture,
+    make_service: ServiceFactory,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """A job the closed queue refuses is logged as mail_dropped with its reason."""
     caplog.set_level(logging.INFO, logger="credrecovery")
@@ -639,15 +665,21 @@ def test_a_dropped_mail_says_why(
 def test_a_queue_is_refused_as_the_mailer(directory: MemoryDirectory) -> None:
     """A queueing mailer passed as mailer raises ValueError: credentials must leave at once."""
     with pytest.raises(ValueError, match="delivery="):
-        RecoveryService(directory, BackgroundMailer(MemoryMailer()), secret_key=SECRET,
-                        confirm_url=CONFIRM_URL, sender=SENDER)
+        RecoveryService(
+            directory,
+            BackgroundMailer(MemoryMailer()),
+            secret_key=SECRET,
+            confirm_url=CONFIRM_URL,
+            sender=SENDER,
+        )
 
 
 # --- the test clock -------------------------------------------------------------------------
 
 
 def test_retries_wait_on_the_mailers_clock(
-    clock: FakeClock, caplog: pytest.LogCaptureFixture,
+    clock: FakeClock,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """On a test clock a retry is due only once the clock has moved past its backoff."""
     caplog.set_level(logging.INFO, logger="credrecovery")
@@ -666,7 +698,8 @@ def test_retries_wait_on_the_mailers_clock(
 
 
 def test_a_test_clock_keeps_delivery_in_threads(
-    make_service: ServiceFactory, clock: FakeClock,
+    make_service: ServiceFactory,
+    clock: FakeClock,
 ) -> None:
     """A delivery process cannot share the host's clock: "auto" stays in threads."""
     smtp = SMTPMailer("127.0.0.1", 1)  # picklable, so "auto" would pick a process
@@ -684,7 +717,9 @@ class MinuteDelay(BackgroundMailer):
 
 
 def test_the_services_clock_times_its_background_delay(
-    make_service: ServiceFactory, clock: FakeClock, monkeypatch: pytest.MonkeyPatch,
+    make_service: ServiceFactory,
+    clock: FakeClock,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The mailer the service builds counts its random delay on the service's clock."""
     monkeypatch.setattr("credrecovery.service.BackgroundMailer", MinuteDelay)
@@ -717,7 +752,8 @@ class DoomedMailer(RecordingMailer):
 
 
 def test_a_base_exception_is_retried_like_any_failure(
-    background: Callable[..., BackgroundMailer], caplog: pytest.LogCaptureFixture,
+    background: Callable[..., BackgroundMailer],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """A mailer raising a BaseException on its first sends gets them retried, then delivered."""
     caplog.set_level(logging.WARNING, logger="credrecovery")
@@ -728,11 +764,13 @@ def test_a_base_exception_is_retried_like_any_failure(
     assert mailer.flush(timeout=10)
     assert sorted(subjects(inner.outbox)) == ["message 0", "message 1", "message 2"]
     assert {r.reason for r in events(caplog, "delivery_retry")} == {  # type: ignore[attr-defined]
-        "the mailer raised GreenTimeout"}
+        "the mailer raised GreenTimeout"
+    }
 
 
 def test_no_worker_is_lost_to_what_a_mailer_raises(
-    background: Callable[..., BackgroundMailer], caplog: pytest.LogCaptureFixture,
+    background: Callable[..., BackgroundMailer],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """More BaseExceptions than workers: each is given up with a reason, and later mail leaves."""
     caplog.set_level(logging.ERROR, logger="credrecovery")

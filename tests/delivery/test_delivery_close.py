@@ -38,15 +38,27 @@ def server() -> Iterator[RunningSMTPServer]:
         yield running
 
 
-def service_with(directory: MemoryDirectory, ctx: CryptContext, mailer: Any,
-                 delivery: Any) -> RecoveryService:
-    return RecoveryService(directory, mailer, secret_key=SECRET, confirm_url=CONFIRM_URL,
-                           sender=SENDER, crypt_context=ctx, rate_limits=None, delivery=delivery)
+def service_with(
+    directory: MemoryDirectory, ctx: CryptContext, mailer: Any, delivery: Any
+) -> RecoveryService:
+    return RecoveryService(
+        directory,
+        mailer,
+        secret_key=SECRET,
+        confirm_url=CONFIRM_URL,
+        sender=SENDER,
+        crypt_context=ctx,
+        rate_limits=None,
+        delivery=delivery,
+    )
 
 
 def dropped(caplog: pytest.LogCaptureFixture) -> list[str]:
-    return [str(getattr(r, "reason", "")) for r in caplog.records
-            if getattr(r, "event", None) == "mail_dropped"]
+    return [
+        str(getattr(r, "reason", ""))
+        for r in caplog.records
+        if getattr(r, "event", None) == "mail_dropped"
+    ]
 
 
 def a_message() -> EmailMessage:
@@ -60,12 +72,20 @@ def a_message() -> EmailMessage:
 
 
 def a_job() -> ConfirmationJob:
-    return ConfirmationJob(recipient=PRIMARY, name="", language="en", sender=SENDER,
-                           clients=(("9000", "binding"),), issued_at=0.0)
+    return ConfirmationJob(
+        recipient=PRIMARY,
+        name="",
+        language="en",
+        sender=SENDER,
+        clients=(("9000", "binding"),),
+        issued_at=0.0,
+    )
 
 
 def test_a_closed_delivery_process_stays_closed(
-    server: RunningSMTPServer, directory: MemoryDirectory, ctx: CryptContext,
+    server: RunningSMTPServer,
+    directory: MemoryDirectory,
+    ctx: CryptContext,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """After close(), flush and pending start no new process; requests and sends are refused."""
@@ -104,7 +124,9 @@ def test_a_closed_thread_mailer_may_be_closed_again() -> None:
 
 
 def test_inline_delivery_refuses_after_close(
-    directory: MemoryDirectory, ctx: CryptContext, caplog: pytest.LogCaptureFixture,
+    directory: MemoryDirectory,
+    ctx: CryptContext,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """delivery="sync" sends within request() until close(), then drops and says why."""
     caplog.set_level(logging.INFO, logger="credrecovery")
@@ -125,7 +147,9 @@ def test_inline_delivery_refuses_after_close(
 
 
 def test_celery_delivery_refuses_after_close(
-    server: RunningSMTPServer, directory: MemoryDirectory, ctx: CryptContext,
+    server: RunningSMTPServer,
+    directory: MemoryDirectory,
+    ctx: CryptContext,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """A closed CeleryDelivery publishes nothing more; the service logs the drop."""

@@ -51,12 +51,15 @@ def _gone(pid: int) -> bool:
 
 
 def test_default_delivery_composes_and_sends_in_another_process(
-    make_service: MakeService, server: RunningSMTPServer, caplog: pytest.LogCaptureFixture,
+    make_service: MakeService,
+    server: RunningSMTPServer,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """With a mailer that pickles, mail leaves from a child process whose logs reach ours."""
     caplog.set_level(logging.INFO, logger="credrecovery")
-    service = make_service(mailer=SMTPMailer(server.host, server.port, timeout=5),
-                           delivery="background")
+    service = make_service(
+        mailer=SMTPMailer(server.host, server.port, timeout=5), delivery="background"
+    )
     assert isinstance(service.delivery, BackgroundMailer)
     child = service.delivery.process_id
     assert child is not None and child != os.getpid()
@@ -76,7 +79,9 @@ def test_default_delivery_composes_and_sends_in_another_process(
 
 
 def test_a_memory_mailer_stays_in_threads(
-    make_service: MakeService, mailer: MemoryMailer, caplog: pytest.LogCaptureFixture,
+    make_service: MakeService,
+    mailer: MemoryMailer,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """A MemoryMailer keeps its outbox here: delivery runs in threads, and says why."""
     caplog.set_level(logging.INFO, logger="credrecovery")
@@ -124,11 +129,13 @@ class SMTPSettingsMailer:
 
 
 def test_process_isolation_is_the_hosts_explicit_choice(
-    make_service: MakeService, server: RunningSMTPServer,
+    make_service: MakeService,
+    server: RunningSMTPServer,
 ) -> None:
     """isolation='process' moves a host's mailer to a child, which sends from its copy."""
-    delivery = BackgroundMailer(SMTPSettingsMailer(server.host, server.port),
-                                isolation="process", delay=(0.0, 0.0))
+    delivery = BackgroundMailer(
+        SMTPSettingsMailer(server.host, server.port), isolation="process", delay=(0.0, 0.0)
+    )
     service = make_service(delivery=delivery)
     assert delivery.process_id is not None
     service.request("client_number", "9000")
@@ -145,12 +152,13 @@ def test_process_isolation_refuses_a_mailer_that_cannot_cross(
 
 
 def test_a_dead_delivery_process_is_replaced(
-    make_service: MakeService, server: RunningSMTPServer, caplog: pytest.LogCaptureFixture,
+    make_service: MakeService,
+    server: RunningSMTPServer,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """When the child dies, the next job starts another one, and nothing after is lost."""
     caplog.set_level(logging.INFO, logger="credrecovery")
-    delivery = BackgroundMailer(SMTPMailer(server.host, server.port, timeout=5),
-                                delay=(0.0, 0.0))
+    delivery = BackgroundMailer(SMTPMailer(server.host, server.port, timeout=5), delay=(0.0, 0.0))
     service = make_service(delivery=delivery)
     first = delivery.process_id
     assert first is not None
@@ -166,15 +174,23 @@ def test_a_dead_delivery_process_is_replaced(
 
 
 def test_a_forked_process_starts_its_own_delivery_process(
-    directory: MemoryDirectory, server: RunningSMTPServer, ctx: CryptContext,
+    directory: MemoryDirectory,
+    server: RunningSMTPServer,
+    ctx: CryptContext,
 ) -> None:
     """A worker forked after the service was built (a preloading server) has its own child."""
-    delivery = BackgroundMailer(SMTPMailer(server.host, server.port, timeout=5),
-                                delay=(0.0, 0.0))
+    delivery = BackgroundMailer(SMTPMailer(server.host, server.port, timeout=5), delay=(0.0, 0.0))
     # The sync shell: preforking servers fork processes that run it.
-    service = RecoveryService(directory, MemoryMailer(), secret_key=SECRET,
-                              confirm_url=CONFIRM_URL, sender=SENDER, crypt_context=ctx,
-                              rate_limits=None, delivery=delivery)
+    service = RecoveryService(
+        directory,
+        MemoryMailer(),
+        secret_key=SECRET,
+        confirm_url=CONFIRM_URL,
+        sender=SENDER,
+        crypt_context=ctx,
+        rate_limits=None,
+        delivery=delivery,
+    )
     parents_child = delivery.process_id
     pid = os.fork()
     if pid == 0:  # the forked worker
@@ -205,7 +221,8 @@ ScriptMailer.__module__ = "__main__"
 
 
 def test_a_mailer_of_the_main_script_cannot_be_sent_to_a_process(
-    make_service: MakeService, monkeypatch: pytest.MonkeyPatch,
+    make_service: MakeService,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A mailer class of __main__ pickles but would not load elsewhere, and the error says so."""
     monkeypatch.setattr(sys.modules["__main__"], "ScriptMailer", ScriptMailer, raising=False)
@@ -221,12 +238,17 @@ ScriptLoader.__module__ = "__main__"
 
 
 def test_a_composer_that_cannot_cross_keeps_smtp_in_threads_and_says_why(
-    make_service: MakeService, server: RunningSMTPServer, caplog: pytest.LogCaptureFixture,
+    make_service: MakeService,
+    server: RunningSMTPServer,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """The library's SMTP mailer stays in threads when the composer cannot cross, naming it."""
     caplog.set_level(logging.WARNING, logger="credrecovery")
-    service = make_service(mailer=SMTPMailer(server.host, server.port, timeout=5),
-                           templates=ScriptLoader({}), delivery="background")
+    service = make_service(
+        mailer=SMTPMailer(server.host, server.port, timeout=5),
+        templates=ScriptLoader({}),
+        delivery="background",
+    )
     assert isinstance(service.delivery, BackgroundMailer)
     assert service.delivery.process_id is None
     [event] = _events(caplog, "delivery_in_thread")
@@ -255,12 +277,20 @@ class TimingOutMailer(SMTPSettingsMailer):
 
 
 def test_the_delivery_process_loses_no_worker_to_a_base_exception(
-    make_service: MakeService, server: RunningSMTPServer, caplog: pytest.LogCaptureFixture,
+    make_service: MakeService,
+    server: RunningSMTPServer,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """In the child too, BaseExceptions from the mailer are retried and every mail leaves."""
     caplog.set_level(logging.INFO, logger="credrecovery")
-    delivery = BackgroundMailer(TimingOutMailer(server.host, server.port), isolation="process",
-                                delay=(0.0, 0.0), backoff=0.01, workers=2, max_attempts=10)
+    delivery = BackgroundMailer(
+        TimingOutMailer(server.host, server.port),
+        isolation="process",
+        delay=(0.0, 0.0),
+        backoff=0.01,
+        workers=2,
+        max_attempts=10,
+    )
     service = make_service(delivery=delivery)
     for _ in range(3):
         service.request("client_number", "9000")

@@ -39,8 +39,9 @@ class BusyThenAccepting(RecordingHandler):
         self.busy = busy
         self.attempts: list[float] = []
 
-    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str,
-                          rcpt_options: list[str]) -> str:
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
+    ) -> str:
         self.attempts.append(time.monotonic())
         if len(self.attempts) <= self.busy:
             return BUSY
@@ -67,12 +68,19 @@ def events(caplog: pytest.LogCaptureFixture, name: str) -> list[logging.LogRecor
     return [r for r in caplog.records if getattr(r, "event", None) == name]
 
 
-def service_with(directory: MemoryDirectory, ctx: CryptContext, server: RunningSMTPServer,
-                 delivery: Any) -> RecoveryService:
+def service_with(
+    directory: MemoryDirectory, ctx: CryptContext, server: RunningSMTPServer, delivery: Any
+) -> RecoveryService:
     return RecoveryService(
-        directory, SMTPMailer(server.host, server.port, timeout=5), secret_key=SECRET,
-        confirm_url=CONFIRM_URL, sender=SENDER, crypt_context=ctx, rate_limits=None,
-        delivery=delivery)
+        directory,
+        SMTPMailer(server.host, server.port, timeout=5),
+        secret_key=SECRET,
+        confirm_url=CONFIRM_URL,
+        sender=SENDER,
+        crypt_context=ctx,
+        rate_limits=None,
+        delivery=delivery,
+    )
 
 
 # --- the policy itself --------------------------------------------------------------------------
@@ -82,7 +90,11 @@ def test_defaults_are_the_delivery_defaults_and_names_are_exported() -> None:
     """RetryPolicy() is what delivery did before it existed; both packages export it."""
     policy = RetryPolicy()
     assert (policy.max_attempts, policy.backoff, policy.max_backoff, policy.jitter) == (
-        5, 1.0, 300.0, 0.5)
+        5,
+        1.0,
+        300.0,
+        0.5,
+    )
     assert credrecovery.RetryPolicy is credrecovery.delivery.RetryPolicy is RetryPolicy
     assert BackgroundMailer(SMTPMailer("127.0.0.1")).retry == policy
     with pytest.raises(dataclasses.FrozenInstanceError):
@@ -114,10 +126,17 @@ def test_permanent_failures_and_the_last_attempt_give_up() -> None:
         policy.retry_after(0)
 
 
-@pytest.mark.parametrize("fields", [
-    {"max_attempts": 0}, {"backoff": -1.0}, {"backoff": 10.0, "max_backoff": 1.0},
-    {"jitter": -0.1}, {"jitter": 1.5}, {"backoff": float("nan")},
-])
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"max_attempts": 0},
+        {"backoff": -1.0},
+        {"backoff": 10.0, "max_backoff": 1.0},
+        {"jitter": -0.1},
+        {"jitter": 1.5},
+        {"backoff": float("nan")},
+    ],
+)
 def test_nonsense_is_refused(fields: dict[str, Any]) -> None:
     """Settings no delivery could follow are a ValueError at construction."""
     with pytest.raises(ValueError, match="retry settings"):
@@ -165,7 +184,8 @@ def test_background_mailer_waits_as_the_policy_says(server: RunningSMTPServer) -
 
 @pytest.mark.parametrize("server", [5], indirect=True)
 def test_background_mailer_gives_up_after_max_attempts(
-    server: RunningSMTPServer, caplog: pytest.LogCaptureFixture,
+    server: RunningSMTPServer,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """A server still busy after the last attempt: given up, logged once, nothing received."""
     caplog.set_level(logging.INFO, logger="credrecovery")
@@ -183,13 +203,19 @@ def test_background_mailer_gives_up_after_max_attempts(
 
 @pytest.mark.slow  # starts a delivery process
 def test_the_policy_crosses_to_the_delivery_process(
-    server: RunningSMTPServer, directory: MemoryDirectory, ctx: CryptContext,
+    server: RunningSMTPServer,
+    directory: MemoryDirectory,
+    ctx: CryptContext,
 ) -> None:
     """In a delivery process of its own, a confirmation mail is retried by the same policy."""
     handler = handler_of(server)
     smtp = SMTPMailer(server.host, server.port, timeout=5)
-    delivery = BackgroundMailer(smtp, retry=RetryPolicy(max_attempts=3, backoff=0.2, jitter=0),
-                                delay=(0.0, 0.0), isolation="process")
+    delivery = BackgroundMailer(
+        smtp,
+        retry=RetryPolicy(max_attempts=3, backoff=0.2, jitter=0),
+        delay=(0.0, 0.0),
+        isolation="process",
+    )
     with service_with(directory, ctx, server, delivery) as service:
         assert delivery.process_id is not None
         service.request("client_number", "9000")
@@ -211,11 +237,16 @@ def eager_app() -> Celery:
     return app
 
 
-@pytest.mark.parametrize(("server", "max_attempts", "received"),
-                         [(2, 3, 1), (2, 2, 0)], indirect=["server"])
+@pytest.mark.parametrize(
+    ("server", "max_attempts", "received"), [(2, 3, 1), (2, 2, 0)], indirect=["server"]
+)
 def test_celery_delivery_counts_attempts_by_the_policy(
-    server: RunningSMTPServer, directory: MemoryDirectory, ctx: CryptContext,
-    max_attempts: int, received: int, caplog: pytest.LogCaptureFixture,
+    server: RunningSMTPServer,
+    directory: MemoryDirectory,
+    ctx: CryptContext,
+    max_attempts: int,
+    received: int,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """Two 451s: delivered on the third attempt when allowed, given up after two otherwise."""
     caplog.set_level(logging.INFO, logger="credrecovery")

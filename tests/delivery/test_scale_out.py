@@ -111,8 +111,14 @@ def confirm_in_worker(
             SQLiteDirectory(location) if backend == "sqlite" else SQLAlchemyDirectory(location)
         )
         service = RecoveryService(
-            directory, FileMailer(outbox), secret_key=SECRET, confirm_url=CONFIRM_URL,
-            sender=SENDER, crypt_context=cheap_context(), rate_limits=None, delivery="sync",
+            directory,
+            FileMailer(outbox),
+            secret_key=SECRET,
+            confirm_url=CONFIRM_URL,
+            sender=SENDER,
+            crypt_context=cheap_context(),
+            rate_limits=None,
+            delivery="sync",
         )
         # Connect before the barrier, so that the race is on the confirmation itself.
         directory.find(IdentifierKind.CLIENT_NUMBER, "1001")
@@ -139,15 +145,23 @@ def test_eight_processes_confirm_one_token_once(
     directory.add_client("1001", "alice@example.com", key=old_key, domains=["alice.example"])
     mailer = MemoryMailer()
     with RecoveryService(
-        directory, mailer, secret_key=SECRET, confirm_url=CONFIRM_URL, sender=SENDER,
-        crypt_context=context, rate_limits=None, delivery="sync",
+        directory,
+        mailer,
+        secret_key=SECRET,
+        confirm_url=CONFIRM_URL,
+        sender=SENDER,
+        crypt_context=context,
+        rate_limits=None,
+        delivery="sync",
     ) as service:
         service.request("domain", "alice.example")
     token = token_from(mailer.outbox[0])
     # The workers reach the fresh schema through the URL alone.
-    url = sa.make_url(postgres.url).update_query_dict(
-        {"options": f"-csearch_path={postgres.name}", "connect_timeout": "5"}
-    ).render_as_string(hide_password=False)
+    url = (
+        sa.make_url(postgres.url)
+        .update_query_dict({"options": f"-csearch_path={postgres.name}", "connect_timeout": "5"})
+        .render_as_string(hide_password=False)
+    )
     outbox = tmp_path / "outbox"
     outbox.mkdir()
 
@@ -165,8 +179,14 @@ def test_four_processes_confirm_one_token_once_on_sqlite(tmp_path: Path) -> None
     directory.add_client("1001", "alice@example.com", key=old_key, domains=["alice.example"])
     mailer = MemoryMailer()
     with RecoveryService(
-        directory, mailer, secret_key=SECRET, confirm_url=CONFIRM_URL, sender=SENDER,
-        crypt_context=cheap_context(), rate_limits=None, delivery="sync",
+        directory,
+        mailer,
+        secret_key=SECRET,
+        confirm_url=CONFIRM_URL,
+        sender=SENDER,
+        crypt_context=cheap_context(),
+        rate_limits=None,
+        delivery="sync",
     ) as service:
         service.request("email", "alice@example.com")
     token = token_from(mailer.outbox[0])
@@ -180,7 +200,9 @@ def test_four_processes_confirm_one_token_once_on_sqlite(tmp_path: Path) -> None
 
 
 def assert_one_rotation(
-    outcomes: list[Any], outbox: Path, directory: SQLiteDirectory | SQLAlchemyDirectory,
+    outcomes: list[Any],
+    outbox: Path,
+    directory: SQLiteDirectory | SQLAlchemyDirectory,
     old_key: str,
 ) -> None:
     assert sorted(outcomes) == ["TokenAlreadyUsed"] * (len(outcomes) - 1) + ["confirmed"]
@@ -213,16 +235,27 @@ def request_in_worker(
     try:
         directory = MemoryDirectory(crypt_context=cheap_context())
         directory.add_client(
-            "9000", "ejemplo@ejemploxmundo.com.ar", key="Old-Access-Key-2024",
+            "9000",
+            "ejemplo@ejemploxmundo.com.ar",
+            key="Old-Access-Key-2024",
             domains=["ejemploxmundo.com.ar", "otro-ejemplo.com"],
         )
         limits = RateLimits(
-            per_requester="1000/hour", per_identifier="1000/hour", per_client="3/hour",
-            per_mailbox="3/hour", storage_uri=storage_uri,
+            per_requester="1000/hour",
+            per_identifier="1000/hour",
+            per_client="3/hour",
+            per_mailbox="3/hour",
+            storage_uri=storage_uri,
         )
         with RecoveryService(
-            directory, FileMailer(outbox), secret_key=secret, confirm_url=CONFIRM_URL,
-            sender=SENDER, crypt_context=cheap_context(), rate_limits=limits, delivery="sync",
+            directory,
+            FileMailer(outbox),
+            secret_key=secret,
+            confirm_url=CONFIRM_URL,
+            sender=SENDER,
+            crypt_context=cheap_context(),
+            rate_limits=limits,
+            delivery="sync",
         ) as service:
             barrier.wait(WORKERS_TIMEOUT)
             for i in range(REQUESTS_PER_WORKER):
@@ -319,8 +352,13 @@ def test_host_tables_recover_by_mapping_alone(postgres: pg.PostgresSchema) -> No
     mailer = MemoryMailer()
     try:
         with RecoveryService(
-            directory, mailer, secret_key=SECRET, confirm_url=CONFIRM_URL, sender=SENDER,
-            rate_limits=None, delivery="sync",
+            directory,
+            mailer,
+            secret_key=SECRET,
+            confirm_url=CONFIRM_URL,
+            sender=SENDER,
+            rate_limits=None,
+            delivery="sync",
         ) as service:
             service.request("domain", "Marta-Shop.Example")
             [confirmation_mail] = mailer.outbox

@@ -47,12 +47,16 @@ LOOKUPS = {
 # Each directory with each shell that drives it: an asyncio directory needs the
 # asyncio service. The tests parametrize ``shell`` themselves, with ``kind``.
 _PG = pytest.mark.postgres
-VARIANTS = pytest.mark.parametrize(("shell", "kind"), [
-    *[(shell, kind) for kind in ("memory", "sqlite") for shell in ("sync", "async")],
-    *[pytest.param(shell, "postgresql", marks=_PG) for shell in ("sync", "async")],
-    ("async", "async_sqlite"),
-    pytest.param("async", "async_postgresql", marks=_PG),
-], indirect=["shell"])
+VARIANTS = pytest.mark.parametrize(
+    ("shell", "kind"),
+    [
+        *[(shell, kind) for kind in ("memory", "sqlite") for shell in ("sync", "async")],
+        *[pytest.param(shell, "postgresql", marks=_PG) for shell in ("sync", "async")],
+        ("async", "async_sqlite"),
+        pytest.param("async", "async_postgresql", marks=_PG),
+    ],
+    indirect=["shell"],
+)
 
 
 class Recording:
@@ -90,10 +94,12 @@ class Accounts:
         assert isinstance(inner, AsyncShell), "an asyncio directory needs the asyncio shell"
         return inner._await(awaitable)
 
-    def add(self, number: str, email: str, domain: str, *, active: bool = True,
-            ctx: CryptContext) -> Client:
-        added: Client = self.call("add_client", number, email, key_hash=ctx.hash(KEY),
-                                  domains=[domain], active=active)
+    def add(
+        self, number: str, email: str, domain: str, *, active: bool = True, ctx: CryptContext
+    ) -> Client:
+        added: Client = self.call(
+            "add_client", number, email, key_hash=ctx.hash(KEY), domains=[domain], active=active
+        )
         return added
 
     def find(self, number: str) -> Client | None:
@@ -105,8 +111,9 @@ OpenAccounts = Callable[..., Accounts]
 
 
 @pytest.fixture
-def open_accounts(kind: str, tmp_path: Path, ctx: CryptContext,
-                  make_service: Callable[..., Any]) -> Iterator[OpenAccounts]:
+def open_accounts(
+    kind: str, tmp_path: Path, ctx: CryptContext, make_service: Callable[..., Any]
+) -> Iterator[OpenAccounts]:
     """Builds the ``kind`` directory and a service on it, with an open and a closed client."""
     with contextlib.ExitStack() as stack:
         made: list[Accounts] = []
@@ -123,13 +130,15 @@ def open_accounts(kind: str, tmp_path: Path, ctx: CryptContext,
             else:
                 schema = stack.enter_context(pg.fresh_schema())
                 if kind == "postgresql":
-                    directory = SQLAlchemyDirectory(schema.engine, crypt_context=ctx,
-                                                    create_schema=True)
+                    directory = SQLAlchemyDirectory(
+                        schema.engine, crypt_context=ctx, create_schema=True
+                    )
                 else:
                     url, connect_args = async_url(schema, "asyncpg")
                     directory = AsyncSQLAlchemyDirectory(
-                        create_async_engine(url, hide_parameters=True,
-                                            connect_args=connect_args), crypt_context=ctx)
+                        create_async_engine(url, hide_parameters=True, connect_args=connect_args),
+                        crypt_context=ctx,
+                    )
             accounts = Accounts(directory, make_service(directory=directory, **options))
             if kind == "async_postgresql":
                 accounts.awaited(directory.create_schema())
@@ -149,7 +158,8 @@ def open_accounts(kind: str, tmp_path: Path, ctx: CryptContext,
 
 @VARIANTS
 def test_a_request_for_a_closed_client_is_a_miss(
-    open_accounts: OpenAccounts, caplog: pytest.LogCaptureFixture,
+    open_accounts: OpenAccounts,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """By every kind, a closed client's request hands delivery the job a stranger's does.
 
@@ -175,7 +185,8 @@ def test_a_request_for_a_closed_client_is_a_miss(
 @VARIANTS
 @pytest.mark.key_modes("generate", "choose")
 def test_a_closed_clients_links_are_refused_as_a_strangers(
-    open_accounts: OpenAccounts, mailer: MemoryMailer,
+    open_accounts: OpenAccounts,
+    mailer: MemoryMailer,
 ) -> None:
     """A link mailed while open is refused once closed, as a stranger's; reopened, it works."""
     accounts = open_accounts()
@@ -201,7 +212,9 @@ def test_a_closed_clients_links_are_refused_as_a_strangers(
 
 @VARIANTS
 def test_a_closed_client_signs_in_as_nobody(
-    open_accounts: OpenAccounts, ctx: CryptContext, monkeypatch: pytest.MonkeyPatch,
+    open_accounts: OpenAccounts,
+    ctx: CryptContext,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The right key signs a closed client in to nothing, verifying what an unknown number
     verifies and never the client's own hash; change_key is refused alike."""
@@ -233,7 +246,9 @@ def test_a_closed_client_signs_in_as_nobody(
 
 @VARIANTS
 def test_a_shared_address_mails_its_open_clients_only(
-    open_accounts: OpenAccounts, mailer: MemoryMailer, ctx: CryptContext,
+    open_accounts: OpenAccounts,
+    mailer: MemoryMailer,
+    ctx: CryptContext,
 ) -> None:
     """One mail for the open clients of an address; none when every one is closed."""
     accounts = open_accounts()
@@ -262,7 +277,9 @@ class ClosedMidway(MemoryDirectory):
 
 @pytest.mark.key_modes("generate", "choose")
 def test_an_account_closed_during_confirmation_gets_no_key(
-    make_service: Callable[..., RecoveryService], mailer: MemoryMailer, ctx: CryptContext,
+    make_service: Callable[..., RecoveryService],
+    mailer: MemoryMailer,
+    ctx: CryptContext,
 ) -> None:
     """The swap is undone and no key leaves: the confirmation ends as a used link."""
     directory = ClosedMidway(crypt_context=ctx)
@@ -295,7 +312,9 @@ class HostDirectory:
 
 
 def test_a_host_directory_that_knows_no_closed_accounts_works_as_before(
-    make_service: Callable[..., RecoveryService], mailer: MemoryMailer, ctx: CryptContext,
+    make_service: Callable[..., RecoveryService],
+    mailer: MemoryMailer,
+    ctx: CryptContext,
 ) -> None:
     """Its clients are open: mailed, confirmed, signed in."""
     directory = HostDirectory(ctx)

@@ -29,7 +29,8 @@ def _wrong(code: str) -> str:
 
 
 def test_wrong_codes_count_toward_failed_confirmations(
-    make_service: MakeService, mailer: MemoryMailer,
+    make_service: MakeService,
+    mailer: MemoryMailer,
 ) -> None:
     """Bad codes, like bad tokens, spend the requester's failed_confirmations."""
     service = make_service(rate_limits=RateLimits(failed_confirmations="2/minute"))
@@ -57,7 +58,8 @@ def test_request_code_counts_toward_the_request_limits(make_service: MakeService
 
 
 def test_a_withheld_mail_still_returns_a_ticket(
-    make_service: MakeService, mailer: MemoryMailer,
+    make_service: MakeService,
+    mailer: MemoryMailer,
 ) -> None:
     """Over per_client nothing is mailed, yet the ticket looks like any other."""
     service = make_service(rate_limits=RateLimits(per_client="1/hour"))
@@ -69,11 +71,17 @@ def test_a_withheld_mail_still_returns_a_ticket(
 
 
 def test_attempts_are_shared_by_services_on_one_redis(
-    make_service: MakeService, mailer: MemoryMailer, redis_url: str,  # noqa: F811
+    make_service: MakeService,
+    mailer: MemoryMailer,
+    redis_url: str,  # noqa: F811
 ) -> None:
     """Two workers on one Redis: wrong codes typed on either kill the ticket on both."""
-    limits = RateLimits(storage_uri=redis_url, failed_confirmations="100/minute",
-                        per_client="100/hour", per_mailbox="100/hour")
+    limits = RateLimits(
+        storage_uri=redis_url,
+        failed_confirmations="100/minute",
+        per_client="100/hour",
+        per_mailbox="100/hour",
+    )
     one, two = make_service(rate_limits=limits), make_service(rate_limits=limits)
     ticket = one.request_code("domain", DOMAIN)
     code = code_from(mailer.outbox[-1])
@@ -96,7 +104,9 @@ def test_attempts_are_shared_by_services_on_one_redis(
 
 
 def test_no_code_ticket_or_key_in_logs_or_reprs(
-    make_service: MakeService, mailer: MemoryMailer, caplog: pytest.LogCaptureFixture,
+    make_service: MakeService,
+    mailer: MemoryMailer,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """Every record of a full run, with its extra fields, and every repr hold none of them."""
     caplog.set_level(logging.DEBUG, logger="credrecovery")
@@ -110,10 +120,14 @@ def test_no_code_ticket_or_key_in_logs_or_reprs(
         service.confirm_code(ticket, code, requester=REQUESTER)
     key = key_from(mailer.outbox[-1])
     nonce = service.codes.read(ticket).nonce
-    secrets = {ticket, code, code.replace("-", ""), key, _wrong(code), nonce,
-               *ticket.split(".")}
-    seen = [repr(service), repr(service.codes), repr(confirmation), str(caught.value),
-            repr(caught.value)]
+    secrets = {ticket, code, code.replace("-", ""), key, _wrong(code), nonce, *ticket.split(".")}
+    seen = [
+        repr(service),
+        repr(service.codes),
+        repr(confirmation),
+        str(caught.value),
+        repr(caught.value),
+    ]
     for record in caplog.records:
         seen.append(record.getMessage())
         seen.extend(repr(value) for value in vars(record).values())
@@ -123,7 +137,8 @@ def test_no_code_ticket_or_key_in_logs_or_reprs(
 
 
 def test_code_flows_report_their_events(
-    make_service: MakeService, mailer: MemoryMailer,
+    make_service: MakeService,
+    mailer: MemoryMailer,
 ) -> None:
     """requested (hit, miss), rejected wrong_code, confirmed code: never a code in a field."""
     events: list[Event] = []
@@ -136,9 +151,13 @@ def test_code_flows_report_their_events(
     service.confirm_code(ticket, code)
     assert service.flush(10)
     seen = [(e.kind, e.reason) for e in events]
-    for expected in ((EventKind.REQUESTED, "hit"), (EventKind.REQUESTED, "miss"),
-                     (EventKind.REJECTED, "wrong_code"), (EventKind.CONFIRMED, "code"),
-                     (EventKind.KEY_CHANGED, "generated")):
+    for expected in (
+        (EventKind.REQUESTED, "hit"),
+        (EventKind.REQUESTED, "miss"),
+        (EventKind.REJECTED, "wrong_code"),
+        (EventKind.CONFIRMED, "code"),
+        (EventKind.KEY_CHANGED, "generated"),
+    ):
         assert expected in seen
     confirmed = next(e for e in events if e.kind is EventKind.CONFIRMED)
     assert confirmed.number == "9000"

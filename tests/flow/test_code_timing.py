@@ -21,9 +21,13 @@ SAMPLES = 300
 ATTEMPTS = 3
 ALPHA = 0.01
 TOLERANCE = 0.03
-GENEROUS = RateLimits(per_requester="1000000/minute", per_identifier="1000000/minute",
-                      per_client="1000000/minute", per_mailbox="1000000/minute",
-                      failed_confirmations="1000000/minute")
+GENEROUS = RateLimits(
+    per_requester="1000000/minute",
+    per_identifier="1000000/minute",
+    per_client="1000000/minute",
+    per_mailbox="1000000/minute",
+    failed_confirmations="1000000/minute",
+)
 
 
 class Drop:
@@ -69,14 +73,16 @@ def clients(directory: MemoryDirectory) -> list[str]:
     domains = []
     for n in range(SAMPLES):
         domain = f"client-{n:03d}.example"
-        directory.add_client(str(10000 + n), f"c{n:03d}@example.com", key="Key-Of-Client-1",
-                             domains=[domain])
+        directory.add_client(
+            str(10000 + n), f"c{n:03d}@example.com", key="Key-Of-Client-1", domains=[domain]
+        )
         domains.append(domain)
     return domains
 
 
 def test_request_code_costs_the_same_for_a_hit_and_a_miss(
-    make_service: Callable[..., Any], clients: list[str],
+    make_service: Callable[..., Any],
+    clients: list[str],
 ) -> None:
     """Interleaved at random, requests naming a client and naming nobody are alike."""
     service = make_service(delivery=Drop(), rate_limits=GENEROUS)
@@ -99,15 +105,18 @@ def test_request_code_costs_the_same_for_a_hit_and_a_miss(
 
 
 def test_a_code_costs_the_same_on_a_hits_ticket_and_a_miss(
-    make_service: Callable[..., Any], clients: list[str],
+    make_service: Callable[..., Any],
+    clients: list[str],
 ) -> None:
     """A wrong code on a client's ticket and a code on nobody's ticket are alike."""
     service = make_service(delivery=Drop(), rate_limits=GENEROUS)
 
     def measure() -> dict[bool, list[float]]:
         plan = [(True, service.request_code("domain", domain)) for domain in clients]
-        plan += [(False, service.request_code("domain", domain.replace("client-", "nobody-")))
-                 for domain in clients]
+        plan += [
+            (False, service.request_code("domain", domain.replace("client-", "nobody-")))
+            for domain in clients
+        ]
         random.shuffle(plan)
         durations: dict[bool, list[float]] = {True: [], False: []}
         for hit, ticket in plan:

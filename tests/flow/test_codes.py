@@ -55,7 +55,9 @@ def _stored_hash(directory: MemoryDirectory) -> str:
 
 
 def test_a_typed_code_recovers_the_account(
-    make_service: MakeService, mailer: MemoryMailer, key_mode: str,
+    make_service: MakeService,
+    mailer: MemoryMailer,
+    key_mode: str,
 ) -> None:
     """The code mailed to the primary address checks, then confirms: the new key signs in."""
     service = make_service()
@@ -74,15 +76,22 @@ def test_a_typed_code_recovers_the_account(
     key = key_from(mailer.outbox[-1])
     assert service.authenticate(NUMBER, key) is not None
     assert service.authenticate(NUMBER, OLD_KEY) is None
-    promise = ("To choose a new access key" if key_mode == "choose"
-               else "To get your client number and a new access key")
+    promise = (
+        "To choose a new access key"
+        if key_mode == "choose"
+        else "To get your client number and a new access key"
+    )
     assert promise in _text(mail)
 
 
-@pytest.mark.parametrize("kind, value", [("client_number", NUMBER), ("email",
-                                                                        "EJEMPLO@ejemploxmundo.com.ar")])
+@pytest.mark.parametrize(
+    "kind, value", [("client_number", NUMBER), ("email", "EJEMPLO@ejemploxmundo.com.ar")]
+)
 def test_every_kind_of_identifier_gets_a_code(
-    make_service: MakeService, mailer: MemoryMailer, kind: str, value: str,
+    make_service: MakeService,
+    mailer: MemoryMailer,
+    kind: str,
+    value: str,
 ) -> None:
     """The ticket names the client however it was asked for; the value is normalized."""
     service = make_service()
@@ -96,9 +105,14 @@ def test_typing_is_forgiving(make_service: MakeService, mailer: MemoryMailer) ->
     ticket = service.request_code("domain", DOMAIN)
     code = code_from(mailer.outbox[-1])
     plain = code.replace("-", "")
-    for typed in (code.lower(), plain, f" {plain[:4]} {plain[4:]} ",
-                  f"{plain[:4]}\u2013{plain[4:]}", " ".join(plain),
-                  code.lower().replace("-", " - ")):
+    for typed in (
+        code.lower(),
+        plain,
+        f" {plain[:4]} {plain[4:]} ",
+        f"{plain[:4]}\u2013{plain[4:]}",
+        " ".join(plain),
+        code.lower().replace("-", " - "),
+    ):
         assert service.check_code(ticket, typed).number == NUMBER
     for typed in ("", plain[:7], plain + "C", "0" + plain[1:], "código", code + "\n" * 100):
         with pytest.raises(InvalidCode):
@@ -106,7 +120,8 @@ def test_typing_is_forgiving(make_service: MakeService, mailer: MemoryMailer) ->
 
 
 def test_the_ticket_of_a_miss_is_a_hits_twin(
-    make_service: MakeService, mailer: MemoryMailer,
+    make_service: MakeService,
+    mailer: MemoryMailer,
 ) -> None:
     """A miss returns a ticket of the same length and mails nothing; every code on it,
     the real code of a hit included, is refused exactly as a wrong code is."""
@@ -127,7 +142,8 @@ def test_the_ticket_of_a_miss_is_a_hits_twin(
 
 
 def test_a_code_of_another_ticket_is_refused(
-    make_service: MakeService, mailer: MemoryMailer,
+    make_service: MakeService,
+    mailer: MemoryMailer,
 ) -> None:
     """Each request has codes of its own: one ticket's code is wrong for another."""
     service = make_service()
@@ -146,7 +162,8 @@ def test_a_code_of_another_ticket_is_refused(
 
 
 def test_the_third_wrong_code_kills_the_ticket(
-    make_service: MakeService, mailer: MemoryMailer,
+    make_service: MakeService,
+    mailer: MemoryMailer,
 ) -> None:
     """After three wrong codes even the right one is refused; a new request starts afresh."""
     assert MAX_CODE_ATTEMPTS == 3
@@ -179,7 +196,8 @@ def test_right_codes_spend_no_attempt(make_service: MakeService, mailer: MemoryM
 
 
 def test_rate_limits_off_still_count_attempts(
-    make_service: MakeService, mailer: MemoryMailer,
+    make_service: MakeService,
+    mailer: MemoryMailer,
 ) -> None:
     """rate_limits=None turns the limits off, never the attempts a ticket has."""
     service = make_service(rate_limits=None)
@@ -196,7 +214,9 @@ def test_rate_limits_off_still_count_attempts(
 
 
 def test_codes_expire_after_fifteen_minutes_by_default(
-    make_service: MakeService, mailer: MemoryMailer, clock: FakeClock,
+    make_service: MakeService,
+    mailer: MemoryMailer,
+    clock: FakeClock,
 ) -> None:
     """The mail says 15 minutes; a second past them the ticket is TokenExpired."""
     service = make_service()
@@ -215,7 +235,9 @@ def test_codes_expire_after_fifteen_minutes_by_default(
 
 
 def test_code_max_age_is_configurable(
-    make_service: MakeService, mailer: MemoryMailer, clock: FakeClock,
+    make_service: MakeService,
+    mailer: MemoryMailer,
+    clock: FakeClock,
 ) -> None:
     """code_max_age sets the codes' life and the mail's wording; links keep theirs."""
     service = make_service(code_max_age=timedelta(minutes=3))
@@ -236,7 +258,8 @@ def test_code_max_age_is_configurable(
 
 
 def test_a_confirmed_code_kills_every_other_code_and_link(
-    make_service: MakeService, mailer: MemoryMailer,
+    make_service: MakeService,
+    mailer: MemoryMailer,
 ) -> None:
     """The new key changes the binding: earlier links, other tickets and this code all die."""
     service = make_service()
@@ -257,7 +280,8 @@ def test_a_confirmed_code_kills_every_other_code_and_link(
 
 
 def test_a_confirmed_link_kills_the_codes(
-    make_service: MakeService, mailer: MemoryMailer,
+    make_service: MakeService,
+    mailer: MemoryMailer,
 ) -> None:
     """Whichever way the key was replaced, the codes mailed before are dead."""
     service = make_service()
@@ -270,7 +294,9 @@ def test_a_confirmed_link_kills_the_codes(
 
 
 def test_concurrent_confirmations_of_one_code_rotate_once(
-    make_service: MakeService, mailer: MemoryMailer, directory: MemoryDirectory,
+    make_service: MakeService,
+    mailer: MemoryMailer,
+    directory: MemoryDirectory,
     ctx: CryptContext,
 ) -> None:
     """Of eight threads confirming one code, one wins; the others get InvalidCode."""
@@ -317,7 +343,8 @@ class FlakyMailer(MemoryMailer):
 
 
 def test_a_failed_credentials_mail_leaves_the_code_working(
-    make_service: MakeService, directory: MemoryDirectory,
+    make_service: MakeService,
+    directory: MemoryDirectory,
 ) -> None:
     """The previous key is put back, DeliveryFailed raised, and the same code confirms later."""
     flaky = FlakyMailer()
@@ -340,7 +367,9 @@ def test_a_failed_credentials_mail_leaves_the_code_working(
 
 
 def test_a_shared_address_gets_one_code_per_client(
-    make_service: MakeService, mailer: MemoryMailer, directory: MemoryDirectory,
+    make_service: MakeService,
+    mailer: MemoryMailer,
+    directory: MemoryDirectory,
 ) -> None:
     """One mail lists each client number with a code of its own; each code rotates its client."""
     shared = "agencia@ejemploxmundo.com.ar"
@@ -364,14 +393,17 @@ def test_a_shared_address_gets_one_code_per_client(
 
 
 def test_codes_survive_a_signing_key_rotation(
-    make_service: MakeService, mailer: MemoryMailer,
+    make_service: MakeService,
+    mailer: MemoryMailer,
 ) -> None:
     """A ticket and code made under the old key confirm on a service that only verifies it."""
     old = make_service(secret_key="an-old-secret-key-0123456789abcdef")
     ticket = old.request_code("domain", DOMAIN)
     code = code_from(mailer.outbox[-1])
-    new = make_service(secret_key="a-new-secret-key-0123456789abcdef!",
-                       fallback_secret_keys=["an-old-secret-key-0123456789abcdef"])
+    new = make_service(
+        secret_key="a-new-secret-key-0123456789abcdef!",
+        fallback_secret_keys=["an-old-secret-key-0123456789abcdef"],
+    )
     assert new.check_code(ticket, code).number == NUMBER
     stranger = make_service(secret_key="a-new-secret-key-0123456789abcdef!")
     with pytest.raises(InvalidCode):
@@ -381,12 +413,20 @@ def test_codes_survive_a_signing_key_rotation(
 # --- a tampered ticket ---------------------------------------------------------------------
 
 
-@settings(max_examples=examples(40), deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(position=st.integers(0, 10_000), replacement=st.characters(codec="utf-8"),
-       cut=st.integers(0, 3))
+@settings(
+    max_examples=examples(40),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(
+    position=st.integers(0, 10_000), replacement=st.characters(codec="utf-8"), cut=st.integers(0, 3)
+)
 def test_a_tampered_ticket_is_refused_even_with_the_right_code(
-    make_service: MakeService, mailer: MemoryMailer, position: int, replacement: str, cut: int,
+    make_service: MakeService,
+    mailer: MemoryMailer,
+    position: int,
+    replacement: str,
+    cut: int,
 ) -> None:
     """Any changed, cut or lengthened ticket is InvalidCode, whatever code comes with it."""
     service = make_service()
@@ -395,8 +435,8 @@ def test_a_tampered_ticket_is_refused_even_with_the_right_code(
     position %= len(ticket)
     if replacement == ticket[position]:
         replacement = "A" if ticket[position] != "A" else "B"
-    forged = ticket[:position] + replacement + ticket[position + 1:]
-    for candidate in (forged, ticket[:len(ticket) - cut - 1], ticket + replacement * (cut + 1)):
+    forged = ticket[:position] + replacement + ticket[position + 1 :]
+    for candidate in (forged, ticket[: len(ticket) - cut - 1], ticket + replacement * (cut + 1)):
         with pytest.raises(InvalidCode):
             service.check_code(candidate, code)
     assert service.check_code(ticket, code).number == NUMBER

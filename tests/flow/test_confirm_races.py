@@ -21,7 +21,7 @@ from credrecovery import (
     RecoveryService,
     TokenAlreadyUsed,
 )
-from credrecovery import _core as core_module
+from credrecovery._flow import rotation as core_module
 from credrecovery.memory import MemoryDirectory, MemoryMailer
 from helpers import OLD_KEY, key_from, token_from
 
@@ -103,7 +103,10 @@ def _token(service: RecoveryService, outbox: list[Any]) -> str:
 
 
 def test_an_address_changed_while_hashing_gets_no_key(
-    make_service: MakeService, accounts: Accounts, ctx: CryptContext, mailer: MemoryMailer,
+    make_service: MakeService,
+    accounts: Accounts,
+    ctx: CryptContext,
+    mailer: MemoryMailer,
 ) -> None:
     """If the primary address changes during confirm(), the old hash is back; nothing is mailed."""
     hooked = HookedContext(ctx, lambda: accounts.set_email("9000", "new@ejemploxmundo.com.ar"))
@@ -122,7 +125,9 @@ class GreenTimeout(BaseException):
 
 @pytest.mark.parametrize("error", [KeyboardInterrupt(), SystemExit(3), GreenTimeout()])
 def test_any_base_exception_from_the_mailer_rolls_back(
-    error: BaseException, make_service: MakeService, accounts: Accounts,
+    error: BaseException,
+    make_service: MakeService,
+    accounts: Accounts,
 ) -> None:
     """KeyboardInterrupt, SystemExit or a green-thread timeout restore the old key, then raise."""
     mailer = RaisingMailer(error)
@@ -139,7 +144,9 @@ def test_any_base_exception_from_the_mailer_rolls_back(
 
 
 def test_concurrent_confirmations_of_one_link_hash_once(
-    make_service: MakeService, directory: MemoryDirectory, mailer: MemoryMailer,
+    make_service: MakeService,
+    directory: MemoryDirectory,
+    mailer: MemoryMailer,
     ctx: CryptContext,
 ) -> None:
     """Sixteen simultaneous POSTs of one link hash one key; the fifteen losers hash nothing."""
@@ -176,11 +183,15 @@ def test_concurrent_confirmations_of_one_link_hash_once(
 
 
 def test_failed_confirmations_are_counted_then_decided(
-    make_service: MakeService, accounts: Accounts, mailer: MemoryMailer,
+    make_service: MakeService,
+    accounts: Accounts,
+    mailer: MemoryMailer,
 ) -> None:
     """Forty bad links at once from one requester: twenty refused as bad, twenty rate limited."""
-    service = make_service(directory=accounts, rate_limits=RateLimits(
-        failed_confirmations="20/minute", per_requester="1000/minute"))
+    service = make_service(
+        directory=accounts,
+        rate_limits=RateLimits(failed_confirmations="20/minute", per_requester="1000/minute"),
+    )
     used = _token(service, mailer.outbox)
     service.confirm(used)  # from here on the link is used up
     accounts.find_barrier = threading.Barrier(40)
@@ -206,7 +217,9 @@ def test_failed_confirmations_are_counted_then_decided(
 
 @pytest.mark.key_modes("generate")  # a chosen key is the caller's, in its frames by design
 def test_a_failed_restore_leaves_no_key_in_any_frame(
-    make_service: MakeService, accounts: Accounts, monkeypatch: pytest.MonkeyPatch,
+    make_service: MakeService,
+    accounts: Accounts,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """When the mail and the restore both fail, no frame of the traceback holds the new key."""
     made: list[str] = []

@@ -82,8 +82,12 @@ def stored_hash(directory: MemoryDirectory) -> str:
 
 @pytest.mark.key_modes("generate", "choose")
 def test_a_full_run_reports_every_outcome_in_order_and_no_secret(
-        make_service: MakeService, directory: MemoryDirectory, mailer: MemoryMailer,
-        clock: FakeClock, key_mode: str) -> None:
+    make_service: MakeService,
+    directory: MemoryDirectory,
+    mailer: MemoryMailer,
+    clock: FakeClock,
+    key_mode: str,
+) -> None:
     """Requests, confirmations, refusals, sign-ins, a key change and a support link: each
     is one event, in order, stamped on the service's clock, and no field of any event
     holds a token, a key, a hash, the secret or a typed identifier."""
@@ -122,30 +126,37 @@ def test_a_full_run_reports_every_outcome_in_order_and_no_secret(
     mailed = "credentials" if key_mode == "generate" else "key_change_notice"
     changed = "generated" if key_mode == "generate" else "chosen"
     assert seen.outcomes() == [
-        ("mailed", "confirmation", NUMBER), ("requested", "hit", NUMBER),
+        ("mailed", "confirmation", NUMBER),
+        ("requested", "hit", NUMBER),
         ("requested", "miss", None),
-        ("mailed", mailed, NUMBER), ("key_changed", changed, NUMBER),
+        ("mailed", mailed, NUMBER),
+        ("key_changed", changed, NUMBER),
         ("confirmed", "link", NUMBER),
         ("rejected", "used", NUMBER),
         ("rejected", "invalid", None),
-        ("mailed", "confirmation", NUMBER), ("requested", "hit", NUMBER),
+        ("mailed", "confirmation", NUMBER),
+        ("requested", "hit", NUMBER),
         ("rejected", "expired", None),
         ("signed_in", None, NUMBER),
         ("signin_failed", "wrong_key", NUMBER),
         ("signin_failed", "unknown", None),
-        ("mailed", "key_change_notice", NUMBER), ("key_changed", "chosen", NUMBER),
-        ("mailed", "confirmation", NUMBER), ("issued", "mailed", NUMBER),
+        ("mailed", "key_change_notice", NUMBER),
+        ("key_changed", "chosen", NUMBER),
+        ("mailed", "confirmation", NUMBER),
+        ("issued", "mailed", NUMBER),
     ]
     for event in seen.events:
         assert event.time.utcoffset() == timedelta(0)
         assert event.time.timestamp() in stamps
         assert event.kind in REASONS and event.reason in REASONS[event.kind]
-        expected_requester = None if event.kind in (
-            EventKind.MAILED, EventKind.ISSUED) else REQUESTER
+        expected_requester = (
+            None if event.kind in (EventKind.MAILED, EventKind.ISSUED) else REQUESTER
+        )
         assert event.requester == expected_requester, event
         assert event.operator == ("support-ana" if event.kind is EventKind.ISSUED else None)
         shown = [repr(event), str(event)] + [
-            str(getattr(event, field.name)) for field in dataclasses.fields(event)]
+            str(getattr(event, field.name)) for field in dataclasses.fields(event)
+        ]
         for text in shown:
             for secret in secrets:
                 assert secret not in text, (event.kind, secret[:8])
@@ -154,8 +165,12 @@ def test_a_full_run_reports_every_outcome_in_order_and_no_secret(
 def test_limits_report_their_refusals(make_service: MakeService) -> None:
     """Refused by a limit: a request, a confirmation and a sign-in each say so."""
     seen = Seen()
-    limits = RateLimits(per_requester="1/hour", failed_confirmations="1/hour",
-                        failed_signins="1/hour", storage_uri="memory://")
+    limits = RateLimits(
+        per_requester="1/hour",
+        failed_confirmations="1/hour",
+        failed_signins="1/hour",
+        storage_uri="memory://",
+    )
     service = make_service(on_event=seen, rate_limits=limits)
     service.request("domain", DOMAIN, requester=REQUESTER)
     with pytest.raises(RateLimited):
@@ -169,7 +184,8 @@ def test_limits_report_their_refusals(make_service: MakeService) -> None:
         service.authenticate(NUMBER, "wrong", requester=REQUESTER)
     assert service.flush(10)
     assert seen.outcomes() == [
-        ("mailed", "confirmation", NUMBER), ("requested", "hit", NUMBER),
+        ("mailed", "confirmation", NUMBER),
+        ("requested", "hit", NUMBER),
         ("requested", "rate_limited", None),
         ("rejected", "invalid", None),
         ("rejected", "rate_limited", None),
@@ -216,8 +232,7 @@ def test_a_slow_hook_for_hits_slows_no_request(make_service: MakeService) -> Non
     assert handled.count("hit") == 3 and handled.count("miss") == 3
 
 
-def test_flush_waits_for_the_hook_and_close_hands_over_the_rest(
-        make_service: MakeService) -> None:
+def test_flush_waits_for_the_hook_and_close_hands_over_the_rest(make_service: MakeService) -> None:
     """flush() waits for queued events (False on timeout); close() hands them over, then
     the hook hears nothing more."""
     seen = Seen()
@@ -245,8 +260,8 @@ def test_flush_waits_for_the_hook_and_close_hands_over_the_rest(
 
 
 def test_a_failing_hook_is_logged_and_changes_nothing(
-        make_service: MakeService, mailer: MemoryMailer,
-        caplog: pytest.LogCaptureFixture) -> None:
+    make_service: MakeService, mailer: MemoryMailer, caplog: pytest.LogCaptureFixture
+) -> None:
     """What the hook raises is logged at ERROR as hook_failed, with its type only; the
     calls answer as they would, and the next events still reach the hook."""
     seen = Seen()
@@ -279,7 +294,8 @@ def test_a_hook_that_is_not_callable_is_refused(make_service: MakeService) -> No
 
 
 def test_an_async_service_awaits_a_coroutine_hook_on_its_loop(
-        directory: MemoryDirectory, mailer: MemoryMailer, ctx: Any) -> None:
+    directory: MemoryDirectory, mailer: MemoryMailer, ctx: Any
+) -> None:
     """A coroutine hook is awaited on the service's own event loop, off the request's path."""
     ran_on: list[asyncio.AbstractEventLoop] = []
     handled: list[Event] = []
@@ -292,9 +308,16 @@ def test_an_async_service_awaits_a_coroutine_hook_on_its_loop(
 
     async def main() -> tuple[float, asyncio.AbstractEventLoop]:
         async with AsyncRecoveryService(
-                directory, mailer, secret_key=SECRET, confirm_url=CONFIRM_URL, sender=SENDER,
-                crypt_context=ctx, delivery="sync", rate_limits=None,
-                on_event=audit) as service:
+            directory,
+            mailer,
+            secret_key=SECRET,
+            confirm_url=CONFIRM_URL,
+            sender=SENDER,
+            crypt_context=ctx,
+            delivery="sync",
+            rate_limits=None,
+            on_event=audit,
+        ) as service:
             started = time.perf_counter()
             await service.request("domain", DOMAIN)
             took = time.perf_counter() - started
@@ -311,25 +334,34 @@ def test_an_async_service_awaits_a_coroutine_hook_on_its_loop(
 
 
 def test_background_delivery_reports_mails_sent_and_given_up(
-        make_service: MakeService, directory: MemoryDirectory) -> None:
+    make_service: MakeService, directory: MemoryDirectory
+) -> None:
     """Threads of the web process report each real mail's outcome; a decoy has none."""
     seen = Seen()
-    sent = make_service(on_event=seen, delivery=BackgroundMailer(
-        MemoryMailer(), isolation="thread", delay=(0, 0)))
+    sent = make_service(
+        on_event=seen, delivery=BackgroundMailer(MemoryMailer(), isolation="thread", delay=(0, 0))
+    )
     sent.request("domain", DOMAIN)
     sent.request("domain", UNKNOWN)
     assert sent.flush(10)
-    failing = make_service(on_event=seen, delivery=BackgroundMailer(
-        FailingMailer(), isolation="thread", delay=(0, 0), retry=RetryPolicy(max_attempts=1)))
+    failing = make_service(
+        on_event=seen,
+        delivery=BackgroundMailer(
+            FailingMailer(), isolation="thread", delay=(0, 0), retry=RetryPolicy(max_attempts=1)
+        ),
+    )
     failing.request("client_number", NUMBER)
     assert failing.flush(10)
     delivery = [o for o in seen.outcomes() if o[0] in ("mailed", "delivery_failed")]
-    assert delivery == [("mailed", "confirmation", NUMBER),
-                        ("delivery_failed", "confirmation", NUMBER)]
+    assert delivery == [
+        ("mailed", "confirmation", NUMBER),
+        ("delivery_failed", "confirmation", NUMBER),
+    ]
 
 
 def test_a_failed_credentials_mail_is_reported(
-        make_service: MakeService, mailer: MemoryMailer, directory: MemoryDirectory) -> None:
+    make_service: MakeService, mailer: MemoryMailer, directory: MemoryDirectory
+) -> None:
     """When the second mail fails, the key stays, and the hook hears delivery_failed."""
     seen = Seen()
     service = make_service(on_event=seen)
@@ -346,7 +378,8 @@ def test_a_failed_credentials_mail_is_reported(
 
 @pytest.mark.slow
 def test_the_delivery_process_reports_back_to_the_web_process(
-        directory: MemoryDirectory, ctx: Any, shell: str) -> None:
+    directory: MemoryDirectory, ctx: Any, shell: str
+) -> None:
     """With the library's SMTP mailer, delivery runs in a child process; each mail's
     outcome still reaches the hook in the process that made the request."""
     from credrecovery.smtp import SMTPMailer
@@ -356,9 +389,14 @@ def test_the_delivery_process_reports_back_to_the_web_process(
     with running_smtp_server() as server:
         mailer = SMTPMailer(server.host, server.port)
         options: dict[str, Any] = dict(
-            secret_key=SECRET, confirm_url=CONFIRM_URL, sender=SENDER, crypt_context=ctx,
-            rate_limits=None, on_event=seen,
-            delivery=BackgroundMailer(mailer, delay=(0, 0)))
+            secret_key=SECRET,
+            confirm_url=CONFIRM_URL,
+            sender=SENDER,
+            crypt_context=ctx,
+            rate_limits=None,
+            on_event=seen,
+            delivery=BackgroundMailer(mailer, delay=(0, 0)),
+        )
         if shell == "sync":
             with RecoveryService(directory, mailer, **options) as service:
                 assert service.delivery.process_id is not None  # type: ignore[attr-defined]
@@ -366,6 +404,7 @@ def test_the_delivery_process_reports_back_to_the_web_process(
                 service.request("domain", UNKNOWN)
                 assert service.flush(30)
         else:
+
             async def main() -> None:
                 async with AsyncRecoveryService(directory, mailer, **options) as service:
                     await service.request("domain", DOMAIN)
@@ -376,7 +415,9 @@ def test_the_delivery_process_reports_back_to_the_web_process(
         assert len(server.received) == 1
     assert ("mailed", "confirmation", NUMBER) in seen.outcomes()
     assert [o for o in seen.outcomes() if o[0] == "requested"] == [
-        ("requested", "hit", NUMBER), ("requested", "miss", None)]
+        ("requested", "hit", NUMBER),
+        ("requested", "miss", None),
+    ]
 
 
 def test_events_are_frozen_and_their_kinds_are_strings() -> None:
@@ -391,7 +432,8 @@ def test_events_are_frozen_and_their_kinds_are_strings() -> None:
 @pytest.mark.slow  # starts a Celery worker
 @pytest.mark.shells("sync")
 def test_with_celery_the_worker_reports_the_mail(
-        settings: dict[str, str], start_worker: Any, tmp_path: Any, shell: str) -> None:
+    settings: dict[str, str], start_worker: Any, tmp_path: Any, shell: str
+) -> None:
     """The worker's own service, built from the same module, hears mailed in the worker's
     process; the web process hears its requested."""
     import json
@@ -418,5 +460,8 @@ def test_with_celery_the_worker_reports_the_mail(
         assert wait_for(lambda: any(line["kind"] == "mailed" for line in lines()))
         service.close()
     seen = {(line["pid"], line["kind"], line["reason"]) for line in lines()}
-    assert seen == {(os.getpid(), "requested", "hit"), (os.getpid(), "requested", "miss"),
-                    (worker.pid, "mailed", "confirmation")}
+    assert seen == {
+        (os.getpid(), "requested", "hit"),
+        (os.getpid(), "requested", "miss"),
+        (worker.pid, "mailed", "confirmation"),
+    }

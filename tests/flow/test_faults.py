@@ -56,8 +56,9 @@ def db_path(tmp_path: Path) -> Path:
 def sqlite_directory(db_path: Path, ctx: CryptContext) -> Iterator[SQLiteDirectory]:
     """A SQLite file holding client 9000 with OLD_KEY."""
     with SQLiteDirectory(db_path, crypt_context=ctx) as directory:
-        directory.add_client(NUMBER, EMAIL, key=OLD_KEY, domains=["ejemploxmundo.com.ar"],
-                             name="Ana Example")
+        directory.add_client(
+            NUMBER, EMAIL, key=OLD_KEY, domains=["ejemploxmundo.com.ar"], name="Ana Example"
+        )
         yield directory
 
 
@@ -66,8 +67,9 @@ def stored_hash(directory: SQLiteDirectory | Path) -> str:
     if isinstance(directory, Path):
         conn = sqlite3.connect(directory)
         try:
-            row = conn.execute("SELECT key_hash FROM clients WHERE number = ?",
-                               (NUMBER,)).fetchone()
+            row = conn.execute(
+                "SELECT key_hash FROM clients WHERE number = ?", (NUMBER,)
+            ).fetchone()
         finally:
             conn.close()
         assert row is not None
@@ -110,8 +112,9 @@ def write_lock(db_path: Path) -> Iterator[sqlite3.Connection]:
         blocker.close()
 
 
-def assert_confirms(service: RecoveryService, token: str, directory: SQLiteDirectory,
-                    outbox: MemoryMailer) -> str:
+def assert_confirms(
+    service: RecoveryService, token: str, directory: SQLiteDirectory, outbox: MemoryMailer
+) -> str:
     """Confirm ``token``; the mailed key must verify against the new stored hash."""
     sent = len(outbox.outbox)
     assert service.confirm(token) == Confirmation(NUMBER, EMAIL)
@@ -124,8 +127,7 @@ def assert_confirms(service: RecoveryService, token: str, directory: SQLiteDirec
     return key
 
 
-def assert_new_recovery_works(make_service: ServiceFactory,
-                              directory: SQLiteDirectory) -> None:
+def assert_new_recovery_works(make_service: ServiceFactory, directory: SQLiteDirectory) -> None:
     """The client asks again by email and gets a key that opens the account."""
     outbox = MemoryMailer()
     service = make_service(directory=directory, mailer=outbox)
@@ -142,8 +144,14 @@ class FlakyRcptHandler(RecordingHandler):
     reply: str = "451 4.3.0 Try again later"
     rcpt_attempts: int = 0
 
-    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope,
-                          address: str, rcpt_options: list[str]) -> str:
+    async def handle_RCPT(
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        address: str,
+        rcpt_options: list[str],
+    ) -> str:
         self.rcpt_attempts += 1
         if self.rcpt_attempts <= self.failures:
             return self.reply
@@ -160,7 +168,8 @@ def request_both(service: RecoveryService) -> None:
 
 
 def test_request_retries_a_temporary_smtp_refusal_until_delivered(
-    make_service: ServiceFactory, sqlite_directory: SQLiteDirectory,
+    make_service: ServiceFactory,
+    sqlite_directory: SQLiteDirectory,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """451 at RCPT twice is retried in the background; the third attempt delivers once."""
@@ -169,7 +178,8 @@ def test_request_retries_a_temporary_smtp_refusal_until_delivered(
     with running_smtp_server(handler) as server:
         smtp = SMTPMailer(server.host, server.port, timeout=5)
         service = make_service(
-            directory=sqlite_directory, mailer=smtp,
+            directory=sqlite_directory,
+            mailer=smtp,
             delivery=BackgroundMailer(smtp, backoff=0.01, max_attempts=5),
         )
         request_both(service)
@@ -186,7 +196,8 @@ def test_request_retries_a_temporary_smtp_refusal_until_delivered(
 
 
 def test_request_gives_up_at_once_on_a_permanent_smtp_refusal(
-    make_service: ServiceFactory, sqlite_directory: SQLiteDirectory,
+    make_service: ServiceFactory,
+    sqlite_directory: SQLiteDirectory,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """550 at RCPT is tried exactly once, logged at ERROR, and never reaches the caller."""
@@ -195,7 +206,8 @@ def test_request_gives_up_at_once_on_a_permanent_smtp_refusal(
     with running_smtp_server(handler) as server:
         smtp = SMTPMailer(server.host, server.port, timeout=5)
         service = make_service(
-            directory=sqlite_directory, mailer=smtp,
+            directory=sqlite_directory,
+            mailer=smtp,
             delivery=BackgroundMailer(smtp, backoff=0.01, max_attempts=5),
         )
         request_both(service)
@@ -210,7 +222,8 @@ def test_request_gives_up_at_once_on_a_permanent_smtp_refusal(
 
 
 def test_request_gives_up_after_max_attempts_when_the_server_is_down(
-    make_service: ServiceFactory, sqlite_directory: SQLiteDirectory,
+    make_service: ServiceFactory,
+    sqlite_directory: SQLiteDirectory,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """With no server listening, delivery is tried max_attempts times, then logged at ERROR."""
@@ -218,7 +231,8 @@ def test_request_gives_up_after_max_attempts_when_the_server_is_down(
     with closed_port() as port:
         smtp = SMTPMailer("127.0.0.1", port, timeout=2)
         service = make_service(
-            directory=sqlite_directory, mailer=smtp,
+            directory=sqlite_directory,
+            mailer=smtp,
             delivery=BackgroundMailer(smtp, backoff=0.01, max_attempts=3),
         )
         request_both(service)
@@ -265,8 +279,11 @@ def failing_smtp(fault: str) -> Iterator[tuple[SMTPMailer, RecordingHandler | No
 
 @pytest.mark.parametrize("fault", list(CONFIRM_FAULTS))
 def test_failed_credentials_mail_restores_the_key_and_the_token_still_works(
-    make_service: ServiceFactory, sqlite_directory: SQLiteDirectory, ctx: CryptContext,
-    caplog: pytest.LogCaptureFixture, fault: str,
+    make_service: ServiceFactory,
+    sqlite_directory: SQLiteDirectory,
+    ctx: CryptContext,
+    caplog: pytest.LogCaptureFixture,
+    fault: str,
 ) -> None:
     """A failed credentials mail raises DeliveryFailed, puts the old hash back, keeps the token."""
     caplog.set_level(logging.INFO, logger="credrecovery")
@@ -292,8 +309,9 @@ def test_failed_credentials_mail_restores_the_key_and_the_token_still_works(
     assert events(caplog, "confirmed") == []
 
     with running_smtp_server() as server:
-        service = make_service(directory=sqlite_directory,
-                               mailer=SMTPMailer(server.host, server.port, timeout=5))
+        service = make_service(
+            directory=sqlite_directory, mailer=SMTPMailer(server.host, server.port, timeout=5)
+        )
         assert service.confirm(token) == Confirmation(NUMBER, EMAIL)
         [mail] = server.received
     assert mail.rcpt_tos == (EMAIL,)
@@ -315,8 +333,11 @@ def assert_no_secret(exc: BaseException, *secrets: str) -> None:
 
 
 def test_locked_directory_fails_confirm_cleanly(
-    make_service: ServiceFactory, sqlite_directory: SQLiteDirectory, db_path: Path,
-    ctx: CryptContext, caplog: pytest.LogCaptureFixture,
+    make_service: ServiceFactory,
+    sqlite_directory: SQLiteDirectory,
+    db_path: Path,
+    ctx: CryptContext,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """A write lock past the timeout gives DirectoryError, sends nothing, changes nothing."""
     caplog.set_level(logging.INFO, logger="credrecovery")
@@ -338,7 +359,9 @@ def test_locked_directory_fails_confirm_cleanly(
 
 
 def test_request_reads_through_a_write_lock_in_wal_mode(
-    make_service: ServiceFactory, sqlite_directory: SQLiteDirectory, db_path: Path,
+    make_service: ServiceFactory,
+    sqlite_directory: SQLiteDirectory,
+    db_path: Path,
     ctx: CryptContext,
 ) -> None:
     """WAL lets request() read the committed client while another connection holds the lock."""
@@ -347,8 +370,9 @@ def test_request_reads_through_a_write_lock_in_wal_mode(
         outbox = MemoryMailer()
         service = make_service(directory=impatient, mailer=outbox)
         with write_lock(db_path) as blocker:
-            blocker.execute("UPDATE clients SET key_hash = 'uncommitted' WHERE number = ?",
-                            (NUMBER,))
+            blocker.execute(
+                "UPDATE clients SET key_hash = 'uncommitted' WHERE number = ?", (NUMBER,)
+            )
             assert service.request("email", EMAIL) is None
             assert service.request("email", UNKNOWN_EMAIL) is None
             assert stored_hash(impatient) == old_hash
@@ -369,8 +393,13 @@ def test_request_reads_through_a_write_lock_in_wal_mode(
 class HostDirectory:
     """A host-written directory over a SQLite file, with injectable failures."""
 
-    def __init__(self, inner: SQLiteDirectory, *, find_error: Exception | None = None,
-                 swap_error: Exception | None = None) -> None:
+    def __init__(
+        self,
+        inner: SQLiteDirectory,
+        *,
+        find_error: Exception | None = None,
+        swap_error: Exception | None = None,
+    ) -> None:
         self.inner = inner
         self.find_error = find_error
         self.swap_error = swap_error
@@ -389,7 +418,9 @@ class HostDirectory:
 
 
 def test_host_directory_swap_error_becomes_directory_error(
-    make_service: ServiceFactory, sqlite_directory: SQLiteDirectory, ctx: CryptContext,
+    make_service: ServiceFactory,
+    sqlite_directory: SQLiteDirectory,
+    ctx: CryptContext,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """A host directory raising in replace_key_hash gives DirectoryError, and no mail."""
@@ -418,7 +449,8 @@ def test_host_directory_swap_error_becomes_directory_error(
 
 
 def test_host_directory_lookup_error_fails_request_for_everyone(
-    make_service: ServiceFactory, sqlite_directory: SQLiteDirectory,
+    make_service: ServiceFactory,
+    sqlite_directory: SQLiteDirectory,
 ) -> None:
     """A failing lookup raises DirectoryError for known and unknown identifiers alike."""
     host = HostDirectory(sqlite_directory, find_error=OSError("connection reset"))
@@ -452,8 +484,11 @@ class LockingMailer:
 
 
 def test_failed_restore_is_logged_and_a_new_request_recovers(
-    make_service: ServiceFactory, sqlite_directory: SQLiteDirectory, db_path: Path,
-    ctx: CryptContext, caplog: pytest.LogCaptureFixture,
+    make_service: ServiceFactory,
+    sqlite_directory: SQLiteDirectory,
+    db_path: Path,
+    ctx: CryptContext,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """An old hash that cannot be put back is logged CRITICAL; a new request still recovers."""
     caplog.set_level(logging.INFO, logger="credrecovery")
@@ -532,19 +567,44 @@ sys.exit(2)
 
 @pytest.mark.parametrize("point", ["before_swap", "after_swap", "after_mail"])
 def test_process_killed_during_confirm_never_locks_the_client_out(
-    make_service: ServiceFactory, sqlite_directory: SQLiteDirectory, db_path: Path,
-    ctx: CryptContext, clock: FakeClock, tmp_path: Path, point: str,
+    make_service: ServiceFactory,
+    sqlite_directory: SQLiteDirectory,
+    db_path: Path,
+    ctx: CryptContext,
+    clock: FakeClock,
+    tmp_path: Path,
+    point: str,
 ) -> None:
     """Whenever the process dies inside confirm(), the account stays recoverable."""
     token = issue_token(make_service, sqlite_directory)
     outbox_file = tmp_path / "credentials.eml"
     source_root = Path(credrecovery.__file__).resolve().parents[1]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-        [str(source_root), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(
+            [str(source_root), *filter(None, [os.environ.get("PYTHONPATH")])]
+        ),
+    }
     child = subprocess.run(
-        [sys.executable, "-c", CHILD, str(db_path), token, point, str(outbox_file),
-         SECRET, CONFIRM_URL, SENDER, repr(clock.now)],
-        capture_output=True, text=True, timeout=60, env=env, cwd=tmp_path, check=False,
+        [
+            sys.executable,
+            "-c",
+            CHILD,
+            str(db_path),
+            token,
+            point,
+            str(outbox_file),
+            SECRET,
+            CONFIRM_URL,
+            SENDER,
+            repr(clock.now),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        cwd=tmp_path,
+        check=False,
     )
     assert child.returncode == 1, child.stderr
 
@@ -560,13 +620,13 @@ def test_process_killed_during_confirm_never_locks_the_client_out(
         assert ctx.verify(OLD_KEY, current)
         assert not outbox_file.exists()
         outbox = MemoryMailer()
-        assert_confirms(make_service(directory=sqlite_directory, mailer=outbox), token,
-                        sqlite_directory, outbox)
+        assert_confirms(
+            make_service(directory=sqlite_directory, mailer=outbox), token, sqlite_directory, outbox
+        )
     else:
         assert not ctx.verify(OLD_KEY, current)
         if point == "after_mail":
-            mailed = email.message_from_bytes(outbox_file.read_bytes(),
-                                              policy=email.policy.default)
+            mailed = email.message_from_bytes(outbox_file.read_bytes(), policy=email.policy.default)
             assert ctx.verify(key_from(mailed), current)
         else:
             assert not outbox_file.exists()

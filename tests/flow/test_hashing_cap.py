@@ -57,8 +57,9 @@ class MeteredContext(CryptContext):  # type: ignore[misc]
     """
 
     def __init__(self, pause: float = 0.0) -> None:
-        super().__init__(schemes=["argon2"], argon2__memory_cost=8, argon2__time_cost=1,
-                         argon2__parallelism=1)
+        super().__init__(
+            schemes=["argon2"], argon2__memory_cost=8, argon2__time_cost=1, argon2__parallelism=1
+        )
         self.pause = pause
         self.gate = threading.Event()
         self.gate.set()
@@ -89,8 +90,9 @@ class MeteredContext(CryptContext):  # type: ignore[misc]
         with self._metered():
             return str(super().hash(secret, *args, **kwargs))
 
-    def verify_and_update(self, secret: str, stored: str, *args: Any,
-                          **kwargs: Any) -> tuple[bool, str | None]:
+    def verify_and_update(
+        self, secret: str, stored: str, *args: Any, **kwargs: Any
+    ) -> tuple[bool, str | None]:
         with self._metered():
             valid, upgraded = super().verify_and_update(secret, stored, *args, **kwargs)
             return bool(valid), upgraded
@@ -107,9 +109,16 @@ def plain_service(ctx: CryptContext) -> RecoveryService:
     """A RecoveryService of its own on client 9000, hashing with ``ctx``."""
     directory = MemoryDirectory(crypt_context=cheap_context())
     directory.add_client(NUMBER, "ana@example.com", key=OLD_KEY)
-    return RecoveryService(directory, MemoryMailer(), secret_key=SECRET,
-                           confirm_url=CONFIRM_URL, sender=SENDER, crypt_context=ctx,
-                           delivery="sync", rate_limits=None)
+    return RecoveryService(
+        directory,
+        MemoryMailer(),
+        secret_key=SECRET,
+        confirm_url=CONFIRM_URL,
+        sender=SENDER,
+        crypt_context=ctx,
+        delivery="sync",
+        rate_limits=None,
+    )
 
 
 class Holder:
@@ -195,7 +204,8 @@ def sign_in_at_once(service: Any, attempts: int) -> list[object]:
 
 
 def test_no_more_verifications_run_at_once_than_there_are_slots(
-    signing_in: Any, metered: MeteredContext,
+    signing_in: Any,
+    metered: MeteredContext,
 ) -> None:
     """Eight sign-ins at once under two slots: two verify at a time, and all eight are answered."""
     set_hashing_limit(2, wait=30)
@@ -207,7 +217,8 @@ def test_no_more_verifications_run_at_once_than_there_are_slots(
 
 
 def test_without_a_cap_every_sign_in_hashes_at_once(
-    signing_in: Any, metered: MeteredContext,
+    signing_in: Any,
+    metered: MeteredContext,
 ) -> None:
     """slots=None lifts the cap: the same eight sign-ins verify side by side."""
     set_hashing_limit(None)
@@ -217,7 +228,8 @@ def test_without_a_cap_every_sign_in_hashes_at_once(
 
 
 def test_beyond_the_wait_a_sign_in_is_refused_fast_before_hashing(
-    signing_in: Any, metered: MeteredContext,
+    signing_in: Any,
+    metered: MeteredContext,
 ) -> None:
     """With every slot held past the wait, a known and an unknown number both get Overloaded.
 
@@ -239,7 +251,9 @@ def test_beyond_the_wait_a_sign_in_is_refused_fast_before_hashing(
 
 @pytest.mark.key_modes("generate", "choose")
 def test_a_refused_confirmation_changes_nothing_and_its_link_still_works(
-    make_service: MakeService, directory: MemoryDirectory, mailer: MemoryMailer,
+    make_service: MakeService,
+    directory: MemoryDirectory,
+    mailer: MemoryMailer,
 ) -> None:
     """confirm() refused for want of a slot: the key, the mark and the link are as they were."""
     set_hashing_limit(1, wait=0.1)
@@ -256,7 +270,9 @@ def test_a_refused_confirmation_changes_nothing_and_its_link_still_works(
 
 
 def test_a_key_change_refused_between_its_hashes_keeps_the_old_key(
-    make_service: MakeService, directory: MemoryDirectory, mailer: MemoryMailer,
+    make_service: MakeService,
+    directory: MemoryDirectory,
+    mailer: MemoryMailer,
     metered: MeteredContext,
 ) -> None:
     """change_key() whose key verified but whose new hash found no slot: the old key stays.
@@ -299,9 +315,18 @@ def test_one_cap_for_every_service_of_the_process(tmp_path: Path) -> None:
     sync_service = plain_service(ctx)
     directory = MemoryDirectory(crypt_context=cheap_context())
     directory.add_client(NUMBER, "ana@example.com", key=OLD_KEY)
-    async_service = AsyncShell(AsyncRecoveryService(
-        directory, MemoryMailer(), secret_key=SECRET, confirm_url=CONFIRM_URL, sender=SENDER,
-        crypt_context=ctx, delivery="sync", rate_limits=None))
+    async_service = AsyncShell(
+        AsyncRecoveryService(
+            directory,
+            MemoryMailer(),
+            secret_key=SECRET,
+            confirm_url=CONFIRM_URL,
+            sender=SENDER,
+            crypt_context=ctx,
+            delivery="sync",
+            rate_limits=None,
+        )
+    )
     try:
         for service in (sync_service, async_service):
             assert service.authenticate(NUMBER, OLD_KEY) is not None
@@ -313,8 +338,10 @@ def test_one_cap_for_every_service_of_the_process(tmp_path: Path) -> None:
             barrier.wait(10)
             answers.append(service.authenticate(NUMBER, WRONG_KEY))
 
-        threads = [threading.Thread(target=attempt, args=(service,))
-                   for service in [sync_service, async_service] * 3]
+        threads = [
+            threading.Thread(target=attempt, args=(service,))
+            for service in [sync_service, async_service] * 3
+        ]
         for thread in threads:
             thread.start()
         for thread in threads:
@@ -335,9 +362,15 @@ def test_an_async_wait_leaves_the_event_loop_free() -> None:
 
     async def main() -> tuple[int, float]:
         async with AsyncRecoveryService(
-                directory, MemoryMailer(), secret_key=SECRET, confirm_url=CONFIRM_URL,
-                sender=SENDER, crypt_context=cheap_context(), delivery="sync",
-                rate_limits=None) as service:
+            directory,
+            MemoryMailer(),
+            secret_key=SECRET,
+            confirm_url=CONFIRM_URL,
+            sender=SENDER,
+            crypt_context=cheap_context(),
+            delivery="sync",
+            rate_limits=None,
+        ) as service:
             ticks = 0
             waiting = asyncio.ensure_future(service.authenticate(NUMBER, OLD_KEY))
             started = time.monotonic()
@@ -364,9 +397,15 @@ def test_a_cancelled_async_sign_in_keeps_its_slot_until_its_hash_ends() -> None:
 
     async def main() -> None:
         async with AsyncRecoveryService(
-                directory, MemoryMailer(), secret_key=SECRET, confirm_url=CONFIRM_URL,
-                sender=SENDER, crypt_context=ctx, delivery="sync",
-                rate_limits=None) as service:
+            directory,
+            MemoryMailer(),
+            secret_key=SECRET,
+            confirm_url=CONFIRM_URL,
+            sender=SENDER,
+            crypt_context=ctx,
+            delivery="sync",
+            rate_limits=None,
+        ) as service:
             ctx.gate.clear()
             signing_in = asyncio.ensure_future(service.authenticate(NUMBER, OLD_KEY))
             while ctx.running == 0:
@@ -412,7 +451,11 @@ def test_overloaded_is_a_rate_limit_a_host_already_answers() -> None:
     assert (error.http_status, error.retry_after, error.limit) == (503, 1.0, "hashing")
     copy = pickle.loads(pickle.dumps(error))
     assert (type(copy), str(copy), copy.retry_after, copy.limit) == (
-        Overloaded, str(error), 1.0, "hashing")
+        Overloaded,
+        str(error),
+        1.0,
+        "hashing",
+    )
 
 
 def test_the_panel_answers_a_refused_sign_in_with_503_and_retry_after(tmp_path: Path) -> None:
@@ -425,11 +468,18 @@ def test_the_panel_answers_a_refused_sign_in_with_503_and_retry_after(tmp_path: 
     db = tmp_path / "clients.sqlite3"
     with SQLiteDirectory(db, crypt_context=cheap_context()) as directory:
         directory.add_client(NUMBER, "ana@example.com", key=OLD_KEY)
-    app = create_app({
-        "CREDRECOVERY_SECRET_KEY": SECRET, "PANEL_DB": str(db), "PANEL_SMTP_HOST": "127.0.0.1",
-        "PANEL_SMTP_PORT": "2525", "PANEL_SENDER": SENDER, "PANEL_DELIVERY": "sync",
-        "PANEL_CRYPT_CONTEXT": cheap_context(), "WTF_CSRF_ENABLED": False,
-    })
+    app = create_app(
+        {
+            "CREDRECOVERY_SECRET_KEY": SECRET,
+            "PANEL_DB": str(db),
+            "PANEL_SMTP_HOST": "127.0.0.1",
+            "PANEL_SMTP_PORT": "2525",
+            "PANEL_SENDER": SENDER,
+            "PANEL_DELIVERY": "sync",
+            "PANEL_CRYPT_CONTEXT": cheap_context(),
+            "WTF_CSRF_ENABLED": False,
+        }
+    )
     try:
         client = app.test_client()
         form = {"number": NUMBER, "key": WRONG_KEY}

@@ -47,11 +47,18 @@ def test_the_two_forms_differ() -> None:
     assert len(DECOMPOSED) > len(COMPOSED)
 
 
-@pytest.mark.parametrize(("chosen", "typed"), [(COMPOSED, DECOMPOSED), (DECOMPOSED, COMPOSED)],
-                         ids=["nfc-then-nfd", "nfd-then-nfc"])
+@pytest.mark.parametrize(
+    ("chosen", "typed"),
+    [(COMPOSED, DECOMPOSED), (DECOMPOSED, COMPOSED)],
+    ids=["nfc-then-nfd", "nfd-then-nfc"],
+)
 def test_a_chosen_key_signs_in_typed_in_the_other_form(
-    make_service: MakeService, mailer: MemoryMailer, directory: MemoryDirectory,
-    ctx: CryptContext, chosen: str, typed: str,
+    make_service: MakeService,
+    mailer: MemoryMailer,
+    directory: MemoryDirectory,
+    ctx: CryptContext,
+    chosen: str,
+    typed: str,
 ) -> None:
     """confirm(new_key=NFC) signs in with NFD, and NFD with NFC; the prepared key is stored."""
     service = make_service(key_mode="choose").service
@@ -63,10 +70,16 @@ def test_a_chosen_key_signs_in_typed_in_the_other_form(
     assert service.authenticate(NUMBER, COMPOSED.upper()) is None  # letters keep their case
 
 
-@pytest.mark.parametrize(("chosen", "typed"), [(COMPOSED, DECOMPOSED), (DECOMPOSED, COMPOSED)],
-                         ids=["nfc-then-nfd", "nfd-then-nfc"])
+@pytest.mark.parametrize(
+    ("chosen", "typed"),
+    [(COMPOSED, DECOMPOSED), (DECOMPOSED, COMPOSED)],
+    ids=["nfc-then-nfd", "nfd-then-nfc"],
+)
 def test_change_key_takes_either_form_both_ways(
-    make_service: MakeService, directory: MemoryDirectory, chosen: str, typed: str,
+    make_service: MakeService,
+    directory: MemoryDirectory,
+    chosen: str,
+    typed: str,
 ) -> None:
     """A key set by change_key() in one form signs in and changes again in the other."""
     service = make_service(key_mode="choose").service
@@ -87,7 +100,9 @@ def test_a_no_break_space_reads_as_a_space(make_service: MakeService) -> None:
 
 
 def test_an_old_hash_of_a_decomposed_key_verifies_and_is_upgraded(
-    make_service: MakeService, directory: MemoryDirectory, ctx: CryptContext,
+    make_service: MakeService,
+    directory: MemoryDirectory,
+    ctx: CryptContext,
 ) -> None:
     """A hash made of the key as typed, before preparation, verifies by that form, once.
 
@@ -109,11 +124,14 @@ def test_an_old_hash_of_a_decomposed_key_verifies_and_is_upgraded(
 
 
 def test_an_old_bcrypt_hash_of_a_decomposed_key_moves_to_the_current_scheme(
-    make_service: MakeService, directory: MemoryDirectory, ctx: CryptContext,
+    make_service: MakeService,
+    directory: MemoryDirectory,
+    ctx: CryptContext,
 ) -> None:
     """A bcrypt hash of the typed form gives way to an argon2 hash of the prepared key."""
-    directory.add_client("7200", "older@example.com",
-                         key_hash=ctx.handler("bcrypt").hash(DECOMPOSED))
+    directory.add_client(
+        "7200", "older@example.com", key_hash=ctx.handler("bcrypt").hash(DECOMPOSED)
+    )
     service = make_service()
     assert service.authenticate("7200", DECOMPOSED) is not None
     upgraded = _stored(directory, "7200").key_hash
@@ -121,7 +139,9 @@ def test_an_old_bcrypt_hash_of_a_decomposed_key_moves_to_the_current_scheme(
 
 
 def test_an_old_key_the_preparation_refuses_still_signs_in(
-    make_service: MakeService, directory: MemoryDirectory, ctx: CryptContext,
+    make_service: MakeService,
+    directory: MemoryDirectory,
+    ctx: CryptContext,
 ) -> None:
     """An emoji with its variation selector was a valid chosen key; its hash keeps working.
 
@@ -142,10 +162,15 @@ def test_an_old_key_the_preparation_refuses_still_signs_in(
     assert excinfo.value.reasons == ("unusable_characters",)
 
 
-@pytest.mark.parametrize("key", ["\u200b" * 15, "a\u202eb" * 5, "\x00" * 3, ""],
-                         ids=["zero-width", "override", "nulls", "empty"])
+@pytest.mark.parametrize(
+    "key",
+    ["\u200b" * 15, "a\u202eb" * 5, "\x00" * 3, ""],
+    ids=["zero-width", "override", "nulls", "empty"],
+)
 def test_a_key_the_preparation_refuses_is_a_wrong_key_at_sign_in(
-    service: Any, directory: MemoryDirectory, key: str,
+    service: Any,
+    directory: MemoryDirectory,
+    key: str,
 ) -> None:
     """authenticate() answers None for a key with no prepared form, and changes nothing."""
     before = _stored(directory).key_hash
@@ -155,7 +180,9 @@ def test_a_key_the_preparation_refuses_is_a_wrong_key_at_sign_in(
 
 
 def test_add_client_stores_the_prepared_key(
-    make_service: MakeService, directory: MemoryDirectory, ctx: CryptContext,
+    make_service: MakeService,
+    directory: MemoryDirectory,
+    ctx: CryptContext,
 ) -> None:
     """A key a host adds in NFD is hashed prepared: it signs in in both forms from the start."""
     directory.add_client("7400", "new@example.com", key=DECOMPOSED)
@@ -165,19 +192,33 @@ def test_add_client_stores_the_prepared_key(
     assert service.authenticate("7400", DECOMPOSED) is not None
 
 
-@pytest.mark.parametrize(("key", "reasons"), [
-    ("\u200b" * 15, ("invisible",)),
-    ("\u202e" * 15, ("invisible",)),
-    ("\ue000" * 15, ("invisible",)),
-    (" " * 15, ("invisible",)),
-    ("a" + "\u0301" * 14, ("too_short",)),
-    ("a long passphrase\u200b of mine", ("unusable_characters",)),
-    ("my number is \uff19\uff10\uff10\uff10 ok!", ("contains_client_number",)),
-], ids=["zero-width", "override", "private-use", "spaces", "marks", "hidden-inside",
-        "full-width-number"])
+@pytest.mark.parametrize(
+    ("key", "reasons"),
+    [
+        ("\u200b" * 15, ("invisible",)),
+        ("\u202e" * 15, ("invisible",)),
+        ("\ue000" * 15, ("invisible",)),
+        (" " * 15, ("invisible",)),
+        ("a" + "\u0301" * 14, ("too_short",)),
+        ("a long passphrase\u200b of mine", ("unusable_characters",)),
+        ("my number is \uff19\uff10\uff10\uff10 ok!", ("contains_client_number",)),
+    ],
+    ids=[
+        "zero-width",
+        "override",
+        "private-use",
+        "spaces",
+        "marks",
+        "hidden-inside",
+        "full-width-number",
+    ],
+)
 def test_the_policy_refuses_what_a_person_cannot_see(
-    make_service: MakeService, mailer: MemoryMailer, directory: MemoryDirectory,
-    key: str, reasons: tuple[str, ...],
+    make_service: MakeService,
+    mailer: MemoryMailer,
+    directory: MemoryDirectory,
+    key: str,
+    reasons: tuple[str, ...],
 ) -> None:
     """confirm() refuses these keys with their reasons; the link still takes a good key."""
     service = make_service(key_mode="choose").service
@@ -207,10 +248,13 @@ def test_the_new_refusals_come_in_spanish(make_service: MakeService) -> None:
     with pytest.raises(KeyRejected) as excinfo:
         service.change_key(NUMBER, OLD_KEY, " " * 20)
     assert str(excinfo.value) == (
-        "La clave no tiene nada visible: solo espacios o caracteres invisibles.")
+        "La clave no tiene nada visible: solo espacios o caracteres invisibles."
+    )
     assert excinfo.value.message_in("en") == (
-        "The key has nothing visible in it: only spaces or invisible characters.")
+        "The key has nothing visible in it: only spaces or invisible characters."
+    )
     with pytest.raises(KeyRejected) as excinfo:
         service.change_key(NUMBER, OLD_KEY, "una clave larga\u200b y mía")
     assert str(excinfo.value).startswith(
-        "La clave contiene un carácter que no puede usarse en una clave")
+        "La clave contiene un carácter que no puede usarse en una clave"
+    )

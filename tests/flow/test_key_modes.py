@@ -38,8 +38,9 @@ def _link(service: Any, mailer: MemoryMailer) -> str:
 
 
 def _texts(message: EmailMessage) -> str:
-    return "".join(part.get_content() for part in message.walk()
-                   if part.get_content_maintype() == "text")
+    return "".join(
+        part.get_content() for part in message.walk() if part.get_content_maintype() == "text"
+    )
 
 
 def _stored(directory: MemoryDirectory) -> Client:
@@ -59,7 +60,9 @@ def test_the_mode_decides_whether_confirm_takes_a_key(make_service: MakeService)
 
 
 def test_a_chosen_key_replaces_the_old_one_and_only_a_notice_is_mailed(
-    make_service: MakeService, mailer: MemoryMailer, directory: MemoryDirectory,
+    make_service: MakeService,
+    mailer: MemoryMailer,
+    directory: MemoryDirectory,
     ctx: CryptContext,
 ) -> None:
     """The chosen key signs in, the old one no longer does, and no mail carries the key."""
@@ -79,19 +82,25 @@ def test_a_chosen_key_replaces_the_old_one_and_only_a_notice_is_mailed(
         service.confirm(token, new_key=GOOD_KEY + " again")
 
 
-@pytest.mark.parametrize(("key", "reason"), [
-    ("short key", "too_short"),
-    ("x" * 129, "too_long"),
-    ("my number is 9000 ok!", "contains_client_number"),
-    ("EJEMPLO@ejemploxmundo.com.ar is me", "contains_email"),
-    ("it is ejemplo, as always", "contains_email"),
-    ("ejemploxmundo is the best host", "contains_domain"),
-    ("I also own otro-ejemplo.com", "contains_domain"),
-    ("tab\tinside a long enough key", "bad_characters"),
-])
+@pytest.mark.parametrize(
+    ("key", "reason"),
+    [
+        ("short key", "too_short"),
+        ("x" * 129, "too_long"),
+        ("my number is 9000 ok!", "contains_client_number"),
+        ("EJEMPLO@ejemploxmundo.com.ar is me", "contains_email"),
+        ("it is ejemplo, as always", "contains_email"),
+        ("ejemploxmundo is the best host", "contains_domain"),
+        ("I also own otro-ejemplo.com", "contains_domain"),
+        ("tab\tinside a long enough key", "bad_characters"),
+    ],
+)
 def test_a_key_against_the_policy_is_refused_and_the_token_survives(
-    make_service: MakeService, mailer: MemoryMailer, directory: MemoryDirectory,
-    key: str, reason: str,
+    make_service: MakeService,
+    mailer: MemoryMailer,
+    directory: MemoryDirectory,
+    key: str,
+    reason: str,
 ) -> None:
     """KeyRejected names the rule; nothing changes and the same link still takes a good key."""
     service = make_service(key_mode="choose").service
@@ -109,7 +118,8 @@ def test_a_key_against_the_policy_is_refused_and_the_token_survives(
 
 
 def test_long_keys_and_any_characters_are_allowed(
-    make_service: MakeService, mailer: MemoryMailer,
+    make_service: MakeService,
+    mailer: MemoryMailer,
 ) -> None:
     """No composition rules: 64 characters of plain words, spaces and accents pass."""
     service = make_service(key_mode="choose").service
@@ -122,7 +132,8 @@ def test_long_keys_and_any_characters_are_allowed(
 
 
 def test_the_refusal_comes_in_the_services_language(
-    make_service: MakeService, mailer: MemoryMailer,
+    make_service: MakeService,
+    mailer: MemoryMailer,
 ) -> None:
     """A Spanish service refuses in Spanish; message_in gives the client's own language."""
     service = make_service(key_mode="choose", locale="es").service
@@ -152,14 +163,17 @@ def breached_in(ranges: Path) -> Callable[[str], bool]:
 
 
 def test_a_breached_key_is_refused(
-    make_service: MakeService, mailer: MemoryMailer, tmp_path: Path,
+    make_service: MakeService,
+    mailer: MemoryMailer,
+    tmp_path: Path,
 ) -> None:
     """The host's breached check refuses a key found in its range files."""
     leaked = "correct horse battery staple"
     digest = hashlib.sha1(leaked.encode(), usedforsecurity=False).hexdigest().upper()
     (tmp_path / digest[:5]).write_text(f"{'0' * 35}:1\n{digest[5:]}:2410\n")
-    service = make_service(key_mode="choose",
-                           key_policy=KeyPolicy(breached=breached_in(tmp_path))).service
+    service = make_service(
+        key_mode="choose", key_policy=KeyPolicy(breached=breached_in(tmp_path))
+    ).service
     token = _link(service, mailer)
     with pytest.raises(KeyRejected) as excinfo:
         service.confirm(token, new_key=leaked)
@@ -168,7 +182,8 @@ def test_a_breached_key_is_refused(
 
 
 def test_a_failed_notice_puts_the_old_key_back(
-    make_service: MakeService, directory: MemoryDirectory,
+    make_service: MakeService,
+    directory: MemoryDirectory,
 ) -> None:
     """When the notice cannot be mailed, the chosen key is undone and the link still works."""
 
@@ -195,7 +210,9 @@ def test_a_failed_notice_puts_the_old_key_back(
 
 
 def test_a_mailed_key_must_be_changed_at_the_next_sign_in(
-    make_service: MakeService, mailer: MemoryMailer, directory: MemoryDirectory,
+    make_service: MakeService,
+    mailer: MemoryMailer,
+    directory: MemoryDirectory,
     ctx: CryptContext,
 ) -> None:
     """A generated key is marked; change_key() replaces it, clears the mark, mails a notice."""
@@ -219,7 +236,9 @@ def test_a_mailed_key_must_be_changed_at_the_next_sign_in(
 
 
 def test_a_chosen_key_is_not_marked(
-    make_service: MakeService, mailer: MemoryMailer, directory: MemoryDirectory,
+    make_service: MakeService,
+    mailer: MemoryMailer,
+    directory: MemoryDirectory,
 ) -> None:
     """In "choose" mode the client picked the key: the mark is cleared, not set."""
     directory.set_must_change(NUMBER, True)
@@ -230,7 +249,8 @@ def test_a_chosen_key_is_not_marked(
 
 
 def test_a_failed_mail_leaves_the_mark_as_it_was(
-    make_service: MakeService, directory: MemoryDirectory,
+    make_service: MakeService,
+    directory: MemoryDirectory,
 ) -> None:
     """The mark set for a generated key is undone with the key when its mail fails."""
 
@@ -249,7 +269,9 @@ def test_a_failed_mail_leaves_the_mark_as_it_was(
 
 
 def test_a_directory_without_marks_still_recovers(
-    make_service: MakeService, mailer: MemoryMailer, ctx: CryptContext,
+    make_service: MakeService,
+    mailer: MemoryMailer,
+    ctx: CryptContext,
 ) -> None:
     """A host directory with no set_must_change works as before; logins report no mark."""
 

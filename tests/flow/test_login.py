@@ -18,7 +18,8 @@ MakeService = Callable[..., RecoveryService]
 
 
 def test_the_new_key_logs_in_and_the_old_one_no_longer_does(
-    service: RecoveryService, mailer: MemoryMailer,
+    service: RecoveryService,
+    mailer: MemoryMailer,
 ) -> None:
     """After a recovery, the mailed key signs in and the previous key is refused."""
     assert service.authenticate("9000", OLD_KEY) == Login("9000", "ejemplo@ejemploxmundo.com.ar")
@@ -29,12 +30,22 @@ def test_the_new_key_logs_in_and_the_old_one_no_longer_does(
     assert service.authenticate("9000", OLD_KEY) is None
 
 
-@pytest.mark.parametrize("number, key", [
-    ("9000", "wrong-key"), ("9001", OLD_KEY), ("not a number!", OLD_KEY), ("", ""),
-    ("9000", ""), ("x" * 500, OLD_KEY),
-])
+@pytest.mark.parametrize(
+    "number, key",
+    [
+        ("9000", "wrong-key"),
+        ("9001", OLD_KEY),
+        ("not a number!", OLD_KEY),
+        ("", ""),
+        ("9000", ""),
+        ("x" * 500, OLD_KEY),
+    ],
+)
 def test_wrong_or_malformed_credentials_are_refused(
-    number: str, key: str, service: RecoveryService, caplog: pytest.LogCaptureFixture,
+    number: str,
+    key: str,
+    service: RecoveryService,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """An unknown or malformed number, or a wrong key, gives None and logs no secret."""
     caplog.set_level(logging.INFO, logger="credrecovery")
@@ -43,7 +54,8 @@ def test_wrong_or_malformed_credentials_are_refused(
 
 
 def test_a_deprecated_hash_is_upgraded_at_login(
-    make_service: MakeService, ctx: CryptContext,
+    make_service: MakeService,
+    ctx: CryptContext,
 ) -> None:
     """A bcrypt hash that verifies is replaced by one of the current scheme."""
     directory = MemoryDirectory(crypt_context=ctx)

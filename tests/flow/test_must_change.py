@@ -88,13 +88,21 @@ class Subject:
         return found
 
     def add_alice(self) -> Client:
-        added: Client = self.call("add_client", "1001", "alice@example.com", key_hash=HASH,
-                                  domains=ALICE_DOMAINS, name="Alice Martin", locale="fr")
+        added: Client = self.call(
+            "add_client",
+            "1001",
+            "alice@example.com",
+            key_hash=HASH,
+            domains=ALICE_DOMAINS,
+            name="Alice Martin",
+            locale="fr",
+        )
         return added
 
     def add_bob(self) -> Client:
-        added: Client = self.call("add_client", "1002", "bob@example.com", key_hash=HASH,
-                                  domains=["bob.example"])
+        added: Client = self.call(
+            "add_client", "1002", "bob@example.com", key_hash=HASH, domains=["bob.example"]
+        )
         return added
 
 
@@ -121,8 +129,9 @@ def dropping_tables(engine: sa.Engine) -> Callable[[], contextlib.AbstractContex
 
 
 def pg_engine(schema: pg.PostgresSchema) -> sa.Engine:
-    return sa.create_engine(schema.url, hide_parameters=True,
-                            connect_args={"options": f"-csearch_path={schema.name}"})
+    return sa.create_engine(
+        schema.url, hide_parameters=True, connect_args={"options": f"-csearch_path={schema.name}"}
+    )
 
 
 ADAPTERS = [
@@ -145,39 +154,49 @@ def subject(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Subject]
             case "memory":
                 made = Subject(lambda: MemoryDirectory(crypt_context=CONTEXT), persistent=False)
             case "sqlite":
-                made = Subject(lambda: SQLiteDirectory(path, crypt_context=CONTEXT, timeout=0.2),
-                               broken=lambda: sqlite_write_lock(path), recovers=True)
+                made = Subject(
+                    lambda: SQLiteDirectory(path, crypt_context=CONTEXT, timeout=0.2),
+                    broken=lambda: sqlite_write_lock(path),
+                    recovers=True,
+                )
             case "async_sqlite":
                 made = Subject(
                     lambda: AsyncSQLiteDirectory(path, crypt_context=CONTEXT, timeout=0.2),
-                    runner=runner, broken=lambda: sqlite_write_lock(path), recovers=True)
+                    runner=runner,
+                    broken=lambda: sqlite_write_lock(path),
+                    recovers=True,
+                )
             case "sqlalchemy_sqlite":
                 url = f"sqlite:///{path}"
                 admin = sa.create_engine(url, hide_parameters=True)
                 stack.callback(admin.dispose)
-                made = Subject(lambda: SQLAlchemyDirectory(url, crypt_context=CONTEXT,
-                                                           create_schema=True),
-                               broken=dropping_tables(admin))
+                made = Subject(
+                    lambda: SQLAlchemyDirectory(url, crypt_context=CONTEXT, create_schema=True),
+                    broken=dropping_tables(admin),
+                )
             case "sqlalchemy_postgresql":
                 schema = stack.enter_context(pg.fresh_schema())
-                made = Subject(lambda: SQLAlchemyDirectory(pg_engine(schema),
-                                                           crypt_context=CONTEXT,
-                                                           create_schema=True),
-                               broken=dropping_tables(schema.engine))
+                made = Subject(
+                    lambda: SQLAlchemyDirectory(
+                        pg_engine(schema), crypt_context=CONTEXT, create_schema=True
+                    ),
+                    broken=dropping_tables(schema.engine),
+                )
             case "async_sqlalchemy_postgresql":
                 schema = stack.enter_context(pg.fresh_schema())
                 url = sa.make_url(schema.url).set(drivername="postgresql+asyncpg")
 
                 def open_async() -> AsyncSQLAlchemyDirectory:
                     engine = create_async_engine(
-                        url, hide_parameters=True,
-                        connect_args={"server_settings": {"search_path": schema.name}})
+                        url,
+                        hide_parameters=True,
+                        connect_args={"server_settings": {"search_path": schema.name}},
+                    )
                     directory = AsyncSQLAlchemyDirectory(engine, crypt_context=CONTEXT)
                     runner.run(directory.create_schema())
                     return directory
 
-                made = Subject(open_async, runner=runner,
-                               broken=dropping_tables(schema.engine))
+                made = Subject(open_async, runner=runner, broken=dropping_tables(schema.engine))
         try:
             yield made
         finally:
@@ -206,8 +225,11 @@ def test_the_flag_is_set_and_cleared(subject: Subject) -> None:
     assert alice.must_change is False
     assert subject.find(NUMBER, "1001") == alice
     assert subject.call("set_must_change", "1001", True) is None
-    for kind, value in [(NUMBER, "1001"), (EMAIL, "alice@example.com"),
-                        (DOMAIN, "xn--mnchen-3ya.de")]:
+    for kind, value in [
+        (NUMBER, "1001"),
+        (EMAIL, "alice@example.com"),
+        (DOMAIN, "xn--mnchen-3ya.de"),
+    ]:
         found = subject.find(kind, value)
         assert found is not None and found.must_change is True, kind
         assert subject.call("find_all", kind, value) == [found], kind
@@ -226,7 +248,8 @@ def test_nothing_else_of_the_record_changes(subject: Subject) -> None:
     assert subject.find(NUMBER, "1002") == bob
     assert subject.call("replace_key_hash", "1001", HASH, NEW_HASH) is True
     assert subject.find(NUMBER, "1001") == dataclasses.replace(
-        alice, must_change=True, key_hash=NEW_HASH)
+        alice, must_change=True, key_hash=NEW_HASH
+    )
 
 
 def test_an_unknown_number_is_no_error_and_changes_nothing(subject: Subject) -> None:
@@ -259,8 +282,11 @@ def test_lookups_return_the_clients_domains_normalized(subject: Subject) -> None
     assert alice.domains == ALICE_NORMALIZED
     carol: Client = subject.call("add_client", "1003", "alice@example.com", key_hash=HASH)
     assert carol.domains == ()
-    for kind, value in [(NUMBER, "1001"), (EMAIL, "alice@example.com"),
-                        (DOMAIN, "alice-shop.example")]:
+    for kind, value in [
+        (NUMBER, "1001"),
+        (EMAIL, "alice@example.com"),
+        (DOMAIN, "alice-shop.example"),
+    ]:
         assert subject.find(kind, value) == alice, kind
     # A shared address: each client comes with its own domains, or none.
     shared = subject.call("find_all", EMAIL, "alice@example.com")
@@ -290,20 +316,32 @@ def test_a_sqlite_miss_reads_the_flag_and_domains_of_its_stand_in(tmp_path: Path
     """A miss's stand-in row carries the same columns as a hit's, its domains among them."""
     with SQLiteDirectory(tmp_path / "c.sqlite3", crypt_context=CONTEXT) as directory:
         for n in range(1, 4):
-            directory.add_client(f"C{n}", f"c{n}@example.com", key_hash=HASH,
-                                 domains=[f"c{n}.example", f"www.c{n}.example"])
+            directory.add_client(
+                f"C{n}",
+                f"c{n}@example.com",
+                key_hash=HASH,
+                domains=[f"c{n}.example", f"www.c{n}.example"],
+            )
             directory.set_must_change(f"C{n}", True)
         conn = directory._thread_connection()
-        for kind, hit, miss in [(NUMBER, "C1", "C9"), (EMAIL, "c1@example.com", "c9@x.example"),
-                                (DOMAIN, "c1.example", "c9.example")]:
+        for kind, hit, miss in [
+            (NUMBER, "C1", "C9"),
+            (EMAIL, "c1@example.com", "c9@x.example"),
+            (DOMAIN, "c1.example", "c9.example"),
+        ]:
             [row] = conn.execute(_FIND_SQL[kind], (hit, 1)).fetchall()
-            assert row[5] and row[6] == 1 and sorted(row[8].split(",")) == [
-                "c1.example", "www.c1.example"]
+            assert (
+                row[5]
+                and row[6] == 1
+                and sorted(row[8].split(",")) == ["c1.example", "www.c1.example"]
+            )
             [stand_in] = conn.execute(_FIND_SQL[kind], (miss, 1)).fetchall()
             assert len(stand_in) == len(row) and not stand_in[5]
             number = stand_in[0]
             assert stand_in[6] == 1 and sorted(stand_in[8].split(",")) == [
-                f"{number.lower()}.example", f"www.{number.lower()}.example"]
+                f"{number.lower()}.example",
+                f"www.{number.lower()}.example",
+            ]
             assert directory.find_all(kind, miss) == []
 
 
@@ -333,18 +371,24 @@ def make_version_1_file(path: Path) -> None:
     with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as conn:
         conn.execute("PRAGMA journal_mode = WAL")
         conn.executescript(SCHEMA_1)
-        conn.executemany("INSERT INTO clients VALUES (?, ?, ?, ?, ?)", [
-            ("C1", "a@example.com", HASH, "Ana", "es"),
-            ("C2", "a@example.com", HASH, "", None),
-        ])
-        conn.executemany("INSERT INTO domains VALUES (?, ?)",
-                         [("a.example", "C1"), ("a-shop.example", "C1")])
+        conn.executemany(
+            "INSERT INTO clients VALUES (?, ?, ?, ?, ?)",
+            [
+                ("C1", "a@example.com", HASH, "Ana", "es"),
+                ("C2", "a@example.com", HASH, "", None),
+            ],
+        )
+        conn.executemany(
+            "INSERT INTO domains VALUES (?, ?)", [("a.example", "C1"), ("a-shop.example", "C1")]
+        )
 
 
 def table_info(path: Path) -> tuple[int, list[tuple[object, ...]]]:
     with contextlib.closing(sqlite3.connect(path)) as conn:
-        return (conn.execute("PRAGMA user_version").fetchone()[0],
-                conn.execute("PRAGMA table_info(clients)").fetchall())
+        return (
+            conn.execute("PRAGMA user_version").fetchone()[0],
+            conn.execute("PRAGMA table_info(clients)").fetchall(),
+        )
 
 
 def test_a_version_1_file_gains_the_flag_on_open(tmp_path: Path) -> None:
@@ -354,8 +398,15 @@ def test_a_version_1_file_gains_the_flag_on_open(tmp_path: Path) -> None:
     make_version_1_file(old)
     with SQLiteDirectory(old, crypt_context=CONTEXT) as directory:
         ana = directory.find(DOMAIN, "a-shop.example")
-        assert ana == Client("C1", "a@example.com", HASH, "Ana", "es",
-                             domains=("a-shop.example", "a.example"), must_change=False)
+        assert ana == Client(
+            "C1",
+            "a@example.com",
+            HASH,
+            "Ana",
+            "es",
+            domains=("a-shop.example", "a.example"),
+            must_change=False,
+        )
         assert [c.number for c in directory.find_all(EMAIL, "a@example.com")] == ["C1", "C2"]
         directory.set_must_change("C1", True)
         assert directory.find(NUMBER, "C1") == dataclasses.replace(ana, must_change=True)
@@ -377,7 +428,8 @@ def test_a_version_0_file_goes_through_both_steps(tmp_path: Path) -> None:
             " key_hash TEXT NOT NULL, name TEXT NOT NULL DEFAULT '', locale TEXT);"
             "CREATE TABLE domains (domain TEXT PRIMARY KEY NOT NULL, number TEXT NOT NULL"
             " REFERENCES clients (number) ON DELETE CASCADE);"
-            "CREATE INDEX domains_number ON domains (number);")
+            "CREATE INDEX domains_number ON domains (number);"
+        )
         conn.execute("INSERT INTO clients VALUES ('C1', 'a@example.com', ?, 'Ana', 'es')", (HASH,))
         conn.execute("INSERT INTO domains VALUES ('a.example', 'C1')")
 
@@ -428,16 +480,22 @@ def test_create_schema_adds_the_flag_to_earlier_own_tables(engine: sa.Engine) ->
         connection.exec_driver_sql(
             "CREATE TABLE credrecovery_clients (number VARCHAR(32) PRIMARY KEY, email"
             " VARCHAR(320) NOT NULL, key_hash TEXT NOT NULL, name VARCHAR(255) NOT NULL"
-            " DEFAULT '', locale VARCHAR(35))")
+            " DEFAULT '', locale VARCHAR(35))"
+        )
         connection.exec_driver_sql(
             "CREATE TABLE credrecovery_domains (domain VARCHAR(253) PRIMARY KEY,"
-            " client_number VARCHAR(32) NOT NULL REFERENCES credrecovery_clients (number))")
-        connection.execute(sa.text(
-            "INSERT INTO credrecovery_clients (number, email, key_hash)"
-            " VALUES ('1', 'a@x.example', :h)"
-        ), {"h": HASH})
+            " client_number VARCHAR(32) NOT NULL REFERENCES credrecovery_clients (number))"
+        )
+        connection.execute(
+            sa.text(
+                "INSERT INTO credrecovery_clients (number, email, key_hash)"
+                " VALUES ('1', 'a@x.example', :h)"
+            ),
+            {"h": HASH},
+        )
         connection.exec_driver_sql(
-            "INSERT INTO credrecovery_domains VALUES ('a.example', '1'), ('b.example', '1')")
+            "INSERT INTO credrecovery_domains VALUES ('a.example', '1'), ('b.example', '1')"
+        )
     old = SQLAlchemyDirectory(engine, crypt_context=CONTEXT)
     with pytest.raises(DirectoryError):
         old.find(NUMBER, "1")
@@ -446,7 +504,8 @@ def test_create_schema_adds_the_flag_to_earlier_own_tables(engine: sa.Engine) ->
     columns = {c["name"]: c for c in sa.inspect(engine).get_columns("credrecovery_clients")}
     assert columns["must_change"]["nullable"] is False
     assert directory.find(DOMAIN, "b.example") == Client(
-        "1", "a@x.example", HASH, domains=("a.example", "b.example"))
+        "1", "a@x.example", HASH, domains=("a.example", "b.example")
+    )
     directory.set_must_change("1", True)
     found = directory.find(EMAIL, "a@x.example")
     assert found is not None and found.must_change is True
@@ -464,9 +523,18 @@ HOST_DDL = {
         "CREATE TABLE cust_domains (fqdn text, cust_id integer references cust)",
     ],
 }
-MAPPING = TableMapping(clients_table="cust", number="cust_id", email="mail", key_hash="pw_hash",
-                       must_change="must_reset", domains_table="cust_domains", domain="fqdn",
-                       domain_client="cust_id", number_is_integer=True, domain_lowercased=False)
+MAPPING = TableMapping(
+    clients_table="cust",
+    number="cust_id",
+    email="mail",
+    key_hash="pw_hash",
+    must_change="must_reset",
+    domains_table="cust_domains",
+    domain="fqdn",
+    domain_client="cust_id",
+    number_is_integer=True,
+    domain_lowercased=False,
+)
 
 
 def create_host_tables(engine: sa.Engine) -> None:
@@ -474,11 +542,15 @@ def create_host_tables(engine: sa.Engine) -> None:
         for statement in HOST_DDL[engine.dialect.name]:
             connection.exec_driver_sql(statement)
         # must_reset NULL, as a host column added without a default leaves it.
-        connection.execute(sa.text("INSERT INTO cust (cust_id, mail, pw_hash) VALUES (7, :m, :h)"),
-                           {"m": "host@example.com", "h": HASH})
+        connection.execute(
+            sa.text("INSERT INTO cust (cust_id, mail, pw_hash) VALUES (7, :m, :h)"),
+            {"m": "host@example.com", "h": HASH},
+        )
         # Mixed case and listed twice: read back lower-cased, once.
-        connection.exec_driver_sql("INSERT INTO cust_domains VALUES ('Host.Example', 7),"
-                                   " ('host.example', 7), ('other.example', 7)")
+        connection.exec_driver_sql(
+            "INSERT INTO cust_domains VALUES ('Host.Example', 7),"
+            " ('host.example', 7), ('other.example', 7)"
+        )
 
 
 def stored_flag(engine: sa.Engine) -> Any:
@@ -491,8 +563,9 @@ def test_host_tables_with_a_named_column(engine: sa.Engine) -> None:
     create_host_tables(engine)
     directory = SQLAlchemyDirectory(engine, mapping=MAPPING, crypt_context=CONTEXT)
     host = directory.find(DOMAIN, "other.example")
-    assert host == Client("7", "host@example.com", HASH,
-                          domains=("host.example", "other.example"), must_change=False)
+    assert host == Client(
+        "7", "host@example.com", HASH, domains=("host.example", "other.example"), must_change=False
+    )
     directory.set_must_change("0007", True)
     assert stored_flag(engine) in (True, 1)
     assert directory.find(NUMBER, "7") == dataclasses.replace(host, must_change=True)
@@ -505,8 +578,8 @@ def test_host_tables_with_a_named_column(engine: sa.Engine) -> None:
     assert directory.find(DOMAIN, "new.example") == added
     with engine.connect() as connection:
         assert connection.exec_driver_sql(
-            "SELECT must_reset, notes FROM cust WHERE cust_id = 8").one() in [(False, "keep"),
-                                                                             (0, "keep")]
+            "SELECT must_reset, notes FROM cust WHERE cust_id = 8"
+        ).one() in [(False, "keep"), (0, "keep")]
 
 
 def test_host_tables_without_a_named_column(engine: sa.Engine) -> None:
@@ -538,8 +611,10 @@ def test_async_host_tables_with_a_named_column() -> None:
         create_host_tables(schema.engine)
         url = sa.make_url(schema.url).set(drivername="postgresql+asyncpg")
         engine = create_async_engine(
-            url, hide_parameters=True,
-            connect_args={"server_settings": {"search_path": schema.name}})
+            url,
+            hide_parameters=True,
+            connect_args={"server_settings": {"search_path": schema.name}},
+        )
 
         async def scenario() -> tuple[Client | None, Client | None]:
             async with AsyncSQLAlchemyDirectory(engine, mapping=MAPPING) as directory:
@@ -555,10 +630,16 @@ def test_async_host_tables_with_a_named_column() -> None:
 
 def test_bulk_add_stores_the_flag(engine: sa.Engine, tmp_path: Path) -> None:
     """bulk_add keeps each client's must_change (through COPY on PostgreSQL), and the domains."""
-    rows = [(Client(f"{n}", f"u{n}@example.com", HASH, must_change=n % 2 == 1),
-             [f"www.u{n}.example", f"u{n}.example"]) for n in range(1, 5)]
-    expected = [dataclasses.replace(client, domains=tuple(sorted(domains)))
-                for client, domains in rows]
+    rows = [
+        (
+            Client(f"{n}", f"u{n}@example.com", HASH, must_change=n % 2 == 1),
+            [f"www.u{n}.example", f"u{n}.example"],
+        )
+        for n in range(1, 5)
+    ]
+    expected = [
+        dataclasses.replace(client, domains=tuple(sorted(domains))) for client, domains in rows
+    ]
     directory = SQLAlchemyDirectory(engine, create_schema=True)
     assert directory.bulk_add(rows, batch_size=3) == 4
     assert [directory.find(NUMBER, c.number) for c in expected] == expected

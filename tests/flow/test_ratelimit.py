@@ -149,8 +149,12 @@ def test_per_identifier_counts_unknown_values(
     for _ in range(5):
         assert service.request("domain", "nuevo-cliente.com.ar") is None
     assert mailer.outbox == []
-    directory.add_client("9001", "hola@nuevo-cliente.com.ar", key="Another-Key-2024",
-                         domains=["nuevo-cliente.com.ar"])
+    directory.add_client(
+        "9001",
+        "hola@nuevo-cliente.com.ar",
+        key="Another-Key-2024",
+        domains=["nuevo-cliente.com.ar"],
+    )
     assert service.request("domain", "nuevo-cliente.com.ar") is None
     assert mailer.outbox == []
     service.request("email", "hola@nuevo-cliente.com.ar")
@@ -188,7 +192,6 @@ def test_per_client_caps_mails_however_the_client_is_named(
     assert len(mailer.outbox) == 3
 
 
-
 # --- per_client: known clients apart from misses ---------------------------------------
 
 LIMITER_KEY = b"limiter-key-for-tests-0123456789"
@@ -215,11 +218,13 @@ def _spray_misses(limiter: Limiter, count: int, caps: int) -> int:
 
 @pytest.mark.parametrize("spray", [800, 6_000])
 def test_a_spray_of_misses_never_resets_a_known_clients_cap(
-    spray: int, clock: FakeClock,
+    spray: int,
+    clock: FakeClock,
 ) -> None:
     """After 3 hits on a client, no spray of misses lets a 4th through; stores stay capped."""
-    limiter = Limiter(RateLimits(per_client="3/hour", memory_max_keys=2_000), LIMITER_KEY,
-                      clock=clock)
+    limiter = Limiter(
+        RateLimits(per_client="3/hour", memory_max_keys=2_000), LIMITER_KEY, clock=clock
+    )
     victim = EMAIL
     for _ in range(3):
         assert limiter.hit_client(victim, known=True)
@@ -231,8 +236,9 @@ def test_a_spray_of_misses_never_resets_a_known_clients_cap(
 
 def test_the_spray_does_reset_a_counter_kept_beside_the_misses(clock: FakeClock) -> None:
     """Control: the same spray evicts a per_client counter kept in the shared store."""
-    limiter = Limiter(RateLimits(per_client="3/hour", memory_max_keys=2_000), LIMITER_KEY,
-                      clock=clock)
+    limiter = Limiter(
+        RateLimits(per_client="3/hour", memory_max_keys=2_000), LIMITER_KEY, clock=clock
+    )
     for _ in range(3):
         assert limiter.hit("per_client", EMAIL)
     _spray_misses(limiter, 800, caps=2_000)
@@ -249,8 +255,9 @@ def test_known_and_unknown_clients_count_in_like_stores_apart() -> None:
     assert limiter.storage.max_keys == limiter.known_storage.max_keys == 1234
     assert [limiter.hit_client(NUMBER, known=True) for _ in range(4)] == [True] * 3 + [False]
     assert (len(limiter.storage), len(limiter.known_storage)) == (0, 1)
-    assert [limiter.hit_client("?domain:x.example", known=False)
-            for _ in range(4)] == [True] * 3 + [False]
+    assert [limiter.hit_client("?domain:x.example", known=False) for _ in range(4)] == [
+        True
+    ] * 3 + [False]
     assert (len(limiter.storage), len(limiter.known_storage)) == (1, 1)
     assert limiter.hit("per_client", NUMBER)  # a different store: a fresh count
 
@@ -265,8 +272,9 @@ def test_hit_client_counts_in_redis_for_known_and_unknown(redis_url: str) -> Non
     for i in range(50):
         assert limiter.hit_client(f"?domain:spray-{i}.example", known=False)
     assert not limiter.hit_client(EMAIL, known=True)
-    assert [limiter.hit_client("?domain:x.example", known=False)
-            for _ in range(4)] == [True] * 3 + [False]
+    assert [limiter.hit_client("?domain:x.example", known=False) for _ in range(4)] == [
+        True
+    ] * 3 + [False]
     keys = _redis_keys(redis_url)
     assert keys
     assert not any(EMAIL in key or "example" in key for key in keys)
@@ -333,14 +341,19 @@ def test_requests_and_confirmations_count_apart(
 # --- a flood ----------------------------------------------------------------------------
 
 
-FLOOD_NAMES = [*KNOWN, ("domain", "EJEMPLOXMUNDO.COM.AR."),
-               ("email", "Ejemplo@EjemploXMundo.com.ar")]
+FLOOD_NAMES = [
+    *KNOWN,
+    ("domain", "EJEMPLOXMUNDO.COM.AR."),
+    ("email", "Ejemplo@EjemploXMundo.com.ar"),
+]
 FLOOD_SPACING = 30  # seconds between the test clock's requests after the burst
 
 
 @pytest.mark.key_modes("generate")  # requests only: the key mode never comes into it
 def test_a_flood_sends_at_most_three_mails_an_hour(
-    limited: Callable[..., RecoveryService], mailer: MemoryMailer, clock: FakeClock,
+    limited: Callable[..., RecoveryService],
+    mailer: MemoryMailer,
+    clock: FakeClock,
     storage_uri: str,
 ) -> None:
     """A flood for one client, however named, mails it at most three times in any hour.
@@ -386,7 +399,9 @@ def test_a_flood_sends_at_most_three_mails_an_hour(
 
 
 def test_throttling_is_logged_without_identifiers_or_requesters(
-    limited: Callable[..., RecoveryService], mailer: MemoryMailer, storage_uri: str,
+    limited: Callable[..., RecoveryService],
+    mailer: MemoryMailer,
+    storage_uri: str,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """Each throttled outcome logs 'throttled' with its limit, and no value in clear."""
@@ -394,9 +409,13 @@ def test_throttling_is_logged_without_identifiers_or_requesters(
     service = limited()
     asker, prober = "203.0.113.7", "198.51.100.23"
     sequence = [
-        ("domain", DOMAIN), ("email", EMAIL), ("domain", DOMAIN),  # three mails
+        ("domain", DOMAIN),
+        ("email", EMAIL),
+        ("domain", DOMAIN),  # three mails
         ("email", EMAIL),  # per_client
-        ("domain", DOMAIN), ("domain", DOMAIN), ("domain", DOMAIN),  # per_client
+        ("domain", DOMAIN),
+        ("domain", DOMAIN),
+        ("domain", DOMAIN),  # per_client
         ("domain", DOMAIN),  # the 6th naming this domain: per_identifier
         ("domain", "nadie-aqui.com.ar"),
     ]
@@ -415,7 +434,10 @@ def test_throttling_is_logged_without_identifiers_or_requesters(
 
     throttled = [r for r in caplog.records if getattr(r, "event", None) == "throttled"]
     assert {getattr(r, "limit", None) for r in throttled} == {
-        "per_requester", "per_identifier", "per_client", "failed_confirmations"
+        "per_requester",
+        "per_identifier",
+        "per_client",
+        "failed_confirmations",
     }
     assert all(r.levelno == logging.WARNING for r in throttled)
     secrets_in_clear = [DOMAIN, EMAIL, "nadie-aqui", asker, prober, *BAD_TOKENS]
@@ -459,8 +481,12 @@ def test_default_limits(storage_uri: str) -> None:
         storage_uri="memory://",
     )
     limits = RateLimits(storage_uri=storage_uri)
-    assert (limits.per_requester, limits.per_identifier, limits.per_client,
-            limits.failed_confirmations) == ("20/minute", "5/hour", "3/hour", "20/minute")
+    assert (
+        limits.per_requester,
+        limits.per_identifier,
+        limits.per_client,
+        limits.failed_confirmations,
+    ) == ("20/minute", "5/hour", "3/hour", "20/minute")
 
 
 @pytest.mark.parametrize(
@@ -514,7 +540,11 @@ def test_unreachable_redis_fails_open(
     assert errors
     assert all(r.levelno == logging.ERROR for r in errors)
     assert {getattr(r, "limit", None) for r in errors} == {
-        "per_requester", "per_identifier", "per_client", "failed_confirmations", "per_mailbox"
+        "per_requester",
+        "per_identifier",
+        "per_client",
+        "failed_confirmations",
+        "per_mailbox",
     }
     for record in caplog.records:
         assert "203.0.113.7" not in record.getMessage() + repr(vars(record))
@@ -526,13 +556,13 @@ def test_unreachable_redis_fails_open_for_hit_client(
 ) -> None:
     """With Redis down, hit_client lets every hit through and logs the failure at ERROR."""
     caplog.set_level(logging.INFO, logger="credrecovery")
-    limiter = Limiter(RateLimits(storage_uri=UNREACHABLE_REDIS, per_client="3/hour"),
-                      LIMITER_KEY)
+    limiter = Limiter(RateLimits(storage_uri=UNREACHABLE_REDIS, per_client="3/hour"), LIMITER_KEY)
     assert all(limiter.hit_client(EMAIL, known=known) for _ in range(5))
     errors = [r for r in caplog.records if getattr(r, "event", None) == "limiter_error"]
     assert len(errors) == 5
-    assert all(r.levelno == logging.ERROR and getattr(r, "limit", None) == "per_client"
-               for r in errors)
+    assert all(
+        r.levelno == logging.ERROR and getattr(r, "limit", None) == "per_client" for r in errors
+    )
     for record in caplog.records:
         assert EMAIL not in record.getMessage() + repr(vars(record))
 
@@ -542,12 +572,12 @@ SPRAY_CAP = 200  # memory_max_keys for the service-level spray: small, so few re
 
 @pytest.mark.key_modes("generate")  # requests only: the key mode never comes into it
 def test_a_spray_of_misses_leaves_a_clients_cap_in_place(
-    make_service: ServiceFactory, mailer: MemoryMailer,
+    make_service: ServiceFactory,
+    mailer: MemoryMailer,
 ) -> None:
     """After per_mailbox's three mails, a spray of unknown identifiers from as many
     requesters, enough to fill the limiter's store, does not buy a fourth."""
-    service = make_service(rate_limits=RateLimits(memory_max_keys=SPRAY_CAP,
-                                                  per_mailbox="3/hour"))
+    service = make_service(rate_limits=RateLimits(memory_max_keys=SPRAY_CAP, per_mailbox="3/hour"))
     for i in range(3):
         service.request("client_number", NUMBER, requester=f"198.51.100.{10 + i}")
     assert len(mailer.outbox) == 3
@@ -560,7 +590,8 @@ def test_a_spray_of_misses_leaves_a_clients_cap_in_place(
         service.request("domain", f"spray-{n}.example", requester=f"10.{n // 250}.{n % 250}.1")
         largest = max(largest, len(shared))
     assert largest > SPRAY_CAP * 0.95, (
-        "the spray never filled the limiter's store; nothing was tested")
+        "the spray never filled the limiter's store; nothing was tested"
+    )
     service.request("domain", DOMAIN, requester="198.51.100.2")
     service.request("email", EMAIL, requester="198.51.100.3")
     assert len(mailer.outbox) == 3

@@ -62,9 +62,20 @@ class OwnRedis:
         self.port = _free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self._process = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
-             "--save", "", "--appendonly", "no"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         client = redis.Redis.from_url(self.url, socket_connect_timeout=1)
         deadline = time.monotonic() + 10
         try:
@@ -103,13 +114,18 @@ def own_redis() -> Iterator[Callable[[], OwnRedis]]:
         server.stop()
 
 
-def _build(shell: str, ctx: CryptContext, clock: FakeClock, storage_uri: str,
-           mailer: MemoryMailer) -> Any:
+def _build(
+    shell: str, ctx: CryptContext, clock: FakeClock, storage_uri: str, mailer: MemoryMailer
+) -> Any:
     directory = MemoryDirectory(crypt_context=ctx)
     directory.add_client("9000", "ejemplo@ejemploxmundo.com.ar", key=OLD_KEY, domains=[DOMAIN])
     options: dict[str, Any] = {
-        "secret_key": SECRET, "confirm_url": CONFIRM_URL, "sender": SENDER,
-        "crypt_context": ctx, "clock": clock, "delivery": "sync",
+        "secret_key": SECRET,
+        "confirm_url": CONFIRM_URL,
+        "sender": SENDER,
+        "crypt_context": ctx,
+        "clock": clock,
+        "delivery": "sync",
         "rate_limits": RateLimits(storage_uri=storage_uri),
     }
     if shell == "sync":
@@ -118,8 +134,11 @@ def _build(shell: str, ctx: CryptContext, clock: FakeClock, storage_uri: str,
 
 
 def _limit_records(caplog: pytest.LogCaptureFixture) -> list[tuple[Any, ...]]:
-    return [tuple(getattr(r, field, None) for field in FIELDS) for r in caplog.records
-            if getattr(r, "event", None) in ("limiter_error", "throttled")]
+    return [
+        tuple(getattr(r, field, None) for field in FIELDS)
+        for r in caplog.records
+        if getattr(r, "event", None) in ("limiter_error", "throttled")
+    ]
 
 
 def _outcome(call: Callable[[], Any]) -> tuple[str, Any]:
@@ -144,14 +163,18 @@ def _until_and_after_the_stop(service: Any, server: OwnRedis) -> tuple[list[Any]
         waits.append(exc.retry_after)
     server.stop()
     outcomes += [_outcome(ask) for _ in range(3)]
-    outcomes += [_outcome(functools.partial(service.confirm, token, requester=REQUESTER))
-                 for token in BAD_TOKENS]
+    outcomes += [
+        _outcome(functools.partial(service.confirm, token, requester=REQUESTER))
+        for token in BAD_TOKENS
+    ]
     return outcomes, waits
 
 
 @pytest.mark.redis
 def test_both_shells_meet_a_storage_that_stops_alike(
-    own_redis: Callable[[], OwnRedis], ctx: CryptContext, clock: FakeClock,
+    own_redis: Callable[[], OwnRedis],
+    ctx: CryptContext,
+    clock: FakeClock,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """Counted in a live Redis, then with that Redis stopped: the same answers and the
@@ -172,8 +195,12 @@ def test_both_shells_meet_a_storage_that_stops_alike(
 
     sync, async_ = seen["sync"], seen["async"]
     assert sync[0] == async_[0]
-    assert sync[0] == ([("passed", None)] * 20 + [("RateLimited", "per_requester")]
-                       + [("passed", None)] * 3 + [("InvalidToken", None)] * 3)
+    assert sync[0] == (
+        [("passed", None)] * 20
+        + [("RateLimited", "per_requester")]
+        + [("passed", None)] * 3
+        + [("InvalidToken", None)] * 3
+    )
     # Counted on the Redis server's clock: a whole minute, less the time the test took.
     assert len(sync[1]) == len(async_[1]) == 1
     assert all(50.0 < wait <= 60.0 for wait in sync[1] + async_[1])
@@ -181,8 +208,13 @@ def test_both_shells_meet_a_storage_that_stops_alike(
     assert sync[3] == async_[3]
     records = sync[3]
     errors = [r for r in records if r[0] == "limiter_error"]
-    assert {r[3] for r in errors} == {"per_requester", "per_identifier", "per_client",
-                                      "failed_confirmations", "per_mailbox"}
+    assert {r[3] for r in errors} == {
+        "per_requester",
+        "per_identifier",
+        "per_client",
+        "failed_confirmations",
+        "per_mailbox",
+    }
     assert all(r[1] == "ERROR" and r[4] for r in errors)
     # Log fields stay plain strings, whatever names the limit inside.
     assert all(type(r[3]) is str for r in records)
@@ -218,9 +250,14 @@ def test_both_limiters_fail_open_alike(caplog: pytest.LogCaptureFixture) -> None
     async_ = asyncio.run(run())
     assert sync == async_ == [True, True, True, True, 60.0, 3600.0]
     assert sync_records == _limit_records(caplog)
-    assert [r[3] for r in sync_records] == ["per_requester", "per_identifier", "per_client",
-                                            "failed_confirmations", "per_requester",
-                                            "per_identifier"]
+    assert [r[3] for r in sync_records] == [
+        "per_requester",
+        "per_identifier",
+        "per_client",
+        "failed_confirmations",
+        "per_requester",
+        "per_identifier",
+    ]
     for record in caplog.records:
         assert REQUESTER not in record.getMessage() + repr(vars(record))
 
@@ -230,7 +267,9 @@ def test_both_limiters_fail_open_alike(caplog: pytest.LogCaptureFixture) -> None
 
 @pytest.mark.parametrize("limit", ["per_requester", "failed_confirmations"])
 def test_retry_after_follows_the_injected_clock(
-    make_service: ServiceFactory, clock: FakeClock, limit: str,
+    make_service: ServiceFactory,
+    clock: FakeClock,
+    limit: str,
 ) -> None:
     """With memory://, RateLimited.retry_after is reckoned on the service's clock alone:
     exactly the seconds left of the window on the test clock, as that clock moves."""
@@ -268,9 +307,16 @@ def test_limit_names_are_public_and_match_the_fields() -> None:
     assert credrecovery.LimitName is credrecovery.ratelimit.LimitName is LimitName
     assert "LimitName" in credrecovery.__all__
     assert "LimitName" in credrecovery.ratelimit.__all__
-    fields = ["per_requester", "per_identifier", "per_client", "failed_confirmations",
-              "per_mailbox", "failed_signins", "failed_signins_per_requester",
-              "failed_signins_per_client"]
+    fields = [
+        "per_requester",
+        "per_identifier",
+        "per_client",
+        "failed_confirmations",
+        "per_mailbox",
+        "failed_signins",
+        "failed_signins_per_requester",
+        "failed_signins_per_client",
+    ]
     assert [name.value for name in LimitName] == fields
     assert all(getattr(RateLimits(), name) for name in LimitName)
     for name, field in zip(LimitName, fields, strict=True):

@@ -24,8 +24,12 @@ DOMAIN = "ejemploxmundo.com.ar"
 EMAIL = "ejemplo@ejemploxmundo.com.ar"
 ATTACKER = "203.0.113.7"
 CLIENT_HOME = "198.51.100.23"
-NAMES = [("domain", DOMAIN), ("client_number", NUMBER), ("email", EMAIL),
-         ("domain", "otro-ejemplo.com")]
+NAMES = [
+    ("domain", DOMAIN),
+    ("client_number", NUMBER),
+    ("email", EMAIL),
+    ("domain", "otro-ejemplo.com"),
+]
 
 
 @pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
@@ -42,7 +46,9 @@ def _mails_to_client(mailer: MemoryMailer) -> int:
 
 
 def test_one_requester_cannot_use_up_the_clients_mails(
-    make_service: Callable[..., RecoveryService], mailer: MemoryMailer, storage_uri: str,
+    make_service: Callable[..., RecoveryService],
+    mailer: MemoryMailer,
+    storage_uri: str,
 ) -> None:
     """With the default limits, one address asking for client 9000 by domain, number and
     email, six times each (past per_identifier and per_client), gets three mails out;
@@ -61,7 +67,9 @@ def test_one_requester_cannot_use_up_the_clients_mails(
 
 
 def test_many_requesters_together_get_at_most_per_mailbox_mails(
-    make_service: Callable[..., RecoveryService], mailer: MemoryMailer, storage_uri: str,
+    make_service: Callable[..., RecoveryService],
+    mailer: MemoryMailer,
+    storage_uri: str,
 ) -> None:
     """Forty addresses asking at once for one client, each three times: ten mails in all,
     per_mailbox's default, and each address's own allowance never adds to it."""
@@ -78,7 +86,9 @@ FLOOD_SPACING = 20  # seconds between the test clock's requests after the burst
 
 
 def test_a_flood_from_many_requesters_keeps_to_per_mailbox_each_hour(
-    make_service: Callable[..., RecoveryService], mailer: MemoryMailer, clock: FakeClock,
+    make_service: Callable[..., RecoveryService],
+    mailer: MemoryMailer,
+    clock: FakeClock,
 ) -> None:
     """A flood for one client from ever new addresses, for three hours on the test clock:
     mail resumes as the hours pass, and no mail is sent within the hour of the tenth
@@ -99,7 +109,8 @@ def test_a_flood_from_many_requesters_keeps_to_per_mailbox_each_hour(
 
 
 def test_without_a_requester_per_client_counts_everyone(
-    make_service: Callable[..., RecoveryService], mailer: MemoryMailer,
+    make_service: Callable[..., RecoveryService],
+    mailer: MemoryMailer,
 ) -> None:
     """requester=None keeps the earlier meaning: three mails a client per hour, in all."""
     service = make_service(rate_limits=RateLimits())
@@ -126,8 +137,20 @@ def own_redis_url() -> Iterator[str]:
         pytest.skip("redis-server is not installed")
     port = _free_port()
     process = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-         "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        [
+            "redis-server",
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     url = f"redis://127.0.0.1:{port}/0"
     client = redis.Redis.from_url(url, socket_connect_timeout=1)
     try:
@@ -150,13 +173,17 @@ def own_redis_url() -> Iterator[str]:
 def _scripts_run(client: redis.Redis) -> int:
     """How many limiter operations (one Lua script each) reached the server."""
     stats = client.info("commandstats")
-    return sum(int(value["calls"]) for name, value in stats.items()
-               if name in ("cmdstat_evalsha", "cmdstat_eval"))
+    return sum(
+        int(value["calls"])
+        for name, value in stats.items()
+        if name in ("cmdstat_evalsha", "cmdstat_eval")
+    )
 
 
 @pytest.mark.redis
 def test_a_miss_asks_the_limiter_what_a_hit_asks(
-    make_service: Callable[..., RecoveryService], own_redis_url: str,
+    make_service: Callable[..., RecoveryService],
+    own_redis_url: str,
 ) -> None:
     """Request by request, client 9000 and values nobody holds, each series from its own
     requester, ask the limiter's Redis as many operations: while mail goes out, once
@@ -165,17 +192,19 @@ def test_a_miss_asks_the_limiter_what_a_hit_asks(
     service = make_service(rate_limits=RateLimits(storage_uri=own_redis_url))
     client = redis.Redis.from_url(own_redis_url)
     series = {
-        "hit": [("client_number", NUMBER)] * 3 + [("email", EMAIL), ("domain", DOMAIN)]
+        "hit": [("client_number", NUMBER)] * 3
+        + [("email", EMAIL), ("domain", DOMAIN)]
         + [("client_number", NUMBER)] * 4,
-        "miss": [("client_number", "7777")] * 3 + [("email", "nadie@nadie.example"),
-                                                   ("domain", "nadie.example")]
+        "miss": [("client_number", "7777")] * 3
+        + [("email", "nadie@nadie.example"), ("domain", "nadie.example")]
         + [("client_number", "7777")] * 4,
     }
     seen: dict[str, list[int]] = {}
     try:
         service.request("client_number", "1", requester="192.0.2.99")  # connections, scripts
-        for (name, requests), requester in zip(series.items(), ("192.0.2.1", "192.0.2.2"),
-                                               strict=True):
+        for (name, requests), requester in zip(
+            series.items(), ("192.0.2.1", "192.0.2.2"), strict=True
+        ):
             seen[name] = []
             for kind, value in requests:
                 client.config_resetstat()

@@ -141,7 +141,9 @@ def _stored(directory: MemoryDirectory, number: str = "9000") -> Client:
 
 
 def _request_token(
-    service: RecoveryService, outbox: list[EmailMessage], kind: str = "client_number",
+    service: RecoveryService,
+    outbox: list[EmailMessage],
+    kind: str = "client_number",
     value: str = "9000",
 ) -> str:
     before = len(outbox)
@@ -171,8 +173,12 @@ def _recipients(message: EmailMessage) -> list[str]:
     ],
 )
 def test_each_identifier_recovers(
-    kind: str, value: str, service: RecoveryService, directory: MemoryDirectory,
-    mailer: MemoryMailer, ctx: CryptContext,
+    kind: str,
+    value: str,
+    service: RecoveryService,
+    directory: MemoryDirectory,
+    mailer: MemoryMailer,
+    ctx: CryptContext,
 ) -> None:
     """Every identifier kind mails the primary address, and confirming rotates the key."""
     old_hash = _stored(directory).key_hash
@@ -197,11 +203,15 @@ def test_each_identifier_recovers(
 
 @pytest.mark.parametrize("value", ["münchen.de", "MÜNCHEN.DE", "München.de.", "xn--mnchen-3ya.de"])
 def test_unicode_domain_recovers(
-    value: str, make_service: MakeService, directory: MemoryDirectory, mailer: MemoryMailer,
+    value: str,
+    make_service: MakeService,
+    directory: MemoryDirectory,
+    mailer: MemoryMailer,
 ) -> None:
     """A client registered under an internationalized domain is found by any spelling."""
-    directory.add_client("9100", "owner@muenchen.example", key="Some-Key-ABCDEFG",
-                         domains=["münchen.de"])
+    directory.add_client(
+        "9100", "owner@muenchen.example", key="Some-Key-ABCDEFG", domains=["münchen.de"]
+    )
     service = make_service()
     token = _request_token(service, mailer.outbox, "domain", value)
     assert _recipients(mailer.outbox[0]) == ["owner@muenchen.example"]
@@ -253,7 +263,10 @@ def test_background_delivery_sends_after_flush(
     ],
 )
 def test_unknown_identifier_is_silent(
-    kind: str, value: str, service: RecoveryService, directory: MemoryDirectory,
+    kind: str,
+    value: str,
+    service: RecoveryService,
+    directory: MemoryDirectory,
     mailer: MemoryMailer,
 ) -> None:
     """An unknown identifier returns None, mails nothing and raises nothing."""
@@ -289,7 +302,9 @@ def test_malformed_request_raises_invalid_identifier(
     "error", [RuntimeError("smtp down"), OSError("connection refused"), DeliveryFailed()]
 )
 def test_failing_mailer_at_request_does_not_raise(
-    error: Exception, host_service: RecoveryService, host_mailer: HostMailer,
+    error: Exception,
+    host_service: RecoveryService,
+    host_mailer: HostMailer,
     host_directory: HostDirectory,
 ) -> None:
     """A mailer failure during request is swallowed, so a hit looks like a miss."""
@@ -305,8 +320,11 @@ def test_failing_mailer_at_request_does_not_raise(
 
 
 def test_expired_token_refused(
-    service: RecoveryService, directory: MemoryDirectory, mailer: MemoryMailer,
-    clock: FakeClock, ctx: CryptContext,
+    service: RecoveryService,
+    directory: MemoryDirectory,
+    mailer: MemoryMailer,
+    clock: FakeClock,
+    ctx: CryptContext,
 ) -> None:
     """After token_max_age the token raises TokenExpired and the key stays."""
     old_hash = _stored(directory).key_hash
@@ -331,7 +349,9 @@ def test_token_valid_until_max_age(
 
 
 def test_token_single_use(
-    service: RecoveryService, directory: MemoryDirectory, mailer: MemoryMailer,
+    service: RecoveryService,
+    directory: MemoryDirectory,
+    mailer: MemoryMailer,
     ctx: CryptContext,
 ) -> None:
     """A second confirm of the same token raises TokenAlreadyUsed and changes nothing."""
@@ -349,7 +369,9 @@ def test_token_single_use(
 
 
 def test_older_tokens_die_with_a_newer_confirmation(
-    service: RecoveryService, directory: MemoryDirectory, mailer: MemoryMailer,
+    service: RecoveryService,
+    directory: MemoryDirectory,
+    mailer: MemoryMailer,
     clock: FakeClock,
 ) -> None:
     """Confirming the newest token kills every token issued before it."""
@@ -379,7 +401,9 @@ def test_newer_tokens_die_with_an_older_confirmation(
 
 
 def test_token_dies_when_primary_email_changes(
-    host_service: RecoveryService, host_directory: HostDirectory, host_mailer: HostMailer,
+    host_service: RecoveryService,
+    host_directory: HostDirectory,
+    host_mailer: HostMailer,
 ) -> None:
     """A token issued before the primary email changed no longer confirms."""
     old_hash = host_directory.get("9000").key_hash
@@ -394,7 +418,9 @@ def test_token_dies_when_primary_email_changes(
 
 
 def test_token_for_removed_client_invalid(
-    host_service: RecoveryService, host_directory: HostDirectory, host_mailer: HostMailer,
+    host_service: RecoveryService,
+    host_directory: HostDirectory,
+    host_mailer: HostMailer,
 ) -> None:
     """A token whose client no longer exists raises InvalidToken."""
     token = _request_token(host_service, host_mailer.sent)
@@ -415,7 +441,9 @@ def test_token_for_removed_client_invalid(
     ],
 )
 def test_tampered_token_invalid(
-    mangle: Callable[[str], str], service: RecoveryService, directory: MemoryDirectory,
+    mangle: Callable[[str], str],
+    service: RecoveryService,
+    directory: MemoryDirectory,
     mailer: MemoryMailer,
 ) -> None:
     """A forged or mangled token raises InvalidToken and rotates nothing."""
@@ -476,8 +504,12 @@ def test_signing_key_rotation(make_service: MakeService, mailer: MemoryMailer) -
     ],
 )
 def test_rollback_after_credentials_delivery_failure(
-    error: Exception, temporary: bool, host_service: RecoveryService,
-    host_directory: HostDirectory, host_mailer: HostMailer, ctx: CryptContext,
+    error: Exception,
+    temporary: bool,
+    host_service: RecoveryService,
+    host_directory: HostDirectory,
+    host_mailer: HostMailer,
+    ctx: CryptContext,
 ) -> None:
     """A failed credentials mail puts the old key back and the same token works later."""
     old_hash = host_directory.get("9000").key_hash
@@ -502,7 +534,9 @@ def test_rollback_after_credentials_delivery_failure(
 
 
 def test_concurrent_confirmations_single_winner(
-    service: RecoveryService, directory: MemoryDirectory, mailer: MemoryMailer,
+    service: RecoveryService,
+    directory: MemoryDirectory,
+    mailer: MemoryMailer,
     ctx: CryptContext,
 ) -> None:
     """Eight simultaneous confirms of one token: one succeeds, seven are TokenAlreadyUsed."""
@@ -589,8 +623,11 @@ def _events(caplog: pytest.LogCaptureFixture) -> list[str]:
 
 
 def test_secrets_absent_from_logs_reprs_and_errors(
-    caplog: pytest.LogCaptureFixture, host_service: RecoveryService,
-    host_directory: HostDirectory, host_mailer: HostMailer, clock: FakeClock,
+    caplog: pytest.LogCaptureFixture,
+    host_service: RecoveryService,
+    host_directory: HostDirectory,
+    host_mailer: HostMailer,
+    clock: FakeClock,
 ) -> None:
     """No token, key, key hash or signing secret reaches a log record, repr or error."""
     caplog.set_level(logging.DEBUG, logger="credrecovery")
@@ -630,7 +667,11 @@ def test_secrets_absent_from_logs_reprs_and_errors(
     secrets = [
         *tokens,
         *(part for token in tokens for part in token.split(".") if len(part) > 8),
-        new_key, OLD_KEY, old_hash, new_hash, SECRET,
+        new_key,
+        OLD_KEY,
+        old_hash,
+        new_hash,
+        SECRET,
     ]
     assert caplog.records
     texts: list[str] = []
@@ -660,8 +701,10 @@ def test_memory_service_repr_hides_secrets(
 
 
 def test_one_log_event_per_outcome(
-    caplog: pytest.LogCaptureFixture, host_service: RecoveryService,
-    host_mailer: HostMailer, clock: FakeClock,
+    caplog: pytest.LogCaptureFixture,
+    host_service: RecoveryService,
+    host_mailer: HostMailer,
+    clock: FakeClock,
 ) -> None:
     """Each outcome logs one record carrying its event name; delivery adds its own outcome."""
     caplog.set_level(logging.DEBUG, logger="credrecovery")
@@ -676,7 +719,8 @@ def test_one_log_event_per_outcome(
         "unknown_identifier"
     ]
     assert outcome(lambda: host_service.request("client_number", "9000")) == [
-        "mail_sent", "requested"
+        "mail_sent",
+        "requested",
     ]
     token = token_from(host_mailer.sent[-1])
     assert outcome(lambda: host_service.confirm(token + "x")) == ["invalid"]
@@ -684,7 +728,8 @@ def test_one_log_event_per_outcome(
     host_mailer.fail = RuntimeError("smtp down")
     assert outcome(lambda: host_service.confirm(token)) == ["delivery_failed"]
     assert outcome(lambda: host_service.request("client_number", "9000")) == [
-        "delivery_failed", "requested"
+        "delivery_failed",
+        "requested",
     ]
     host_mailer.fail = None
     assert outcome(lambda: host_service.confirm(token)) == ["mail_sent", "confirmed"]
@@ -712,12 +757,19 @@ def test_host_classes_satisfy_protocols(
 
 @pytest.mark.parametrize(
     ("kind", "value"),
-    [("domain", "OTRO-EJEMPLO.com"), ("email", "EJEMPLO@ejemploxmundo.com.ar"),
-     ("client_number", " 9000")],
+    [
+        ("domain", "OTRO-EJEMPLO.com"),
+        ("email", "EJEMPLO@ejemploxmundo.com.ar"),
+        ("client_number", " 9000"),
+    ],
 )
 def test_host_classes_run_whole_flow(
-    kind: str, value: str, host_service: RecoveryService, host_directory: HostDirectory,
-    host_mailer: HostMailer, ctx: CryptContext,
+    kind: str,
+    value: str,
+    host_service: RecoveryService,
+    host_directory: HostDirectory,
+    host_mailer: HostMailer,
+    ctx: CryptContext,
 ) -> None:
     """A host's own directory and mailer carry a recovery from request to new key."""
     token = _request_token(host_service, host_mailer.sent, kind, value)
@@ -735,7 +787,9 @@ def test_host_classes_run_whole_flow(
 
 
 def test_directory_failure_at_request(
-    host_service: RecoveryService, host_directory: HostDirectory, host_mailer: HostMailer,
+    host_service: RecoveryService,
+    host_directory: HostDirectory,
+    host_mailer: HostMailer,
 ) -> None:
     """A directory error during request becomes DirectoryError with the cause kept."""
     cause = RuntimeError("database is down")
@@ -747,7 +801,9 @@ def test_directory_failure_at_request(
 
 
 def test_directory_find_failure_at_confirm(
-    host_service: RecoveryService, host_directory: HostDirectory, host_mailer: HostMailer,
+    host_service: RecoveryService,
+    host_directory: HostDirectory,
+    host_mailer: HostMailer,
     ctx: CryptContext,
 ) -> None:
     """A lookup failure during confirm raises DirectoryError and rotates nothing."""
@@ -767,7 +823,9 @@ def test_directory_find_failure_at_confirm(
 
 
 def test_directory_swap_failure_at_confirm(
-    host_service: RecoveryService, host_directory: HostDirectory, host_mailer: HostMailer,
+    host_service: RecoveryService,
+    host_directory: HostDirectory,
+    host_mailer: HostMailer,
 ) -> None:
     """A failing compare-and-set raises DirectoryError; no mail, no rotation, token still good."""
     old_hash = host_directory.get("9000").key_hash
@@ -787,15 +845,24 @@ def test_directory_swap_failure_at_confirm(
 # --- configuration a reviewer could misread -----------------------------------
 
 
-@pytest.mark.parametrize("sender", [
-    "Panel\u2028 <panel@example.com>", "Panel <panel@example.com>\u2029",
-    "Pa\x0bnel <panel@example.com>", "Panel <panel@example.com>\x0c",
-    "Panel\x85 <panel@example.com>", "\x1b[31mPanel <panel@example.com>",
-    "panel@example.com, other@example.com", "Panel <panel@example.com> <x@example.com>",
-    "Panel <pánel@example.com>", "Panel <panel@@example.com>",
-])
+@pytest.mark.parametrize(
+    "sender",
+    [
+        "Panel\u2028 <panel@example.com>",
+        "Panel <panel@example.com>\u2029",
+        "Pa\x0bnel <panel@example.com>",
+        "Panel <panel@example.com>\x0c",
+        "Panel\x85 <panel@example.com>",
+        "\x1b[31mPanel <panel@example.com>",
+        "panel@example.com, other@example.com",
+        "Panel <panel@example.com> <x@example.com>",
+        "Panel <pánel@example.com>",
+        "Panel <panel@@example.com>",
+    ],
+)
 def test_a_sender_with_control_characters_or_two_addresses_is_refused(
-    sender: str, make_service: MakeService,
+    sender: str,
+    make_service: MakeService,
 ) -> None:
     """Line and control characters, second addresses and non-ASCII mailboxes raise ValueError."""
     with pytest.raises(ValueError):
@@ -803,7 +870,8 @@ def test_a_sender_with_control_characters_or_two_addresses_is_refused(
 
 
 def test_a_sender_domain_goes_out_as_an_a_label(
-    make_service: MakeService, mailer: MemoryMailer,
+    make_service: MakeService,
+    mailer: MemoryMailer,
 ) -> None:
     """An internationalized sender domain is turned into its A-label, in both mails."""
     service = make_service(sender="Panel München <panel@münchen.example>")
@@ -814,7 +882,8 @@ def test_a_sender_domain_goes_out_as_an_a_label(
 
 
 def test_a_short_secret_key_is_warned_about_once(
-    make_service: MakeService, caplog: pytest.LogCaptureFixture,
+    make_service: MakeService,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """A secret_key under 32 bytes logs one warning at construction; a long one none."""
     caplog.set_level(logging.WARNING, logger="credrecovery")
@@ -826,7 +895,8 @@ def test_a_short_secret_key_is_warned_about_once(
 
 
 def test_a_single_fallback_string_is_one_key(
-    make_service: MakeService, mailer: MemoryMailer,
+    make_service: MakeService,
+    mailer: MemoryMailer,
 ) -> None:
     """fallback_secret_keys='old-secret' verifies links of 'old-secret', not of 'o'."""
     old = make_service(secret_key="old-secret" * 4)
@@ -857,17 +927,31 @@ class PrintingMailer:
 
 
 @pytest.mark.parametrize("service_class", [RecoveryService, AsyncRecoveryService])
-@pytest.mark.parametrize(("wired_directory", "wired_mailer", "missing"), [
-    (object(), MemoryMailer(),
-     r"the directory \(object\) has no find\(\) and replace_key_hash\(\)"),
-    (ReadOnlyDirectory(), MemoryMailer(), r"\(ReadOnlyDirectory\) has no replace_key_hash\(\)"),
-    (MemoryDirectory(), PrintingMailer(), r"the mailer \(PrintingMailer\) has no send\(\)"),
-])
+@pytest.mark.parametrize(
+    ("wired_directory", "wired_mailer", "missing"),
+    [
+        (
+            object(),
+            MemoryMailer(),
+            r"the directory \(object\) has no find\(\) and replace_key_hash\(\)",
+        ),
+        (ReadOnlyDirectory(), MemoryMailer(), r"\(ReadOnlyDirectory\) has no replace_key_hash\(\)"),
+        (MemoryDirectory(), PrintingMailer(), r"the mailer \(PrintingMailer\) has no send\(\)"),
+    ],
+)
 def test_wiring_mistakes_fail_at_construction(
-    service_class: type[RecoveryService], wired_directory: object, wired_mailer: object,
+    service_class: type[RecoveryService],
+    wired_directory: object,
+    wired_mailer: object,
     missing: str,
 ) -> None:
     """A directory or mailer without a method the service needs raises TypeError naming it."""
     with pytest.raises(TypeError, match=missing):
-        service_class(wired_directory, wired_mailer, secret_key=SECRET,  # type: ignore[arg-type]
-              confirm_url=CONFIRM_URL, sender=SENDER, delivery="sync")
+        service_class(
+            wired_directory,
+            wired_mailer,
+            secret_key=SECRET,  # type: ignore[arg-type]
+            confirm_url=CONFIRM_URL,
+            sender=SENDER,
+            delivery="sync",
+        )

@@ -35,8 +35,9 @@ def agency(request: pytest.FixtureRequest, ctx: CryptContext, tmp_path: Path) ->
     else:
         directory = SQLiteDirectory(tmp_path / "clients.sqlite3", crypt_context=ctx)
     for n, domain in enumerate(["uno.example", "dos.example", "tres.example"]):
-        directory.add_client(f"900{n}", SHARED, key=f"Key-Of-Client-900{n}",
-                             domains=[domain], name="Agencia")
+        directory.add_client(
+            f"900{n}", SHARED, key=f"Key-Of-Client-900{n}", domains=[domain], name="Agencia"
+        )
     directory.add_client("7000", "solo@ejemploxmundo.com.ar", key="Key-Of-Client-7000")
     yield directory
     if hasattr(directory, "close"):
@@ -58,7 +59,9 @@ def _links(message: Any) -> dict[str, str]:
 
 
 def test_one_mail_lists_every_client_of_the_address(
-    make_service: MakeService, agency: Any, mailer: MemoryMailer,
+    make_service: MakeService,
+    agency: Any,
+    mailer: MemoryMailer,
 ) -> None:
     """A request by a shared address mails it once, with a link for each client number."""
     service = make_service(directory=agency)
@@ -69,7 +72,10 @@ def test_one_mail_lists_every_client_of_the_address(
 
 
 def test_each_link_rotates_its_own_client_alone(
-    make_service: MakeService, agency: Any, mailer: MemoryMailer, ctx: CryptContext,
+    make_service: MakeService,
+    agency: Any,
+    mailer: MemoryMailer,
+    ctx: CryptContext,
 ) -> None:
     """Confirming one listed link rotates that client only; the others' links still work."""
     service = make_service(directory=agency)
@@ -89,7 +95,9 @@ def test_each_link_rotates_its_own_client_alone(
 
 
 def test_a_domain_or_number_names_one_client_of_a_shared_address(
-    make_service: MakeService, agency: Any, mailer: MemoryMailer,
+    make_service: MakeService,
+    agency: Any,
+    mailer: MemoryMailer,
 ) -> None:
     """Named by domain or number, a client of a shared address gets a mail of its own."""
     service = make_service(directory=agency)
@@ -100,8 +108,9 @@ def test_a_domain_or_number_names_one_client_of_a_shared_address(
         assert service.check(token_from(message)).number == number
 
 
-def test_the_list_is_capped(make_service: MakeService, ctx: CryptContext,
-                            mailer: MemoryMailer) -> None:
+def test_the_list_is_capped(
+    make_service: MakeService, ctx: CryptContext, mailer: MemoryMailer
+) -> None:
     """Past the cap, the mail lists the first clients and says there are more."""
     directory = MemoryDirectory(crypt_context=ctx)
     for n in range(MAX_CLIENTS_PER_MAIL + 2):
@@ -128,7 +137,9 @@ class FindOnly:
 
 
 def test_a_directory_without_find_all_keeps_working(
-    make_service: MakeService, agency: Any, mailer: MemoryMailer,
+    make_service: MakeService,
+    agency: Any,
+    mailer: MemoryMailer,
 ) -> None:
     """With find alone, a shared address gets the one client find returns, as before."""
     service = make_service(directory=FindOnly(agency))
@@ -138,7 +149,9 @@ def test_a_directory_without_find_all_keeps_working(
 
 
 def test_a_shared_address_answers_as_any_request(
-    make_service: MakeService, agency: Any, caplog: pytest.LogCaptureFixture,
+    make_service: MakeService,
+    agency: Any,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """The caller sees None and one 'requested' event, as for a single client."""
     caplog.set_level(logging.INFO, logger="credrecovery")

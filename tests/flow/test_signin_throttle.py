@@ -45,9 +45,14 @@ class CountingContext(CryptContext):
     """A host's hashing policy (cheap_context's settings) that counts verifications."""
 
     def __init__(self) -> None:
-        super().__init__(schemes=["argon2", "bcrypt"], deprecated=["bcrypt"],
-                         argon2__memory_cost=8, argon2__time_cost=1,
-                         argon2__parallelism=1, bcrypt__rounds=4)
+        super().__init__(
+            schemes=["argon2", "bcrypt"],
+            deprecated=["bcrypt"],
+            argon2__memory_cost=8,
+            argon2__time_cost=1,
+            argon2__parallelism=1,
+            bcrypt__rounds=4,
+        )
         self.verifications = 0
 
     def verify_and_update(self, *args: Any, **kwargs: Any) -> Any:
@@ -76,15 +81,20 @@ def counted(directory: MemoryDirectory) -> tuple[CountingDirectory, CountingCont
 
 
 @pytest.fixture
-def limited(make_service: Callable[..., RecoveryService], storage_uri: str,
-            counted: tuple[CountingDirectory, CountingContext],
-            ) -> Callable[..., RecoveryService]:
+def limited(
+    make_service: Callable[..., RecoveryService],
+    storage_uri: str,
+    counted: tuple[CountingDirectory, CountingContext],
+) -> Callable[..., RecoveryService]:
     """Build a service over the counting directory, counting limits in ``storage_uri``."""
     counting, context = counted
 
     def make(**limits: Any) -> RecoveryService:
-        return make_service(directory=counting, crypt_context=context,
-                            rate_limits=RateLimits(storage_uri=storage_uri, **limits))
+        return make_service(
+            directory=counting,
+            crypt_context=context,
+            rate_limits=RateLimits(storage_uri=storage_uri, **limits),
+        )
 
     return make
 
@@ -284,7 +294,8 @@ def test_without_a_requester_only_the_per_number_limit_applies(
 
 
 def test_change_key_counts_wrong_current_keys(
-    limited: Callable[..., RecoveryService], mailer: MemoryMailer,
+    limited: Callable[..., RecoveryService],
+    mailer: MemoryMailer,
 ) -> None:
     """A wrong current key in change_key is a failed sign-in: the sixth attempt is
     refused, the right key included; positional calls keep working."""
@@ -303,7 +314,8 @@ def test_change_key_counts_wrong_current_keys(
 
 
 def test_the_windows_run_on_the_service_clock(
-    make_service: Callable[..., RecoveryService], clock: FakeClock,
+    make_service: Callable[..., RecoveryService],
+    clock: FakeClock,
 ) -> None:
     """With memory://, a refused requester is let in again as the service's clock moves
     on, and retry_after shrinks with that clock alone."""
@@ -320,7 +332,8 @@ def test_the_windows_run_on_the_service_clock(
 
 
 def test_an_unreachable_storage_fails_open(
-    make_service: Callable[..., RecoveryService], caplog: pytest.LogCaptureFixture,
+    make_service: Callable[..., RecoveryService],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """With Redis down every sign-in is checked, none refused, and limiter_error logged
     at ERROR for each sign-in limit, naming neither requester nor number."""
@@ -331,7 +344,10 @@ def test_an_unreachable_storage_fails_open(
     assert service.authenticate(NUMBER, OLD_KEY, requester=ATTACKER) is not None
     errors = [r for r in caplog.records if getattr(r, "event", None) == "limiter_error"]
     assert {getattr(r, "limit", None) for r in errors} == {
-        "failed_signins", "failed_signins_per_requester", "failed_signins_per_client"}
+        "failed_signins",
+        "failed_signins_per_requester",
+        "failed_signins_per_client",
+    }
     assert all(r.levelno == logging.ERROR for r in errors)
     for record in caplog.records:
         text = record.getMessage() + repr(vars(record))
@@ -339,7 +355,8 @@ def test_an_unreachable_storage_fails_open(
 
 
 def test_counters_and_logs_hold_no_number_requester_or_key(
-    limited: Callable[..., RecoveryService], storage_uri: str,
+    limited: Callable[..., RecoveryService],
+    storage_uri: str,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """Refusals log 'throttled' with the limit's name only; Redis keys are digests."""
@@ -366,7 +383,10 @@ def test_counters_and_logs_hold_no_number_requester_or_key(
 def test_the_sign_in_limits_have_documented_defaults() -> None:
     """The defaults the operations guide states."""
     limits = RateLimits()
-    assert (limits.failed_signins, limits.failed_signins_per_requester,
-            limits.failed_signins_per_client) == ("5/15 minutes", "30/hour", "50/hour")
+    assert (
+        limits.failed_signins,
+        limits.failed_signins_per_requester,
+        limits.failed_signins_per_client,
+    ) == ("5/15 minutes", "30/hour", "50/hour")
     with pytest.raises(ValueError, match="failed_signins_per_client"):
         RateLimits(failed_signins_per_client="lots")

@@ -29,9 +29,11 @@ ATTEMPTS = 3
 ALPHA = 0.01
 CASES = {"unknown number": "5555", "current hash": "9000", "legacy hash": "7000"}
 # Limits that never refuse here: the limiter's work is timed, not its refusals.
-GENEROUS = RateLimits(failed_signins="1000000/minute",
-                      failed_signins_per_requester="1000000/minute",
-                      failed_signins_per_client="1000000/minute")
+GENEROUS = RateLimits(
+    failed_signins="1000000/minute",
+    failed_signins_per_requester="1000000/minute",
+    failed_signins_per_client="1000000/minute",
+)
 
 
 def _p_value(first: Sequence[float], second: Sequence[float]) -> float:
@@ -64,22 +66,26 @@ def _differences(durations: dict[str, list[float]]) -> list[str]:
     for case in ("current hash", "legacy hash"):
         p_value = _p_value(baseline, durations[case])
         if p_value <= ALPHA:
-            found.append(f"{case}: median {statistics.median(durations[case]) * 1e6:.0f} µs "
-                         f"vs {statistics.median(baseline) * 1e6:.0f} µs for an unknown "
-                         f"number, KS p = {p_value:.2g}")
+            found.append(
+                f"{case}: median {statistics.median(durations[case]) * 1e6:.0f} µs "
+                f"vs {statistics.median(baseline) * 1e6:.0f} µs for an unknown "
+                f"number, KS p = {p_value:.2g}"
+            )
     return found
 
 
 def test_unknown_current_and_legacy_cost_the_same(
-    make_service: Callable[..., RecoveryService], ctx: CryptContext,
+    make_service: Callable[..., RecoveryService],
+    ctx: CryptContext,
 ) -> None:
     """Wrong keys for a client with an argon2 hash, a client with a bcrypt hash, and a
     number nobody holds: a two-sample KS test tells none of them from the unknown number
     (p above 0.01 with 300 samples each, in one of three attempts)."""
     directory = MemoryDirectory(crypt_context=ctx)
     directory.add_client("9000", "current@example.com", key="Current-Access-Key-1")
-    directory.add_client("7000", "legacy@example.com",
-                         key_hash=ctx.handler("bcrypt").hash("Legacy-Access-Key-22"))
+    directory.add_client(
+        "7000", "legacy@example.com", key_hash=ctx.handler("bcrypt").hash("Legacy-Access-Key-22")
+    )
     service = make_service(directory=directory, rate_limits=GENEROUS)
 
     def authenticate(number: str) -> Any:
@@ -98,14 +104,16 @@ def test_unknown_current_and_legacy_cost_the_same(
 
 
 def test_a_legacy_hash_still_signs_in_and_is_upgraded(
-    make_service: Callable[..., RecoveryService], ctx: CryptContext,
+    make_service: Callable[..., RecoveryService],
+    ctx: CryptContext,
 ) -> None:
     """Verifying every scheme keeps what a sign-in does: the bcrypt client's right key
     signs in and its hash is replaced by an argon2 one; the current client's stays."""
     directory = MemoryDirectory(crypt_context=ctx)
     directory.add_client("9000", "current@example.com", key="Current-Access-Key-1")
-    directory.add_client("7000", "legacy@example.com",
-                         key_hash=ctx.handler("bcrypt").hash("Legacy-Access-Key-22"))
+    directory.add_client(
+        "7000", "legacy@example.com", key_hash=ctx.handler("bcrypt").hash("Legacy-Access-Key-22")
+    )
     service = make_service(directory=directory)
     current = directory.find("client_number", "9000")
     assert service.authenticate("9000", "Current-Access-Key-1") is not None

@@ -58,14 +58,16 @@ def clients(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
         if request.param == "memory":
             made = MemoryDirectory(crypt_context=cheap_context())
         elif request.param == "sqlite":
-            made = stack.enter_context(SQLiteDirectory(tmp_path / "clients.sqlite3",
-                                                       crypt_context=cheap_context()))
+            made = stack.enter_context(
+                SQLiteDirectory(tmp_path / "clients.sqlite3", crypt_context=cheap_context())
+            )
         else:
             from credrecovery.sqlalchemy import SQLAlchemyDirectory
 
             schema = stack.enter_context(pg.fresh_schema())
-            made = SQLAlchemyDirectory(schema.engine, crypt_context=cheap_context(),
-                                       create_schema=True)
+            made = SQLAlchemyDirectory(
+                schema.engine, crypt_context=cheap_context(), create_schema=True
+            )
         made.add_client(NUMBER, EMAIL, key=OLD_KEY, domains=["example.com"], name="Ana")
         made.add_client("9001", "bo@example.com", key=OLD_KEY, active=False)
         yield made
@@ -84,8 +86,9 @@ class RefusingMailer:
         raise self.error
 
 
-def test_support_mails_a_link_that_confirms(make_service: MakeService, clients: Any,
-                                            mailer: MemoryMailer) -> None:
+def test_support_mails_a_link_that_confirms(
+    make_service: MakeService, clients: Any, mailer: MemoryMailer
+) -> None:
     """The link returned is the one mailed to the primary address; it confirms once."""
     service = make_service(directory=clients)
     link = service.issue_link(" 9000 ", operator="support-ana")
@@ -101,8 +104,9 @@ def test_support_mails_a_link_that_confirms(make_service: MakeService, clients: 
         service.confirm(token_from(mail))
 
 
-def test_a_link_not_mailed_is_only_returned(make_service: MakeService, clients: Any,
-                                            mailer: MemoryMailer) -> None:
+def test_a_link_not_mailed_is_only_returned(
+    make_service: MakeService, clients: Any, mailer: MemoryMailer
+) -> None:
     """send=False mails nothing; the link works all the same, for the operator to pass on."""
     service = make_service(directory=clients)
     link = service.issue_link(NUMBER, send=False)
@@ -110,8 +114,9 @@ def test_a_link_not_mailed_is_only_returned(make_service: MakeService, clients: 
     assert service.confirm(link.rsplit("/", 1)[1]).number == NUMBER
 
 
-def test_a_link_keeps_the_expiry_it_was_given(make_service: MakeService, clock: FakeClock,
-                                              mailer: MemoryMailer) -> None:
+def test_a_link_keeps_the_expiry_it_was_given(
+    make_service: MakeService, clock: FakeClock, mailer: MemoryMailer
+) -> None:
     """max_age, longer or shorter than token_max_age, is the link's own: carried, signed."""
     service = make_service()
     week = service.issue_link(NUMBER, max_age=timedelta(days=7), send=False)
@@ -132,8 +137,9 @@ def test_a_link_keeps_the_expiry_it_was_given(make_service: MakeService, clock: 
         service.issue_link(NUMBER, max_age=timedelta(milliseconds=10))
 
 
-def test_unknown_and_closed_clients_are_said_plainly(make_service: MakeService, clients: Any,
-                                                     mailer: MemoryMailer) -> None:
+def test_unknown_and_closed_clients_are_said_plainly(
+    make_service: MakeService, clients: Any, mailer: MemoryMailer
+) -> None:
     """Support is told which: no such number, or a closed account; nothing is mailed."""
     service = make_service(directory=clients)
     with pytest.raises(UnknownClient, match="no client has the number 9999") as unknown:
@@ -161,7 +167,8 @@ def test_a_mail_that_fails_raises_and_returns_no_link(make_service: MakeService)
 
 
 def test_issuing_is_logged_and_evented_with_the_operator(
-        make_service: MakeService, caplog: pytest.LogCaptureFixture) -> None:
+    make_service: MakeService, caplog: pytest.LogCaptureFixture
+) -> None:
     """link_issued names the client and the operator, and never the link."""
     seen = Seen()
     service = make_service(on_event=seen)
@@ -170,16 +177,20 @@ def test_issuing_is_logged_and_evented_with_the_operator(
     [record] = [r for r in caplog.records if getattr(r, "event", None) == "link_issued"]
     assert (record.client, record.operator) == (NUMBER, "support-ana")  # type: ignore[attr-defined]
     token = link.rsplit("/", 1)[1]
-    assert all(token not in r.getMessage() and token not in str(vars(r))
-               for r in caplog.records)
+    assert all(token not in r.getMessage() and token not in str(vars(r)) for r in caplog.records)
     assert service.flush(10)
     [issued] = seen
     assert (issued.kind, issued.reason, issued.number, issued.operator) == (
-        EventKind.ISSUED, "not_mailed", NUMBER, "support-ana")
+        EventKind.ISSUED,
+        "not_mailed",
+        NUMBER,
+        "support-ana",
+    )
 
 
-def test_a_key_change_kills_an_issued_link(make_service: MakeService,
-                                           directory: MemoryDirectory) -> None:
+def test_a_key_change_kills_an_issued_link(
+    make_service: MakeService, directory: MemoryDirectory
+) -> None:
     """Bound to the account's state, the link dies once the key changes, as a mailed one does."""
     service = make_service()
     link = service.issue_link(NUMBER, max_age=timedelta(days=3), send=False)
@@ -224,8 +235,9 @@ def _wrong(code: str) -> str:
 
 
 @pytest.mark.key_modes("generate", "choose")
-def test_support_mails_a_code_that_confirms(make_service: MakeService, clients: Any,
-                                            mailer: MemoryMailer) -> None:
+def test_support_mails_a_code_that_confirms(
+    make_service: MakeService, clients: Any, mailer: MemoryMailer
+) -> None:
     """The code returned is the one mailed to the primary address; with its ticket it checks
     and confirms once, in either key mode; the record's repr shows neither."""
     service = make_service(directory=clients)
@@ -236,7 +248,8 @@ def test_support_mails_a_code_that_confirms(make_service: MakeService, clients: 
     assert mail["To"].addresses[0].addr_spec == EMAIL
     assert code_from(mail) == issued.code
     assert service.check_code(issued.ticket, issued.code.lower().replace("-", " ")).number == (
-        NUMBER)
+        NUMBER
+    )
     assert service.authenticate(NUMBER, OLD_KEY) is not None
     assert service.confirm_code(issued.ticket, issued.code).number == NUMBER
     new_key = key_from(mailer.outbox[-1])
@@ -246,8 +259,9 @@ def test_support_mails_a_code_that_confirms(make_service: MakeService, clients: 
         service.confirm_code(issued.ticket, issued.code)
 
 
-def test_a_code_not_mailed_is_only_returned(make_service: MakeService, clients: Any,
-                                            mailer: MemoryMailer) -> None:
+def test_a_code_not_mailed_is_only_returned(
+    make_service: MakeService, clients: Any, mailer: MemoryMailer
+) -> None:
     """send=False mails nothing; the code works all the same, for the operator to read out."""
     service = make_service(directory=clients)
     issued = service.issue_code(NUMBER, send=False)
@@ -255,8 +269,9 @@ def test_a_code_not_mailed_is_only_returned(make_service: MakeService, clients: 
     assert service.confirm_code(issued.ticket, issued.code).number == NUMBER
 
 
-def test_a_code_keeps_the_expiry_it_was_given(make_service: MakeService, clock: FakeClock,
-                                              mailer: MemoryMailer) -> None:
+def test_a_code_keeps_the_expiry_it_was_given(
+    make_service: MakeService, clock: FakeClock, mailer: MemoryMailer
+) -> None:
     """max_age, longer or shorter than code_max_age, is the ticket's own: carried, signed,
     and told in the mail."""
     service = make_service()
@@ -278,8 +293,9 @@ def test_a_code_keeps_the_expiry_it_was_given(make_service: MakeService, clock: 
         service.issue_code(NUMBER, max_age=timedelta(milliseconds=10))
 
 
-def test_a_long_lived_code_keeps_its_attempts_spent(make_service: MakeService,
-                                                    clock: FakeClock) -> None:
+def test_a_long_lived_code_keeps_its_attempts_spent(
+    make_service: MakeService, clock: FakeClock
+) -> None:
     """Wrong codes spent on a ticket that outlives code_max_age stay spent for its whole
     life: no window of the default length hands it new attempts."""
     service = make_service()
@@ -294,7 +310,8 @@ def test_a_long_lived_code_keeps_its_attempts_spent(make_service: MakeService,
 
 
 def test_codes_for_unknown_and_closed_clients_are_refused_plainly(
-        make_service: MakeService, clients: Any, mailer: MemoryMailer) -> None:
+    make_service: MakeService, clients: Any, mailer: MemoryMailer
+) -> None:
     """As for a link: no such number, a closed account, a malformed number; nothing mailed."""
     service = make_service(directory=clients)
     with pytest.raises(UnknownClient, match="no client has the number 9999"):
@@ -320,7 +337,8 @@ def test_a_code_mail_that_fails_raises_and_returns_no_code(make_service: MakeSer
 
 
 def test_issuing_a_code_is_logged_and_evented_without_it(
-        make_service: MakeService, caplog: pytest.LogCaptureFixture) -> None:
+    make_service: MakeService, caplog: pytest.LogCaptureFixture
+) -> None:
     """code_issued names the client and the operator; no log record and no event holds the
     code or its ticket; the event's reason tells a code from a link, and mailed or not."""
     seen = Seen()
@@ -331,18 +349,29 @@ def test_issuing_a_code_is_logged_and_evented_without_it(
         service.issue_link(NUMBER, operator="support-ana", send=False)
     records = [r for r in caplog.records if getattr(r, "event", None) == "code_issued"]
     assert [(r.client, r.operator, r.mailed) for r in records] == [  # type: ignore[attr-defined]
-        (NUMBER, "support-ana", False), (NUMBER, "support-bo", True)]
+        (NUMBER, "support-ana", False),
+        (NUMBER, "support-bo", True),
+    ]
     assert service.flush(10)
-    secrets = [handed.code, handed.ticket, mailed.code, mailed.ticket,
-               handed.code.replace("-", ""), mailed.code.replace("-", "")]
+    secrets = [
+        handed.code,
+        handed.ticket,
+        mailed.code,
+        mailed.ticket,
+        handed.code.replace("-", ""),
+        mailed.code.replace("-", ""),
+    ]
     for secret in secrets:
-        assert all(secret not in r.getMessage() and secret not in str(vars(r))
-                   for r in caplog.records)
+        assert all(
+            secret not in r.getMessage() and secret not in str(vars(r)) for r in caplog.records
+        )
         assert all(secret not in repr(event) for event in seen)
     issued = [(e.reason, e.number, e.operator) for e in seen if e.kind is EventKind.ISSUED]
-    assert issued == [("code_not_mailed", NUMBER, "support-ana"),
-                      ("code_mailed", NUMBER, "support-bo"),
-                      ("not_mailed", NUMBER, "support-ana")]
+    assert issued == [
+        ("code_not_mailed", NUMBER, "support-ana"),
+        ("code_mailed", NUMBER, "support-bo"),
+        ("not_mailed", NUMBER, "support-ana"),
+    ]
 
 
 def test_a_key_change_kills_an_issued_code(make_service: MakeService) -> None:
@@ -368,7 +397,8 @@ def test_a_ticket_expiry_is_signed_with_it() -> None:
     data = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
     assert data == ["client_number", NUMBER, "nonce", 172800]
     longer = base64.urlsafe_b64encode(
-        json.dumps(["client_number", NUMBER, "nonce", 9999999]).encode())
+        json.dumps(["client_number", NUMBER, "nonce", 9999999]).encode()
+    )
     with pytest.raises(InvalidCode):
         signer.read(".".join([longer.decode().rstrip("="), stamp, signature]))
     clock.advance(86400)

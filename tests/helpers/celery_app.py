@@ -73,8 +73,10 @@ class JSONLines(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         """Write the record's event, reason, error and attempt, and the message."""
-        fields = {name: getattr(record, name, None)
-                  for name in ("event", "reason", "error", "attempt", "client")}
+        fields = {
+            name: getattr(record, name, None)
+            for name in ("event", "reason", "error", "attempt", "client")
+        }
         with open(self.path, "a", encoding="utf-8") as out:
             out.write(json.dumps({**fields, "message": record.getMessage()}) + "\n")
 
@@ -86,8 +88,12 @@ class EventLines:
         self.path = path
 
     def __call__(self, event: Event) -> None:
-        line = {"pid": os.getpid(), "kind": event.kind.value, "reason": event.reason,
-                "number": event.number}
+        line = {
+            "pid": os.getpid(),
+            "kind": event.kind.value,
+            "reason": event.reason,
+            "number": event.number,
+        }
         with open(self.path, "a", encoding="utf-8") as out:
             out.write(json.dumps(line) + "\n")
 
@@ -99,27 +105,46 @@ def build(settings: Mapping[str, str]) -> tuple[Celery, RecoveryService]:
     if "CREDRECOVERY_CELERY_VISIBILITY" in settings:
         app.conf.broker_transport_options = {
             "visibility_timeout": float(settings["CREDRECOVERY_CELERY_VISIBILITY"]),
-            "unacked_restore_interval": 1, "unacked_restore_throttle": 1}
+            "unacked_restore_interval": 1,
+            "unacked_restore_throttle": 1,
+        }
     smtp = SMTPMailer("127.0.0.1", int(settings["CREDRECOVERY_CELERY_SMTP_PORT"]), timeout=5)
     mailer: SMTPMailer | HostMailer = smtp
     raise_first = int(settings.get("CREDRECOVERY_CELERY_RAISE_FIRST", 0))
     crash_mark = settings.get("CREDRECOVERY_CELERY_CRASH_MARK")
     if raise_first or crash_mark:
         mailer = HostMailer(smtp, raise_first=raise_first, crash_mark=crash_mark)
-    lease = ({"lease": float(settings["CREDRECOVERY_CELERY_LEASE"])}
-             if "CREDRECOVERY_CELERY_LEASE" in settings else {})
-    delivery = CeleryDelivery(app, mailer, delay=(0.0, 0.0), backoff=0.2, max_attempts=3,
-                              queue=settings["CREDRECOVERY_CELERY_QUEUE"], **lease)
+    lease = (
+        {"lease": float(settings["CREDRECOVERY_CELERY_LEASE"])}
+        if "CREDRECOVERY_CELERY_LEASE" in settings
+        else {}
+    )
+    delivery = CeleryDelivery(
+        app,
+        mailer,
+        delay=(0.0, 0.0),
+        backoff=0.2,
+        max_attempts=3,
+        queue=settings["CREDRECOVERY_CELERY_QUEUE"],
+        **lease,
+    )
     context = cheap_context()
     service = RecoveryService(
-        SQLiteDirectory(settings["CREDRECOVERY_CELERY_DB"], crypt_context=context), smtp,
+        SQLiteDirectory(settings["CREDRECOVERY_CELERY_DB"], crypt_context=context),
+        smtp,
         secret_key=settings["CREDRECOVERY_CELERY_SECRET"],
         fallback_secret_keys=settings.get("CREDRECOVERY_CELERY_FALLBACK", ()),
         token_max_age=timedelta(seconds=float(settings.get("CREDRECOVERY_CELERY_MAX_AGE", 3600))),
         confirm_url=CONFIRM_URL,
-        sender=SENDER, crypt_context=context, rate_limits=None, delivery=delivery,
-        on_event=(EventLines(settings["CREDRECOVERY_CELERY_HOOK"])
-                  if "CREDRECOVERY_CELERY_HOOK" in settings else None),
+        sender=SENDER,
+        crypt_context=context,
+        rate_limits=None,
+        delivery=delivery,
+        on_event=(
+            EventLines(settings["CREDRECOVERY_CELERY_HOOK"])
+            if "CREDRECOVERY_CELERY_HOOK" in settings
+            else None
+        ),
     )
     return app, service
 

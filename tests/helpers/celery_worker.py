@@ -27,8 +27,15 @@ from credrecovery.sqlite import SQLiteDirectory
 from helpers.constants import TESTS
 from helpers.smtp_server import RecordingHandler, RunningSMTPServer
 
-__all__ = ["PRIMARY", "SECRET", "FlakyHandler", "StartWorker", "settings", "start_worker",
-           "wait_for"]
+__all__ = [
+    "PRIMARY",
+    "SECRET",
+    "FlakyHandler",
+    "StartWorker",
+    "settings",
+    "start_worker",
+    "wait_for",
+]
 
 PRIMARY = "ejemplo@ejemploxmundo.com.ar"
 SECRET = "celery-test-secret-0123456789abcdef"
@@ -44,8 +51,9 @@ class FlakyHandler(RecordingHandler):
         self.reply = reply
         self.rcpt_attempts = 0
 
-    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str,
-                          rcpt_options: list[str]) -> str:
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
+    ) -> str:
         self.rcpt_attempts += 1
         if self.rcpt_attempts <= self.failures:
             return self.reply
@@ -57,8 +65,9 @@ def settings(redis_url: str, tmp_path: Path, ctx: CryptContext) -> dict[str, str
     """Environment for a worker and a web side: a broker, a queue, a directory, a secret."""
     db = tmp_path / "clients.sqlite3"
     with SQLiteDirectory(db, crypt_context=ctx) as directory:
-        directory.add_client("9000", PRIMARY, key="Old-Access-Key-2024",
-                             domains=["ejemploxmundo.com.ar"], name="Ana")
+        directory.add_client(
+            "9000", PRIMARY, key="Old-Access-Key-2024", domains=["ejemploxmundo.com.ar"], name="Ana"
+        )
     return {
         "CREDRECOVERY_CELERY_BROKER": redis_url,
         "CREDRECOVERY_CELERY_QUEUE": f"credrecovery-test-{uuid.uuid4().hex}",
@@ -78,12 +87,29 @@ def start_worker(
     def start(server: RunningSMTPServer) -> subprocess.Popen[bytes]:
         settings["CREDRECOVERY_CELERY_SMTP_PORT"] = str(server.port)
         env = {**os.environ, **settings}
-        workers.append(subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "helpers.celery_app:app", "worker",
-             "--pool=solo", "-Q", settings["CREDRECOVERY_CELERY_QUEUE"], "--loglevel=WARNING",
-             "--without-gossip", "--without-mingle", "--without-heartbeat"],
-            cwd=TESTS, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        ))
+        workers.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "celery",
+                    "-A",
+                    "helpers.celery_app:app",
+                    "worker",
+                    "--pool=solo",
+                    "-Q",
+                    settings["CREDRECOVERY_CELERY_QUEUE"],
+                    "--loglevel=WARNING",
+                    "--without-gossip",
+                    "--without-mingle",
+                    "--without-heartbeat",
+                ],
+                cwd=TESTS,
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
         return workers[-1]
 
     yield start

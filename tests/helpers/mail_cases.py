@@ -26,8 +26,20 @@ from credrecovery.testing import codes_from
 from helpers.constants import CONFIRM_URL, OLD_KEY, SECRET, SENDER
 
 __all__ = [
-    "BRANDINGS", "CASES", "CHOSEN_KEY", "CUSTOM_BRANDING", "KINDS", "LANGUAGES", "LINK", "NAMES",
-    "Case", "Mail", "branding_available", "mail_for", "plain", "rendered",
+    "BRANDINGS",
+    "CASES",
+    "CHOSEN_KEY",
+    "CUSTOM_BRANDING",
+    "KINDS",
+    "LANGUAGES",
+    "LINK",
+    "NAMES",
+    "Case",
+    "Mail",
+    "branding_available",
+    "mail_for",
+    "plain",
+    "rendered",
 ]
 
 LINK = re.compile(re.escape(CONFIRM_URL.split("{token}")[0]) + r"[A-Za-z0-9_.-]+")
@@ -60,8 +72,15 @@ NAMES = {
 # The one client whose address has a local part outside ASCII (RFC 6531).
 UTF8_LOCAL_PART = "josé.ñandú"
 CLIENT_LOCALES = {"en": "en_US", "es": "es-AR"}
-KINDS = ("confirmation", "credentials", "multi", "key-changed", "code", "code-multi",
-         "code-support")
+KINDS = (
+    "confirmation",
+    "credentials",
+    "multi",
+    "key-changed",
+    "code",
+    "code-multi",
+    "code-support",
+)
 LANGUAGES = ("en", "es")
 BRANDINGS = ("default", "custom")
 
@@ -102,9 +121,10 @@ def all_cases() -> list[Case]:
                 cases += [Case(kind, language, branding, who) for who in NAMES]
             cases.append(Case("multi", language, branding, "truncated"))
             # A client's own locale wins over the service's, which is the other one.
-            cases += [Case(kind, language, branding, "client-locale")
-                      for kind in ("confirmation", "credentials", "key-changed", "code",
-                                   "code-support")]
+            cases += [
+                Case(kind, language, branding, "client-locale")
+                for kind in ("confirmation", "credentials", "key-changed", "code", "code-support")
+            ]
     return cases
 
 
@@ -140,8 +160,15 @@ def rendered(branding: str) -> dict[str, Mail]:
         if branding == "custom":
             options["branding"] = custom_branding()
         service = RecoveryService(
-            directory, mailer, secret_key=SECRET, confirm_url=CONFIRM_URL, sender=SENDER,
-            crypt_context=cheap_context(), locale=language, delivery="sync", rate_limits=None,
+            directory,
+            mailer,
+            secret_key=SECRET,
+            confirm_url=CONFIRM_URL,
+            sender=SENDER,
+            crypt_context=cheap_context(),
+            locale=language,
+            delivery="sync",
+            rate_limits=None,
             **options,
         )
         # The clients have no locale, so the service's applies; but the
@@ -152,8 +179,14 @@ def rendered(branding: str) -> dict[str, Mail]:
             for index, (who, name, locale, expected) in enumerate(people):
                 number = str(1000 + index)
                 email = address(who, index)
-                directory.add_client(number, email, key=OLD_KEY, domains=[f"c{index}.example"],
-                                     name=name, locale=locale)
+                directory.add_client(
+                    number,
+                    email,
+                    key=OLD_KEY,
+                    domains=[f"c{index}.example"],
+                    name=name,
+                    locale=locale,
+                )
                 confirmation = _send(mailer, service.request, "client_number", number)
                 links = tuple(LINK.findall(plain(confirmation)))
                 case = Case("confirmation", expected, branding, who)
@@ -161,13 +194,15 @@ def rendered(branding: str) -> dict[str, Mail]:
                 mails[case.id] = Mail(case, confirmation, email, name, (), links, None)
                 code = _send(mailer, service.request_code, "client_number", number)
                 case = Case("code", expected, branding, who)
-                mails[case.id] = Mail(case, code, email, name, (), (), None,
-                                      tuple(codes_from(code)))
+                mails[case.id] = Mail(
+                    case, code, email, name, (), (), None, tuple(codes_from(code))
+                )
                 issued = _send(mailer, service.issue_code, number)
                 case = Case("code-support", expected, branding, who)
                 # Support's mail names the number the client types with the code.
-                mails[case.id] = Mail(case, issued, email, name, (number,), (), None,
-                                      tuple(codes_from(issued)))
+                mails[case.id] = Mail(
+                    case, issued, email, name, (number,), (), None, tuple(codes_from(issued))
+                )
                 credentials = _send(mailer, service.confirm, links[0].rsplit("/", 1)[1])
                 case = Case("credentials", expected, branding, who)
                 key = _key(service, number, credentials)
@@ -183,21 +218,29 @@ def rendered(branding: str) -> dict[str, Mail]:
                     directory.add_client(shared_number, shared, key=OLD_KEY, name=name)
                 multi = _send(mailer, service.request, "email", shared)
                 case = Case("multi", language, branding, who)
-                mails[case.id] = Mail(case, multi, shared, name, numbers,
-                                      tuple(LINK.findall(plain(multi))), None)
+                mails[case.id] = Mail(
+                    case, multi, shared, name, numbers, tuple(LINK.findall(plain(multi))), None
+                )
                 codes = _send(mailer, service.request_code, "email", shared)
                 case = Case("code-multi", language, branding, who)
-                mails[case.id] = Mail(case, codes, shared, name, numbers, (), None,
-                                      tuple(codes_from(codes)))
+                mails[case.id] = Mail(
+                    case, codes, shared, name, numbers, (), None, tuple(codes_from(codes))
+                )
             many = "many@" + DOMAIN
             numbers = tuple(str(3000 + i) for i in range(MAX_CLIENTS_PER_MAIL + 1))
             for number in numbers:
                 directory.add_client(number, many, key=OLD_KEY, name="Ana Example")
             multi = _send(mailer, service.request, "email", many)
             case = Case("multi", language, branding, "truncated")
-            mails[case.id] = Mail(case, multi, many, "Ana Example",
-                                  numbers[:MAX_CLIENTS_PER_MAIL],
-                                  tuple(LINK.findall(plain(multi))), None)
+            mails[case.id] = Mail(
+                case,
+                multi,
+                many,
+                "Ana Example",
+                numbers[:MAX_CLIENTS_PER_MAIL],
+                tuple(LINK.findall(plain(multi))),
+                None,
+            )
     return mails
 
 
@@ -217,8 +260,11 @@ def plain(message: EmailMessage) -> str:
 
 def _key(service: RecoveryService, number: str, message: EmailMessage) -> str:
     """The access key in ``message``: the one word of it that signs ``number`` in."""
-    working = [word for word in KEY.findall(plain(message))
-               if service.authenticate(number, word) is not None]
+    working = [
+        word
+        for word in KEY.findall(plain(message))
+        if service.authenticate(number, word) is not None
+    ]
     assert len(working) == 1, f"{len(working)} working keys in the credentials mail"
     return working[0]
 

@@ -22,8 +22,14 @@ from helpers.once import shared_tree
 if TYPE_CHECKING:
     from nbformat import NotebookNode
 
-__all__ = ["CELL_TIMEOUT", "KERNEL", "NOTEBOOK", "execute", "executed_notebook",
-           "kernel_for_this_interpreter"]
+__all__ = [
+    "CELL_TIMEOUT",
+    "KERNEL",
+    "NOTEBOOK",
+    "execute",
+    "executed_notebook",
+    "kernel_for_this_interpreter",
+]
 
 NOTEBOOK = ROOT / "examples" / "recovery.ipynb"
 KERNEL = "credrecovery-tests"
@@ -40,11 +46,16 @@ def kernel_for_this_interpreter(base: Path) -> Iterator[None]:
     """
     spec = base / "data" / "kernels" / KERNEL
     spec.mkdir(parents=True, exist_ok=True)
-    (spec / "kernel.json").write_text(json.dumps({
-        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-        "display_name": "credrecovery tests",
-        "language": "python",
-    }), encoding="utf-8")
+    (spec / "kernel.json").write_text(
+        json.dumps(
+            {
+                "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+                "display_name": "credrecovery tests",
+                "language": "python",
+            }
+        ),
+        encoding="utf-8",
+    )
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("JUPYTER_PATH", str(base / "data"))
         patch.setenv("JUPYTER_RUNTIME_DIR", str(base / "runtime"))

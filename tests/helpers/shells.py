@@ -126,20 +126,21 @@ class ChoosingShell:
     def __exit__(self, *exc_info: object) -> None:
         self.service.close()
 
-    def confirm(self, token: str, *, requester: str | None = None,
-                new_key: str | None = None) -> Any:
+    def confirm(
+        self, token: str, *, requester: str | None = None, new_key: str | None = None
+    ) -> Any:
         if new_key is None:
             new_key = f"correct horse battery staple {next(_CHOICES)}"
         confirmation = self.service.confirm(token, requester=requester, new_key=new_key)
         _CHOSEN[confirmation.number] = new_key
         return confirmation
 
-    def confirm_code(self, ticket: str, code: str, *, requester: str | None = None,
-                     new_key: str | None = None) -> Any:
+    def confirm_code(
+        self, ticket: str, code: str, *, requester: str | None = None, new_key: str | None = None
+    ) -> Any:
         if new_key is None:
             new_key = f"correct horse battery staple {next(_CHOICES)}"
-        confirmation = self.service.confirm_code(ticket, code, requester=requester,
-                                                 new_key=new_key)
+        confirmation = self.service.confirm_code(ticket, code, requester=requester, new_key=new_key)
         _CHOSEN[confirmation.number] = new_key
         return confirmation
 

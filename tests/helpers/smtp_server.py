@@ -104,8 +104,14 @@ class RecordingHandler:
             await asyncio.sleep(delay)
         return self.replies.get(command)
 
-    async def handle_EHLO(self, server: SMTP, session: Session, envelope: Envelope,
-                          hostname: str, responses: list[str]) -> list[str]:
+    async def handle_EHLO(
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        hostname: str,
+        responses: list[str],
+    ) -> list[str]:
         reply = await self._intercept("EHLO")
         if reply is not None:
             return [reply]
@@ -115,8 +121,14 @@ class RecordingHandler:
             responses.insert(len(responses) - 1, "250-DSN")
         return responses
 
-    async def handle_MAIL(self, server: SMTP, session: Session, envelope: Envelope,
-                          address: str, mail_options: list[str]) -> str:
+    async def handle_MAIL(
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        address: str,
+        mail_options: list[str],
+    ) -> str:
         reply = await self._intercept("MAIL")
         if reply is not None:
             return reply
@@ -124,8 +136,14 @@ class RecordingHandler:
         envelope.mail_options.extend(mail_options)
         return "250 OK"
 
-    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope,
-                          address: str, rcpt_options: list[str]) -> str:
+    async def handle_RCPT(
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        address: str,
+        rcpt_options: list[str],
+    ) -> str:
         reply = await self._intercept("RCPT")
         if reply is None:
             reply = self.refused.get(address)
@@ -141,15 +159,17 @@ class RecordingHandler:
             return reply
         auth = session.auth_data
         content = envelope.original_content or b""
-        self.received.append(ReceivedMail(
-            mail_from=envelope.mail_from or "",
-            rcpt_tos=tuple(envelope.rcpt_tos),
-            content=content,
-            helo=session.host_name,
-            login=auth.login.decode() if isinstance(auth, LoginPassword) else None,
-            tls=session.ssl is not None,
-            mail_options=tuple(envelope.mail_options),
-        ))
+        self.received.append(
+            ReceivedMail(
+                mail_from=envelope.mail_from or "",
+                rcpt_tos=tuple(envelope.rcpt_tos),
+                content=content,
+                helo=session.host_name,
+                login=auth.login.decode() if isinstance(auth, LoginPassword) else None,
+                tls=session.ssl is not None,
+                mail_options=tuple(envelope.mail_options),
+            )
+        )
         return "250 OK"
 
 
@@ -192,10 +212,14 @@ class _DSNSession(SMTP):
             return
         found = [(keyword.upper(), value) for keyword, value in _DSN_MAIL_PARAMETER.findall(arg)]
         keywords = [keyword for keyword, _value in found]
-        if (len(set(keywords)) != len(keywords)
-                or any(keyword == "RET" and value.upper() not in ("FULL", "HDRS")
-                       for keyword, value in found)
-                or any(keyword == "ENVID" and not value for keyword, value in found)):
+        if (
+            len(set(keywords)) != len(keywords)
+            or any(
+                keyword == "RET" and value.upper() not in ("FULL", "HDRS")
+                for keyword, value in found
+            )
+            or any(keyword == "ENVID" and not value for keyword, value in found)
+        ):
             await self.push("501 5.5.4 Invalid DSN parameter")
             return
         envelope = self.envelope
@@ -223,8 +247,9 @@ class _LoopbackController(Controller):
 
 
 def _authenticator(users: Mapping[str, str]) -> Any:
-    def authenticate(server: SMTP, session: Session, envelope: Envelope,
-                     mechanism: str, auth_data: Any) -> AuthResult:
+    def authenticate(
+        server: SMTP, session: Session, envelope: Envelope, mechanism: str, auth_data: Any
+    ) -> AuthResult:
         if isinstance(auth_data, LoginPassword):
             login = auth_data.login.decode("utf-8", "replace")
             if login in users and users[login] == auth_data.password.decode("utf-8", "replace"):
@@ -259,8 +284,7 @@ def running_smtp_server(
     joined on exit.
     """
     handler = handler if handler is not None else RecordingHandler()
-    kwargs: dict[str, Any] = {"auth_require_tls": auth_require_tls,
-                              "enable_SMTPUTF8": smtputf8}
+    kwargs: dict[str, Any] = {"auth_require_tls": auth_require_tls, "enable_SMTPUTF8": smtputf8}
     if starttls is not None:
         kwargs["tls_context"] = starttls
     if users is not None:
@@ -321,13 +345,23 @@ def make_certificate(directory: Path) -> LocalCertificate:
         .not_valid_before(validity[0])
         .not_valid_after(validity[1])
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(x509.KeyUsage(
-            digital_signature=False, content_commitment=False, key_encipherment=False,
-            data_encipherment=False, key_agreement=False, key_cert_sign=True,
-            crl_sign=True, encipher_only=False, decipher_only=False,
-        ), critical=True)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()),
-                       critical=False)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=False,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(
+            x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False
+        )
         .sign(ca_key, hashes.SHA256())
     )
 
@@ -341,29 +375,48 @@ def make_certificate(directory: Path) -> LocalCertificate:
         .not_valid_before(validity[0])
         .not_valid_after(validity[1])
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.KeyUsage(
-            digital_signature=True, content_commitment=False, key_encipherment=False,
-            data_encipherment=False, key_agreement=False, key_cert_sign=False,
-            crl_sign=False, encipher_only=False, decipher_only=False,
-        ), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=False,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(x509.SubjectAlternativeName([
-            x509.DNSName("localhost"),
-            x509.IPAddress(ipaddress.ip_address(LOOPBACK)),
-        ]), critical=False)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()),
-                       critical=False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
-                       critical=False)
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [
+                    x509.DNSName("localhost"),
+                    x509.IPAddress(ipaddress.ip_address(LOOPBACK)),
+                ]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
+        )
         .sign(ca_key, hashes.SHA256())
     )
 
     pem = serialization.Encoding.PEM
-    result = LocalCertificate(directory / "ca.pem", directory / "server.pem",
-                              directory / "server.key")
+    result = LocalCertificate(
+        directory / "ca.pem", directory / "server.pem", directory / "server.key"
+    )
     result.ca_path.write_bytes(ca_cert.public_bytes(pem))
     result.cert_path.write_bytes(cert.public_bytes(pem))
-    result.key_path.write_bytes(key.private_bytes(
-        pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption(),
-    ))
+    result.key_path.write_bytes(
+        key.private_bytes(
+            pem,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
     return result

@@ -76,15 +76,21 @@ def score(root: Path, mails: dict[str, EmailMessage]) -> dict[str, Verdict]:
     started = time.monotonic()
     with concurrent.futures.ThreadPoolExecutor(shares) as pool:
         outputs = list(pool.map(functools.partial(_score_mbox, root, site), boxes))
-    print(f"spamassassin scored {len(data)} mails in {time.monotonic() - started:.1f} s "
-          f"with {shares} processes")
+    print(
+        f"spamassassin scored {len(data)} mails in {time.monotonic() - started:.1f} s "
+        f"with {shares} processes"
+    )
     verdicts: dict[str, Verdict] = {}
     for scored in (message for output in outputs for message in _split_mbox(output)):
         status = "".join(str(scored["X-Spam-Status"]).split())
         match = re.search(r"score=(-?[\d.]+)required=[\d.]+tests=(.*)", status)
         assert match, status
-        hits = {name: float(value) for name, _, value in
-                (item.partition("=") for item in match.group(2).split(",") if item)}
+        hits = {
+            name: float(value)
+            for name, _, value in (
+                item.partition("=") for item in match.group(2).split(",") if item
+            )
+        }
         verdicts[by_id[str(scored["Message-ID"])]] = Verdict(float(match.group(1)), hits)
     assert set(verdicts) == set(mails)
     return verdicts
@@ -94,11 +100,22 @@ def _score_mbox(root: Path, site: Path, box: Path) -> bytes:
     assert SPAMASSASSIN is not None
     with open(box, "rb") as stdin:
         result = subprocess.run(
-            [SPAMASSASSIN, "--local", "--mbox", f"--siteconfigpath={site}",
-             f"--prefspath={root / 'user_prefs'}"],
-            stdin=stdin, capture_output=True, timeout=280, check=False,
-            env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(root / "home"),
-                 "LANG": "C.UTF-8"},
+            [
+                SPAMASSASSIN,
+                "--local",
+                "--mbox",
+                f"--siteconfigpath={site}",
+                f"--prefspath={root / 'user_prefs'}",
+            ],
+            stdin=stdin,
+            capture_output=True,
+            timeout=280,
+            check=False,
+            env={
+                "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+                "HOME": str(root / "home"),
+                "LANG": "C.UTF-8",
+            },
         )
     assert result.returncode == 0, result.stderr.decode(errors="replace")
     return result.stdout

@@ -13,8 +13,11 @@ __all__ = ["ROOT", "code_of", "documents", "python_blocks"]
 
 def documents() -> list[Path]:
     """README.md, every page of docs/ and every README of examples/."""
-    return [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md")),
-            *sorted((ROOT / "examples").rglob("README.md"))]
+    return [
+        ROOT / "README.md",
+        *sorted((ROOT / "docs").rglob("*.md")),
+        *sorted((ROOT / "examples").rglob("README.md")),
+    ]
 
 
 def python_blocks() -> dict[str, str]:
@@ -22,15 +25,19 @@ def python_blocks() -> dict[str, str]:
 
     Blocks indented inside a list item count too, dedented.
     """
-    return {f"{page.relative_to(ROOT).as_posix()}#{n}": block
-            for page in documents()
-            for n, block in enumerate(fenced(page.read_text(encoding="utf-8")))}
+    return {
+        f"{page.relative_to(ROOT).as_posix()}#{n}": block
+        for page in documents()
+        for n, block in enumerate(fenced(page.read_text(encoding="utf-8")))
+    }
 
 
 def fenced(text: str) -> list[str]:
     """The bodies of a Markdown text's ``python`` fenced blocks, at any indentation."""
-    return [textwrap.dedent(body) for _, body in re.findall(
-        r"^( *)```python\n(.*?)^\1```$", text, re.DOTALL | re.MULTILINE)]
+    return [
+        textwrap.dedent(body)
+        for _, body in re.findall(r"^( *)```python\n(.*?)^\1```$", text, re.DOTALL | re.MULTILINE)
+    ]
 
 
 def code_of(block: str) -> str:

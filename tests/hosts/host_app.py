@@ -46,8 +46,10 @@ _COLUMNS = "c.number, c.email, c.key_hash, c.full_name, c.language"
 def _one_row(matched: str, source: str, order: str) -> str:
     near = f"SELECT {matched}, {_COLUMNS} FROM {source} WHERE {order} >= :value"
     first = f"SELECT 0, {_COLUMNS} FROM {source}"
-    return (f"SELECT * FROM ({near} ORDER BY {order} LIMIT 1) UNION ALL"
-            f" SELECT * FROM ({first} ORDER BY {order} LIMIT 1) LIMIT 1")
+    return (
+        f"SELECT * FROM ({near} ORDER BY {order} LIMIT 1) UNION ALL"
+        f" SELECT * FROM ({first} ORDER BY {order} LIMIT 1) LIMIT 1"
+    )
 
 
 _DOMAINS = "customer_domains d JOIN customers c ON c.number = d.customer"
@@ -80,19 +82,34 @@ def create_panel_database(path: str) -> None:
             conn.execute(statement)
 
 
-def add_customer(path: str, number: str, email: str, key_hash: str, *,
-                 domains: Iterable[str] = (), name: str = "",
-                 language: str | None = None) -> Client:
+def add_customer(
+    path: str,
+    number: str,
+    email: str,
+    key_hash: str,
+    *,
+    domains: Iterable[str] = (),
+    name: str = "",
+    language: str | None = None,
+) -> Client:
     """Sign a customer up, storing values normalized the way they are looked up."""
-    client = Client(number=normalize_identifier(IdentifierKind.CLIENT_NUMBER, number),
-                    email=normalize_identifier(IdentifierKind.EMAIL, email),
-                    key_hash=key_hash, name=name, locale=language)
+    client = Client(
+        number=normalize_identifier(IdentifierKind.CLIENT_NUMBER, number),
+        email=normalize_identifier(IdentifierKind.EMAIL, email),
+        key_hash=key_hash,
+        name=name,
+        locale=language,
+    )
     with _connect(path) as conn:
-        conn.execute("INSERT INTO customers VALUES (?, ?, ?, ?, ?)",
-                     (client.number, client.email, key_hash, name, language))
+        conn.execute(
+            "INSERT INTO customers VALUES (?, ?, ?, ?, ?)",
+            (client.number, client.email, key_hash, name, language),
+        )
         for domain in domains:
-            conn.execute("INSERT INTO customer_domains VALUES (?, ?)",
-                         (normalize_identifier(IdentifierKind.DOMAIN, domain), client.number))
+            conn.execute(
+                "INSERT INTO customer_domains VALUES (?, ?)",
+                (normalize_identifier(IdentifierKind.DOMAIN, domain), client.number),
+            )
     return client
 
 
@@ -109,8 +126,9 @@ class CustomersDirectory:
             return None
         matched, number, email, key_hash, name, locale = row
         # Built on a miss too, so that a miss decodes what a hit decodes.
-        client = Client(number=str(number), email=email, key_hash=key_hash,
-                        name=name or "", locale=locale)
+        client = Client(
+            number=str(number), email=email, key_hash=key_hash, name=name or "", locale=locale
+        )
         return client if matched else None
 
     def replace_key_hash(self, number: str, current: str, new: str) -> bool:
@@ -125,15 +143,27 @@ class AsyncDictDirectory:
     """The host's clients in a dict, for an AsyncRecoveryService."""
 
     def __init__(self) -> None:
-        self.rows: dict[str, Client] = {}     # client number -> Client
-        self.owners: dict[str, str] = {}      # domain -> client number
+        self.rows: dict[str, Client] = {}  # client number -> Client
+        self.owners: dict[str, str] = {}  # domain -> client number
         self._lock = threading.Lock()
 
-    def add(self, number: str, email: str, key_hash: str, *, domains: Iterable[str] = (),
-            name: str = "", locale: str | None = None) -> Client:
-        client = Client(normalize_identifier(IdentifierKind.CLIENT_NUMBER, number),
-                        normalize_identifier(IdentifierKind.EMAIL, email), key_hash, name,
-                        locale)
+    def add(
+        self,
+        number: str,
+        email: str,
+        key_hash: str,
+        *,
+        domains: Iterable[str] = (),
+        name: str = "",
+        locale: str | None = None,
+    ) -> Client:
+        client = Client(
+            normalize_identifier(IdentifierKind.CLIENT_NUMBER, number),
+            normalize_identifier(IdentifierKind.EMAIL, email),
+            key_hash,
+            name,
+            locale,
+        )
         with self._lock:
             self.rows[client.number] = client
             for domain in domains:
@@ -153,8 +183,7 @@ class AsyncDictDirectory:
             client = self.rows.get(number)
             if client is None or client.key_hash != current:
                 return False
-            self.rows[number] = Client(client.number, client.email, new, client.name,
-                                       client.locale)
+            self.rows[number] = Client(client.number, client.email, new, client.name, client.locale)
             return True
 
 
@@ -189,15 +218,19 @@ class DatabaseMailer:
 
     def send(self, message: EmailMessage) -> None:
         with _connect(self._path) as conn:
-            conn.execute("INSERT INTO outgoing_mail (recipient, subject, raw) VALUES (?, ?, ?)",
-                         (str(message["To"]), str(message["Subject"]), message.as_bytes()))
+            conn.execute(
+                "INSERT INTO outgoing_mail (recipient, subject, raw) VALUES (?, ?, ?)",
+                (str(message["To"]), str(message["Subject"]), message.as_bytes()),
+            )
 
     def sent(self) -> list[EmailMessage]:
         """Every message written so far, oldest first."""
         with _connect(self._path) as conn:
             rows = conn.execute("SELECT raw FROM outgoing_mail ORDER BY id").fetchall()
-        return [message_from_bytes(raw, policy=policy.default)  # type: ignore[misc]
-                for (raw,) in rows]
+        return [
+            message_from_bytes(raw, policy=policy.default)  # type: ignore[misc]
+            for (raw,) in rows
+        ]
 
 
 class CountingMailer:

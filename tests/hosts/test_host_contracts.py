@@ -34,11 +34,20 @@ class PanelHooks:
         create_panel_database(path)
         return CustomersDirectory(path)
 
-    def add_client(self, directory: CustomersDirectory, number: str, email: str, *,
-                   key_hash: str, domains: Iterable[str] = (), name: str = "",
-                   locale: str | None = None) -> Client:
-        return add_customer(directory._path, number, email, key_hash, domains=domains,
-                            name=name, language=locale)
+    def add_client(
+        self,
+        directory: CustomersDirectory,
+        number: str,
+        email: str,
+        *,
+        key_hash: str,
+        domains: Iterable[str] = (),
+        name: str = "",
+        locale: str | None = None,
+    ) -> Client:
+        return add_customer(
+            directory._path, number, email, key_hash, domains=domains, name=name, language=locale
+        )
 
     def break_storage(self, directory: CustomersDirectory) -> None:
         with contextlib.closing(sqlite3.connect(directory._path, isolation_level=None)) as conn:

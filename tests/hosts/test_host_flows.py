@@ -52,8 +52,14 @@ def plain(message: object) -> str:
 def test_sync_flow_reaches_the_hosts_own_mailer(panel_db: str, key_mode: str) -> None:
     """Default settings: both mails land in the host's mailer object and the key rotates."""
     mailer = OutboxMailer()
-    with RecoveryService(CustomersDirectory(panel_db), mailer, secret_key=SECRET,
-                         confirm_url=CONFIRM_URL, sender=SENDER, key_mode=key_mode) as service:
+    with RecoveryService(
+        CustomersDirectory(panel_db),
+        mailer,
+        secret_key=SECRET,
+        confirm_url=CONFIRM_URL,
+        sender=SENDER,
+        key_mode=key_mode,
+    ) as service:
         service.request("domain", "EjemploXMundo.com.ar", requester=REQUESTER)
         assert service.flush(timeout=30)
         assert len(mailer.outbox) == 1, "the confirmation mail never reached the host's mailer"
@@ -88,9 +94,14 @@ def test_async_flow_reaches_the_hosts_own_mailer(key_mode: str) -> None:
     mailer = AsyncOutboxMailer()
 
     async def recover() -> None:
-        async with AsyncRecoveryService(directory, mailer, secret_key=SECRET,
-                                        confirm_url=CONFIRM_URL, sender=SENDER,
-                                        key_mode=key_mode) as service:
+        async with AsyncRecoveryService(
+            directory,
+            mailer,
+            secret_key=SECRET,
+            confirm_url=CONFIRM_URL,
+            sender=SENDER,
+            key_mode=key_mode,
+        ) as service:
             await service.request("email", "Ana@Example.com", requester=REQUESTER)
             assert await service.flush(timeout=30)
             assert len(mailer.outbox) == 1, "the confirmation mail never reached the host's mailer"
@@ -114,8 +125,13 @@ def test_async_flow_reaches_the_hosts_own_mailer(key_mode: str) -> None:
 def test_mailer_writing_to_the_hosts_database(panel_db: str) -> None:
     """A mailer that writes rows in the panel's own SQLite file sees both mails there."""
     mailer = DatabaseMailer(panel_db)
-    with RecoveryService(CustomersDirectory(panel_db), mailer, secret_key=SECRET,
-                         confirm_url=CONFIRM_URL, sender=SENDER) as service:
+    with RecoveryService(
+        CustomersDirectory(panel_db),
+        mailer,
+        secret_key=SECRET,
+        confirm_url=CONFIRM_URL,
+        sender=SENDER,
+    ) as service:
         service.request("client_number", " 9000 ", requester=REQUESTER)
         assert service.flush(timeout=30)
         [link_mail] = mailer.sent()
@@ -128,8 +144,13 @@ def test_mailer_counting_metrics_counts_every_mail(panel_db: str) -> None:
     """A host's metrics mailer counts the confirmation and the credentials mail it sent."""
     outbox = OutboxMailer()
     mailer = CountingMailer(outbox)
-    with RecoveryService(CustomersDirectory(panel_db), mailer, secret_key=SECRET,
-                         confirm_url=CONFIRM_URL, sender=SENDER) as service:
+    with RecoveryService(
+        CustomersDirectory(panel_db),
+        mailer,
+        secret_key=SECRET,
+        confirm_url=CONFIRM_URL,
+        sender=SENDER,
+    ) as service:
         service.request("email", EMAIL, requester=REQUESTER)
         assert service.flush(timeout=30)
         assert mailer.counts["sent"] == 1, "the host's counter never saw the confirmation mail"
@@ -142,12 +163,19 @@ def test_reserved_test_domain_passes_end_to_end(tmp_path: Path) -> None:
     """A sender and clients on example.test (RFC 2606, for testing) work end to end."""
     path = str(tmp_path / "panel.sqlite3")
     create_panel_database(path)
-    add_customer(path, "9100", "ana@cliente.example.test", old_key_hash(),
-                 domains=["cliente.example.test"], name="Ana Prueba")
+    add_customer(
+        path,
+        "9100",
+        "ana@cliente.example.test",
+        old_key_hash(),
+        domains=["cliente.example.test"],
+        name="Ana Prueba",
+    )
     mailer = OutboxMailer()
     sender = "soporte@panel.example.test"
-    with RecoveryService(CustomersDirectory(path), mailer, secret_key=SECRET,
-                         confirm_url=CONFIRM_URL, sender=sender) as service:
+    with RecoveryService(
+        CustomersDirectory(path), mailer, secret_key=SECRET, confirm_url=CONFIRM_URL, sender=sender
+    ) as service:
         service.request("email", "Ana@Cliente.Example.Test", requester=REQUESTER)
         service.request("domain", "cliente.example.test", requester="203.0.113.8")
         assert service.flush(timeout=30)

@@ -26,12 +26,17 @@ NOT_PYTHON_NAMES = {
 def sources() -> list[tuple[str, str]]:
     """(where, source) for every piece of documented or example Python code."""
     found = [(where, code_of(block)) for where, block in python_blocks().items()]
-    found += [(str(path.relative_to(ROOT)), path.read_text(encoding="utf-8"))
-              for path in sorted((ROOT / "examples").rglob("*.py"))]
+    found += [
+        (str(path.relative_to(ROOT)), path.read_text(encoding="utf-8"))
+        for path in sorted((ROOT / "examples").rglob("*.py"))
+    ]
     for notebook in sorted((ROOT / "examples").rglob("*.ipynb")):
         cells = json.loads(notebook.read_text(encoding="utf-8"))["cells"]
-        found += [(f"{notebook.relative_to(ROOT)}#{n}", "".join(cell["source"]))
-                  for n, cell in enumerate(cells) if cell["cell_type"] == "code"]
+        found += [
+            (f"{notebook.relative_to(ROOT)}#{n}", "".join(cell["source"]))
+            for n, cell in enumerate(cells)
+            if cell["cell_type"] == "code"
+        ]
     return found
 
 
@@ -40,12 +45,19 @@ def documented_imports() -> list[tuple[str, str]]:
     pairs: set[tuple[str, str]] = set()
     for _, source in sources():
         for node in ast.walk(ast.parse(source)):
-            if isinstance(node, ast.ImportFrom) and not node.level and node.module and (
-                    node.module.split(".")[0] == "credrecovery"):
+            if (
+                isinstance(node, ast.ImportFrom)
+                and not node.level
+                and node.module
+                and (node.module.split(".")[0] == "credrecovery")
+            ):
                 pairs.update((node.module, alias.name) for alias in node.names)
             elif isinstance(node, ast.Import):
-                pairs.update((alias.name, "") for alias in node.names
-                             if alias.name.split(".")[0] == "credrecovery")
+                pairs.update(
+                    (alias.name, "")
+                    for alias in node.names
+                    if alias.name.split(".")[0] == "credrecovery"
+                )
     return sorted(pairs)
 
 
@@ -53,8 +65,9 @@ def documented_dotted_names() -> list[str]:
     """Each ``credrecovery.x.y`` the prose names in backticks."""
     names: set[str] = set()
     for page in documents():
-        names.update(re.findall(r"`(credrecovery(?:\.[A-Za-z_]\w*)+)[`(]",
-                                page.read_text(encoding="utf-8")))
+        names.update(
+            re.findall(r"`(credrecovery(?:\.[A-Za-z_]\w*)+)[`(]", page.read_text(encoding="utf-8"))
+        )
     return sorted(names - NOT_PYTHON_NAMES.keys())
 
 
@@ -70,8 +83,9 @@ def test_the_documents_were_read() -> None:
     assert "credrecovery.async_sqlite.AsyncSQLiteDirectory" in DOTTED
 
 
-@pytest.mark.parametrize(("module", "name"), IMPORTS,
-                         ids=[f"{m}:{n}" if n else m for m, n in IMPORTS])
+@pytest.mark.parametrize(
+    ("module", "name"), IMPORTS, ids=[f"{m}:{n}" if n else m for m, n in IMPORTS]
+)
 def test_documented_import_still_works(module: str, name: str) -> None:
     """The import statement as documented runs and binds a real object."""
     namespace: dict[str, object] = {}

@@ -58,7 +58,8 @@ def test_with_block_closes_after_delivering(panel_db: str) -> None:
 
 
 def test_request_after_close_answers_and_mails_nothing(
-    panel_db: str, caplog: pytest.LogCaptureFixture,
+    panel_db: str,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """After close(), request() still returns None, mails nothing and logs mail_dropped."""
     mailer = OutboxMailer()
@@ -75,7 +76,8 @@ def test_own_background_mailer_around_the_hosts_mailer(panel_db: str) -> None:
     """``delivery=BackgroundMailer(mailer, ...)`` as docs/operations.md shows: flush delivers."""
     mailer = OutboxMailer()
     with RecoveryService(
-        CustomersDirectory(panel_db), mailer,
+        CustomersDirectory(panel_db),
+        mailer,
         delivery=BackgroundMailer(mailer, max_queue=5000, max_attempts=8, backoff=2.0),
         **SETTINGS,
     ) as service:
@@ -135,8 +137,10 @@ def test_closed_sqlite_directory_refuses_calls(tmp_path: Path) -> None:
     again.close()
     with pytest.raises(DirectoryError):
         again.add_client("9001", "bob@example.com", key_hash=old_key_hash())
-    with RecoveryService(again, OutboxMailer(), **SETTINGS) as service, pytest.raises(
-            DirectoryError):
+    with (
+        RecoveryService(again, OutboxMailer(), **SETTINGS) as service,
+        pytest.raises(DirectoryError),
+    ):
         service.request("email", EMAIL)
 
 

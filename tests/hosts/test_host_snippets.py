@@ -72,54 +72,54 @@ SMTP_PASSWORD = "smtp-test-password"
 #: Blocks that cannot run here, and why. Each still compiles (test below).
 SKIPPED: dict[str, str] = {
     "docs/custom-adapters.md#0": "the ClientDirectory protocol's signature, shown for reading; "
-                                 "tests/unit/test_public_api.py checks the protocol's methods",
+    "tests/unit/test_public_api.py checks the protocol's methods",
     "docs/custom-adapters.md#3": "the Mailer protocol's signature, likewise",
     "docs/custom-adapters.md#5": "the timing contract on a host's directory; "
-                                 "tests/hosts/test_host_contracts.py runs it on CustomersDirectory",
+    "tests/hosts/test_host_contracts.py runs it on CustomersDirectory",
     "docs/custom-adapters.md#6": "it is tests/adapters/test_host_directory.py, quoted whole "
-                                 "(tests/integration/test_docs.py checks that), which runs it",
+    "(tests/integration/test_docs.py checks that), which runs it",
     "docs/custom-adapters.md#7": "an excerpt of tests/adapters/test_mailer_contract.py, run there",
     "docs/embedding.md#2": "Django settings of examples/django_app; needs Django's settings "
-                           "machinery; tests/integration/test_example_django.py checks the "
-                           "quote and runs it",
+    "machinery; tests/integration/test_example_django.py checks the "
+    "quote and runs it",
     "docs/embedding.md#3": "examples/django_app's service module; needs Django settings",
     "docs/embedding.md#4": "an excerpt of a Django directory method; needs Django's ORM",
     "docs/embedding.md#5": "an excerpt of a Django mailer method; needs Django's mail backends",
     "docs/embedding.md#6": "a Django view; needs Django settings and a request",
     "docs/embedding.md#7": "an excerpt of the FastAPI app's factory; "
-                           "tests/integration/test_example_fastapi.py checks the quote and "
-                           "runs the app",
+    "tests/integration/test_example_fastapi.py checks the quote and "
+    "runs the app",
     "docs/embedding.md#8": "FastAPI routes, excerpted from the app's factory; likewise",
     "docs/embedding.md#9": "an excerpt of the FastAPI app's error handler; likewise",
     "docs/embedding.md#14": "an excerpt of examples/flask_app.py's factory; "
-                            "tests/integration/test_example_flask_app.py checks the quote and "
-                            "runs the app behind a proxy",
+    "tests/integration/test_example_flask_app.py checks the quote and "
+    "runs the app behind a proxy",
     "docs/embedding.md#15": "an excerpt of the FastAPI app's factory; "
-                            "tests/integration/test_example_fastapi.py checks the quote and "
-                            "runs the app behind a proxy",
+    "tests/integration/test_example_fastapi.py checks the quote and "
+    "runs the app behind a proxy",
     "docs/embedding.md#16": "Django settings of examples/django_app; needs Django's settings; "
-                            "tests/integration/test_example_django.py checks the quote",
+    "tests/integration/test_example_django.py checks the quote",
     "docs/embedding.md#17": "a function of examples/django_app; needs Django settings and a "
-                            "request; tests/integration/test_example_django.py checks the quote "
-                            "and runs it",
+    "request; tests/integration/test_example_django.py checks the quote "
+    "and runs it",
     "docs/embedding.md#18": "Django middleware and hook; needs Django's settings and a shared "
-                            "cache; the Flask panel's browser test runs the same scheme end "
-                            "to end (tests/integration/test_example_flask_panel.py)",
+    "cache; the Flask panel's browser test runs the same scheme end "
+    "to end (tests/integration/test_example_flask_panel.py)",
     "docs/embedding.md#19": "a FastAPI dependency and hook; needs a FastAPI app with sessions; "
-                            "likewise",
+    "likewise",
     "docs/events.md#1": "registers in prometheus_client's global registry and listens on port "
-                        "9464; tests/integration/test_metrics.py runs the same setup on a "
-                        "registry and a port of its own",
+    "9464; tests/integration/test_metrics.py runs the same setup on a "
+    "registry and a port of its own",
     "docs/key-modes.md#0": "placeholders: secret_key=..., confirm_url=..., form_key",
     "docs/quickstart.md#0": "run as written by "
-                            "tests/integration/test_docs.py::test_quickstart_runs",
+    "tests/integration/test_docs.py::test_quickstart_runs",
     "docs/scaling.md#0": "creates tables on the server db.internal; "
-                         "tests/adapters/test_sqlalchemy.py runs create_schema on PostgreSQL",
+    "tests/adapters/test_sqlalchemy.py runs create_schema on PostgreSQL",
     "docs/templates.md#0": "placeholders: secret_key=..., and the host's template folders",
     "docs/workers.md#0": "needs a Celery broker and worker; tests/delivery/test_celery.py runs "
-                         "CeleryDelivery with both",
+    "CeleryDelivery with both",
     "docs/workers.md#1": "names a Celery app and a mailer of the block before; "
-                         "tests/delivery/test_celery_once.py runs RedisDeliveryRecords",
+    "tests/delivery/test_celery_once.py runs RedisDeliveryRecords",
     "docs/workers.md#2": "needs rq and an RQ worker (not installed); placeholder arguments (...)",
     "docs/workers.md#3": "needs dramatiq (not installed); its body is a placeholder (...)",
 }
@@ -130,8 +130,10 @@ REWRITES: dict[str, list[tuple[str, str]]] = {
     "docs/index.md#0": [('"smtp.example.com", 587', '"localhost", {port}')],
     "docs/operations.md#3": [('"smtp.example.com", 587', '"localhost", {port}')],
     "docs/operations.md#4": [('"smtp.example.com", 587', '"localhost", {port}')],
-    "docs/operations.md#5": [('"relay.internal.example", 587', '"localhost", {port}'),
-                             ('"/etc/credrecovery/relay-ca.pem"', "{cafile!r}")],
+    "docs/operations.md#5": [
+        ('"relay.internal.example", 587', '"localhost", {port}'),
+        ('"/etc/credrecovery/relay-ca.pem"', "{cafile!r}"),
+    ],
     "docs/scaling.md#4": [("redis.internal", "127.0.0.1")],
 }
 
@@ -170,9 +172,12 @@ class Harness:
         self.cafile = str(certificate.ca_path)
         if starttls:
             self.monkeypatch.setenv("SSL_CERT_FILE", self.cafile)
-        self.smtp = self.stack.enter_context(running_smtp_server(
-            starttls=certificate.server_context() if starttls else None,
-            users={"panel": SMTP_PASSWORD} if login else None))
+        self.smtp = self.stack.enter_context(
+            running_smtp_server(
+                starttls=certificate.server_context() if starttls else None,
+                users={"panel": SMTP_PASSWORD} if login else None,
+            )
+        )
         return self.smtp
 
     def received(self, count: int) -> list[EmailMessage]:
@@ -193,14 +198,21 @@ class Harness:
             text = text.replace(old, new.format(port=port, cafile=self.cafile))
         return code_of(text)
 
-    def run(self, key: str, namespace: dict[str, Any] | None = None,
-            lazy: dict[str, Callable[[dict[str, Any]], Any]] | None = None) -> dict[str, Any]:
+    def run(
+        self,
+        key: str,
+        namespace: dict[str, Any] | None = None,
+        lazy: dict[str, Callable[[dict[str, Any]], Any]] | None = None,
+    ) -> dict[str, Any]:
         """Run block ``key`` statement by statement; ``lazy`` names are made when first read."""
         namespace = {"__name__": "__documented_block__"} if namespace is None else namespace
         lazy = lazy or {}
         for statement in ast.parse(self.source(key)).body:
-            read = {node.id for node in ast.walk(statement)
-                    if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load)}
+            read = {
+                node.id
+                for node in ast.walk(statement)
+                if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load)
+            }
             for name in sorted(read & lazy.keys()):
                 if name not in namespace:
                     namespace[name] = lazy[name](namespace)
@@ -210,9 +222,11 @@ class Harness:
 
     def token_from_smtp(self, count: int) -> Callable[[dict[str, Any]], str]:
         """A lazy ``token``: flush the block's service, then read the link it mailed."""
+
         def token(namespace: dict[str, Any]) -> str:
             namespace["service"].flush(30)
             return link_token(self.received(count)[-1])
+
         return token
 
     def closing(self, close: Callable[[], object]) -> None:
@@ -236,19 +250,24 @@ def harness(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Harness
 def clients_file(path: str = "clients.sqlite3") -> None:
     """The SQLite directory file the blocks open, holding client 9000 <ana@example.com>."""
     with SQLiteDirectory(path) as directory:
-        directory.add_client("9000", EMAIL, key_hash=old_key_hash(), domains=[DOMAIN],
-                             name="Ana Example")
+        directory.add_client(
+            "9000", EMAIL, key_hash=old_key_hash(), domains=[DOMAIN], name="Ana Example"
+        )
 
 
 def panel_tables(path: str) -> None:
     """The panel schema docs/custom-adapters.md describes, holding client 9000."""
     with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as conn:
-        conn.execute("CREATE TABLE customers (number TEXT PRIMARY KEY, email TEXT, "
-                     "key_hash TEXT, full_name TEXT, language TEXT)")
+        conn.execute(
+            "CREATE TABLE customers (number TEXT PRIMARY KEY, email TEXT, "
+            "key_hash TEXT, full_name TEXT, language TEXT)"
+        )
         conn.execute("CREATE INDEX customers_email ON customers (email)")
         conn.execute("CREATE TABLE customer_domains (domain TEXT PRIMARY KEY, customer TEXT)")
-        conn.execute("INSERT INTO customers VALUES ('9000', ?, ?, 'Ana Example', NULL)",
-                     (EMAIL, old_key_hash()))
+        conn.execute(
+            "INSERT INTO customers VALUES ('9000', ?, ?, 'Ana Example', NULL)",
+            (EMAIL, old_key_hash()),
+        )
         conn.execute("INSERT INTO customer_domains VALUES (?, '9000')", (DOMAIN,))
 
 
@@ -299,8 +318,11 @@ def run_normalization_examples(harness: Harness) -> None:
 def run_sendmail_mailer(harness: Harness) -> None:
     """SendmailMailer against a stand-in sendmail program that records what it gets."""
     program = harness.folder / "sendmail"
-    program.write_text('#!/bin/sh\nprintf "%s\\n" "$@" > "$0.args"\ncat > "$0.mail"\n'
-                       'exit "${SENDMAIL_STATUS:-0}"\n', encoding="utf-8")
+    program.write_text(
+        '#!/bin/sh\nprintf "%s\\n" "$@" > "$0.args"\ncat > "$0.mail"\n'
+        'exit "${SENDMAIL_STATUS:-0}"\n',
+        encoding="utf-8",
+    )
     program.chmod(program.stat().st_mode | stat.S_IXUSR)
     namespace = harness.run("docs/custom-adapters.md#4")
     mailer = namespace["SendmailMailer"](str(program), timeout=10)
@@ -323,9 +345,13 @@ def run_panel_recovery(harness: Harness) -> None:
     harness.start_smtp(starttls=False)
     assert harness.smtp is not None
     clients_file("panel.sqlite3")
-    for name, value in {"CREDRECOVERY_DB": "panel.sqlite3", "SMTP_HOST": "127.0.0.1",
-                        "SMTP_PORT": str(harness.smtp.port), "SMTP_SECURITY": "plain",
-                        "CREDRECOVERY_CONFIRM_URL": CONFIRM_URL}.items():
+    for name, value in {
+        "CREDRECOVERY_DB": "panel.sqlite3",
+        "SMTP_HOST": "127.0.0.1",
+        "SMTP_PORT": str(harness.smtp.port),
+        "SMTP_SECURITY": "plain",
+        "CREDRECOVERY_CONFIRM_URL": CONFIRM_URL,
+    }.items():
         harness.monkeypatch.setenv(name, value)
     harness.monkeypatch.delenv("SMTP_PASSWORD")  # this relay takes mail without a login
     panel = harness.run("docs/embedding.md#0")
@@ -353,13 +379,18 @@ def run_flask_front_end(harness: Harness) -> None:
     harness.start_smtp(starttls=False)
     assert harness.smtp is not None
     clients_file("panel.sqlite3")
-    for name, value in {"CREDRECOVERY_DB": "panel.sqlite3", "SMTP_HOST": "127.0.0.1",
-                        "SMTP_PORT": str(harness.smtp.port), "SMTP_SECURITY": "plain",
-                        "CREDRECOVERY_CONFIRM_URL": CONFIRM_URL}.items():
+    for name, value in {
+        "CREDRECOVERY_DB": "panel.sqlite3",
+        "SMTP_HOST": "127.0.0.1",
+        "SMTP_PORT": str(harness.smtp.port),
+        "SMTP_SECURITY": "plain",
+        "CREDRECOVERY_CONFIRM_URL": CONFIRM_URL,
+    }.items():
         harness.monkeypatch.setenv(name, value)
     harness.monkeypatch.delenv("SMTP_PASSWORD")  # this relay takes mail without a login
-    (harness.folder / "panel_recovery.py").write_text(BLOCKS["docs/embedding.md#0"],
-                                                      encoding="utf-8")
+    (harness.folder / "panel_recovery.py").write_text(
+        BLOCKS["docs/embedding.md#0"], encoding="utf-8"
+    )
     harness.monkeypatch.syspath_prepend(str(harness.folder))
     harness.monkeypatch.delitem(sys.modules, "panel_recovery", raising=False)
     namespace = harness.run("docs/embedding.md#1")
@@ -427,13 +458,16 @@ def run_key_rotation(harness: Harness) -> None:
     panel_tables("panel.sqlite3")
     directory, mailer = CustomersDirectory("panel.sqlite3"), OutboxMailer()
     old_secret = "the-old-signing-key-0123456789abcdef"
-    with RecoveryService(directory, mailer, secret_key=old_secret, confirm_url=CONFIRM_URL,
-                         sender=SENDER) as before:
+    with RecoveryService(
+        directory, mailer, secret_key=old_secret, confirm_url=CONFIRM_URL, sender=SENDER
+    ) as before:
         before.request("email", EMAIL)
     token = link_token(mailer.outbox[0])
     harness.monkeypatch.setenv("CREDRECOVERY_FALLBACK_KEYS", old_secret)
-    namespace = harness.run("docs/operations.md#0", {
-        "os": os, "RecoveryService": RecoveryService, "directory": directory, "mailer": mailer})
+    namespace = harness.run(
+        "docs/operations.md#0",
+        {"os": os, "RecoveryService": RecoveryService, "directory": directory, "mailer": mailer},
+    )
     with namespace["service"] as service:
         assert service.check(token).number == "9000"
 
@@ -450,8 +484,9 @@ def run_own_background_mailer(harness: Harness) -> None:
     """A BackgroundMailer with the host's settings around SMTPMailer delivers on flush."""
     harness.start_smtp(starttls=True, login=True)
     panel_tables("panel.sqlite3")
-    namespace = harness.run("docs/operations.md#3",
-                            {"directory": CustomersDirectory("panel.sqlite3")})
+    namespace = harness.run(
+        "docs/operations.md#3", {"directory": CustomersDirectory("panel.sqlite3")}
+    )
     with namespace["service"] as service:
         service.request("email", EMAIL)
         assert service.flush(30)
@@ -488,8 +523,16 @@ def run_log_format(harness: Harness) -> None:
     level, handlers = logger.level, list(logger.handlers)
     harness.closing(lambda: (setattr(logger, "handlers", handlers), logger.setLevel(level)))
     namespace = harness.run("docs/operations.md#6")
-    record = logger.makeRecord("credrecovery", logging.INFO, __file__, 1, "mail sent", None,
-                               None, extra={"event": "mail_sent"})
+    record = logger.makeRecord(
+        "credrecovery",
+        logging.INFO,
+        __file__,
+        1,
+        "mail sent",
+        None,
+        None,
+        extra={"event": "mail_sent"},
+    )
     assert "INFO credrecovery event=mail_sent mail sent" in namespace["handler"].format(record)
 
 
@@ -516,8 +559,10 @@ def run_redis_limits(harness: Harness) -> None:
     harness.monkeypatch.setenv("CREDRECOVERY_SECRET_KEY", secrets.token_urlsafe(32))
     panel_tables("panel.sqlite3")
     mailer = OutboxMailer()
-    namespace = harness.run("docs/scaling.md#4", {
-        "os": os, "directory": CustomersDirectory("panel.sqlite3"), "mailer": mailer})
+    namespace = harness.run(
+        "docs/scaling.md#4",
+        {"os": os, "directory": CustomersDirectory("panel.sqlite3"), "mailer": mailer},
+    )
     with namespace["service"] as service:
         service.request("email", EMAIL, requester=REQUESTER)
         assert service.flush(30)
@@ -529,8 +574,13 @@ def run_own_key_setter(harness: Harness) -> None:
     panel_tables("panel.sqlite3")
     mailer = OutboxMailer()
     namespace = harness.run("docs/security.md#0")
-    with RecoveryService(CustomersDirectory("panel.sqlite3"), mailer, secret_key=SECRET,
-                         confirm_url=CONFIRM_URL, sender=SENDER) as service:
+    with RecoveryService(
+        CustomersDirectory("panel.sqlite3"),
+        mailer,
+        secret_key=SECRET,
+        confirm_url=CONFIRM_URL,
+        sender=SENDER,
+    ) as service:
         service.request("client_number", "9000", requester=REQUESTER)
         assert service.flush(30)
         token = link_token(mailer.outbox[0])
@@ -548,8 +598,13 @@ def run_code_handlers(harness: Harness) -> None:
 
     panel_tables("panel.sqlite3")
     mailer = OutboxMailer()
-    with RecoveryService(CustomersDirectory("panel.sqlite3"), mailer, secret_key=SECRET,
-                         confirm_url=CONFIRM_URL, sender=SENDER) as service:
+    with RecoveryService(
+        CustomersDirectory("panel.sqlite3"),
+        mailer,
+        secret_key=SECRET,
+        confirm_url=CONFIRM_URL,
+        sender=SENDER,
+    ) as service:
         namespace = harness.run("docs/codes.md#0", {"service": service})
         session: dict[str, str] = {}
         page = namespace["send_code"](session, "domain", DOMAIN, REQUESTER)
@@ -570,8 +625,13 @@ def run_support_code(harness: Harness) -> None:
     number; an unknown number is said plainly to support."""
     panel_tables("panel.sqlite3")
     mailer = OutboxMailer()
-    with RecoveryService(CustomersDirectory("panel.sqlite3"), mailer, secret_key=SECRET,
-                         confirm_url=CONFIRM_URL, sender=SENDER) as service:
+    with RecoveryService(
+        CustomersDirectory("panel.sqlite3"),
+        mailer,
+        secret_key=SECRET,
+        confirm_url=CONFIRM_URL,
+        sender=SENDER,
+    ) as service:
         namespace = harness.run("docs/codes.md#1", {"service": service})
         said = namespace["give_code"]("9000", "support-ana")
         assert said.startswith("read this code to the caller: ")
@@ -604,8 +664,9 @@ def run_event_hook(harness: Harness) -> None:
     harness.closing(lambda: (audit.removeHandler(keep), audit.setLevel(level)))
     panel_tables("panel.sqlite3")
     mailer = OutboxMailer()
-    namespace = harness.run("docs/events.md#0", {
-        "directory": CustomersDirectory("panel.sqlite3"), "mailer": mailer})
+    namespace = harness.run(
+        "docs/events.md#0", {"directory": CustomersDirectory("panel.sqlite3"), "mailer": mailer}
+    )
     with namespace["service"] as service:
         service.request("email", EMAIL, requester=REQUESTER)
         service.request("email", "nobody@example.com", requester=REQUESTER)
@@ -619,16 +680,20 @@ def run_event_hook(harness: Harness) -> None:
 RUNS: dict[Callable[..., None], dict[str, str]] = {
     run_readme: {"README.md#0": "SMTPMailer("},
     run_index: {"docs/index.md#0": "SMTPMailer("},
-    run_custom_directory_and_flow: {"docs/custom-adapters.md#1": "class CustomersDirectory",
-                                    "docs/custom-adapters.md#8": "def test_flow"},
+    run_custom_directory_and_flow: {
+        "docs/custom-adapters.md#1": "class CustomersDirectory",
+        "docs/custom-adapters.md#8": "def test_flow",
+    },
     run_normalization_examples: {"docs/custom-adapters.md#2": "normalize_identifier("},
     run_sendmail_mailer: {"docs/custom-adapters.md#4": "class SendmailMailer"},
     run_panel_recovery: {"docs/embedding.md#0": "def build_service"},
     run_flask_front_end: {"docs/embedding.md#1": "Flask(__name__)"},
-    run_notebook_cells: {"docs/embedding.md#10": "MemoryDirectory(",
-                         "docs/embedding.md#11": "service.request(",
-                         "docs/embedding.md#12": "service.confirm(token)",
-                         "docs/embedding.md#13": "service.close()"},
+    run_notebook_cells: {
+        "docs/embedding.md#10": "MemoryDirectory(",
+        "docs/embedding.md#11": "service.request(",
+        "docs/embedding.md#12": "service.confirm(token)",
+        "docs/embedding.md#13": "service.close()",
+    },
     run_breached_check: {"docs/key-modes.md#1": "def breached_in"},
     run_branding: {"docs/mail.md#0": "Branding("},
     run_default_context: {"docs/operations.md#1": "CryptContext("},
@@ -638,9 +703,11 @@ RUNS: dict[Callable[..., None], dict[str, str]] = {
     run_envelope_sender: {"docs/operations.md#4": "envelope_sender="},
     run_private_ca: {"docs/operations.md#5": "cafile="},
     run_log_format: {"docs/operations.md#6": "logging.StreamHandler()"},
-    run_sqlalchemy_engines: {"docs/scaling.md#1": "sa.create_engine(",
-                             "docs/scaling.md#2": "schema_translate_map",
-                             "docs/scaling.md#3": "TableMapping("},
+    run_sqlalchemy_engines: {
+        "docs/scaling.md#1": "sa.create_engine(",
+        "docs/scaling.md#2": "schema_translate_map",
+        "docs/scaling.md#3": "TableMapping(",
+    },
     run_redis_limits: {"docs/scaling.md#4": "redis://redis.internal"},
     run_own_key_setter: {"docs/security.md#0": "def set_own_key"},
     run_event_hook: {"docs/events.md#0": "on_event=on_event"},
@@ -650,13 +717,13 @@ RUNS: dict[Callable[..., None], dict[str, str]] = {
 
 
 @pytest.mark.parametrize("runner", list(RUNS), ids=[r.__name__[4:] for r in RUNS])
-def test_documented_block_runs(runner: Callable[..., None], harness: Harness,
-                               request: pytest.FixtureRequest) -> None:
+def test_documented_block_runs(
+    runner: Callable[..., None], harness: Harness, request: pytest.FixtureRequest
+) -> None:
     """The block does what its page says, run as written (but for REWRITES) with a harness."""
     for key, fragment in RUNS[runner].items():
         assert fragment in BLOCKS.get(key, ""), f"{key} moved: it no longer holds {fragment!r}"
-    if "capsys" in runner.__code__.co_varnames[:runner.__code__.co_argcount]:
+    if "capsys" in runner.__code__.co_varnames[: runner.__code__.co_argcount]:
         runner(harness, request.getfixturevalue("capsys"))
     else:
         runner(harness)
-

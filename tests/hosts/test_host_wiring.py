@@ -62,7 +62,8 @@ def test_an_object_that_is_no_directory_fails_at_construction(shell: str, tmp_pa
 
 @pytest.mark.parametrize("shell", ["sync", "async"])
 def test_a_directory_without_replace_key_hash_fails_at_construction(
-    shell: str, tmp_path: Any,
+    shell: str,
+    tmp_path: Any,
 ) -> None:
     """A directory lacking replace_key_hash raises TypeError naming it, before any request."""
     _, mailer = good_parts(shell, tmp_path)

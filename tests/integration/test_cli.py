@@ -36,8 +36,11 @@ EMAIL = "ejemplo@ejemploxmundo.com.ar"
 DOMAIN = "ejemploxmundo.com.ar"
 TOKEN_IN_LINK = re.compile(r"/recover/([\w.-]+)")
 KEY_IN_MAIL = re.compile(r"Access key:\s+(\S+)")
-ENV_NAMES = ("CREDRECOVERY_SECRET_KEY", "CREDRECOVERY_SMTP_PASSWORD",
-             "CREDRECOVERY_DATABASE_PASSWORD")
+ENV_NAMES = (
+    "CREDRECOVERY_SECRET_KEY",
+    "CREDRECOVERY_SMTP_PASSWORD",
+    "CREDRECOVERY_DATABASE_PASSWORD",
+)
 # What default_context() makes of a new key: argon2id at full strength.
 PRODUCTION_HASH = re.compile(r"\$argon2id\$v=19\$m=65536,t=3,p=4\$")
 
@@ -71,8 +74,12 @@ def cheap_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(cli._common, "default_context", cheap_context)
 
 
-def run(*args: str, secret: str | None = SECRET, stdin: str | None = None,
-        env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def run(
+    *args: str,
+    secret: str | None = SECRET,
+    stdin: str | None = None,
+    env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
     """Run ``python -m credrecovery *args`` in this process, as the real process would.
 
     For the call only, the variables of ENV_NAMES are unset and then set from
@@ -112,8 +119,10 @@ def run(*args: str, secret: str | None = SECRET, stdin: str | None = None,
                 if handler not in handlers:
                     logger.removeHandler(handler)
     return subprocess.CompletedProcess(
-        [sys.executable, "-m", "credrecovery", *args], status,
-        stdout.getvalue(), stderr.getvalue(),
+        [sys.executable, "-m", "credrecovery", *args],
+        status,
+        stdout.getvalue(),
+        stderr.getvalue(),
     )
 
 
@@ -127,30 +136,53 @@ def _exit_status(code: object) -> int:
     return 1
 
 
-def run_process(*args: str, secret: str | None = SECRET, stdin: str | None = None,
-                env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def run_process(
+    *args: str,
+    secret: str | None = SECRET,
+    stdin: str | None = None,
+    env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
     """Run ``python -m credrecovery *args`` in a new interpreter, with run()'s environment."""
     environment = {k: v for k, v in os.environ.items() if k not in ENV_NAMES}
     if secret is not None:
         environment[SECRET_ENV] = secret
     environment.update(env or {})
     return subprocess.run(
-        [sys.executable, "-m", "credrecovery", *args], input=stdin,
-        capture_output=True, text=True, env=environment, timeout=120, check=False,
+        [sys.executable, "-m", "credrecovery", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=environment,
+        timeout=120,
+        check=False,
     )
 
 
 def failed(result: subprocess.CompletedProcess[str]) -> bool:
     """Whether the command failed the expected way: status 1, an error line last, no traceback."""
     lines = result.stderr.splitlines()
-    return (result.returncode == 1 and bool(lines) and lines[-1].startswith("error: ")
-            and "Traceback" not in result.stderr)
+    return (
+        result.returncode == 1
+        and bool(lines)
+        and lines[-1].startswith("error: ")
+        and "Traceback" not in result.stderr
+    )
 
 
 def add_client(db: Path, runner: Runner = run) -> str:
     """Create ``db`` with client 9000 and return its initial access key."""
-    added = runner("add-client", "--db", str(db), "--create", "9000", EMAIL,
-                   "--domain", DOMAIN, "--name", "Ejemplo")
+    added = runner(
+        "add-client",
+        "--db",
+        str(db),
+        "--create",
+        "9000",
+        EMAIL,
+        "--domain",
+        DOMAIN,
+        "--name",
+        "Ejemplo",
+    )
     assert added.returncode == 0, added.stderr
     key = re.search(r"initial access key: (\S+)", added.stdout)
     assert key
@@ -288,8 +320,17 @@ def test_request_reports_a_mail_the_smtp_server_refused(db: Path) -> None:
     handler = RecordingHandler()
     handler.answer("RCPT", "550 5.1.1 No such user")
     with running_smtp_server(handler) as server:
-        result = run("request", "--db", str(db), "domain", DOMAIN,
-                     "--smtp-host", server.host, "--smtp-port", str(server.port))
+        result = run(
+            "request",
+            "--db",
+            str(db),
+            "domain",
+            DOMAIN,
+            "--smtp-host",
+            server.host,
+            "--smtp-port",
+            str(server.port),
+        )
     assert failed(result)
     assert "confirmation mail for client 9000 was not sent" in result.stderr
     assert "refused the recipient (550" in result.stderr
@@ -300,8 +341,17 @@ def test_request_reports_an_unreachable_smtp_server(db: Path) -> None:
     """A request through an SMTP port nobody listens on exits 1 saying the mail was not sent."""
     with running_smtp_server() as server:
         port = server.port
-    result = run("request", "--db", str(db), "domain", DOMAIN,
-                 "--smtp-host", "127.0.0.1", "--smtp-port", str(port))
+    result = run(
+        "request",
+        "--db",
+        str(db),
+        "domain",
+        DOMAIN,
+        "--smtp-host",
+        "127.0.0.1",
+        "--smtp-port",
+        str(port),
+    )
     assert failed(result)
     assert "was not sent: could not reach the SMTP server" in result.stderr
 
@@ -309,11 +359,14 @@ def test_request_reports_an_unreachable_smtp_server(db: Path) -> None:
 # --- errors, never tracebacks ----------------------------------------------------
 
 
-@pytest.mark.parametrize("command", [
-    ["request", "domain", DOMAIN],
-    ["confirm", "some-token"],
-    ["add-client", "9001", "other@example.com"],
-])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["request", "domain", DOMAIN],
+        ["confirm", "some-token"],
+        ["add-client", "9001", "other@example.com"],
+    ],
+)
 def test_a_corrupt_database_file_is_a_clear_error(tmp_path: Path, command: list[str]) -> None:
     """A --db that is not a SQLite database is an error naming the file, and is left as it was."""
     db = tmp_path / "clients.sqlite3"
@@ -324,12 +377,15 @@ def test_a_corrupt_database_file_is_a_clear_error(tmp_path: Path, command: list[
     assert db.read_bytes() == b"this is not a database, just some text" * 100
 
 
-@pytest.mark.parametrize("command", [
-    ["request", "domain", DOMAIN],
-    ["confirm", "some-token"],
-    ["add-client", "--create", "9001", "other@example.com"],
-    ["init"],
-])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["request", "domain", DOMAIN],
+        ["confirm", "some-token"],
+        ["add-client", "--create", "9001", "other@example.com"],
+        ["init"],
+    ],
+)
 def test_a_directory_as_db_is_a_clear_error(tmp_path: Path, command: list[str]) -> None:
     """A --db that names a folder is an error saying so."""
     result = run(command[0], "--db", str(tmp_path), *command[1:])
@@ -362,8 +418,9 @@ def test_a_locked_database_is_an_error(db: Path) -> None:
     try:
         holder.execute("BEGIN EXCLUSIVE")
         started = time.monotonic()
-        result = run("add-client", "--db", str(db), "--lock-timeout", "0.5",
-                     "9001", "other@example.com")
+        result = run(
+            "add-client", "--db", str(db), "--lock-timeout", "0.5", "9001", "other@example.com"
+        )
         waited = time.monotonic() - started
     finally:
         holder.close()
@@ -375,11 +432,14 @@ def test_a_locked_database_is_an_error(db: Path) -> None:
 # --- files -------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("command", [
-    ["request", "domain", DOMAIN],
-    ["confirm", "some-token"],
-    ["add-client", "9000", EMAIL],
-])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["request", "domain", DOMAIN],
+        ["confirm", "some-token"],
+        ["add-client", "9000", EMAIL],
+    ],
+)
 def test_a_missing_db_is_an_error_and_creates_nothing(tmp_path: Path, command: list[str]) -> None:
     """request, confirm and add-client without --create leave a missing --db missing."""
     db = tmp_path / "clients.sqlite3"
@@ -408,9 +468,23 @@ def test_files_the_cli_creates_are_private(tmp_path: Path) -> None:
     db = tmp_path / "clients.sqlite3"
     environment = {k: v for k, v in os.environ.items() if k not in ENV_NAMES}
     result = subprocess.run(
-        [sys.executable, "-c", MODES_PROBE, str(db),
-         "add-client", "--db", str(db), "--create", "9000", EMAIL],
-        capture_output=True, text=True, env=environment, timeout=120, check=False,
+        [
+            sys.executable,
+            "-c",
+            MODES_PROBE,
+            str(db),
+            "add-client",
+            "--db",
+            str(db),
+            "--create",
+            "9000",
+            EMAIL,
+        ],
+        capture_output=True,
+        text=True,
+        env=environment,
+        timeout=120,
+        check=False,
     )
     assert result.returncode == 0, result.stderr
     modes = dict(line.split() for line in result.stdout.splitlines() if line.startswith("mode"))
@@ -441,11 +515,20 @@ def test_confirm_reads_the_token_from_standard_input(db: Path) -> None:
 
 def test_confirm_takes_the_token_out_of_a_pasted_link(db: Path) -> None:
     """A whole link works in place of the token, by path segment or by ?token= parameter."""
-    by_path = run("confirm", "--db", str(db), "-",
-                  stdin=f"  https://panel.example.com/recover/{request_token(db)}\n")
+    by_path = run(
+        "confirm",
+        "--db",
+        str(db),
+        "-",
+        stdin=f"  https://panel.example.com/recover/{request_token(db)}\n",
+    )
     assert by_path.returncode == 0, by_path.stderr
-    by_query = run("confirm", "--db", str(db),
-                   f"https://panel.example.com/recover?lang=en&token={request_token(db)}")
+    by_query = run(
+        "confirm",
+        "--db",
+        str(db),
+        f"https://panel.example.com/recover?lang=en&token={request_token(db)}",
+    )
     assert by_query.returncode == 0, by_query.stderr
     assert "confirmed: the access key of client 9000 was rotated" in by_query.stdout
 
@@ -467,18 +550,27 @@ def test_confirm_hides_the_new_key_unless_asked(db: Path, locale: str, label: st
 
 
 def smtp_options(port: int, *extra: str) -> list[str]:
-    return ["--smtp-host", "127.0.0.1", "--smtp-port", str(port),
-            "--smtp-security", "starttls", *extra]
+    return [
+        "--smtp-host",
+        "127.0.0.1",
+        "--smtp-port",
+        str(port),
+        "--smtp-security",
+        "starttls",
+        *extra,
+    ]
 
 
 def test_smtp_login_with_the_password_from_the_environment(
     db: Path, certificate: LocalCertificate
 ) -> None:
     """--smtp-username logs in with $CREDRECOVERY_SMTP_PASSWORD, over TLS with --smtp-cafile."""
-    with running_smtp_server(starttls=certificate.server_context(),
-                             users={"panel": SMTP_PASSWORD}) as server:
-        options = smtp_options(server.port, "--smtp-username", "panel",
-                               "--smtp-cafile", str(certificate.ca_path))
+    with running_smtp_server(
+        starttls=certificate.server_context(), users={"panel": SMTP_PASSWORD}
+    ) as server:
+        options = smtp_options(
+            server.port, "--smtp-username", "panel", "--smtp-cafile", str(certificate.ca_path)
+        )
         env = {"CREDRECOVERY_SMTP_PASSWORD": SMTP_PASSWORD}
         requested = run("request", "--db", str(db), "domain", DOMAIN, *options, env=env)
         assert requested.returncode == 0, requested.stderr
@@ -502,12 +594,21 @@ def test_smtp_login_with_the_password_from_the_environment(
 
 def test_smtp_login_problems_are_errors(db: Path, certificate: LocalCertificate) -> None:
     """A wrong SMTP password, or none in the environment, is an error that shows no password."""
-    with running_smtp_server(starttls=certificate.server_context(),
-                             users={"panel": SMTP_PASSWORD}) as server:
-        options = smtp_options(server.port, "--smtp-username", "panel",
-                               "--smtp-cafile", str(certificate.ca_path))
-        wrong = run("request", "--db", str(db), "domain", DOMAIN, *options,
-                    env={"CREDRECOVERY_SMTP_PASSWORD": "not-the-password"})
+    with running_smtp_server(
+        starttls=certificate.server_context(), users={"panel": SMTP_PASSWORD}
+    ) as server:
+        options = smtp_options(
+            server.port, "--smtp-username", "panel", "--smtp-cafile", str(certificate.ca_path)
+        )
+        wrong = run(
+            "request",
+            "--db",
+            str(db),
+            "domain",
+            DOMAIN,
+            *options,
+            env={"CREDRECOVERY_SMTP_PASSWORD": "not-the-password"},
+        )
         missing = run("request", "--db", str(db), "domain", DOMAIN, *options)
         assert server.received == []
     assert failed(wrong)
@@ -522,12 +623,23 @@ def test_smtp_cafile_decides_which_server_is_trusted(
 ) -> None:
     """Without --smtp-cafile the throw-away CA is not trusted; an unreadable one is an error."""
     with running_smtp_server(starttls=certificate.server_context()) as server:
-        untrusted = run("request", "--db", str(db), "domain", DOMAIN,
-                        *smtp_options(server.port))
-        unreadable = run("request", "--db", str(db), "domain", DOMAIN,
-                         *smtp_options(server.port, "--smtp-cafile", str(tmp_path / "no.pem")))
-        trusted = run("request", "--db", str(db), "domain", DOMAIN,
-                      *smtp_options(server.port, "--smtp-cafile", str(certificate.ca_path)))
+        untrusted = run("request", "--db", str(db), "domain", DOMAIN, *smtp_options(server.port))
+        unreadable = run(
+            "request",
+            "--db",
+            str(db),
+            "domain",
+            DOMAIN,
+            *smtp_options(server.port, "--smtp-cafile", str(tmp_path / "no.pem")),
+        )
+        trusted = run(
+            "request",
+            "--db",
+            str(db),
+            "domain",
+            DOMAIN,
+            *smtp_options(server.port, "--smtp-cafile", str(certificate.ca_path)),
+        )
         received = len(server.received)
     assert failed(untrusted)
     assert "certificate rejected" in untrusted.stderr
@@ -541,13 +653,10 @@ def test_smtp_cafile_decides_which_server_is_trusted(
 
 
 @pytest.mark.parametrize("key_hash", ["plaintext-key", "$argon2id$not-a-real-hash", ""])
-def test_add_client_refuses_a_hash_the_policy_cannot_read(
-    tmp_path: Path, key_hash: str
-) -> None:
+def test_add_client_refuses_a_hash_the_policy_cannot_read(tmp_path: Path, key_hash: str) -> None:
     """--key-hash that default_context() cannot identify is refused without being echoed."""
     db = tmp_path / "clients.sqlite3"
-    result = run("add-client", "--db", str(db), "--create", "9000", EMAIL,
-                 "--key-hash", key_hash)
+    result = run("add-client", "--db", str(db), "--create", "9000", EMAIL, "--key-hash", key_hash)
     assert failed(result)
     assert "--key-hash is not a hash the hashing policy can verify" in result.stderr
     if key_hash:
@@ -559,8 +668,17 @@ def test_add_client_imports_a_hash_from_standard_input(tmp_path: Path) -> None:
     """`--key-hash -` reads the hash from standard input and stores it as given."""
     db = tmp_path / "clients.sqlite3"
     key_hash = default_context().hash("an-existing-key-0123")
-    result = run("add-client", "--db", str(db), "--create", "9000", EMAIL,
-                 "--key-hash", "-", stdin=key_hash + "\n")
+    result = run(
+        "add-client",
+        "--db",
+        str(db),
+        "--create",
+        "9000",
+        EMAIL,
+        "--key-hash",
+        "-",
+        stdin=key_hash + "\n",
+    )
     assert result.returncode == 0, result.stderr
     assert "initial access key" not in result.stdout
     assert stored_hash(db) == key_hash
@@ -645,13 +763,26 @@ def test_render_shows_headers_and_the_plain_body_between_rules() -> None:
 def test_a_link_only_request_prints_the_link_and_its_expiry(db: Path) -> None:
     """--link-only mails nothing and prints a link that works until the time it states;
     --max-age sets that time."""
-    result = run("request", "--db", str(db), "client_number", "9000", "--link-only",
-                 "--max-age", "3d", "--operator", "support-ana")
+    result = run(
+        "request",
+        "--db",
+        str(db),
+        "client_number",
+        "9000",
+        "--link-only",
+        "--max-age",
+        "3d",
+        "--operator",
+        "support-ana",
+    )
     assert result.returncode == 0, result.stderr
     link, said = result.stdout.splitlines()
     assert "Subject:" not in result.stdout
-    match = re.fullmatch(r"confirmation link for client 9000 printed above, not mailed; "
-                         r"it works until (\d{4}-\d\d-\d\d \d\d:\d\d) UTC", said)
+    match = re.fullmatch(
+        r"confirmation link for client 9000 printed above, not mailed; "
+        r"it works until (\d{4}-\d\d-\d\d \d\d:\d\d) UTC",
+        said,
+    )
     assert match
     until = time.mktime(time.strptime(match.group(1), "%Y-%m-%d %H:%M")) - time.timezone
     assert abs(until - (time.time() + 3 * 86400)) < 120
@@ -672,12 +803,14 @@ def test_a_request_for_a_closed_or_shared_account_says_why(db: Path) -> None:
     """A closed account, or an address several clients share, fails with the reason."""
     with SQLiteDirectory(db, crypt_context=cheap_context()) as directory:
         directory.add_client("9001", EMAIL, key="Another-Key-0123456789")
-        directory.add_client("9002", "closed@example.com", key="Another-Key-0123456789",
-                             active=False)
+        directory.add_client(
+            "9002", "closed@example.com", key="Another-Key-0123456789", active=False
+        )
     shared = run("request", "--db", str(db), "email", EMAIL)
     assert failed(shared)
     assert shared.stderr.strip() == (
-        f"error: clients 9000, 9001 share the primary email {EMAIL}: name one by client_number")
+        f"error: clients 9000, 9001 share the primary email {EMAIL}: name one by client_number"
+    )
     closed = run("request", "--db", str(db), "client_number", "9002")
     assert failed(closed)
     assert "client 9002 is closed" in closed.stderr
@@ -686,8 +819,13 @@ def test_a_request_for_a_closed_or_shared_account_says_why(db: Path) -> None:
 
 def test_a_database_url_may_not_hold_a_password(db: Path) -> None:
     """A password on the command line is refused: it belongs in the environment."""
-    result = run("request", "--database-url", "postgresql+psycopg://panel:s3cret@db/panel",
-                 "client_number", "9000")
+    result = run(
+        "request",
+        "--database-url",
+        "postgresql+psycopg://panel:s3cret@db/panel",
+        "client_number",
+        "9000",
+    )
     assert failed(result)
     assert "CREDRECOVERY_DATABASE_PASSWORD" in result.stderr and "s3cret" not in result.stderr
     both = run("request", "--db", str(db), "--database-url", "sqlite://", "domain", DOMAIN)
@@ -700,12 +838,14 @@ def test_request_and_confirm_on_a_sqlalchemy_sqlite_database(tmp_path: Path) -> 
 
     url = f"sqlite:///{tmp_path / 'panel.sqlite3'}"
     with SQLAlchemyDirectory(url, crypt_context=cheap_context(), create_schema=True) as made:
-        made.add_client("9000", EMAIL, key="Initial-Key-0123456789", domains=[DOMAIN],
-                        name="Ejemplo")
+        made.add_client(
+            "9000", EMAIL, key="Initial-Key-0123456789", domains=[DOMAIN], name="Ejemplo"
+        )
     requested = run("request", "--database-url", url, "domain", DOMAIN)
     assert requested.returncode == 0, requested.stderr
     assert requested.stdout.splitlines()[-1] == (
-        f"confirmation link for client 9000 printed above, not sent; it is addressed to {EMAIL}")
+        f"confirmation link for client 9000 printed above, not sent; it is addressed to {EMAIL}"
+    )
     token = TOKEN_IN_LINK.search(requested.stdout)
     assert token
     confirmed = run("confirm", "--database-url", url, "--print-key", token.group(1))
@@ -728,27 +868,32 @@ def test_the_operator_flow_on_postgresql(tmp_path: Path) -> None:
 
     with pg.fresh_schema() as schema:
         with SQLAlchemyDirectory(schema.engine, create_schema=True) as made:
-            made.add_client("9000", EMAIL, key="Initial-Key-0123456789", domains=[DOMAIN],
-                            name="Ejemplo")
+            made.add_client(
+                "9000", EMAIL, key="Initial-Key-0123456789", domains=[DOMAIN], name="Ejemplo"
+            )
         server = sa.make_url(schema.url)
         env = {"CREDRECOVERY_DATABASE_PASSWORD": server.password} if server.password else {}
-        url = server.set(password=None).update_query_dict(
-            {"options": f"-csearch_path={schema.name}"}).render_as_string(hide_password=False)
-        requested = run_process("request", "--database-url", url, "client_number", "9000",
-                                "--max-age", "90m", env=env)
+        url = (
+            server.set(password=None)
+            .update_query_dict({"options": f"-csearch_path={schema.name}"})
+            .render_as_string(hide_password=False)
+        )
+        requested = run_process(
+            "request", "--database-url", url, "client_number", "9000", "--max-age", "90m", env=env
+        )
         assert requested.returncode == 0, requested.stderr
         assert "expires in 1 hour and 30 minutes" in requested.stdout
         token = TOKEN_IN_LINK.search(requested.stdout)
         assert token
-        confirmed = run_process("confirm", "--database-url", url, "--print-key",
-                                token.group(1), env=env)
+        confirmed = run_process(
+            "confirm", "--database-url", url, "--print-key", token.group(1), env=env
+        )
         assert confirmed.returncode == 0, confirmed.stderr
         new_key = KEY_IN_MAIL.search(confirmed.stdout)
         assert new_key
         with SQLAlchemyDirectory(schema.engine) as reread:
             client = reread.find(IdentifierKind.CLIENT_NUMBER, "9000")
-        assert client is not None and default_context().verify(new_key.group(1),
-                                                               client.key_hash)
+        assert client is not None and default_context().verify(new_key.group(1), client.key_hash)
         reused = run_process("confirm", "--database-url", url, token.group(1), env=env)
         assert failed(reused) and "already used" in reused.stderr
 
@@ -762,24 +907,48 @@ TICKET_LINE = re.compile(r"ticket: (\S+)")
 def test_a_code_request_prints_the_code_and_its_ticket_for_confirm(db: Path) -> None:
     """request --code --no-mail prints the code, its ticket and until when they work;
     confirm --ticket (read from standard input) --code replaces the key, once. Real processes."""
-    result = run_process("request", "--db", str(db), "client_number", "9000", "--code",
-                         "--no-mail", "--max-age", "2h", "--operator", "support-ana")
+    result = run_process(
+        "request",
+        "--db",
+        str(db),
+        "client_number",
+        "9000",
+        "--code",
+        "--no-mail",
+        "--max-age",
+        "2h",
+        "--operator",
+        "support-ana",
+    )
     assert result.returncode == 0, result.stderr
     code_line, ticket_line, said = result.stdout.splitlines()
     code, ticket = CODE_LINE.fullmatch(code_line), TICKET_LINE.fullmatch(ticket_line)
     assert code and ticket
-    match = re.fullmatch(r"recovery code for client 9000 printed above, not mailed; "
-                         r"it works until (\d{4}-\d\d-\d\d \d\d:\d\d) UTC", said)
+    match = re.fullmatch(
+        r"recovery code for client 9000 printed above, not mailed; "
+        r"it works until (\d{4}-\d\d-\d\d \d\d:\d\d) UTC",
+        said,
+    )
     assert match
     until = time.mktime(time.strptime(match.group(1), "%Y-%m-%d %H:%M")) - time.timezone
     assert abs(until - (time.time() + 2 * 3600)) < 120
-    confirmed = run_process("confirm", "--db", str(db), "--ticket", "-", "--code",
-                            code.group(1).lower(), "--print-key", stdin=ticket.group(1))
+    confirmed = run_process(
+        "confirm",
+        "--db",
+        str(db),
+        "--ticket",
+        "-",
+        "--code",
+        code.group(1).lower(),
+        "--print-key",
+        stdin=ticket.group(1),
+    )
     assert confirmed.returncode == 0, confirmed.stderr
     new_key = KEY_IN_MAIL.search(confirmed.stdout)
     assert new_key and default_context().verify(new_key.group(1), stored_hash(db))
-    reused = run_process("confirm", "--db", str(db), "--ticket", ticket.group(1),
-                         "--code", code.group(1))
+    reused = run_process(
+        "confirm", "--db", str(db), "--ticket", ticket.group(1), "--code", code.group(1)
+    )
     assert failed(reused) and "the code is not valid" in reused.stderr
 
 
@@ -791,10 +960,11 @@ def test_a_code_request_prints_the_mail_it_would_send(db: Path) -> None:
     code = CODE_LINE.search(result.stdout)
     ticket = TICKET_LINE.search(result.stdout)
     assert code and ticket
-    mail = result.stdout[:code.start()]
+    mail = result.stdout[: code.start()]
     assert "Subject:" in mail and code.group(1) in mail and ticket.group(1) not in mail
     assert result.stdout.splitlines()[-1] == (
-        f"recovery code for client 9000 printed above, not sent; it is addressed to {EMAIL}")
+        f"recovery code for client 9000 printed above, not sent; it is addressed to {EMAIL}"
+    )
     assert "log: INFO: recovery code issued by support" in result.stderr
     assert code.group(1) not in result.stderr and ticket.group(1) not in result.stderr
 
@@ -821,25 +991,46 @@ def test_a_code_on_postgresql(tmp_path: Path) -> None:
 
     with pg.fresh_schema() as schema:
         with SQLAlchemyDirectory(schema.engine, create_schema=True) as made:
-            made.add_client("9000", EMAIL, key="Initial-Key-0123456789", domains=[DOMAIN],
-                            name="Ejemplo")
+            made.add_client(
+                "9000", EMAIL, key="Initial-Key-0123456789", domains=[DOMAIN], name="Ejemplo"
+            )
         server = sa.make_url(schema.url)
         env = {"CREDRECOVERY_DATABASE_PASSWORD": server.password} if server.password else {}
-        url = server.set(password=None).update_query_dict(
-            {"options": f"-csearch_path={schema.name}"}).render_as_string(hide_password=False)
-        requested = run_process("request", "--database-url", url, "client_number", "9000",
-                                "--code", "--max-age", "90m", env=env)
+        url = (
+            server.set(password=None)
+            .update_query_dict({"options": f"-csearch_path={schema.name}"})
+            .render_as_string(hide_password=False)
+        )
+        requested = run_process(
+            "request",
+            "--database-url",
+            url,
+            "client_number",
+            "9000",
+            "--code",
+            "--max-age",
+            "90m",
+            env=env,
+        )
         assert requested.returncode == 0, requested.stderr
         assert "expires in 1 hour and 30 minutes" in requested.stdout
         code, ticket = CODE_LINE.search(requested.stdout), TICKET_LINE.search(requested.stdout)
         assert code and ticket
-        confirmed = run_process("confirm", "--database-url", url, "--print-key",
-                                "--ticket", "-", "--code", code.group(1),
-                                stdin=ticket.group(1), env=env)
+        confirmed = run_process(
+            "confirm",
+            "--database-url",
+            url,
+            "--print-key",
+            "--ticket",
+            "-",
+            "--code",
+            code.group(1),
+            stdin=ticket.group(1),
+            env=env,
+        )
         assert confirmed.returncode == 0, confirmed.stderr
         new_key = KEY_IN_MAIL.search(confirmed.stdout)
         assert new_key
         with SQLAlchemyDirectory(schema.engine) as reread:
             client = reread.find(IdentifierKind.CLIENT_NUMBER, "9000")
-        assert client is not None and default_context().verify(new_key.group(1),
-                                                               client.key_hash)
+        assert client is not None and default_context().verify(new_key.group(1), client.key_hash)

@@ -21,14 +21,30 @@ REFERENCE = DOCS / "reference"
 
 #: Modules whose every ``__all__`` name the API reference renders.
 REFERENCED_MODULES = [
-    "credrecovery", "credrecovery.service", "credrecovery.protocols", "credrecovery.identifiers",
-    "credrecovery.tokens", "credrecovery.codes", "credrecovery.keys", "credrecovery.ratelimit",
+    "credrecovery",
+    "credrecovery.service",
+    "credrecovery.protocols",
+    "credrecovery.identifiers",
+    "credrecovery.tokens",
+    "credrecovery.codes",
+    "credrecovery.keys",
+    "credrecovery.ratelimit",
     "credrecovery.jobs",
-    "credrecovery.composer", "credrecovery.delivery", "credrecovery.sealing",
-    "credrecovery.celery", "credrecovery.messages", "credrecovery.memory", "credrecovery.sqlite",
-    "credrecovery.sqlalchemy", "credrecovery.smtp", "credrecovery.async_sqlite",
-    "credrecovery.async_sqlalchemy", "credrecovery.async_smtp", "credrecovery.testing",
-    "credrecovery.events", "credrecovery.metrics",
+    "credrecovery.composer",
+    "credrecovery.delivery",
+    "credrecovery.sealing",
+    "credrecovery.celery",
+    "credrecovery.messages",
+    "credrecovery.memory",
+    "credrecovery.sqlite",
+    "credrecovery.sqlalchemy",
+    "credrecovery.smtp",
+    "credrecovery.async_sqlite",
+    "credrecovery.async_sqlalchemy",
+    "credrecovery.async_smtp",
+    "credrecovery.testing",
+    "credrecovery.events",
+    "credrecovery.metrics",
 ]
 
 
@@ -50,8 +66,9 @@ def directives() -> dict[str, object]:
     """Every ``::: identifier`` of the reference pages, resolved."""
     found = {}
     for page in sorted(REFERENCE.glob("*.md")):
-        for identifier in re.findall(r"^::: (\S+)$", page.read_text(encoding="utf-8"),
-                                     re.MULTILINE):
+        for identifier in re.findall(
+            r"^::: (\S+)$", page.read_text(encoding="utf-8"), re.MULTILINE
+        ):
             found[identifier] = resolve(identifier)
     return found
 
@@ -64,8 +81,9 @@ def test_reference_covers_every_public_name() -> None:
     """
     rendered = directives()
     objects = [obj for obj in rendered.values() if not isinstance(obj, ModuleType)]
-    modules = [obj for obj in rendered.values()
-               if isinstance(obj, ModuleType) and obj is not credrecovery]
+    modules = [
+        obj for obj in rendered.values() if isinstance(obj, ModuleType) and obj is not credrecovery
+    ]
     missing = []
     for module_name in REFERENCED_MODULES:
         module = importlib.import_module(module_name)
@@ -73,8 +91,7 @@ def test_reference_covers_every_public_name() -> None:
             obj = getattr(module, name)
             if any(obj is other for other in objects):
                 continue
-            if any(name in getattr(m, "__all__", ()) and getattr(m, name) is obj
-                   for m in modules):
+            if any(name in getattr(m, "__all__", ()) and getattr(m, name) is obj for m in modules):
                 continue
             missing.append(f"{module_name}.{name}")
     assert missing == [], "add a ::: directive to a docs/reference page for each"
@@ -120,8 +137,12 @@ def test_quickstart_runs(tmp_path: Path) -> None:
     [script] = fenced((DOCS / "quickstart.md").read_text(encoding="utf-8"), "python")
     (tmp_path / "recover.py").write_text(script, encoding="utf-8")
     result = subprocess.run(
-        [sys.executable, "-W", "error", "recover.py"], cwd=tmp_path,
-        capture_output=True, text=True, timeout=120, check=False,
+        [sys.executable, "-W", "error", "recover.py"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == [
@@ -139,8 +160,9 @@ def test_custom_adapters_quotes_the_tested_examples() -> None:
     host = (ROOT / "tests" / "adapters" / "test_host_directory.py").read_text(encoding="utf-8")
     assert host in blocks
     mailers = (ROOT / "tests" / "adapters" / "test_mailer_contract.py").read_text(encoding="utf-8")
-    assert any("(ThroughSMTPServer, MailerContract)" in block and block in mailers
-               for block in blocks)
+    assert any(
+        "(ThroughSMTPServer, MailerContract)" in block and block in mailers for block in blocks
+    )
 
 
 @pytest.mark.slow
@@ -156,7 +178,10 @@ def test_demo_runs() -> None:
     """`python -m credrecovery demo` rotates the key and exits 0."""
     result = subprocess.run(
         [sys.executable, "-m", "credrecovery", "demo"],
-        capture_output=True, text=True, timeout=120, check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert result.returncode == 0, result.stderr
     assert "Old key accepted: False. New key accepted: True." in result.stdout

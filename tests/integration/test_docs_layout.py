@@ -59,8 +59,12 @@ OVERFLOWING = """() => {
 
 
 def _unavailable() -> str | None:
-    for module, package in [("playwright", "playwright"), ("mkdocs", "mkdocs"),
-                            ("material", "mkdocs-material"), ("mkdocstrings", "mkdocstrings")]:
+    for module, package in [
+        ("playwright", "playwright"),
+        ("mkdocs", "mkdocs"),
+        ("material", "mkdocs-material"),
+        ("mkdocstrings", "mkdocstrings"),
+    ]:
         if importlib.util.find_spec(module) is None:
             return f"{module} is not installed (pip install {package})"
     return chromium.unavailable()
@@ -81,8 +85,12 @@ class _QuietHandler(SimpleHTTPRequestHandler):
 def _build(folder: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(folder)],
-        cwd=ROOT, env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
-        capture_output=True, text=True, timeout=110, check=False,
+        cwd=ROOT,
+        env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
+        capture_output=True,
+        text=True,
+        timeout=110,
+        check=False,
     )
     assert result.returncode == 0, result.stderr
 
@@ -93,8 +101,9 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if UNAVAILABLE:
         pytest.fail(f"CREDRECOVERY_REQUIRE_SERVICES=1 but {UNAVAILABLE}")
     built = shared_tree(tmp_path_factory, "site", _build)
-    server = ThreadingHTTPServer(("127.0.0.1", 0),
-                                 functools.partial(_QuietHandler, directory=str(built)))
+    server = ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(_QuietHandler, directory=str(built))
+    )
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -120,8 +129,11 @@ def page(browser: Browser) -> Iterator[Page]:
 def first_reference_page() -> tuple[str, str]:
     """The nav title and source path of the first page under "API reference" in mkdocs.yml."""
     config = yaml.safe_load((ROOT / "mkdocs.yml").read_text(encoding="utf-8"))
-    [section] = [item["API reference"] for item in config["nav"]
-                 if isinstance(item, dict) and "API reference" in item]
+    [section] = [
+        item["API reference"]
+        for item in config["nav"]
+        if isinstance(item, dict) and "API reference" in item
+    ]
     first = section[0]
     assert isinstance(first, dict), f"{first} is listed without a title of its own"
     [(title, path)] = first.items()

@@ -15,22 +15,37 @@ def test_sqlite_and_smtp_run_the_whole_flow(tmp_path: Path) -> None:
     """Request by each identifier, confirm by mail over SMTP, and the new key is the one stored."""
     context = cheap_context()
     directory = SQLiteDirectory(tmp_path / "clients.sqlite3", crypt_context=context)
-    directory.add_client("9000", "ejemplo@ejemploxmundo.com.ar", key=OLD_KEY,
-                         domains=["ejemploxmundo.com.ar"], name="Ejemplo", locale="es_AR")
-    with running_smtp_server() as server, RecoveryService(
-        directory, SMTPMailer(server.host, server.port, timeout=5), secret_key=SECRET,
-        confirm_url=CONFIRM_URL, sender=SENDER, crypt_context=context,
-    ) as service:
-        for kind, value in (("domain", "EjemploXMundo.com.ar"), ("client_number", "9000"),
-                            ("email", "Ejemplo@EjemploXMundo.com.ar")):
+    directory.add_client(
+        "9000",
+        "ejemplo@ejemploxmundo.com.ar",
+        key=OLD_KEY,
+        domains=["ejemploxmundo.com.ar"],
+        name="Ejemplo",
+        locale="es_AR",
+    )
+    with (
+        running_smtp_server() as server,
+        RecoveryService(
+            directory,
+            SMTPMailer(server.host, server.port, timeout=5),
+            secret_key=SECRET,
+            confirm_url=CONFIRM_URL,
+            sender=SENDER,
+            crypt_context=context,
+        ) as service,
+    ):
+        for kind, value in (
+            ("domain", "EjemploXMundo.com.ar"),
+            ("client_number", "9000"),
+            ("email", "Ejemplo@EjemploXMundo.com.ar"),
+        ):
             assert service.request(kind, value, requester="203.0.113.9") is None
         assert service.request("domain", "desconocido.com.ar", requester="203.0.113.9") is None
         assert service.flush(timeout=10)
 
         confirmations = [mail.message for mail in server.received]
         assert len(confirmations) == 3
-        assert all(mail.rcpt_tos == ("ejemplo@ejemploxmundo.com.ar",)
-                   for mail in server.received)
+        assert all(mail.rcpt_tos == ("ejemplo@ejemploxmundo.com.ar",) for mail in server.received)
         assert all("Confirme" in str(m["Subject"]) for m in confirmations)
 
         newest = token_from(confirmations[-1])
@@ -62,8 +77,13 @@ def test_an_internationalized_primary_address_is_mailed(tmp_path: Path) -> None:
     directory.add_client("2", "JOSÉ@ejemplo.com", key=OLD_KEY, locale="es")
     with running_smtp_server(smtputf8=True) as server:
         service = RecoveryService(
-            directory, SMTPMailer(server.host, server.port, timeout=5), secret_key=SECRET,
-            confirm_url=CONFIRM_URL, sender=SENDER, crypt_context=context, delivery="sync",
+            directory,
+            SMTPMailer(server.host, server.port, timeout=5),
+            secret_key=SECRET,
+            confirm_url=CONFIRM_URL,
+            sender=SENDER,
+            crypt_context=context,
+            delivery="sync",
             rate_limits=None,
         )
         service.request("email", "Ana@MÜNCHEN.de")

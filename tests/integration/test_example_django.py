@@ -43,12 +43,17 @@ if str(EXAMPLE) not in sys.path:
 
 example_settings = importlib.import_module("panel.settings")
 if not settings.configured:
-    settings.configure(**{
-        **{name: getattr(example_settings, name) for name in dir(example_settings)
-           if name.isupper()},
-        "SECRET_KEY": "django-test-secret-key-not-for-production-0123456789",
-        "DEBUG": False,
-    })
+    settings.configure(
+        **{
+            **{
+                name: getattr(example_settings, name)
+                for name in dir(example_settings)
+                if name.isupper()
+            },
+            "SECRET_KEY": "django-test-secret-key-not-for-production-0123456789",
+            "DEBUG": False,
+        }
+    )
     django.setup()
 
 from recovery import models  # noqa: E402 - needs Django set up
@@ -120,8 +125,12 @@ def service(configure: Any) -> RecoveryService:
 
 def add_ana() -> None:
     DjangoDirectory(crypt_context=CONTEXT).add_client(
-        "9000", "ana@ejemploxmundo.com.ar", key=OLD_KEY,
-        domains=["ejemploxmundo.com.ar", "otro-ejemplo.com"], name="Ana Example")
+        "9000",
+        "ana@ejemploxmundo.com.ar",
+        key=OLD_KEY,
+        domains=["ejemploxmundo.com.ar", "otro-ejemplo.com"],
+        name="Ana Example",
+    )
 
 
 def browser() -> BrowserClient:
@@ -138,8 +147,9 @@ def ask(client: BrowserClient, kind: str, value: str) -> Any:
     """Fetch the form, as a browser does, and post it with its CSRF token."""
     form = client.get("/forgot")
     assert form.status_code == 200
-    return client.post("/forgot", {"kind": kind, "value": value,
-                                   "csrfmiddlewaretoken": csrf_token(form.content)})
+    return client.post(
+        "/forgot", {"kind": kind, "value": value, "csrfmiddlewaretoken": csrf_token(form.content)}
+    )
 
 
 def sent_messages(service: RecoveryService) -> list[Any]:
@@ -148,11 +158,14 @@ def sent_messages(service: RecoveryService) -> list[Any]:
     return [message.message() for message in mail.outbox]
 
 
-@pytest.mark.parametrize(("kind", "typed"), [
-    ("domain", "Otro-Ejemplo.COM"),
-    ("client_number", " 9000 "),
-    ("email", "Ana@EjemploXMundo.com.ar"),
-])
+@pytest.mark.parametrize(
+    ("kind", "typed"),
+    [
+        ("domain", "Otro-Ejemplo.COM"),
+        ("client_number", " 9000 "),
+        ("email", "Ana@EjemploXMundo.com.ar"),
+    ],
+)
 def test_whole_flow_by_each_identifier(service: RecoveryService, kind: str, typed: str) -> None:
     """Form, mailed link, Confirm page, confirmation: the key rotates and is mailed."""
     add_ana()
@@ -231,8 +244,7 @@ def test_rate_limited_request_answers_429(configure: Any) -> None:
 
 
 @pytest.mark.parametrize("trusted", [[], ["10.0.0.0/8"]], ids=["no-proxy", "behind-proxy"])
-def test_forwarded_for_counts_only_from_a_trusted_proxy(configure: Any,
-                                                        trusted: list[str]) -> None:
+def test_forwarded_for_counts_only_from_a_trusted_proxy(configure: Any, trusted: list[str]) -> None:
     """X-Forwarded-For names the requester only when REMOTE_ADDR is a trusted proxy.
 
     Seen through the failed-confirmation limit, one a minute per requester:
@@ -244,8 +256,11 @@ def test_forwarded_for_counts_only_from_a_trusted_proxy(configure: Any,
     client = browser()
 
     def forged_link(forwarded_for: str, peer: str = "10.0.0.2") -> int:
-        return int(client.get("/recover/forged.token.value", REMOTE_ADDR=peer,
-                              HTTP_X_FORWARDED_FOR=forwarded_for).status_code)
+        return int(
+            client.get(
+                "/recover/forged.token.value", REMOTE_ADDR=peer, HTTP_X_FORWARDED_FOR=forwarded_for
+            ).status_code
+        )
 
     with override_settings(CREDRECOVERY_TRUSTED_PROXIES=trusted):
         statuses = [forged_link("203.0.113.7"), forged_link("198.51.100.9")]
@@ -261,8 +276,10 @@ def test_forwarded_for_counts_only_from_a_trusted_proxy(configure: Any,
 def test_a_malformed_trusted_proxy_is_refused(configure: Any) -> None:
     """A CREDRECOVERY_TRUSTED_PROXIES entry that is no address stops the view, naming it."""
     configure()
-    with override_settings(CREDRECOVERY_TRUSTED_PROXIES=["proxy.internal"]), \
-            pytest.raises(ImproperlyConfigured, match="CREDRECOVERY_TRUSTED_PROXIES"):
+    with (
+        override_settings(CREDRECOVERY_TRUSTED_PROXIES=["proxy.internal"]),
+        pytest.raises(ImproperlyConfigured, match="CREDRECOVERY_TRUSTED_PROXIES"),
+    ):
         browser().get("/recover/forged.token.value", REMOTE_ADDR="10.0.0.2")
 
 
@@ -291,8 +308,13 @@ def test_tampered_link_is_refused(service: RecoveryService) -> None:
 def test_mailer_sends_the_library_message_unchanged_over_smtp(database: Path) -> None:
     """Through Django's SMTP backend the library's message arrives with its own headers."""
     service = RecoveryService(
-        DjangoDirectory(crypt_context=CONTEXT), DjangoMailer(), secret_key=SECRET,
-        confirm_url=CONFIRM_URL, sender=SENDER, crypt_context=CONTEXT, delivery="sync",
+        DjangoDirectory(crypt_context=CONTEXT),
+        DjangoMailer(),
+        secret_key=SECRET,
+        confirm_url=CONFIRM_URL,
+        sender=SENDER,
+        crypt_context=CONTEXT,
+        delivery="sync",
     )
     add_ana()
     with running_smtp_server() as server, _smtp_backend(server.host, server.port):
@@ -310,8 +332,11 @@ def test_mailer_sends_the_library_message_unchanged_over_smtp(database: Path) ->
 
 @contextlib.contextmanager
 def _smtp_backend(host: str, port: int) -> Iterator[None]:
-    with override_settings(EMAIL_BACKEND="django.core.mail.backends.smtp.EmailBackend",
-                           EMAIL_HOST=host, EMAIL_PORT=port):
+    with override_settings(
+        EMAIL_BACKEND="django.core.mail.backends.smtp.EmailBackend",
+        EMAIL_HOST=host,
+        EMAIL_PORT=port,
+    ):
         yield
 
 
@@ -360,8 +385,11 @@ def test_embedding_doc_quotes_the_example_verbatim() -> None:
 
 def test_proxy_section_quotes_the_example_verbatim() -> None:
     """The Django excerpts of docs/embedding.md's proxy section are in the project as they are."""
-    excerpts = [(path, excerpt) for path, excerpt in quoted_excerpts("Behind a reverse proxy")
-                if path.startswith("examples/django_app/")]
+    excerpts = [
+        (path, excerpt)
+        for path, excerpt in quoted_excerpts("Behind a reverse proxy")
+        if path.startswith("examples/django_app/")
+    ]
     assert len(excerpts) >= 2
     for path, excerpt in excerpts:
         source = (ROOT / path).read_text(encoding="utf-8")

@@ -70,8 +70,13 @@ def database(tmp_path: Path) -> Path:
 
     async def seed() -> None:
         async with AsyncSQLiteDirectory(path, crypt_context=CONTEXT) as directory:
-            await directory.add_client("9000", ANA, key=OLD_KEY, name="Ana Example",
-                                       domains=["ejemploxmundo.com.ar", "otro-ejemplo.com"])
+            await directory.add_client(
+                "9000",
+                ANA,
+                key=OLD_KEY,
+                name="Ana Example",
+                domains=["ejemploxmundo.com.ar", "otro-ejemplo.com"],
+            )
 
     asyncio.run(seed())
     return path
@@ -83,12 +88,23 @@ def smtp() -> Iterator[RunningSMTPServer]:
         yield server
 
 
-def make_app(database: Path, smtp: RunningSMTPServer, *, confirm_url: str = CONFIRM_URL,
-             trusted_proxies: tuple[str, ...] = (), **options: Any) -> FastAPI:
+def make_app(
+    database: Path,
+    smtp: RunningSMTPServer,
+    *,
+    confirm_url: str = CONFIRM_URL,
+    trusted_proxies: tuple[str, ...] = (),
+    **options: Any,
+) -> FastAPI:
     """The example's app; an https ``confirm_url`` makes its form cookie Secure."""
     settings = fastapi_recovery.Settings(
-        secret_key=SECRET, confirm_url=confirm_url, sender=SENDER, database=str(database),
-        smtp_host=smtp.host, smtp_port=smtp.port, trusted_proxies=trusted_proxies,
+        secret_key=SECRET,
+        confirm_url=confirm_url,
+        sender=SENDER,
+        database=str(database),
+        smtp_host=smtp.host,
+        smtp_port=smtp.port,
+        trusted_proxies=trusted_proxies,
         service_options={"crypt_context": CONTEXT, **options},
     )
     return fastapi_recovery.create_app(settings)
@@ -100,11 +116,13 @@ def run_with(app: FastAPI, scenario: Callable[[httpx.AsyncClient], Awaitable[Non
     The client speaks to it as on https, as behind a TLS proxy: the links are
     https (``CONFIRM_URL``), so the form cookie is ``Secure``.
     """
+
     async def main() -> None:
         async with app.router.lifespan_context(app):
             transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport,
-                                         base_url="https://testserver") as client:
+            async with httpx.AsyncClient(
+                transport=transport, base_url="https://testserver"
+            ) as client:
                 await scenario(client)
 
     asyncio.run(main())
@@ -124,13 +142,17 @@ async def delivered(app: FastAPI, smtp: RunningSMTPServer, count: int) -> list[A
     return [received.message for received in smtp.received]
 
 
-@pytest.mark.parametrize(("kind", "typed"), [
-    ("domain", "Otro-Ejemplo.COM"),
-    ("client_number", " 9000 "),
-    ("email", "Ana@EjemploXMundo.com.ar"),
-])
-def test_whole_flow_by_each_identifier(database: Path, smtp: RunningSMTPServer,
-                                       kind: str, typed: str) -> None:
+@pytest.mark.parametrize(
+    ("kind", "typed"),
+    [
+        ("domain", "Otro-Ejemplo.COM"),
+        ("client_number", " 9000 "),
+        ("email", "Ana@EjemploXMundo.com.ar"),
+    ],
+)
+def test_whole_flow_by_each_identifier(
+    database: Path, smtp: RunningSMTPServer, kind: str, typed: str
+) -> None:
     """Request, Confirm page, confirmation and login: both mails arrive over SMTP."""
     app = make_app(database, smtp)
 
@@ -181,13 +203,18 @@ def test_form_posts_get_pages(database: Path, smtp: RunningSMTPServer) -> None:
         form = await client.get("/forgot")
         assert form.status_code == 200 and 'name="kind"' in form.text
         token = form_token(form)
-        hit = await client.post("/forgot", data={"kind": "email", "value": ANA,
-                                                 "csrf_token": token})
-        miss = await client.post("/forgot", data={"kind": "email", "value": "no@example.com",
-                                                  "csrf_token": token})
+        hit = await client.post(
+            "/forgot", data={"kind": "email", "value": ANA, "csrf_token": token}
+        )
+        miss = await client.post(
+            "/forgot", data={"kind": "email", "value": "no@example.com", "csrf_token": token}
+        )
         assert hit.headers["content-type"].startswith("text/html")
-        assert (hit.status_code, hit.text) == (miss.status_code, miss.text) == (
-            200, fastapi_recovery.page(fastapi_recovery.SENT))
+        assert (
+            (hit.status_code, hit.text)
+            == (miss.status_code, miss.text)
+            == (200, fastapi_recovery.page(fastapi_recovery.SENT))
+        )
         await delivered(app, smtp, 1)
 
     run_with(app, scenario)
@@ -201,13 +228,15 @@ def test_malformed_identifier_answers_400(database: Path, smtp: RunningSMTPServe
         as_json = await client.post("/forgot", json={"kind": "domain", "value": "not a domain"})
         assert as_json.status_code == 400 and as_json.json()["detail"]
         token = form_token(await client.get("/forgot"))
-        as_form = await client.post("/forgot", data={"kind": "planet", "value": "earth",
-                                                     "csrf_token": token})
+        as_form = await client.post(
+            "/forgot", data={"kind": "planet", "value": "earth", "csrf_token": token}
+        )
         assert as_form.status_code == 400
         assert 'role="alert"' in as_form.text and 'value="earth"' in as_form.text
         assert FORM_TOKEN.search(as_form.text), "the form shown again lost its token"
-        unreadable = await client.post("/forgot", content=b"[1, 2]",
-                                       headers={"content-type": "application/json"})
+        unreadable = await client.post(
+            "/forgot", content=b"[1, 2]", headers={"content-type": "application/json"}
+        )
         assert unreadable.status_code == 400
         await delivered(app, smtp, 0)
 
@@ -239,8 +268,10 @@ def test_expired_and_forged_links(database: Path, smtp: RunningSMTPServer) -> No
         await client.post("/forgot", json={"kind": "client_number", "value": "9000"})
         token = token_from((await delivered(app, smtp, 1))[0])
         clock.advance(2 * 3600)
-        for answer in (await client.get(f"/recover/{token}"),
-                       await client.post(f"/recover/{token}", json={})):
+        for answer in (
+            await client.get(f"/recover/{token}"),
+            await client.post(f"/recover/{token}", json={}),
+        ):
             assert answer.status_code == 410
             assert "expired" in answer.text
             assert answer.headers["Cache-Control"] == "no-store"
@@ -263,8 +294,11 @@ def serving(app: FastAPI) -> Iterator[str]:
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     listener.bind(("127.0.0.1", 0))
     port = listener.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, lifespan="on", log_level="warning",
-                                           http="h11", ws="none", proxy_headers=False))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app, lifespan="on", log_level="warning", http="h11", ws="none", proxy_headers=False
+        )
+    )
     thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20
@@ -295,22 +329,27 @@ def wait_for_mail(smtp: RunningSMTPServer, count: int) -> None:
         time.sleep(0.05)
 
 
-def test_served_by_uvicorn_over_real_http(served: tuple[str, FastAPI],
-                                          database: Path, smtp: RunningSMTPServer) -> None:
+def test_served_by_uvicorn_over_real_http(
+    served: tuple[str, FastAPI], database: Path, smtp: RunningSMTPServer
+) -> None:
     """Over real HTTP to uvicorn: request, confirm, then login with the mailed key."""
     base_url, _app = served
     with httpx.Client(base_url=base_url, timeout=30) as client:
         form = form_token(client.get("/forgot"))
-        asked = client.post("/forgot", headers=SAME_ORIGIN, data={
-            "kind": "domain", "value": "ejemploxmundo.com.ar", "csrf_token": form})
+        asked = client.post(
+            "/forgot",
+            headers=SAME_ORIGIN,
+            data={"kind": "domain", "value": "ejemploxmundo.com.ar", "csrf_token": form},
+        )
         assert asked.status_code == 200
         wait_for_mail(smtp, 1)
         token = token_from(smtp.received[0].message)
         page = client.get(f"/recover/{token}")
         assert page.status_code == 200
         assert page.headers["referrer-policy"] == "no-referrer"
-        done = client.post(f"/recover/{token}", headers=SAME_ORIGIN,
-                           data={"csrf_token": form_token(page)})
+        done = client.post(
+            f"/recover/{token}", headers=SAME_ORIGIN, data={"csrf_token": form_token(page)}
+        )
         assert done.status_code == 200
         assert len(smtp.received) == 2
         key = key_from(smtp.received[1].message)
@@ -332,12 +371,15 @@ def assert_security_headers(response: httpx.Response) -> None:
 
 
 def test_cross_site_posts_are_refused_over_real_http(
-        served: tuple[str, FastAPI], database: Path, smtp: RunningSMTPServer) -> None:
+    served: tuple[str, FastAPI], database: Path, smtp: RunningSMTPServer
+) -> None:
     """Another site's form gets 403 and mails nothing; the app's own form works."""
     base_url, _app = served
     ask = {"kind": "client_number", "value": "9000"}
-    with httpx.Client(base_url=base_url, timeout=30) as victim, \
-            httpx.Client(base_url=base_url, timeout=30) as attacker:
+    with (
+        httpx.Client(base_url=base_url, timeout=30) as victim,
+        httpx.Client(base_url=base_url, timeout=30) as attacker,
+    ):
         form = victim.get("/forgot")
         cookie = form.headers["set-cookie"].lower()
         assert "httponly" in cookie and "samesite=strict" in cookie and "path=/" in cookie
@@ -347,17 +389,22 @@ def test_cross_site_posts_are_refused_over_real_http(
             victim.post("/forgot", headers=CROSS_SITE, data=ask),
             # Fetch Metadata alone refuses it, even holding the victim's token and cookie.
             victim.post("/forgot", headers=CROSS_SITE, data={**ask, "csrf_token": token}),
-            victim.post("/forgot", headers={"Sec-Fetch-Site": "same-site"},
-                        data={**ask, "csrf_token": token}),
+            victim.post(
+                "/forgot",
+                headers={"Sec-Fetch-Site": "same-site"},
+                data={**ask, "csrf_token": token},
+            ),
             victim.post("/forgot", headers=CROSS_SITE, json=ask),
             victim.post("/login", headers=CROSS_SITE, data={"number": "9000", "key": OLD_KEY}),
             # A browser that sends no Fetch Metadata: the missing token refuses it.
             victim.post("/forgot", data=ask),
-            victim.post("/forgot", content=b'{"kind": "client_number", "value": "9000"}',
-                        headers={"content-type": "text/plain"}),
+            victim.post(
+                "/forgot",
+                content=b'{"kind": "client_number", "value": "9000"}',
+                headers={"content-type": "text/plain"},
+            ),
             # The attacker's own valid token does not fit the victim's cookie.
-            victim.post("/forgot", data={**ask, "csrf_token": form_token(
-                attacker.get("/forgot"))}),
+            victim.post("/forgot", data={**ask, "csrf_token": form_token(attacker.get("/forgot"))}),
             victim.post("/forgot", data={**ask, "csrf_token": "forged"}),
         ]
         for refused in answers:
@@ -376,14 +423,23 @@ def test_cross_site_posts_are_refused_over_real_http(
 
         page = victim.get(f"/recover/{link}")
         assert page.status_code == 200
-        confirm = victim.post(f"/recover/{link}", headers=CROSS_SITE,
-                              data={"csrf_token": form_token(page)})
+        confirm = victim.post(
+            f"/recover/{link}", headers=CROSS_SITE, data={"csrf_token": form_token(page)}
+        )
         assert confirm.status_code == 403
-        assert CONTEXT.verify(OLD_KEY, asyncio.run(stored_hash(database))), \
+        assert CONTEXT.verify(OLD_KEY, asyncio.run(stored_hash(database))), (
             "a cross-site Confirm rotated the key"
-        seen = [form, page, sent, confirm, victim.get("/recover/forged.token"),
-                victim.get("/no-such-page"), victim.post("/forgot", json=[]),
-                victim.get("/docs")]
+        )
+        seen = [
+            form,
+            page,
+            sent,
+            confirm,
+            victim.get("/recover/forged.token"),
+            victim.get("/no-such-page"),
+            victim.post("/forgot", json=[]),
+            victim.get("/docs"),
+        ]
         for response in seen:
             assert_security_headers(response)
         assert [response.status_code for response in seen[-4:]] == [400, 404, 400, 404]
@@ -405,12 +461,15 @@ def test_in_a_real_browser(served: tuple[str, FastAPI], smtp: RunningSMTPServer)
 
     base_url, _app = served
     evil = base_url.replace("127.0.0.1", "localhost") + "/prize"
-    attack = (f'<form method="post" action="{base_url}/forgot">'
-              '<input name="kind" value="client_number"><input name="value" value="9000">'
-              "</form><script>document.forms[0].submit()</script>")
+    attack = (
+        f'<form method="post" action="{base_url}/forgot">'
+        '<input name="kind" value="client_number"><input name="value" value="9000">'
+        "</form><script>document.forms[0].submit()</script>"
+    )
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium.CHROMIUM,
-                                             args=chromium.CHROMIUM_ARGS)
+        browser = playwright.chromium.launch(
+            executable_path=chromium.CHROMIUM, args=chromium.CHROMIUM_ARGS
+        )
         try:
             page = browser.new_page()
             page.goto(base_url + "/forgot")
@@ -434,7 +493,8 @@ def test_in_a_real_browser(served: tuple[str, FastAPI], smtp: RunningSMTPServer)
 
 @pytest.mark.parametrize("trusted", [(), ("127.0.0.1",)], ids=["no-proxy", "behind-proxy"])
 def test_forwarded_for_counts_only_from_a_trusted_proxy(
-        database: Path, smtp: RunningSMTPServer, trusted: tuple[str, ...]) -> None:
+    database: Path, smtp: RunningSMTPServer, trusted: tuple[str, ...]
+) -> None:
     """X-Forwarded-For names the requester only when the peer is a trusted proxy.
 
     Seen through the per-requester limit, one request a minute: by default
@@ -442,12 +502,21 @@ def test_forwarded_for_counts_only_from_a_trusted_proxy(
     proxy each forwarded client has its own, and a forged left-hand entry
     does not change whose it is.
     """
-    app = make_app(database, smtp, confirm_url=README_CONFIRM_URL, trusted_proxies=trusted,
-                   rate_limits=RateLimits(per_requester="1/minute"))
+    app = make_app(
+        database,
+        smtp,
+        confirm_url=README_CONFIRM_URL,
+        trusted_proxies=trusted,
+        rate_limits=RateLimits(per_requester="1/minute"),
+    )
     with serving(app) as base_url, httpx.Client(base_url=base_url, timeout=30) as client:
+
         def ask(forwarded_for: str, value: str) -> int:
-            return client.post("/forgot", headers={"X-Forwarded-For": forwarded_for},
-                               json={"kind": "email", "value": value}).status_code
+            return client.post(
+                "/forgot",
+                headers={"X-Forwarded-For": forwarded_for},
+                json={"kind": "email", "value": value},
+            ).status_code
 
         statuses = [ask("203.0.113.7", "a@example.com"), ask("198.51.100.9", "b@example.com")]
         if not trusted:
@@ -458,15 +527,17 @@ def test_forwarded_for_counts_only_from_a_trusted_proxy(
 
 
 def test_signin_guessing_answers_429_and_spares_the_client(
-        database: Path, smtp: RunningSMTPServer) -> None:
+    database: Path, smtp: RunningSMTPServer
+) -> None:
     """Wrong keys from one address get 429 with Retry-After before the hundredth;
     the client's own sign-in from another address, behind the trusted proxy, works."""
-    app = make_app(database, smtp, confirm_url=README_CONFIRM_URL,
-                   trusted_proxies=("127.0.0.1",))
+    app = make_app(database, smtp, confirm_url=README_CONFIRM_URL, trusted_proxies=("127.0.0.1",))
     with serving(app) as base_url, httpx.Client(base_url=base_url, timeout=30) as client:
+
         def login(address: str, key: str) -> httpx.Response:
-            return client.post("/login", headers={"X-Forwarded-For": address},
-                               json={"number": "9000", "key": key})
+            return client.post(
+                "/login", headers={"X-Forwarded-For": address}, json={"number": "9000", "key": key}
+            )
 
         statuses = []
         for attempt in range(100):
@@ -483,23 +554,40 @@ def test_signin_guessing_answers_429_and_spares_the_client(
 
 def test_settings_come_from_the_environment() -> None:
     """Settings.from_env reads the documented variables and keeps secrets out of its repr."""
-    settings = fastapi_recovery.Settings.from_env({
-        "CREDRECOVERY_SECRET_KEY": SECRET, "CREDRECOVERY_CONFIRM_URL": CONFIRM_URL,
-        "SMTP_HOST": "mail.example.com", "SMTP_PORT": "587", "SMTP_SECURITY": "starttls",
-        "SMTP_USERNAME": "panel", "SMTP_PASSWORD": "smtp-password-value",
-    })
+    settings = fastapi_recovery.Settings.from_env(
+        {
+            "CREDRECOVERY_SECRET_KEY": SECRET,
+            "CREDRECOVERY_CONFIRM_URL": CONFIRM_URL,
+            "SMTP_HOST": "mail.example.com",
+            "SMTP_PORT": "587",
+            "SMTP_SECURITY": "starttls",
+            "SMTP_USERNAME": "panel",
+            "SMTP_PASSWORD": "smtp-password-value",
+        }
+    )
     assert (settings.smtp_host, settings.smtp_port, settings.smtp_security) == (
-        "mail.example.com", 587, "starttls")
+        "mail.example.com",
+        587,
+        "starttls",
+    )
     assert SECRET not in repr(settings) and "smtp-password-value" not in repr(settings)
     assert settings.trusted_proxies == ()
-    behind = fastapi_recovery.Settings.from_env({
-        "CREDRECOVERY_SECRET_KEY": SECRET, "CREDRECOVERY_CONFIRM_URL": CONFIRM_URL,
-        "CREDRECOVERY_TRUSTED_PROXIES": "127.0.0.1, 10.0.0.0/8 ::1"})
+    behind = fastapi_recovery.Settings.from_env(
+        {
+            "CREDRECOVERY_SECRET_KEY": SECRET,
+            "CREDRECOVERY_CONFIRM_URL": CONFIRM_URL,
+            "CREDRECOVERY_TRUSTED_PROXIES": "127.0.0.1, 10.0.0.0/8 ::1",
+        }
+    )
     assert behind.trusted_proxies == ("127.0.0.1", "10.0.0.0/8", "::1")
     with pytest.raises(ValueError, match="SMTP_SECURITY"):
-        fastapi_recovery.Settings.from_env({
-            "CREDRECOVERY_SECRET_KEY": SECRET, "CREDRECOVERY_CONFIRM_URL": CONFIRM_URL,
-            "SMTP_SECURITY": "ssl"})
+        fastapi_recovery.Settings.from_env(
+            {
+                "CREDRECOVERY_SECRET_KEY": SECRET,
+                "CREDRECOVERY_CONFIRM_URL": CONFIRM_URL,
+                "SMTP_SECURITY": "ssl",
+            }
+        )
 
 
 def test_embedding_doc_quotes_the_example_verbatim() -> None:
@@ -514,8 +602,11 @@ def test_embedding_doc_quotes_the_example_verbatim() -> None:
 
 def test_proxy_section_quotes_the_example_verbatim() -> None:
     """The FastAPI excerpts of docs/embedding.md's proxy section are in the app as they are."""
-    excerpts = [(path, excerpt) for path, excerpt in quoted_excerpts("Behind a reverse proxy")
-                if path.startswith("examples/fastapi_app/")]
+    excerpts = [
+        (path, excerpt)
+        for path, excerpt in quoted_excerpts("Behind a reverse proxy")
+        if path.startswith("examples/fastapi_app/")
+    ]
     assert excerpts
     for path, excerpt in excerpts:
         source = (ROOT / path).read_text(encoding="utf-8")
@@ -523,27 +614,59 @@ def test_proxy_section_quotes_the_example_verbatim() -> None:
 
 
 def _without_settings(**settings: str) -> dict[str, str]:
-    env = {name: value for name, value in os.environ.items()
-           if not name.startswith(("CREDRECOVERY_", "SMTP_"))}
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith(("CREDRECOVERY_", "SMTP_"))
+    }
     return {**env, **settings}
 
 
-@pytest.mark.parametrize(("settings", "missing"), [
-    ({}, "CREDRECOVERY_SECRET_KEY"),
-    ({"CREDRECOVERY_SECRET_KEY": SECRET}, "CREDRECOVERY_CONFIRM_URL"),
-    ({"CREDRECOVERY_SECRET_KEY": SECRET, "CREDRECOVERY_CONFIRM_URL": CONFIRM_URL,
-      "SMTP_PORT": "smtp"}, "SMTP_PORT"),
-    ({"CREDRECOVERY_SECRET_KEY": SECRET, "CREDRECOVERY_CONFIRM_URL": CONFIRM_URL,
-      "CREDRECOVERY_TRUSTED_PROXIES": "1"}, "CREDRECOVERY_TRUSTED_PROXIES"),
-])
-def test_uvicorn_names_a_missing_setting_and_exits_2(settings: dict[str, str],
-                                                     missing: str) -> None:
+@pytest.mark.parametrize(
+    ("settings", "missing"),
+    [
+        ({}, "CREDRECOVERY_SECRET_KEY"),
+        ({"CREDRECOVERY_SECRET_KEY": SECRET}, "CREDRECOVERY_CONFIRM_URL"),
+        (
+            {
+                "CREDRECOVERY_SECRET_KEY": SECRET,
+                "CREDRECOVERY_CONFIRM_URL": CONFIRM_URL,
+                "SMTP_PORT": "smtp",
+            },
+            "SMTP_PORT",
+        ),
+        (
+            {
+                "CREDRECOVERY_SECRET_KEY": SECRET,
+                "CREDRECOVERY_CONFIRM_URL": CONFIRM_URL,
+                "CREDRECOVERY_TRUSTED_PROXIES": "1",
+            },
+            "CREDRECOVERY_TRUSTED_PROXIES",
+        ),
+    ],
+)
+def test_uvicorn_names_a_missing_setting_and_exits_2(
+    settings: dict[str, str], missing: str
+) -> None:
     """The README's uvicorn command, without a setting, names it and exits 2: no traceback."""
     result = subprocess.run(
-        [sys.executable, "-m", "uvicorn", "--app-dir", str(EXAMPLE), "fastapi_recovery:app",
-         "--port", "0"],
-        env=_without_settings(**settings), capture_output=True, text=True, timeout=60,
-        cwd=ROOT, check=False)
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "--app-dir",
+            str(EXAMPLE),
+            "fastapi_recovery:app",
+            "--port",
+            "0",
+        ],
+        env=_without_settings(**settings),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+        check=False,
+    )
     assert result.returncode == 2, result.stderr
     assert f"fastapi_recovery: {missing}" in result.stderr
     assert "Traceback" not in result.stderr and "KeyError" not in result.stderr

@@ -37,8 +37,9 @@ from helpers.smtp_server import RunningSMTPServer, running_smtp_server
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, BrowserContext, Page, Response
 
-ARTIFACTS = Path(os.environ.get("CREDRECOVERY_ARTIFACTS")
-                 or ROOT / "tests" / "artifacts" / "flask_panel")
+ARTIFACTS = Path(
+    os.environ.get("CREDRECOVERY_ARTIFACTS") or ROOT / "tests" / "artifacts" / "flask_panel"
+)
 
 NUMBER = "9000"
 DOMAIN = "ejemploxmundo.com.ar"
@@ -101,16 +102,23 @@ def _serve(tmp_path: Path, **config: Any) -> Iterator[LivePanel]:
         # The port is known once bound, and the app needs it for its links.
         server = make_server("127.0.0.1", 0, wsgi, threaded=True)
         url = f"http://127.0.0.1:{server.server_port}"
-        app = create_app({
-            "CREDRECOVERY_SECRET_KEY": SECRET, "PANEL_DB": str(db),
-            "PANEL_SMTP_HOST": smtp.host, "PANEL_SMTP_PORT": smtp.port,
-            "PANEL_BASE_URL": url, "PANEL_SENDER": SENDER,
-            "PANEL_CRYPT_CONTEXT": cheap_context(), **config,
-        })
+        app = create_app(
+            {
+                "CREDRECOVERY_SECRET_KEY": SECRET,
+                "PANEL_DB": str(db),
+                "PANEL_SMTP_HOST": smtp.host,
+                "PANEL_SMTP_PORT": smtp.port,
+                "PANEL_BASE_URL": url,
+                "PANEL_SENDER": SENDER,
+                "PANEL_CRYPT_CONTEXT": cheap_context(),
+                **config,
+            }
+        )
         apps.append(app)
         # Shutting down waits for the loop to look up: by default, half a second.
-        thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02},
-                                  daemon=True)
+        thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        )
         thread.start()
         try:
             yield LivePanel(url, smtp, app)
@@ -213,8 +221,9 @@ def shot(page: Page, name: str) -> None:
 
 
 def posting(page: Page, path: str) -> Callable[[Response], bool]:
-    return lambda response: (response.request.method == "POST"
-                             and urllib.parse.urlsplit(response.url).path == path)
+    return lambda response: (
+        response.request.method == "POST" and urllib.parse.urlsplit(response.url).path == path
+    )
 
 
 def sign_in(page: Page, url: str, number: str, key: str) -> Response:
@@ -251,7 +260,8 @@ def ask_for_link(page: Page, panel: LivePanel, kind: str, value: str, name: str)
 
 @pytest.mark.parametrize("kind", list(IDENTIFIERS))
 def test_recovery_by_each_identifier_in_the_browser(
-        panel: LivePanel, page: Page, other_page: Page, kind: str) -> None:
+    panel: LivePanel, page: Page, other_page: Page, kind: str
+) -> None:
     """Login → forgot → mail → link → Confirm → new key signs in, old key and sessions end."""
     earlier = other_page
     assert sign_in(earlier, panel.url, NUMBER, OLD_KEY).status == 302
@@ -322,8 +332,9 @@ def test_recovery_by_each_identifier_in_the_browser(
         shot(page, f"{kind}-7-old-key-refused")
 
         earlier.goto(panel.url + "/account")
-        assert urllib.parse.urlsplit(earlier.url).path == "/login", \
+        assert urllib.parse.urlsplit(earlier.url).path == "/login", (
             "a session signed in with the old key outlived the recovery"
+        )
 
         used = page.goto(link)
         assert used is not None and used.status == 409
@@ -403,8 +414,12 @@ def test_expired_link_gets_its_own_page(inline_panel: LivePanel, page: Page) -> 
     with RecoveryService(
         SQLiteDirectory(panel.app.config["PANEL_DB"]),
         SMTPMailer(panel.smtp.host, panel.smtp.port),
-        secret_key=SECRET, confirm_url=panel.url + "/recover/{token}", sender=SENDER,
-        delivery="sync", clock=two_hours_ago, rate_limits=None,
+        secret_key=SECRET,
+        confirm_url=panel.url + "/recover/{token}",
+        sender=SENDER,
+        delivery="sync",
+        clock=two_hours_ago,
+        rate_limits=None,
     ) as old_service:
         old_service.request("client_number", NUMBER)
     link = LINK.search(panel.smtp.received[-1].message.get_body(("plain",)).get_content())
@@ -437,8 +452,7 @@ def test_spanish_ui_and_mail(panel: LivePanel, browser: Browser) -> None:
         page.get_by_role("link", name="¿Olvidó su número de cliente o su clave?").click()
         page.wait_for_url("**/forgot")
         options = page.locator("select[name=kind] option").all_inner_texts()
-        assert options == ["Nombre de dominio", "Número de cliente",
-                           "Dirección de correo primaria"]
+        assert options == ["Nombre de dominio", "Número de cliente", "Dirección de correo primaria"]
         page.select_option("select[name=kind]", "domain")
         page.fill("input[name=value]", DOMAIN)
         shot(page, "es-2-forgot")
@@ -460,14 +474,14 @@ def test_spanish_ui_and_mail(panel: LivePanel, browser: Browser) -> None:
         page.goto(panel.url + "/login?lang=en")
         assert page.locator("h1").inner_text() == "Sign in to the Client Panel"
         page.goto(panel.url + "/forgot")
-        assert page.locator("h1").inner_text() == "Recover your access details", \
+        assert page.locator("h1").inner_text() == "Recover your access details", (
             "the ?lang= choice was not remembered"
+        )
     finally:
         spanish.close()
 
 
-def test_invalid_identifier_is_shown_next_to_the_field(
-        inline_panel: LivePanel, page: Page) -> None:
+def test_invalid_identifier_is_shown_next_to_the_field(inline_panel: LivePanel, page: Page) -> None:
     """A malformed value re-shows the form with the library's message beside the field."""
     panel = inline_panel
     page.goto(panel.url + "/forgot")
@@ -486,8 +500,9 @@ def test_invalid_identifier_is_shown_next_to_the_field(
 
 def test_too_many_requests_get_429_with_retry_after(tmp_path: Path, page: Page) -> None:
     """Past the per-requester limit the recovery form answers 429 with Retry-After."""
-    with _serve(tmp_path, PANEL_RATE_LIMITS=RateLimits(per_requester="2/minute"),
-                PANEL_DELIVERY="sync") as live:
+    with _serve(
+        tmp_path, PANEL_RATE_LIMITS=RateLimits(per_requester="2/minute"), PANEL_DELIVERY="sync"
+    ) as live:
         statuses: list[Response] = []
         for _ in range(3):
             page.goto(live.url + "/forgot")
@@ -513,8 +528,7 @@ def _post(url: str, fields: dict[str, str]) -> int:
         return int(exc.code)
 
 
-def test_forms_refuse_a_post_without_the_csrf_token(
-        inline_panel: LivePanel, page: Page) -> None:
+def test_forms_refuse_a_post_without_the_csrf_token(inline_panel: LivePanel, page: Page) -> None:
     """Login, recovery and confirm POSTs without the CSRF token get 400 and change nothing."""
     panel = inline_panel
     link = ask_for_link(page, panel, "client_number", NUMBER, "csrf")
@@ -538,8 +552,9 @@ def test_forms_refuse_a_post_without_the_csrf_token(
 def _status(url: str, headers: dict[str, str]) -> int:
     """GET ``url`` with ``headers``; the status."""
     try:
-        with urllib.request.urlopen(urllib.request.Request(url, headers=headers),
-                                    timeout=10) as reply:
+        with urllib.request.urlopen(
+            urllib.request.Request(url, headers=headers), timeout=10
+        ) as reply:
             return int(reply.status)
     except urllib.error.HTTPError as exc:
         exc.close()
@@ -548,7 +563,8 @@ def _status(url: str, headers: dict[str, str]) -> int:
 
 @pytest.mark.parametrize("hops", [None, 1], ids=["no-proxy", "behind-one-proxy"])
 def test_forwarded_for_counts_only_behind_the_configured_proxies(
-        tmp_path: Path, hops: int | None) -> None:
+    tmp_path: Path, hops: int | None
+) -> None:
     """X-Forwarded-For names the requester only with PANEL_PROXY_HOPS set.
 
     Seen over HTTP through the failed-confirmation limit, one a day per
@@ -556,13 +572,17 @@ def test_forwarded_for_counts_only_behind_the_configured_proxies(
     count; behind a proxy each forwarded client has its own.
     """
     config: dict[str, Any] = {
-        "PANEL_RATE_LIMITS": RateLimits(failed_confirmations="1/day"), "PANEL_DELIVERY": "sync"}
+        "PANEL_RATE_LIMITS": RateLimits(failed_confirmations="1/day"),
+        "PANEL_DELIVERY": "sync",
+    }
     if hops is not None:
         config["PANEL_PROXY_HOPS"] = hops
     with _serve(tmp_path, **config) as live:
+
         def forged_link(forwarded_for: str) -> int:
-            return _status(live.url + "/recover/forged.token.value",
-                           {"X-Forwarded-For": forwarded_for})
+            return _status(
+                live.url + "/recover/forged.token.value", {"X-Forwarded-For": forwarded_for}
+            )
 
         statuses = [forged_link("203.0.113.7"), forged_link("198.51.100.9")]
         if hops is None:
@@ -584,12 +604,14 @@ class Visitor:
     def __init__(self, url: str, address: str) -> None:
         self.url, self.address = url, address
         self._opener = urllib.request.build_opener(
-            urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()), _NoRedirects)
+            urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()), _NoRedirects
+        )
         self._token = ""
 
     def _open(self, path: str, data: bytes | None = None) -> tuple[int, Any, str]:
-        request = urllib.request.Request(self.url + path, data=data,
-                                         headers={"X-Forwarded-For": self.address})
+        request = urllib.request.Request(
+            self.url + path, data=data, headers={"X-Forwarded-For": self.address}
+        )
         try:
             with self._opener.open(request, timeout=10) as reply:
                 return int(reply.status), reply.headers, reply.read().decode()
@@ -640,13 +662,18 @@ def test_refuses_a_malformed_proxy_count(tmp_path: Path) -> None:
     from examples.flask_panel import PanelConfigError, create_app
 
     with pytest.raises(PanelConfigError, match="PANEL_PROXY_HOPS"):
-        create_app({"CREDRECOVERY_SECRET_KEY": SECRET, "PANEL_SENDER": SENDER,
-                    "PANEL_SMTP_HOST": "127.0.0.1", "PANEL_PROXY_HOPS": "10.0.0.1",
-                    "PANEL_DB": str(tmp_path / "clients.sqlite3")})
+        create_app(
+            {
+                "CREDRECOVERY_SECRET_KEY": SECRET,
+                "PANEL_SENDER": SENDER,
+                "PANEL_SMTP_HOST": "127.0.0.1",
+                "PANEL_PROXY_HOPS": "10.0.0.1",
+                "PANEL_DB": str(tmp_path / "clients.sqlite3"),
+            }
+        )
 
 
-def test_session_cookie_is_httponly_and_samesite_lax(
-        inline_panel: LivePanel, page: Page) -> None:
+def test_session_cookie_is_httponly_and_samesite_lax(inline_panel: LivePanel, page: Page) -> None:
     """The session cookie set at sign-in is HttpOnly and SameSite=Lax."""
     assert sign_in(page, inline_panel.url, NUMBER, OLD_KEY).status == 302
     cookies = [cookie for cookie in page.context.cookies() if cookie["name"] == "session"]
@@ -664,19 +691,26 @@ def test_every_string_exists_in_both_languages() -> None:
 
 
 def test_refuses_to_start_without_an_smtp_host(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """With no PANEL_SMTP_HOST the app refuses to start and names the setting."""
     from examples.flask_panel import PanelConfigError, create_app
 
     monkeypatch.delenv("PANEL_SMTP_HOST", raising=False)
     with pytest.raises(PanelConfigError, match="PANEL_SMTP_HOST") as raised:
-        create_app({"CREDRECOVERY_SECRET_KEY": SECRET, "PANEL_SENDER": SENDER,
-                    "PANEL_DB": str(tmp_path / "clients.sqlite3")})
+        create_app(
+            {
+                "CREDRECOVERY_SECRET_KEY": SECRET,
+                "PANEL_SENDER": SENDER,
+                "PANEL_DB": str(tmp_path / "clients.sqlite3"),
+            }
+        )
     assert SECRET not in str(raised.value)
 
 
 def test_a_key_change_signs_out_the_clients_other_sessions(
-        inline_panel: LivePanel, page: Page, other_page: Page) -> None:
+    inline_panel: LivePanel, page: Page, other_page: Page
+) -> None:
     """A change of key in one session ends the client's others, through the key_changed
     event; the session that made the change stays signed in."""
     assert sign_in(other_page, inline_panel.url, NUMBER, OLD_KEY).status == 302
@@ -688,10 +722,13 @@ def test_a_key_change_signs_out_the_clients_other_sessions(
     page.wait_for_url("**/account")
     inline_panel.flush()  # the event has reached the panel's hook
     other_page.goto(inline_panel.url + "/account")
-    assert urllib.parse.urlsplit(other_page.url).path == "/login", \
+    assert urllib.parse.urlsplit(other_page.url).path == "/login", (
         "another session outlived the change of key"
+    )
     page.goto(inline_panel.url + "/account")
     assert page.locator("#signed-in").inner_text() == "Signed in as client 9000."
-    assert sign_in(other_page, inline_panel.url, NUMBER, "a key of my own for every device"
-                   ).status == 302
+    assert (
+        sign_in(other_page, inline_panel.url, NUMBER, "a key of my own for every device").status
+        == 302
+    )
     assert other_page.locator("#signed-in").inner_text() == "Signed in as client 9000."

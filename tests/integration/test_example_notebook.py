@@ -84,8 +84,7 @@ def test_notebook_renders_the_outbox_inline(executed: NotebookNode) -> None:
     assert outbox, "no cell rendered the outbox as HTML"
     assert outbox[0].count('class="credrecovery-message"') == 3
     assert "<iframe sandbox srcdoc=" in outbox[0]
-    single = [page for page in rendered
-              if page.startswith('<div class="credrecovery-message"')]
+    single = [page for page in rendered if page.startswith('<div class="credrecovery-message"')]
     assert single, "no cell rendered the credentials mail alone"
 
 
@@ -104,9 +103,11 @@ def test_kernel_runs_this_interpreter_and_checkout(kernel_env: Path) -> None:
 
     import credrecovery
 
-    notebook = nbformat.v4.new_notebook(cells=[
-        _code("import sys, credrecovery\nprint(sys.executable)\nprint(credrecovery.__file__)"),
-    ])
+    notebook = nbformat.v4.new_notebook(
+        cells=[
+            _code("import sys, credrecovery\nprint(sys.executable)\nprint(credrecovery.__file__)"),
+        ]
+    )
     shown = _text(execute(notebook, kernel_env).cells[0]).splitlines()
     assert Path(shown[0]).resolve() == Path(sys.executable).resolve()
     assert Path(shown[1]).resolve() == Path(credrecovery.__file__).resolve()

@@ -28,8 +28,11 @@ DOMAIN = "ejemploxmundo.com.ar"
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     """Every sample of an exposition, keyed by name and sorted labels."""
-    return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
-            for family in text_string_to_metric_families(text) for sample in family.samples}
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
 
 
 def events(text: str, kind: str, reason: str = "") -> float:
@@ -62,17 +65,25 @@ def scrape(url: str) -> str:
 
 
 def test_events_are_counted_by_kind_and_reason_over_http(
-        served: tuple[CollectorRegistry, str], directory: MemoryDirectory) -> None:
+    served: tuple[CollectorRegistry, str], directory: MemoryDirectory
+) -> None:
     """Hits, misses, mails, confirmations and refused sign-ins, as a scrape reads them."""
     registry, url = served
     metrics = PrometheusMetrics(registry)
     mailer = MemoryMailer()
     before = scrape(url)
     assert events(before, "requested", "hit") == 0  # every known series starts at zero
-    with RecoveryService(directory, mailer, secret_key=SECRET, confirm_url=CONFIRM_URL,
-                         sender=SENDER, crypt_context=cheap_context(), delivery="sync",
-                         rate_limits=RateLimits(failed_signins="2/hour"),
-                         on_event=metrics) as service:
+    with RecoveryService(
+        directory,
+        mailer,
+        secret_key=SECRET,
+        confirm_url=CONFIRM_URL,
+        sender=SENDER,
+        crypt_context=cheap_context(),
+        delivery="sync",
+        rate_limits=RateLimits(failed_signins="2/hour"),
+        on_event=metrics,
+    ) as service:
         service.request("domain", DOMAIN, requester="198.51.100.7")
         service.request("domain", "unknown.example", requester="198.51.100.7")
         service.request("domain", "other-unknown.example", requester="198.51.100.7")
@@ -91,19 +102,27 @@ def test_events_are_counted_by_kind_and_reason_over_http(
     assert events(text, "signin_failed", "wrong_key") == 2
     assert events(text, "signin_throttled", "failed_signins") == 1
     assert "unknown.example" not in text and "198.51.100.7" not in text
-    assert generate_latest(registry).decode("utf-8").count("credrecovery_events_total{") == \
-        text.count("credrecovery_events_total{")
+    assert generate_latest(registry).decode("utf-8").count(
+        "credrecovery_events_total{"
+    ) == text.count("credrecovery_events_total{")
 
 
-def test_the_gauge_reads_the_delivery_queue_at_each_scrape(
-        directory: MemoryDirectory) -> None:
+def test_the_gauge_reads_the_delivery_queue_at_each_scrape(directory: MemoryDirectory) -> None:
     """Jobs waiting in a BackgroundMailer show in credrecovery_delivery_pending until sent."""
     registry = CollectorRegistry()
     metrics = PrometheusMetrics(registry)
     delivery = BackgroundMailer(MemoryMailer(), isolation="thread", delay=(30, 30))
-    with RecoveryService(directory, MemoryMailer(), secret_key=SECRET, confirm_url=CONFIRM_URL,
-                         sender=SENDER, crypt_context=cheap_context(), delivery=delivery,
-                         rate_limits=None, on_event=metrics) as service:
+    with RecoveryService(
+        directory,
+        MemoryMailer(),
+        secret_key=SECRET,
+        confirm_url=CONFIRM_URL,
+        sender=SENDER,
+        crypt_context=cheap_context(),
+        delivery=delivery,
+        rate_limits=None,
+        on_event=metrics,
+    ) as service:
         metrics.watch(service)
         for value in (DOMAIN, "unknown.example", DOMAIN):
             service.request("domain", value)
@@ -112,8 +131,10 @@ def test_the_gauge_reads_the_delivery_queue_at_each_scrape(
         assert service.flush(10)
         drained = samples(generate_latest(registry).decode("utf-8"))
         assert drained[("credrecovery_delivery_pending", ())] == 0
-        assert drained[("credrecovery_events_total",
-                        (("kind", "mailed"), ("reason", "confirmation")))] == 2
+        assert (
+            drained[("credrecovery_events_total", (("kind", "mailed"), ("reason", "confirmation")))]
+            == 2
+        )
 
 
 def test_an_async_service_counts_through_the_same_sink(directory: MemoryDirectory) -> None:
@@ -123,9 +144,16 @@ def test_an_async_service_counts_through_the_same_sink(directory: MemoryDirector
 
     async def main() -> None:
         async with AsyncRecoveryService(
-                directory, MemoryMailer(), secret_key=SECRET, confirm_url=CONFIRM_URL,
-                sender=SENDER, crypt_context=cheap_context(), delivery="sync",
-                rate_limits=None, on_event=metrics) as service:
+            directory,
+            MemoryMailer(),
+            secret_key=SECRET,
+            confirm_url=CONFIRM_URL,
+            sender=SENDER,
+            crypt_context=cheap_context(),
+            delivery="sync",
+            rate_limits=None,
+            on_event=metrics,
+        ) as service:
             await service.request("domain", DOMAIN)
             await service.request("domain", "unknown.example")
             assert await service.flush(10)

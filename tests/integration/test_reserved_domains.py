@@ -60,19 +60,31 @@ class HostMailer:
 def _service(mailer: Mailer, address: str, key_mode: str) -> RecoveryService:
     directory = MemoryDirectory(crypt_context=cheap_context())
     directory.add_client("9000", address, key="Old-Access-Key-2024", name="Ana")
-    return RecoveryService(directory, mailer, secret_key=SECRET, confirm_url=CONFIRM_URL,
-                           sender=SENDER, crypt_context=cheap_context(), delivery="sync",
-                           rate_limits=None, key_mode=key_mode)
+    return RecoveryService(
+        directory,
+        mailer,
+        secret_key=SECRET,
+        confirm_url=CONFIRM_URL,
+        sender=SENDER,
+        crypt_context=cheap_context(),
+        delivery="sync",
+        rate_limits=None,
+        key_mode=key_mode,
+    )
 
 
 @pytest.mark.parametrize("key_mode", ["generate", "choose"])
 @pytest.mark.parametrize("mailer_kind", ["SMTPMailer", "host"])
 @pytest.mark.parametrize("address", RESERVED)
-def test_reserved_names_are_mailed_through_smtp(server: RunningSMTPServer, address: str,
-                                                mailer_kind: str, key_mode: str) -> None:
+def test_reserved_names_are_mailed_through_smtp(
+    server: RunningSMTPServer, address: str, mailer_kind: str, key_mode: str
+) -> None:
     """A sender and a client on a reserved name get the confirmation and credentials mails."""
-    mailer: Mailer = (SMTPMailer(server.host, server.port) if mailer_kind == "SMTPMailer"
-                      else HostMailer(server.host, server.port))
+    mailer: Mailer = (
+        SMTPMailer(server.host, server.port)
+        if mailer_kind == "SMTPMailer"
+        else HostMailer(server.host, server.port)
+    )
     service = _service(mailer, address, key_mode)
     try:
         assert service.sender == SENDER
@@ -111,15 +123,23 @@ def test_reserved_names_normalize_and_make_a_mailbox(address: str) -> None:
     assert normalize_identifier("email", address.upper()) == address
     assert mailbox(address, "Ana").addr_spec == address
     assert str(mailbox(address, "Ana")) == f"Ana <{address}>"
-    service = RecoveryService(MemoryDirectory(crypt_context=cheap_context()), SMTPMailer("x.test"),
-                              secret_key=SECRET, confirm_url=CONFIRM_URL,
-                              sender=f"Panel <{address}>", rate_limits=None, delivery="sync")
+    service = RecoveryService(
+        MemoryDirectory(crypt_context=cheap_context()),
+        SMTPMailer("x.test"),
+        secret_key=SECRET,
+        confirm_url=CONFIRM_URL,
+        sender=f"Panel <{address}>",
+        rate_limits=None,
+        delivery="sync",
+    )
     assert service.sender == f"Panel <{address}>"
     service.close()
 
 
-@pytest.mark.parametrize("address", [SENDER_ADDRESS, "bounces@localhost", "b@x.invalid",
-                                     "b@host.local", "b@corp.internal"])
+@pytest.mark.parametrize(
+    "address",
+    [SENDER_ADDRESS, "bounces@localhost", "b@x.invalid", "b@host.local", "b@corp.internal"],
+)
 def test_envelope_sender_on_a_reserved_name(server: RunningSMTPServer, address: str) -> None:
     """SMTPMailer(envelope_sender=...) on a reserved name is MAIL FROM as given."""
     message = EmailMessage()
@@ -167,14 +187,22 @@ def test_hostile_addresses_on_reserved_names_are_refused(address: str) -> None:
     with pytest.raises(ValueError, match="not a valid email address"):
         mailbox(address)
     with pytest.raises(ValueError, match="sender"):
-        RecoveryService(MemoryDirectory(), SMTPMailer("x.test"), secret_key=SECRET,
-                        confirm_url=CONFIRM_URL, sender=address, rate_limits=None)
+        RecoveryService(
+            MemoryDirectory(),
+            SMTPMailer("x.test"),
+            secret_key=SECRET,
+            confirm_url=CONFIRM_URL,
+            sender=address,
+            rate_limits=None,
+        )
     with pytest.raises(ValueError, match="envelope_sender"):
         SMTPMailer("x.test", envelope_sender=address)
 
 
-@pytest.mark.parametrize(("address", "sender"), [
-    ("Ana <ana@example.test>", "Ana <ana@example.test>"), ("<ana@localhost>", "ana@localhost")])
+@pytest.mark.parametrize(
+    ("address", "sender"),
+    [("Ana <ana@example.test>", "Ana <ana@example.test>"), ("<ana@localhost>", "ana@localhost")],
+)
 def test_a_named_address_is_a_sender_but_no_bare_address(address: str, sender: str) -> None:
     """Angle brackets make a sender; as a client address or envelope sender they are refused."""
     with pytest.raises(InvalidIdentifier):
@@ -183,8 +211,14 @@ def test_a_named_address_is_a_sender_but_no_bare_address(address: str, sender: s
         mailbox(address)
     with pytest.raises(ValueError, match="envelope_sender"):
         SMTPMailer("x.test", envelope_sender=address)
-    service = RecoveryService(MemoryDirectory(), SMTPMailer("x.test"), secret_key=SECRET,
-                              confirm_url=CONFIRM_URL, sender=address, rate_limits=None)
+    service = RecoveryService(
+        MemoryDirectory(),
+        SMTPMailer("x.test"),
+        secret_key=SECRET,
+        confirm_url=CONFIRM_URL,
+        sender=address,
+        rate_limits=None,
+    )
     assert service.sender == sender
     service.close()
 
@@ -196,8 +230,14 @@ def test_only_ascii_local_parts_where_they_were_required() -> None:
     with pytest.raises(ValueError, match="envelope_sender"):
         SMTPMailer("x.test", envelope_sender="josé@example.test")
     with pytest.raises(ValueError, match="sender"):
-        RecoveryService(MemoryDirectory(), SMTPMailer("x.test"), secret_key=SECRET,
-                        confirm_url=CONFIRM_URL, sender="josé@example.test", rate_limits=None)
+        RecoveryService(
+            MemoryDirectory(),
+            SMTPMailer("x.test"),
+            secret_key=SECRET,
+            confirm_url=CONFIRM_URL,
+            sender="josé@example.test",
+            rate_limits=None,
+        )
 
 
 def test_internationalized_reserved_domain_goes_as_a_label(server: RunningSMTPServer) -> None:

@@ -62,8 +62,11 @@ def agency(directory: MemoryDirectory) -> MemoryDirectory:
 @pytest.mark.parametrize("language", ["en", "es"])
 @pytest.mark.parametrize("key_mode", ["generate", "choose"])
 def test_every_mail_that_asks_promises_what_the_mode_does(
-    make_service: MakeService, mailer: MemoryMailer, agency: MemoryDirectory,
-    language: str, key_mode: str,
+    make_service: MakeService,
+    mailer: MemoryMailer,
+    agency: MemoryDirectory,
+    language: str,
+    key_mode: str,
 ) -> None:
     """Link and code mails, for one client and for a shared address, in both languages:
     a generated key is promised only when one will be mailed, a key to choose otherwise."""
@@ -85,14 +88,27 @@ def test_every_mail_that_asks_promises_what_the_mode_does(
     assert str(single_code["Content-Language"]) == language
 
 
-@pytest.mark.parametrize("language, subject, lasts", [
-    ("en", "XMundo Networks: your code to recover access",
-     "The code works once and expires in 15 minutes"),
-    ("es", "XMundo Networks: su código para recuperar el acceso",
-     "El código sirve una sola vez y vence en 15 minutos"),
-])
+@pytest.mark.parametrize(
+    "language, subject, lasts",
+    [
+        (
+            "en",
+            "XMundo Networks: your code to recover access",
+            "The code works once and expires in 15 minutes",
+        ),
+        (
+            "es",
+            "XMundo Networks: su código para recuperar el acceso",
+            "El código sirve una sola vez y vence en 15 minutos",
+        ),
+    ],
+)
 def test_the_code_mail_is_branded_and_translated(
-    make_service: MakeService, mailer: MemoryMailer, language: str, subject: str, lasts: str,
+    make_service: MakeService,
+    mailer: MemoryMailer,
+    language: str,
+    subject: str,
+    lasts: str,
 ) -> None:
     """Subject, body and footer carry the provider's name; the code sits in its own <code>."""
     service = make_service(locale=language, branding=BRAND)
@@ -108,8 +124,9 @@ def test_the_code_mail_is_branded_and_translated(
     assert f'lang="{language}"' in html
 
 
-def test_no_subject_nor_wording_without_branding(make_service: MakeService,
-                                                 mailer: MemoryMailer) -> None:
+def test_no_subject_nor_wording_without_branding(
+    make_service: MakeService, mailer: MemoryMailer
+) -> None:
     """Neutral wording, as the other mails have; the code reads on a line of its own."""
     make_service().request_code("domain", DOMAIN)
     message = mailer.outbox[-1]
@@ -120,7 +137,9 @@ def test_no_subject_nor_wording_without_branding(make_service: MakeService,
 
 
 def test_a_shared_address_lists_each_number_with_its_code(
-    make_service: MakeService, mailer: MemoryMailer, agency: MemoryDirectory,
+    make_service: MakeService,
+    mailer: MemoryMailer,
+    agency: MemoryDirectory,
 ) -> None:
     """One heading per client number in HTML, one "Client number N:" line in text."""
     make_service().request_code("email", SHARED)
@@ -137,13 +156,17 @@ def test_a_shared_address_lists_each_number_with_its_code(
 
 
 def test_a_host_template_replaces_the_code_mail(
-    make_service: MakeService, mailer: MemoryMailer, tmp_path: Path,
+    make_service: MakeService,
+    mailer: MemoryMailer,
+    tmp_path: Path,
 ) -> None:
     """code.txt and code_subject.txt are overridable by name, with the codes in context."""
     (tmp_path / "code_subject.txt").write_text("Your code", encoding="utf-8")
     (tmp_path / "code.txt").write_text(
         "{% for entry in codes %}{{ entry.number }}: {{ entry.code }}\n{% endfor %}"
-        "{{ 'choose' if chooses else 'generate' }}", encoding="utf-8")
+        "{{ 'choose' if chooses else 'generate' }}",
+        encoding="utf-8",
+    )
     make_service(templates=tmp_path).request_code("domain", DOMAIN)
     message = mailer.outbox[-1]
     assert str(message["Subject"]) == "Your code"
@@ -154,13 +177,27 @@ def test_a_host_template_replaces_the_code_mail(
 def test_the_composer_pickles_with_its_codes(clock: FakeClock) -> None:
     """A composer crossing to a delivery process makes the same codes and wording."""
     service = RecoveryService(
-        MemoryDirectory(), MemoryMailer(), secret_key="s" * 32, confirm_url=CONFIRM_URL,
-        sender=SENDER, delivery="sync", rate_limits=None, clock=clock, locale="es",
-        key_mode="choose")
+        MemoryDirectory(),
+        MemoryMailer(),
+        secret_key="s" * 32,
+        confirm_url=CONFIRM_URL,
+        sender=SENDER,
+        delivery="sync",
+        rate_limits=None,
+        clock=clock,
+        locale="es",
+        key_mode="choose",
+    )
     client = Client("9000", "ana@example.com", "h" * 20, name="Ana")
-    job = ConfirmationJob(recipient=client.email, name="Ana", language="es", sender=SENDER,
-                          clients=(("9000", account_binding(client)),),
-                          issued_at=clock.now, nonce=CodeSigner.new_nonce())
+    job = ConfirmationJob(
+        recipient=client.email,
+        name="Ana",
+        language="es",
+        sender=SENDER,
+        clients=(("9000", account_binding(client)),),
+        issued_at=clock.now,
+        nonce=CodeSigner.new_nonce(),
+    )
     copy = pickle.loads(pickle.dumps(service.composer))
     first, second = service.composer.confirmation(job), copy.confirmation(job)
     assert _plain(first) == _plain(second)
@@ -171,18 +208,26 @@ def test_the_composer_pickles_with_its_codes(clock: FakeClock) -> None:
 
 # What a code support issued says, and what only a visitor's code mail may say.
 SUPPORT_WORDING = {
-    "en": ("our support team issued a code", "on the page our support team points you to",
-           "not even our support team", "contact our support team again"),
-    "es": ("nuestro equipo de soporte generó un código",
-           "en la página que le indique nuestro equipo de soporte",
-           "ni siquiera nuestro equipo de soporte",
-           "comunicarse otra vez con nuestro equipo de soporte"),
+    "en": (
+        "our support team issued a code",
+        "on the page our support team points you to",
+        "not even our support team",
+        "contact our support team again",
+    ),
+    "es": (
+        "nuestro equipo de soporte generó un código",
+        "en la página que le indique nuestro equipo de soporte",
+        "ni siquiera nuestro equipo de soporte",
+        "comunicarse otra vez con nuestro equipo de soporte",
+    ),
 }
 SUPPORT_PROMISES = {
     ("en", "generate"): "To get a new access key, type your client number, 9000,",
     ("en", "choose"): "To choose a new access key, type your client number, 9000,",
-    ("es", "generate"):
-        "Para recibir una clave de acceso nueva, escriba su número de cliente, 9000,",
+    (
+        "es",
+        "generate",
+    ): "Para recibir una clave de acceso nueva, escriba su número de cliente, 9000,",
     ("es", "choose"): "Para elegir una clave de acceso nueva, escriba su número de cliente, 9000,",
 }
 VISITOR_WORDING = {
@@ -194,7 +239,10 @@ VISITOR_WORDING = {
 @pytest.mark.parametrize("language", ["en", "es"])
 @pytest.mark.parametrize("key_mode", ["generate", "choose"])
 def test_a_code_support_issued_is_mailed_in_support_wording(
-    make_service: MakeService, mailer: MemoryMailer, language: str, key_mode: str,
+    make_service: MakeService,
+    mailer: MemoryMailer,
+    language: str,
+    key_mode: str,
 ) -> None:
     """Support's code mail names the client number to type with the code on the page support
     gives, and never sends the client back to a page or browser it asked on; a visitor's code
@@ -217,15 +265,17 @@ def test_a_code_support_issued_is_mailed_in_support_wording(
     assert str(support["Subject"]) == str(visitor["Subject"])
 
 
-def test_the_support_footer_names_the_provider(make_service: MakeService,
-                                               mailer: MemoryMailer) -> None:
+def test_the_support_footer_names_the_provider(
+    make_service: MakeService, mailer: MemoryMailer
+) -> None:
     """With branding, the opening and the footer say whose support team issued the code."""
     make_service(locale="es", branding=BRAND).issue_code("9000")
     text, html = _plain(mailer.outbox[-1]), _html(mailer.outbox[-1])
     for body in (text, html):
         assert "el equipo de soporte de XMundo Networks generó un código" in body
-        assert ("XMundo Networks le envió este mensaje automático porque el equipo de soporte"
-                in body)
+        assert (
+            "XMundo Networks le envió este mensaje automático porque el equipo de soporte" in body
+        )
         assert "alguien pidió" not in body
 
 
@@ -233,12 +283,25 @@ def test_support_jobs_keep_their_wording_across_delivery(clock: FakeClock) -> No
     """A job marked by support crosses to a delivery worker as data and keeps its wording;
     job data written without the mark (an older release's, a visitor's) reads as a visitor's."""
     service = RecoveryService(
-        MemoryDirectory(), MemoryMailer(), secret_key="s" * 32, confirm_url=CONFIRM_URL,
-        sender=SENDER, delivery="sync", rate_limits=None, clock=clock)
+        MemoryDirectory(),
+        MemoryMailer(),
+        secret_key="s" * 32,
+        confirm_url=CONFIRM_URL,
+        sender=SENDER,
+        delivery="sync",
+        rate_limits=None,
+        clock=clock,
+    )
     client = Client("9000", "ana@example.com", "h" * 20, name="Ana")
-    visitor = ConfirmationJob(recipient=client.email, name="Ana", language="en", sender=SENDER,
-                              clients=(("9000", account_binding(client)),),
-                              issued_at=clock.now, nonce=CodeSigner.new_nonce())
+    visitor = ConfirmationJob(
+        recipient=client.email,
+        name="Ana",
+        language="en",
+        sender=SENDER,
+        clients=(("9000", account_binding(client)),),
+        issued_at=clock.now,
+        nonce=CodeSigner.new_nonce(),
+    )
     support = dataclasses.replace(visitor, by_support=True)
     assert "by_support" not in visitor.to_dict()
     data = support.to_dict()

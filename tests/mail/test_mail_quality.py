@@ -64,9 +64,12 @@ def header_defects(part: EmailMessage) -> list[str]:
     The standard parser flags every local part outside ASCII, which RFC 6532
     allows and the SMTPUTF8 case must have; that one is not counted.
     """
-    return [f"{name}: {defect!r}" for name, value in part.items()
-            for defect in getattr(value, "defects", ())
-            if not isinstance(defect, NonASCIILocalPartDefect)]
+    return [
+        f"{name}: {defect!r}"
+        for name, value in part.items()
+        for defect in getattr(value, "defects", ())
+        if not isinstance(defect, NonASCIILocalPartDefect)
+    ]
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda case: case.id)
@@ -93,8 +96,11 @@ def test_mail_parses_strictly_without_defects(case: Case) -> None:
     assert subject and "\r" not in subject and "\n" not in subject
     assert subject == str(mail.message["Subject"])
     assert parsed["Message-ID"] and parsed["Date"]
-    assert parsed.get_content_type() in ("multipart/alternative", "multipart/related",
-                                         "multipart/mixed")
+    assert parsed.get_content_type() in (
+        "multipart/alternative",
+        "multipart/related",
+        "multipart/mixed",
+    )
     plain = parsed.get_body(("plain",))
     html = parsed.get_body(("html",))
     assert plain is not None and html is not None
@@ -145,8 +151,9 @@ def test_second_parser_agrees(case: Case) -> None:
         assert mail.key in text
 
 
-@pytest.mark.parametrize("case", [c for c in CASES if c.who in ("plain", "client-locale")],
-                         ids=lambda case: case.id)
+@pytest.mark.parametrize(
+    "case", [c for c in CASES if c.who in ("plain", "client-locale")], ids=lambda case: case.id
+)
 def test_language_follows_the_client_then_the_service(case: Case) -> None:
     """A client's own locale picks the mail's language; without one the service's applies."""
     message = mail_for(case).message
@@ -163,19 +170,26 @@ def spam_verdicts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Verdict
     """Every mail scored by ``spamassassin --local --mbox``, by case id, once per run."""
     if SPAMASSASSIN is None:
         if REQUIRED:
-            pytest.fail("CREDRECOVERY_REQUIRE_SERVICES=1 but spamassassin is missing "
-                        "(apt-get install spamassassin)")
+            pytest.fail(
+                "CREDRECOVERY_REQUIRE_SERVICES=1 but spamassassin is missing "
+                "(apt-get install spamassassin)"
+            )
         pytest.skip("spamassassin is not installed (apt-get install spamassassin)")
 
     def score_all() -> dict[str, dict[str, Any]]:
-        mails = {case_id: mail.message for branding in BRANDINGS
-                 if branding != "custom" or branding_available()
-                 for case_id, mail in rendered(branding).items()}
+        mails = {
+            case_id: mail.message
+            for branding in BRANDINGS
+            if branding != "custom" or branding_available()
+            for case_id, mail in rendered(branding).items()
+        }
         verdicts = score(tmp_path_factory.mktemp("spamassassin"), mails)
         return {case_id: {"score": v.score, "hits": v.hits} for case_id, v in verdicts.items()}
 
-    return {case_id: Verdict(v["score"], v["hits"])
-            for case_id, v in shared_json(tmp_path_factory, "spamassassin", score_all).items()}
+    return {
+        case_id: Verdict(v["score"], v["hits"])
+        for case_id, v in shared_json(tmp_path_factory, "spamassassin", score_all).items()
+    }
 
 
 @pytest.mark.slow
@@ -185,11 +199,18 @@ def test_spamassassin_scores_below_one(case: Case, spam_verdicts: dict[str, Verd
     """SpamAssassin, local rules only, scores the mail below 1.0; the rules that hit are shown."""
     mail_for(case)  # skips a branding that is not there yet
     verdict = spam_verdicts[case.id]
-    hits = ", ".join(f"{name}={score}" for name, score in
-                     sorted(verdict.hits.items(), key=lambda item: -item[1]))
+    hits = ", ".join(
+        f"{name}={score}" for name, score in sorted(verdict.hits.items(), key=lambda item: -item[1])
+    )
     assert verdict.score < MAX_SPAM_SCORE, f"score {verdict.score}: {hits}"
-    for rule in ("MISSING_DATE", "MISSING_MID", "MISSING_HEADERS", "MIME_HTML_ONLY",
-                 "INVALID_DATE", "MISSING_SUBJECT"):
+    for rule in (
+        "MISSING_DATE",
+        "MISSING_MID",
+        "MISSING_HEADERS",
+        "MIME_HTML_ONLY",
+        "INVALID_DATE",
+        "MISSING_SUBJECT",
+    ):
         assert rule not in verdict.hits, hits
 
 
@@ -208,5 +229,4 @@ def test_branding_example_in_the_docs_runs() -> None:
     assert CUSTOM_BRANDING["name"] in str(message["Subject"])
     html = message.get_body(("html",)).get_content()
     assert CUSTOM_BRANDING["logo_url"] in html
-    assert re.search(r"https://panel\.xmundo\.example/recover/[A-Za-z0-9_.-]+",
-                     plain(message))
+    assert re.search(r"https://panel\.xmundo\.example/recover/[A-Za-z0-9_.-]+", plain(message))

@@ -28,8 +28,11 @@ if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page, Route
 
 UPDATE_DOCS = os.environ.get("CREDRECOVERY_UPDATE_SCREENSHOTS") == "1"
-ARTIFACTS = (Path(os.environ["CREDRECOVERY_ARTIFACTS"]) / "mail"
-             if os.environ.get("CREDRECOVERY_ARTIFACTS") else ROOT / "tests" / "artifacts" / "mail")
+ARTIFACTS = (
+    Path(os.environ["CREDRECOVERY_ARTIFACTS"]) / "mail"
+    if os.environ.get("CREDRECOVERY_ARTIFACTS")
+    else ROOT / "tests" / "artifacts" / "mail"
+)
 DOCS_IMAGES = ROOT / "docs" / "images"
 WIDTHS = (375, 800)
 # Where each mail is served from: a reserved name, answered by the page's route.
@@ -39,13 +42,20 @@ chromium.require()
 browser = chromium.browser
 pytestmark = pytest.mark.slow
 
-CASES = [Case(kind, language, branding, "plain")
-         for branding in BRANDINGS for language in LANGUAGES for kind in KINDS]
+CASES = [
+    Case(kind, language, branding, "plain")
+    for branding in BRANDINGS
+    for language in LANGUAGES
+    for kind in KINDS
+]
 # Names that stretch a layout: one unbreakable word, right-to-left text, and
 # a shared address with more clients than one mail lists.
-CASES += [Case(kind, "en", branding, who)
-          for who in ("long-word", "rtl") for kind in ("confirmation", "credentials", "key-changed")
-          for branding in BRANDINGS]
+CASES += [
+    Case(kind, "en", branding, who)
+    for who in ("long-word", "rtl")
+    for kind in ("confirmation", "credentials", "key-changed")
+    for branding in BRANDINGS
+]
 CASES += [Case("multi", language, "default", "truncated") for language in LANGUAGES]
 
 
@@ -54,8 +64,9 @@ def _draw_logo(page: Page) -> bytes:
     page.set_viewport_size({"width": 400, "height": 120})
     page.set_content(
         '<div id="logo" style="width:320px;height:80px;display:flex;align-items:center;'
-        'justify-content:center;background:#0b3d91;color:#fff;border-radius:8px;'
-        'font:bold 30px sans-serif">XMundo Networks</div>')
+        "justify-content:center;background:#0b3d91;color:#fff;border-radius:8px;"
+        'font:bold 30px sans-serif">XMundo Networks</div>'
+    )
     return page.locator("#logo").screenshot()
 
 
@@ -206,8 +217,12 @@ def _screenshot(page: Page, case: Case, width: int) -> None:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     image = page.screenshot(full_page=True)
     (ARTIFACTS / f"{case.id}-{width}.png").write_bytes(image)
-    if (UPDATE_DOCS and case.who == "plain" and case.language == "en"
-            and case.kind in ("confirmation", "credentials")):
+    if (
+        UPDATE_DOCS
+        and case.who == "plain"
+        and case.language == "en"
+        and case.kind in ("confirmation", "credentials")
+    ):
         DOCS_IMAGES.mkdir(parents=True, exist_ok=True)
         (DOCS_IMAGES / f"mail-{case.kind}-{case.branding}-{width}.png").write_bytes(image)
 
@@ -223,9 +238,9 @@ def _check_link(page: Page, link: str, width: int, *, wraps: bool = True) -> Non
     assert button["background"] is not None, "the button paints no background"
     assert button["background"] != button["behind"], button
     painted, own = button["paintedBox"], button["box"]
-    assert all(abs(painted[side] - own[side]) <= 4
-               for side in ("left", "right", "top", "bottom")), (
-        f"the background {painted} is not the button's box {own}")
+    assert all(
+        abs(painted[side] - own[side]) <= 4 for side in ("left", "right", "top", "bottom")
+    ), f"the background {painted} is not the button's box {own}"
     assert own["width"] > 0 and own["height"] > 0
     assert own["left"] >= 0 and own["right"] <= width
     assert raw["display"] != "none" and raw["visibility"] == "visible" and raw["opacity"] > 0
@@ -246,7 +261,8 @@ def test_html_part_lays_out_in_chromium(mail_page: MailPage, case: Case, width: 
     _screenshot(page, case, width)
     layout: dict[str, Any] = page.evaluate(LAYOUT)
     assert layout["scrollWidth"] <= layout["innerWidth"], (
-        f"scrolls sideways: {layout['scrollWidth']} > {layout['innerWidth']}")
+        f"scrolls sideways: {layout['scrollWidth']} > {layout['innerWidth']}"
+    )
     assert layout["lang"] == case.language
     language = mail.message.get("Content-Language")
     if language is not None:
@@ -267,8 +283,7 @@ def test_html_part_lays_out_in_chromium(mail_page: MailPage, case: Case, width: 
     if case.kind == "credentials":
         codes = page.evaluate(KEY_LAYOUT, mail.key)
         assert codes, "the access key is not inside <code>"
-        assert all(c["left"] >= 0 and c["right"] <= width and c["width"] > 0
-                   for c in codes), codes
+        assert all(c["left"] >= 0 and c["right"] <= width and c["width"] > 0 for c in codes), codes
     for code in mail.codes:
         boxes = page.evaluate(KEY_LAYOUT, code)
         assert boxes, "the recovery code is not inside <code>"

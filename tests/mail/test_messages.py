@@ -163,8 +163,9 @@ def test_credentials_content_english(service: RecoveryService, mailer: MemoryMai
 
 
 def _client_with_locale(directory: MemoryDirectory, locale: str | None) -> None:
-    directory.add_client("5150", "locale@example.com", key="Some-Key-ABCDEFG", locale=locale,
-                         name="Eva")
+    directory.add_client(
+        "5150", "locale@example.com", key="Some-Key-ABCDEFG", locale=locale, name="Eva"
+    )
 
 
 @pytest.mark.parametrize(
@@ -238,12 +239,14 @@ def test_negotiate_with_the_packaged_catalogs(
 
 
 def test_html_escapes_name(
-    make_service: Callable[..., RecoveryService], directory: MemoryDirectory,
+    make_service: Callable[..., RecoveryService],
+    directory: MemoryDirectory,
     mailer: MemoryMailer,
 ) -> None:
     """A name holding markup is escaped in the HTML part."""
-    directory.add_client("6660", "xss@example.com", key="Some-Key-ABCDEFG",
-                         name="<script>alert('x')</script> & co")
+    directory.add_client(
+        "6660", "xss@example.com", key="Some-Key-ABCDEFG", name="<script>alert('x')</script> & co"
+    )
     service = make_service()
     service.request("client_number", "6660")
     service.confirm(token_from(mailer.outbox[0]))
@@ -256,7 +259,8 @@ def test_html_escapes_name(
 
 
 def test_anonymous_greeting(
-    make_service: Callable[..., RecoveryService], directory: MemoryDirectory,
+    make_service: Callable[..., RecoveryService],
+    directory: MemoryDirectory,
     mailer: MemoryMailer,
 ) -> None:
     """A client without a name, or with only control characters, is greeted plainly."""
@@ -267,15 +271,24 @@ def test_anonymous_greeting(
 
 # --- header injection ------------------------------------------------------
 
-_names = (
-    st.text()
-    | st.builds(
-        lambda a, sep, b: a + sep + b,
-        st.text(max_size=20),
-        st.sampled_from(["\r\n", "\n", "\r", "\x00", "\r\nBcc: x@evil.com\r\n", "\nCc: y@evil.com",
-                         "\r\n\r\n", "\u2028", "\x85", "\x0b"]),
-        st.text(max_size=20),
-    )
+_names = st.text() | st.builds(
+    lambda a, sep, b: a + sep + b,
+    st.text(max_size=20),
+    st.sampled_from(
+        [
+            "\r\n",
+            "\n",
+            "\r",
+            "\x00",
+            "\r\nBcc: x@evil.com\r\n",
+            "\nCc: y@evil.com",
+            "\r\n\r\n",
+            "\u2028",
+            "\x85",
+            "\x0b",
+        ]
+    ),
+    st.text(max_size=20),
 )
 
 
@@ -286,11 +299,16 @@ def test_names_cannot_inject_headers(name: str, language: str) -> None:
     client = Client("9000", PRIMARY, "hash", name=name)
     messages = [
         confirmation_message(
-            client, link="https://panel.example.com/recover/abc.def.ghi",
-            expires_in=timedelta(hours=1), sender=SENDER, language=language, now=NOW,
+            client,
+            link="https://panel.example.com/recover/abc.def.ghi",
+            expires_in=timedelta(hours=1),
+            sender=SENDER,
+            language=language,
+            now=NOW,
         ),
-        credentials_message(client, key="ABCDEFGHJKMNPQRS", sender=SENDER, language=language,
-                            now=NOW),
+        credentials_message(
+            client, key="ABCDEFGHJKMNPQRS", sender=SENDER, language=language, now=NOW
+        ),
     ]
     for message in messages:
         _assert_only_primary_recipient(message, PRIMARY)
@@ -305,8 +323,14 @@ def test_names_cannot_inject_headers_end_to_end(name: str) -> None:
     directory.add_client("9000", PRIMARY, key_hash="$argon2id$placeholder", name=name)
     mailer = MemoryMailer()
     service = RecoveryService(
-        directory, mailer, secret_key="s" * 32, confirm_url=CONFIRM_URL, sender=SENDER,
-        crypt_context=_CHEAP, delivery="sync", rate_limits=None,
+        directory,
+        mailer,
+        secret_key="s" * 32,
+        confirm_url=CONFIRM_URL,
+        sender=SENDER,
+        crypt_context=_CHEAP,
+        delivery="sync",
+        rate_limits=None,
     )
     service.request("client_number", "9000")
     service.confirm(token_from(mailer.outbox[0]))
@@ -331,8 +355,9 @@ class _FixedDirectory:
         self.replace_calls += 1
         if number != self.client.number or current != self.client.key_hash:
             return False
-        self.client = Client(self.client.number, self.client.email, new, self.client.name,
-                             self.client.locale)
+        self.client = Client(
+            self.client.number, self.client.email, new, self.client.name, self.client.locale
+        )
         return True
 
 
@@ -353,7 +378,9 @@ class _FixedDirectory:
     ],
 )
 def test_injected_email_never_mailed(
-    bad_email: str, make_service: Callable[..., RecoveryService], mailer: MemoryMailer,
+    bad_email: str,
+    make_service: Callable[..., RecoveryService],
+    mailer: MemoryMailer,
     ctx: CryptContext,
 ) -> None:
     """A primary email carrying headers or a second address is a miss: never mailed, nor rotated."""
@@ -381,8 +408,12 @@ def test_any_directory_email_yields_one_recipient_or_value_error(address: str) -
     client = Client("9000", address, "hash", name="Ana")
     try:
         message = confirmation_message(
-            client, link="https://panel.example.com/recover/abc.def.ghi",
-            expires_in=timedelta(hours=1), sender=SENDER, language="en", now=NOW,
+            client,
+            link="https://panel.example.com/recover/abc.def.ghi",
+            expires_in=timedelta(hours=1),
+            sender=SENDER,
+            language="en",
+            now=NOW,
         )
     except ValueError:
         return
@@ -404,8 +435,7 @@ _HOSTILE_NAMES = [
     "José Müller, attacker@evil.example, 顧客 " * 4,
     "a" * 300 + ", attacker@evil.example",
 ]
-_specials = st.text(alphabet=st.sampled_from([*',;:<>@"()[]\\. =?', "a", "é", " "]),
-                    max_size=120)
+_specials = st.text(alphabet=st.sampled_from([*',;:<>@"()[]\\. =?', "a", "é", " "]), max_size=120)
 
 
 def _both_parsers_see_only(raw: bytes, primary: str) -> None:
@@ -422,11 +452,15 @@ def test_a_long_name_with_commas_folds_to_one_recipient(name: str) -> None:
     """The serialized To parses back to the primary address alone, with two parsers."""
     client = Client("9000", PRIMARY, "hash", name=name)
     for message in (
-        confirmation_message(client, link="https://panel.example.com/recover/abc.def.ghi",
-                             expires_in=timedelta(hours=1), sender=SENDER, language="en",
-                             now=NOW),
-        credentials_message(client, key="ABCDEFGHJKMNPQRS", sender=SENDER, language="es",
-                            now=NOW),
+        confirmation_message(
+            client,
+            link="https://panel.example.com/recover/abc.def.ghi",
+            expires_in=timedelta(hours=1),
+            sender=SENDER,
+            language="en",
+            now=NOW,
+        ),
+        credentials_message(client, key="ABCDEFGHJKMNPQRS", sender=SENDER, language="es", now=NOW),
     ):
         raw = message.as_bytes()
         _both_parsers_see_only(raw, PRIMARY)
@@ -438,8 +472,9 @@ def test_a_long_name_with_commas_folds_to_one_recipient(name: str) -> None:
 def test_any_name_folds_to_one_recipient(name: str, repeat: int) -> None:
     """Whatever the name holds and however long, To parses back to one address."""
     client = Client("9000", PRIMARY, "hash", name=name * repeat)
-    message = credentials_message(client, key="ABCDEFGHJKMNPQRS", sender=SENDER,
-                                  language="en", now=NOW)
+    message = credentials_message(
+        client, key="ABCDEFGHJKMNPQRS", sender=SENDER, language="en", now=NOW
+    )
     _both_parsers_see_only(message.as_bytes(), PRIMARY)
 
 
@@ -457,12 +492,20 @@ def test_both_mails_are_marked_automated(
 def test_a_shared_address_lists_each_client_with_its_link() -> None:
     """One mail lists every client number with a link of its own, and says when it is cut."""
     client = Client("9000", PRIMARY, "hash", name="Agencia")
-    links = [("9000", "https://panel.example.com/recover/a.b.c"),
-             ("9001", "https://panel.example.com/recover/d.e.f")]
+    links = [
+        ("9000", "https://panel.example.com/recover/a.b.c"),
+        ("9001", "https://panel.example.com/recover/d.e.f"),
+    ]
     for language, label in (("en", "Client number"), ("es", "Número de cliente")):
-        message = confirmation_message(client, links=links, truncated=True,
-                                       expires_in=timedelta(hours=1), sender=SENDER,
-                                       language=language, now=NOW)
+        message = confirmation_message(
+            client,
+            links=links,
+            truncated=True,
+            expires_in=timedelta(hours=1),
+            sender=SENDER,
+            language=language,
+            now=NOW,
+        )
         text = _plain(message)
         for number, link in links:
             assert f"{label} {number}:\n{link}" in text
@@ -474,8 +517,9 @@ def test_a_shared_address_lists_each_client_with_its_link() -> None:
 def test_bidi_overrides_do_not_reach_the_mail(override: str) -> None:
     """A name cannot flip the text around it: bidi overrides and isolates are dropped."""
     client = Client("9000", PRIMARY, "hash", name=f"Ana {override}moc.elpmaxe")
-    message = credentials_message(client, key="ABCDEFGHJKMNPQRS", sender=SENDER,
-                                  language="en", now=NOW)
+    message = credentials_message(
+        client, key="ABCDEFGHJKMNPQRS", sender=SENDER, language="en", now=NOW
+    )
     assert override not in str(message["To"])
     for part in message.walk():
         if part.get_content_maintype() == "text":
@@ -492,16 +536,29 @@ def test_a_link_that_reads_as_a_bitcoin_address_is_signed_again(clock: FakeClock
     from credrecovery.tokens import TokenSigner
 
     bitcoin = re.compile(r"\b(?<!=)[13][a-km-zA-HJ-NP-Z1-9]{29,34}\b")
-    service = RecoveryService(MemoryDirectory(crypt_context=_CHEAP), MemoryMailer(),
-                              secret_key="s" * 32, confirm_url=CONFIRM_URL, sender=SENDER,
-                              delivery="sync", rate_limits=None, clock=clock)
+    service = RecoveryService(
+        MemoryDirectory(crypt_context=_CHEAP),
+        MemoryMailer(),
+        secret_key="s" * 32,
+        confirm_url=CONFIRM_URL,
+        sender=SENDER,
+        delivery="sync",
+        rate_limits=None,
+        clock=clock,
+    )
     signer = TokenSigner("s" * 32, clock=clock)
     while True:  # about one binding in 4,000 signs to such a run
         binding = random_source.token_hex(16)
         if bitcoin.search(signer.issue_for("9000", binding, issued_at=clock())):
             break
-    job = ConfirmationJob(recipient=PRIMARY, name="", language="en", sender=SENDER,
-                          clients=(("9000", binding),), issued_at=clock())
+    job = ConfirmationJob(
+        recipient=PRIMARY,
+        name="",
+        language="en",
+        sender=SENDER,
+        clients=(("9000", binding),),
+        issued_at=clock(),
+    )
     link = token_from(service.composer.confirmation(job))
     assert not bitcoin.search(link)
     assert link in [signer.issue_for("9000", binding, issued_at=clock() - k) for k in (1, 2, 3)]
@@ -522,14 +579,21 @@ def _raw_lines(message: EmailMessage) -> list[str]:
 @pytest.mark.parametrize("confirm_url", [CONFIRM_URL, QUERY_CONFIRM_URL])
 @pytest.mark.parametrize("locale", ["en", "es"])
 def test_links_are_whole_in_the_raw_message(
-    make_service: Callable[..., RecoveryService], mailer: MemoryMailer, key_mode: str,
-    confirm_url: str, locale: str,
+    make_service: Callable[..., RecoveryService],
+    mailer: MemoryMailer,
+    key_mode: str,
+    confirm_url: str,
+    locale: str,
 ) -> None:
     """as_bytes() holds each link whole on a line: no soft line break, no =3D, in both key modes."""
     from credrecovery import Branding
 
-    service = make_service(key_mode=key_mode, confirm_url=confirm_url, locale=locale,
-                           branding=Branding(name="Example Hosting", login_url=LOGIN_URL))
+    service = make_service(
+        key_mode=key_mode,
+        confirm_url=confirm_url,
+        locale=locale,
+        branding=Branding(name="Example Hosting", login_url=LOGIN_URL),
+    )
     service.request("client_number", "9000")
     prefix, suffix = confirm_url.split("{token}")
     plain = _plain(mailer.outbox[0])
@@ -550,8 +614,13 @@ def test_a_line_over_998_octets_falls_back_to_quoted_printable() -> None:
     """RFC 5322 caps a line at 998 octets; a longer one goes quoted-printable, still decodable."""
     link = "https://panel.example.com/recover/" + "a" * 1000
     message = confirmation_message(
-        Client("9000", PRIMARY, "hash", name="Ana"), link=link,
-        expires_in=timedelta(hours=1), sender=SENDER, language="en", now=NOW)
+        Client("9000", PRIMARY, "hash", name="Ana"),
+        link=link,
+        expires_in=timedelta(hours=1),
+        sender=SENDER,
+        language="en",
+        now=NOW,
+    )
     part = message.get_body(("plain",))
     assert part is not None
     assert part["Content-Transfer-Encoding"] == "quoted-printable"

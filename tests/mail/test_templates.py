@@ -96,37 +96,49 @@ def _tree(html: str) -> _Tree:
 
 _BRANDED = {
     "en": {
-        "subjects": ("XMundo Networks: confirm your request to recover access",
-                     "XMundo Networks: your new access details"),
-        "bodies": ("recover access to your account at XMundo Networks.",
-                   "your new access details for XMundo Networks."),
-        "footers": ("XMundo Networks sent this automated mail because someone asked to "
-                    "recover access",
-                    "XMundo Networks sent this automated mail because a request to recover "
-                    "access"),
+        "subjects": (
+            "XMundo Networks: confirm your request to recover access",
+            "XMundo Networks: your new access details",
+        ),
+        "bodies": (
+            "recover access to your account at XMundo Networks.",
+            "your new access details for XMundo Networks.",
+        ),
+        "footers": (
+            "XMundo Networks sent this automated mail because someone asked to recover access",
+            "XMundo Networks sent this automated mail because a request to recover access",
+        ),
     },
     "es": {
-        "subjects": ("XMundo Networks: confirme su pedido de recuperación de acceso",
-                     "XMundo Networks: sus nuevos datos de acceso"),
-        "bodies": ("recuperar el acceso a su cuenta de XMundo Networks.",
-                   "sus nuevos datos de acceso a XMundo Networks."),
-        "footers": ("XMundo Networks le envió este mensaje automático porque alguien pidió "
-                    "recuperar el acceso",
-                    "XMundo Networks le envió este mensaje automático porque se confirmó un "
-                    "pedido"),
+        "subjects": (
+            "XMundo Networks: confirme su pedido de recuperación de acceso",
+            "XMundo Networks: sus nuevos datos de acceso",
+        ),
+        "bodies": (
+            "recuperar el acceso a su cuenta de XMundo Networks.",
+            "sus nuevos datos de acceso a XMundo Networks.",
+        ),
+        "footers": (
+            "XMundo Networks le envió este mensaje automático porque alguien pidió "
+            "recuperar el acceso",
+            "XMundo Networks le envió este mensaje automático porque se confirmó un pedido",
+        ),
     },
 }
 
 
 @pytest.mark.parametrize("locale", ["en", "es"])
 def test_branding_name_in_subject_body_and_footer(
-    make_service: Callable[..., RecoveryService], mailer: MemoryMailer, locale: str,
+    make_service: Callable[..., RecoveryService],
+    mailer: MemoryMailer,
+    locale: str,
 ) -> None:
     """Both mails name the provider in the subject, the body and a footer saying why."""
     expected = _BRANDED[locale]
     mails = _both(mailer, make_service(branding=BRAND, locale=locale))
-    for message, subject, body, footer in zip(mails, expected["subjects"], expected["bodies"],
-                                              expected["footers"], strict=True):
+    for message, subject, body, footer in zip(
+        mails, expected["subjects"], expected["bodies"], expected["footers"], strict=True
+    ):
         assert message["Subject"] == subject
         plain_body, separator, plain_footer = _plain(message).partition("\n-- \n")
         assert separator
@@ -199,8 +211,11 @@ def test_button_comes_first_then_the_labelled_raw_link(
     link = CONFIRM_URL.replace("{token}", token_from(message))
     html = _html(message)
     tree = _tree(html)
-    anchors = [(i, attrs) for i, (tag, attrs) in enumerate(tree.tags)
-               if tag == "a" and attrs.get("href") == link]
+    anchors = [
+        (i, attrs)
+        for i, (tag, attrs) in enumerate(tree.tags)
+        if tag == "a" and attrs.get("href") == link
+    ]
     assert len(anchors) == 2
     (button_at, button), (raw_at, _) = anchors
     assert button_at < raw_at
@@ -240,17 +255,23 @@ def test_logo_has_the_name_as_alt_text(
     """With logo_url, the HTML shows the logo, its alt text the provider's name."""
     for message in _both(mailer, make_service(branding=BRAND)):
         images = [attrs for tag, attrs in _tree(_html(message)).tags if tag == "img"]
-        assert images == [{"src": "https://panel.xmundo.example/logo.png",
-                           "alt": "XMundo Networks", "width": "160",
-                           "style": images[0]["style"]}]
+        assert images == [
+            {
+                "src": "https://panel.xmundo.example/logo.png",
+                "alt": "XMundo Networks",
+                "width": "160",
+                "style": images[0]["style"],
+            }
+        ]
 
 
 def test_branding_name_is_escaped_in_html() -> None:
     """A name with markup reaches the HTML escaped."""
     branding = Branding("A&B <Hosting>")
     client = Client("9000", PRIMARY, "hash", name="Ana")
-    message = credentials_message(client, key="ABCDEFGHJKMNPQRS", sender=SENDER,
-                                  language="en", now=NOW, branding=branding)
+    message = credentials_message(
+        client, key="ABCDEFGHJKMNPQRS", sender=SENDER, language="en", now=NOW, branding=branding
+    )
     html = _html(message)
     assert "<Hosting>" not in html
     assert "A&amp;B &lt;Hosting&gt;" in html
@@ -273,9 +294,15 @@ def test_plural_forms_in_the_multi_client_mail(language: str, count: int, senten
     """The sentence counting the listed accounts takes the plural form of the count."""
     client = Client("9000", PRIMARY, "hash", name="Agencia")
     links = [(str(9000 + i), f"https://panel.example.com/recover/t{i}") for i in range(count)]
-    message = confirmation_message(client, links=links, truncated=count == 1,
-                                   expires_in=timedelta(hours=1), sender=SENDER,
-                                   language=language, now=NOW)
+    message = confirmation_message(
+        client,
+        links=links,
+        truncated=count == 1,
+        expires_in=timedelta(hours=1),
+        sender=SENDER,
+        language=language,
+        now=NOW,
+    )
     assert sentence in _plain(message)
     assert sentence in _html(message)
 
@@ -283,10 +310,13 @@ def test_plural_forms_in_the_multi_client_mail(language: str, count: int, senten
 def test_one_button_per_client_number() -> None:
     """A shared address gets one button, and one raw link, per client number."""
     client = Client("9000", PRIMARY, "hash", name="Agencia")
-    links = [("9000", "https://panel.example.com/recover/a"),
-             ("9001", "https://panel.example.com/recover/b")]
-    message = confirmation_message(client, links=links, expires_in=timedelta(hours=1),
-                                   sender=SENDER, language="en", now=NOW)
+    links = [
+        ("9000", "https://panel.example.com/recover/a"),
+        ("9001", "https://panel.example.com/recover/b"),
+    ]
+    message = confirmation_message(
+        client, links=links, expires_in=timedelta(hours=1), sender=SENDER, language="en", now=NOW
+    )
     html = _html(message)
     for number, url in links:
         assert f">Confirm for client number {number}</a>" in html
@@ -304,16 +334,22 @@ def test_a_host_directory_overrides_one_file_only(
     stock_confirmation, stock_credentials = _both(mailer, stock)
     mailer.outbox.clear()
     (tmp_path / "confirmation_subject.txt").write_text(
-        "{{ branding.name }} | {{ _('Confirm the request') }}\n", encoding="utf-8")
+        "{{ branding.name }} | {{ _('Confirm the request') }}\n", encoding="utf-8"
+    )
     custom = make_service(branding=BRAND, templates=tmp_path)
     confirmation, credentials = _both(mailer, custom)
     assert confirmation["Subject"] == "XMundo Networks | Confirm the request"
     assert credentials["Subject"] == stock_credentials["Subject"]
     assert _strip_tokens(_plain(confirmation)) == _strip_tokens(_plain(stock_confirmation))
     stock_html = _strip_tokens(_html(stock_confirmation)).replace(
-        str(stock_confirmation["Subject"]), "SUBJECT")
-    assert _strip_tokens(_html(confirmation)).replace(
-        "XMundo Networks | Confirm the request", "SUBJECT") == stock_html
+        str(stock_confirmation["Subject"]), "SUBJECT"
+    )
+    assert (
+        _strip_tokens(_html(confirmation)).replace(
+            "XMundo Networks | Confirm the request", "SUBJECT"
+        )
+        == stock_html
+    )
 
 
 def _strip_tokens(text: str) -> str:
@@ -324,11 +360,15 @@ def test_a_jinja2_loader_works_too(
     make_service: Callable[..., RecoveryService], mailer: MemoryMailer
 ) -> None:
     """A loader given as templates= is searched first; a template may extend the packaged one."""
-    loader = jinja2.DictLoader({
-        "credentials.txt": "KEY FOR {{ client_number }}\n{{ key }}\n",
-        "confirmation.html": ('{% extends "layout.html" %}{% block content %}'
-                              '<p id="mine">{{ links[0].url }}</p>{% endblock %}'),
-    })
+    loader = jinja2.DictLoader(
+        {
+            "credentials.txt": "KEY FOR {{ client_number }}\n{{ key }}\n",
+            "confirmation.html": (
+                '{% extends "layout.html" %}{% block content %}'
+                '<p id="mine">{{ links[0].url }}</p>{% endblock %}'
+            ),
+        }
+    )
     service = make_service(templates=loader, locale="es")
     confirmation, credentials = _both(mailer, service)
     first, key = _plain(credentials).splitlines()
@@ -345,11 +385,17 @@ def test_compiled_templates_are_shared_but_never_stale(
     """Services share compiled templates, yet each renders the source its templates hold now."""
     subject = tmp_path / "confirmation_subject.txt"
     # Loaders without file names: the same template name, two different sources.
-    loaders = [jinja2.DictLoader({"confirmation_subject.txt": f"{word} wording\n"})
-               for word in ("Third", "Fourth")]
+    loaders = [
+        jinja2.DictLoader({"confirmation_subject.txt": f"{word} wording\n"})
+        for word in ("Third", "Fourth")
+    ]
     subjects = []
-    for word, templates in [("First", tmp_path), ("Second", tmp_path),
-                            ("", loaders[0]), ("", loaders[1])]:
+    for word, templates in [
+        ("First", tmp_path),
+        ("Second", tmp_path),
+        ("", loaders[0]),
+        ("", loaders[1]),
+    ]:
         if word:
             subject.write_text(f"{word} wording\n", encoding="utf-8")
         mailer.outbox.clear()
@@ -362,9 +408,16 @@ def test_a_typo_in_a_template_fails_loudly(tmp_path: Path) -> None:
     """An undefined variable raises instead of rendering as nothing."""
     (tmp_path / "credentials.txt").write_text("{{ clinet_number }}\n", encoding="utf-8")
     directory = MemoryDirectory()
-    service = RecoveryService(directory, MemoryMailer(), secret_key="s" * 32,
-                              confirm_url=CONFIRM_URL, sender=SENDER, templates=tmp_path,
-                              delivery="sync", rate_limits=None)
+    service = RecoveryService(
+        directory,
+        MemoryMailer(),
+        secret_key="s" * 32,
+        confirm_url=CONFIRM_URL,
+        sender=SENDER,
+        templates=tmp_path,
+        delivery="sync",
+        rate_limits=None,
+    )
     with pytest.raises(jinja2.UndefinedError):
         service.composer.credentials(Client("9000", PRIMARY, "hash"), key="K", sender=SENDER)
 
@@ -379,7 +432,9 @@ _HOSTILE_SUBJECTS = [
 
 @pytest.mark.parametrize("template", _HOSTILE_SUBJECTS)
 def test_a_rendered_subject_is_one_clean_line(
-    make_service: Callable[..., RecoveryService], mailer: MemoryMailer, tmp_path: Path,
+    make_service: Callable[..., RecoveryService],
+    mailer: MemoryMailer,
+    tmp_path: Path,
     template: str,
 ) -> None:
     """Newlines and control characters from a subject template cannot add headers."""
@@ -404,13 +459,14 @@ _DUMP = "{{ self._TemplateReference__context }}\n"
 
 
 def test_templates_never_see_the_key_hash_nor_the_client(
-    make_service: Callable[..., RecoveryService], directory: MemoryDirectory,
-    mailer: MemoryMailer, tmp_path: Path,
+    make_service: Callable[..., RecoveryService],
+    directory: MemoryDirectory,
+    mailer: MemoryMailer,
+    tmp_path: Path,
 ) -> None:
     """A template dumping its whole context shows no hash; the confirmation mail no key."""
     (tmp_path / "confirmation.txt").write_text(_DUMP, encoding="utf-8")
-    (tmp_path / "credentials.txt").write_text("Access key: {{ key }}\n" + _DUMP,
-                                              encoding="utf-8")
+    (tmp_path / "credentials.txt").write_text("Access key: {{ key }}\n" + _DUMP, encoding="utf-8")
     service = make_service(branding=BRAND, templates=tmp_path)
     old_hash = _hash(directory)
     confirmation, credentials = _both(mailer, service)
@@ -448,12 +504,23 @@ def test_composer_pickles_and_renders_the_same(tmp_path: Path, clock: FakeClock)
     """The composer, with branding, templates and catalogs, round-trips through pickle."""
     (tmp_path / "templates").mkdir()
     (tmp_path / "templates" / "confirmation_subject.txt").write_text(
-        "{{ branding.name }}: {{ _('Confirm the request') }}", encoding="utf-8")
+        "{{ branding.name }}: {{ _('Confirm the request') }}", encoding="utf-8"
+    )
     (tmp_path / "catalogs").mkdir()
     service = RecoveryService(
-        MemoryDirectory(), MemoryMailer(), secret_key="s" * 32, confirm_url=CONFIRM_URL,
-        sender=SENDER, delivery="sync", rate_limits=None, clock=clock, branding=BRAND,
-        templates=tmp_path / "templates", catalogs=tmp_path / "catalogs", locale="es")
+        MemoryDirectory(),
+        MemoryMailer(),
+        secret_key="s" * 32,
+        confirm_url=CONFIRM_URL,
+        sender=SENDER,
+        delivery="sync",
+        rate_limits=None,
+        clock=clock,
+        branding=BRAND,
+        templates=tmp_path / "templates",
+        catalogs=tmp_path / "catalogs",
+        locale="es",
+    )
     composer = service.composer
     composer.confirmation(_job(composer.language_for(None)))  # fills the caches
     copy = pickle.loads(pickle.dumps(composer))
@@ -467,6 +534,11 @@ def test_composer_pickles_and_renders_the_same(tmp_path: Path, clock: FakeClock)
 
 def _job(language: str) -> ConfirmationJob:
     client = Client("9000", PRIMARY, "h" * 20, name="Ana")
-    return ConfirmationJob(recipient=PRIMARY, name="Ana", language=language, sender=SENDER,
-                           clients=(("9000", account_binding(client)),),
-                           issued_at=1_800_000_000.0)
+    return ConfirmationJob(
+        recipient=PRIMARY,
+        name="Ana",
+        language=language,
+        sender=SENDER,
+        clients=(("9000", account_binding(client)),),
+        issued_at=1_800_000_000.0,
+    )

@@ -39,12 +39,26 @@ def test_the_alphabet_has_no_look_alikes_and_no_vowels() -> None:
     assert CODE_LENGTH == 8
 
 
-@pytest.mark.parametrize("typed, expected", [
-    ("WDJH-MJHT", "WDJHMJHT"), ("wdjh mjht", "WDJHMJHT"), ("  wDjH\u2013mJhT ", "WDJHMJHT"),
-    ("W D J H M J H T", "WDJHMJHT"), ("wdjhmjht", "WDJHMJHT"), ("WDJH\u2212MJHT", "WDJHMJHT"),
-    ("WDJH-MJH", None), ("WDJH-MJHTT", None), ("WDJH-MJH0", None), ("WDJH_MJHT", None),
-    ("", None), (None, None), (12345678, None), ("W" * 65, None), ("ẞDJH-MJHT", None),
-])
+@pytest.mark.parametrize(
+    "typed, expected",
+    [
+        ("WDJH-MJHT", "WDJHMJHT"),
+        ("wdjh mjht", "WDJHMJHT"),
+        ("  wDjH\u2013mJhT ", "WDJHMJHT"),
+        ("W D J H M J H T", "WDJHMJHT"),
+        ("wdjhmjht", "WDJHMJHT"),
+        ("WDJH\u2212MJHT", "WDJHMJHT"),
+        ("WDJH-MJH", None),
+        ("WDJH-MJHTT", None),
+        ("WDJH-MJH0", None),
+        ("WDJH_MJHT", None),
+        ("", None),
+        (None, None),
+        (12345678, None),
+        ("W" * 65, None),
+        ("ẞDJH-MJHT", None),
+    ],
+)
 def test_normalize_code(typed: object, expected: str | None) -> None:
     """Case, spaces and dashes are dropped; anything else off the alphabet is no code."""
     assert normalize_code(typed) == expected
@@ -54,8 +68,9 @@ def test_format_code() -> None:
     assert format_code("WDJHMJHT") == "WDJH-MJHT"
 
 
-def test_a_ticket_reads_back_and_hides_its_value_in_reprs(signer: CodeSigner,
-                                                          clock: FakeClock) -> None:
+def test_a_ticket_reads_back_and_hides_its_value_in_reprs(
+    signer: CodeSigner, clock: FakeClock
+) -> None:
     """The claims are what was issued; their repr shows neither the value nor the nonce."""
     ticket = signer.issue("email", "ana@example.com", NONCE)
     claims = signer.read(ticket)
@@ -69,13 +84,16 @@ def test_a_ticket_reads_back_and_hides_its_value_in_reprs(signer: CodeSigner,
 
 def test_a_tickets_length_depends_on_what_was_typed_alone(signer: CodeSigner) -> None:
     """Any nonce, any second: one length for one typed value."""
-    lengths = {len(signer.issue("domain", "ejemploxmundo.com.ar", CodeSigner.new_nonce()))
-               for _ in range(50)}
+    lengths = {
+        len(signer.issue("domain", "ejemploxmundo.com.ar", CodeSigner.new_nonce()))
+        for _ in range(50)
+    }
     assert len(lengths) == 1
 
 
-def test_tickets_expire_and_a_stamp_far_ahead_is_forged(signer: CodeSigner,
-                                                        clock: FakeClock) -> None:
+def test_tickets_expire_and_a_stamp_far_ahead_is_forged(
+    signer: CodeSigner, clock: FakeClock
+) -> None:
     """Past max_age: TokenExpired with its times; more than a minute ahead: InvalidCode."""
     ticket = signer.issue("domain", "example.com", NONCE)
     clock.advance(15 * 60)
@@ -126,7 +144,7 @@ def test_any_tampered_ticket_is_invalid(position: int, replacement: str, extra: 
     position %= len(ticket)
     if replacement == ticket[position]:
         replacement = "A" if ticket[position] != "A" else "B"
-    for forged in (ticket[:position] + replacement + ticket[position + 1:], ticket + extra + "x"):
+    for forged in (ticket[:position] + replacement + ticket[position + 1 :], ticket + extra + "x"):
         with pytest.raises(InvalidCode):
             signer.read(forged)
 
@@ -151,9 +169,15 @@ def test_bad_settings_are_refused() -> None:
 
 
 def _job(nonce: str = "") -> ConfirmationJob:
-    return ConfirmationJob(recipient="ana@example.com", name="Ana", language="es",
-                           sender="panel@example.com", clients=(("9000", BINDING),),
-                           issued_at=1_800_000_000.0, nonce=nonce)
+    return ConfirmationJob(
+        recipient="ana@example.com",
+        name="Ana",
+        language="es",
+        sender="panel@example.com",
+        clients=(("9000", BINDING),),
+        issued_at=1_800_000_000.0,
+        nonce=nonce,
+    )
 
 
 def test_a_code_job_is_version_two_and_round_trips() -> None:
@@ -165,8 +189,11 @@ def test_a_code_job_is_version_two_and_round_trips() -> None:
     assert code.to_dict()["v"] == 2 and code.to_dict()["nonce"] == NONCE
     assert ConfirmationJob.from_dict(code.to_dict()) == code
     assert NONCE not in repr(code)
-    for broken in ({**code.to_dict(), "nonce": ""}, {**code.to_dict(), "nonce": 5},
-                   {k: v for k, v in code.to_dict().items() if k != "nonce"},
-                   {**code.to_dict(), "v": 3}):
+    for broken in (
+        {**code.to_dict(), "nonce": ""},
+        {**code.to_dict(), "nonce": 5},
+        {k: v for k, v in code.to_dict().items() if k != "nonce"},
+        {**code.to_dict(), "v": 3},
+    ):
         with pytest.raises(ValueError):
             ConfirmationJob.from_dict(broken)

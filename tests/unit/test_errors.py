@@ -33,8 +33,12 @@ from credrecovery.policy import KEY_REASONS
 from credrecovery.tokens import TokenSigner, account_binding
 from helpers import ROOT, SECRET, FakeClock, token_from
 
-CLIENT = Client(number="9000", email="ejemplo@ejemploxmundo.com.ar",
-                key_hash="$argon2id$v=19$m=8,t=1,p=1$c2FsdA$aGFzaA", name="Ana Example")
+CLIENT = Client(
+    number="9000",
+    email="ejemplo@ejemploxmundo.com.ar",
+    key_hash="$argon2id$v=19$m=8,t=1,p=1$c2FsdA$aGFzaA",
+    name="Ana Example",
+)
 # Mid-second on purpose: a stamp keeps the whole second only.
 SIGNED = 1_800_000_000.75
 SIGNED_AT = datetime(2027, 1, 15, 8, 0, tzinfo=UTC)
@@ -73,8 +77,9 @@ def test_expired_token_signed_later_carries_its_stamp() -> None:
     """A link signed by delivery at a later time carries the stamp it was given, the request's."""
     clock = FakeClock(SIGNED + 7200)
     signer = TokenSigner(SECRET, clock=clock)
-    token = signer.issue_for(CLIENT.number, account_binding(CLIENT),
-                             issued_at=SIGNED_AT.timestamp())
+    token = signer.issue_for(
+        CLIENT.number, account_binding(CLIENT), issued_at=SIGNED_AT.timestamp()
+    )
     error = _expired(signer, token)
     assert error.issued_at == SIGNED_AT
     assert error.expired_at == SIGNED_AT + timedelta(hours=1)
@@ -82,7 +87,9 @@ def test_expired_token_signed_later_carries_its_stamp() -> None:
 
 @pytest.mark.shells("sync", "async")
 def test_service_check_and_confirm_raise_expired_with_the_request_time(
-    make_service: Callable[..., RecoveryService], mailer: MemoryMailer, clock: FakeClock,
+    make_service: Callable[..., RecoveryService],
+    mailer: MemoryMailer,
+    clock: FakeClock,
 ) -> None:
     """Through either service, both check and confirm give the token's own times."""
     service = make_service()
@@ -115,8 +122,11 @@ def test_constructors_stay_compatible() -> None:
 
 
 ERRORS = [
-    TokenExpired("the confirmation link has expired", issued_at=SIGNED_AT,
-                 expired_at=SIGNED_AT + timedelta(hours=1)),
+    TokenExpired(
+        "the confirmation link has expired",
+        issued_at=SIGNED_AT,
+        expired_at=SIGNED_AT + timedelta(hours=1),
+    ),
     TokenExpired(),
     InvalidToken("the confirmation link is not valid"),
     TokenAlreadyUsed("this confirmation link was already used"),
@@ -162,7 +172,8 @@ def test_key_refusal_in_a_second_language() -> None:
     error = KeyRejected(("too_short", "breached", "house_rule"))
     assert error.message_in("es-AR") == (
         "La clave es demasiado corta. "
-        "Esta clave apareció en una filtración de datos. Elija otra. house_rule")
+        "Esta clave apareció en una filtración de datos. Elija otra. house_rule"
+    )
     assert error.message_in("de") == str(error)
     assert InvalidIdentifier(code="empty").message_in("es") == "Escriba un valor."
 
@@ -187,8 +198,7 @@ def test_every_form_message_is_extracted_and_translated() -> None:
     with (ROOT / "babel.cfg").open() as stream:
         method_map, options_map = parse_mapping_cfg(stream)
     python_only = [(pattern, method) for pattern, method in method_map if method == "python"]
-    extracted = {message for _, _, message, *_ in
-                 extract_from_dir(ROOT, python_only, options_map)}
+    extracted = {message for _, _, message, *_ in extract_from_dir(ROOT, python_only, options_map)}
     with (PACKAGED_CATALOGS / "es" / "LC_MESSAGES" / "credrecovery.po").open("rb") as stream:
         spanish = read_po(stream)
     with (PACKAGED_CATALOGS / "credrecovery.pot").open("rb") as stream:

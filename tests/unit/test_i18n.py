@@ -36,25 +36,30 @@ NOW = datetime(2027, 1, 15, 12, 0, tzinfo=UTC)
 
 PORTUGUESE = {
     "Hello %(name)s,": "Olá, %(name)s,",
-    "Confirm your client panel recovery request":
-        "Confirme seu pedido de recuperação de acesso",
+    "Confirm your client panel recovery request": "Confirme seu pedido de recuperação de acesso",
     "Your client panel access details": "Seus dados de acesso ao painel de clientes",
     "Access key:": "Chave de acesso:",
     "Client number: %(number)s": "Número de cliente: %(number)s",
-    "The link works once and expires in %(expires)s (at %(deadline)s).":
-        "O link funciona uma vez e vence em %(expires)s (%(deadline)s).",
+    "The link works once and expires in %(expires)s (at %(deadline)s).": (
+        "O link funciona uma vez e vence em %(expires)s (%(deadline)s)."
+    ),
     "Type a value.": "Digite um valor.",
-    ("This mail lists %(num)d client account whose primary address is this one.",
-     "This mail lists %(num)d client accounts whose primary address is this one."):
-        # Babel's pt plural rule has three forms: one, many (millions), other.
-        ("Este e-mail lista %(num)d conta de cliente com este endereço principal.",
-         "Este e-mail lista %(num)d de contas de cliente com este endereço principal.",
-         "Este e-mail lista %(num)d contas de cliente com este endereço principal."),
+    (
+        "This mail lists %(num)d client account whose primary address is this one.",
+        "This mail lists %(num)d client accounts whose primary address is this one.",
+    ):
+    # Babel's pt plural rule has three forms: one, many (millions), other.
+    (
+        "Este e-mail lista %(num)d conta de cliente com este endereço principal.",
+        "Este e-mail lista %(num)d de contas de cliente com este endereço principal.",
+        "Este e-mail lista %(num)d contas de cliente com este endereço principal.",
+    ),
 }
 
 
-def _write_catalog(root: Path, locale: str, messages: dict[object, object], *,
-                   compiled: bool = False) -> Path:
+def _write_catalog(
+    root: Path, locale: str, messages: dict[object, object], *, compiled: bool = False
+) -> Path:
     """A host catalog for ``locale`` under ``root``, as a .po or a compiled .mo."""
     catalog = Catalog(locale=locale, domain="credrecovery")
     for msgid, msgstr in messages.items():
@@ -86,9 +91,18 @@ def _flow(service: RecoveryService, mailer: MemoryMailer, value: str) -> list[Em
 @pytest.mark.parametrize(
     ("tag", "expected"),
     [
-        ("pt-BR", "pt_BR"), ("pt_br", "pt_BR"), ("PT_BR", "pt_BR"), ("es_AR.UTF-8", "es_AR"),
-        ("es", "es"), ("sr-Latn-RS", "sr_Latn_RS"), ("es-419", "es_419"),
-        ("", None), ("english", None), ("e", None), ("pt_BR\r\nX: y", None), (None, None),
+        ("pt-BR", "pt_BR"),
+        ("pt_br", "pt_BR"),
+        ("PT_BR", "pt_BR"),
+        ("es_AR.UTF-8", "es_AR"),
+        ("es", "es"),
+        ("sr-Latn-RS", "sr_Latn_RS"),
+        ("es-419", "es_419"),
+        ("", None),
+        ("english", None),
+        ("e", None),
+        ("pt_BR\r\nX: y", None),
+        (None, None),
     ],
 )
 def test_normalize_locale(tag: str | None, expected: str | None) -> None:
@@ -133,21 +147,32 @@ def pt_catalogs(tmp_path: Path) -> Path:
     return _write_catalog(tmp_path / "catalogs", "pt_BR", PORTUGUESE)
 
 
-def _service(directory: MemoryDirectory, mailer: MemoryMailer, clock: FakeClock,
-             **options: Any) -> RecoveryService:
-    return RecoveryService(directory, mailer, secret_key="s" * 32,
-                           confirm_url="https://panel.example.com/recover/{token}",
-                           sender=SENDER, delivery="sync", rate_limits=None, clock=clock,
-                           crypt_context=cheap_context(), **options)
+def _service(
+    directory: MemoryDirectory, mailer: MemoryMailer, clock: FakeClock, **options: Any
+) -> RecoveryService:
+    return RecoveryService(
+        directory,
+        mailer,
+        secret_key="s" * 32,
+        confirm_url="https://panel.example.com/recover/{token}",
+        sender=SENDER,
+        delivery="sync",
+        rate_limits=None,
+        clock=clock,
+        crypt_context=cheap_context(),
+        **options,
+    )
 
 
 @pytest.fixture
 def people() -> MemoryDirectory:
     directory = MemoryDirectory(crypt_context=cheap_context())
-    directory.add_client("7001", "joao@example.com.br", key="Some-Key-ABCDEFG", name="João",
-                         locale="pt_BR")
-    directory.add_client("7002", "ana@example.com.ar", key="Some-Key-ABCDEFG", name="Ana",
-                         locale="es_AR")
+    directory.add_client(
+        "7001", "joao@example.com.br", key="Some-Key-ABCDEFG", name="João", locale="pt_BR"
+    )
+    directory.add_client(
+        "7002", "ana@example.com.ar", key="Some-Key-ABCDEFG", name="Ana", locale="es_AR"
+    )
     directory.add_client("7003", "nadie@example.com", key="Some-Key-ABCDEFG", name="Nadie")
     return directory
 
@@ -206,15 +231,19 @@ def test_a_compiled_catalog_works_as_the_service_locale(
     ],
 )
 def test_the_clients_locale_beats_the_services(
-    people: MemoryDirectory, pt_catalogs: Path, clock: FakeClock, address: str,
-    service_locale: str, subject: str,
+    people: MemoryDirectory,
+    pt_catalogs: Path,
+    clock: FakeClock,
+    address: str,
+    service_locale: str,
+    subject: str,
 ) -> None:
     """The client's stored locale wins; a client without one gets the service's."""
     mailer = MemoryMailer()
     service = _service(people, mailer, clock, catalogs=pt_catalogs, locale=service_locale)
     confirmation, credentials = _flow(service, mailer, address)
     assert confirmation["Subject"] == subject
-    assert (credentials["Content-Language"] == confirmation["Content-Language"])
+    assert credentials["Content-Language"] == confirmation["Content-Language"]
 
 
 def test_the_multi_client_plural_comes_from_the_hosts_catalog(pt_catalogs: Path) -> None:
@@ -224,9 +253,15 @@ def test_the_multi_client_plural_comes_from_the_hosts_catalog(pt_catalogs: Path)
     renderer = MailRenderer(catalogs=pt_catalogs)
     for count, expected in ((1, "lista 1 conta de cliente"), (3, "lista 3 contas de cliente")):
         message = renderer.confirmation(
-            recipient="joao@example.com.br", name="", truncated=count == 1,
+            recipient="joao@example.com.br",
+            name="",
+            truncated=count == 1,
             links=[(str(n), f"https://p.example/recover/{n}") for n in range(count)],
-            expires_in=timedelta(hours=1), sender=SENDER, language="pt_BR", now=NOW)
+            expires_in=timedelta(hours=1),
+            sender=SENDER,
+            language="pt_BR",
+            now=NOW,
+        )
         assert expected in _plain(message)
 
 
@@ -292,19 +327,32 @@ def test_format_timedelta(span: timedelta, locale: str, expected: str) -> None:
 
 
 def test_the_deadline_shows_in_the_clients_language(
-    make_service: Callable[..., RecoveryService], directory: MemoryDirectory,
-    mailer: MemoryMailer, clock: FakeClock,
+    make_service: Callable[..., RecoveryService],
+    directory: MemoryDirectory,
+    mailer: MemoryMailer,
+    clock: FakeClock,
 ) -> None:
     """Spanish month names and Spanish durations in a Spanish client's confirmation mail."""
-    directory.add_client("5150", "eva@example.com", key="Some-Key-ABCDEFG", locale="es",
-                         name="Eva")
+    directory.add_client("5150", "eva@example.com", key="Some-Key-ABCDEFG", locale="es", name="Eva")
     service = make_service(token_max_age=timedelta(days=2, hours=3))
     service.request("email", "eva@example.com")
     deadline = datetime.fromtimestamp(clock.now, UTC) + timedelta(days=2, hours=3)
     text = _plain(mailer.outbox[0])
     assert f"vence en 2 días y 3 horas ({format_datetime(deadline, 'es')})" in text
-    months = ["enero", "febrero", "marzo", "abril", "mayo", "junio", "julio", "agosto",
-              "septiembre", "octubre", "noviembre", "diciembre"]
+    months = [
+        "enero",
+        "febrero",
+        "marzo",
+        "abril",
+        "mayo",
+        "junio",
+        "julio",
+        "agosto",
+        "septiembre",
+        "octubre",
+        "noviembre",
+        "diciembre",
+    ]
     month = months[deadline.month - 1]
     assert f" de {month} de {deadline.year}" in text
 
@@ -312,9 +360,16 @@ def test_the_deadline_shows_in_the_clients_language(
 def test_the_module_functions_take_any_locale_tag() -> None:
     """confirmation_message negotiates its language: es-AR is Spanish, xx English."""
     client = Client("9000", "ana@example.com", "hash", name="Ana")
-    for tag, subject in (("es-AR", "Confirme su pedido de recuperación de acceso"),
-                         ("xx", "Confirm your client panel recovery request")):
-        message = confirmation_message(client, link="https://p.example/recover/t",
-                                       expires_in=timedelta(hours=1), sender=SENDER,
-                                       language=tag, now=NOW)
+    for tag, subject in (
+        ("es-AR", "Confirme su pedido de recuperación de acceso"),
+        ("xx", "Confirm your client panel recovery request"),
+    ):
+        message = confirmation_message(
+            client,
+            link="https://p.example/recover/t",
+            expires_in=timedelta(hours=1),
+            sender=SENDER,
+            language=tag,
+            now=NOW,
+        )
         assert message["Subject"] == subject

@@ -354,8 +354,9 @@ _SPANISH = {
 
 
 @pytest.mark.parametrize(("kind", "value", "code", "kind_attr"), _CODE_CASES)
-def test_every_refusal_has_a_code(kind: str, value: object, code: str,
-                                  kind_attr: str | None) -> None:
+def test_every_refusal_has_a_code(
+    kind: str, value: object, code: str, kind_attr: str | None
+) -> None:
     """Each case says what is wrong in ``code``; the message stays English by default."""
     with pytest.raises(InvalidIdentifier) as info:
         normalize_identifier(kind, value)  # type: ignore[arg-type]
@@ -366,8 +367,9 @@ def test_every_refusal_has_a_code(kind: str, value: object, code: str,
 
 
 @pytest.mark.parametrize(("kind", "value", "code", "kind_attr"), _CODE_CASES)
-def test_message_in_another_language(kind: str, value: object, code: str,
-                                     kind_attr: str | None) -> None:
+def test_message_in_another_language(
+    kind: str, value: object, code: str, kind_attr: str | None
+) -> None:
     """message_in gives the message in a panel's language: es, es-AR, or English otherwise."""
     with pytest.raises(InvalidIdentifier) as info:
         normalize_identifier(kind, value)  # type: ignore[arg-type]
@@ -411,11 +413,14 @@ def test_a_host_catalog_translates_the_messages(tmp_path: Path) -> None:
     assert error.message_in("pt-BR") == "Type a value."
 
 
-@pytest.mark.parametrize(("locale", "expected"), [
-    ("es", "Este no es un nombre de dominio válido."),
-    ("es_MX", "Este no es un nombre de dominio válido."),
-    ("en", "This is not a valid domain name."),
-])
+@pytest.mark.parametrize(
+    ("locale", "expected"),
+    [
+        ("es", "Este no es un nombre de dominio válido."),
+        ("es_MX", "Este no es un nombre de dominio válido."),
+        ("en", "This is not a valid domain name."),
+    ],
+)
 def test_the_service_raises_in_its_own_language(
     make_service: Callable[..., Any], locale: str, expected: str
 ) -> None:

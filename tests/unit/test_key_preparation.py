@@ -17,8 +17,12 @@ from credrecovery.policy import KEY_REASONS
 
 COMPOSED = unicodedata.normalize("NFC", "Señor Müller's café, près de Zürich")
 DECOMPOSED = unicodedata.normalize("NFD", COMPOSED)
-CLIENT = Client("9000", "ejemplo@ejemploxmundo.com.ar", "hash",
-                domains=("ejemploxmundo.com.ar", "otro-ejemplo.com"))
+CLIENT = Client(
+    "9000",
+    "ejemplo@ejemploxmundo.com.ar",
+    "hash",
+    domains=("ejemploxmundo.com.ar", "otro-ejemplo.com"),
+)
 
 
 class CountingContext(CryptContext):  # type: ignore[misc]
@@ -67,10 +71,19 @@ def test_preparation_is_idempotent() -> None:
         assert prepare_key(prepare_key(key)) == prepare_key(key)
 
 
-@pytest.mark.parametrize("key", [
-    "", "tab\there", "zero\u200bwidth", "over\u202eride", "private\ue000use",
-    "unassigned\U000e0080", "emoji \u2764\ufe0f", "soft\u00adhyphen",
-])
+@pytest.mark.parametrize(
+    "key",
+    [
+        "",
+        "tab\there",
+        "zero\u200bwidth",
+        "over\u202eride",
+        "private\ue000use",
+        "unassigned\U000e0080",
+        "emoji \u2764\ufe0f",
+        "soft\u00adhyphen",
+    ],
+)
 def test_refused_keys_raise_a_value_error_that_quotes_nothing(key: str) -> None:
     """A key the profile refuses raises ValueError; the message names no character of it."""
     with pytest.raises(ValueError) as excinfo:
@@ -116,16 +129,23 @@ def test_a_key_with_no_prepared_form_verifies_only_as_stored(ctx: CryptContext) 
     assert verify_key(ctx, key, hash_key(ctx, "emoji \u2764 key")) == (False, None)
 
 
-@pytest.mark.parametrize(("typed", "verifications"), [
-    (COMPOSED + "!", 1),          # already prepared: one verification
-    (DECOMPOSED + "!", 2),        # prepared form, then the typed form
-    ("zero\u200bwidth key", 1),   # no prepared form: the typed form alone
-])
+@pytest.mark.parametrize(
+    ("typed", "verifications"),
+    [
+        (COMPOSED + "!", 1),  # already prepared: one verification
+        (DECOMPOSED + "!", 2),  # prepared form, then the typed form
+        ("zero\u200bwidth key", 1),  # no prepared form: the typed form alone
+    ],
+)
 def test_a_wrong_key_costs_what_its_own_form_decides(typed: str, verifications: int) -> None:
     """The work for a wrong key depends on what was typed, never on the account it is tried on."""
     counting = CountingContext()
-    accounts = [counting.hash(COMPOSED), counting.hash("Old-Access-Key-2024"),
-                counting.hash(DECOMPOSED), counting.hash(generate_key())]
+    accounts = [
+        counting.hash(COMPOSED),
+        counting.hash("Old-Access-Key-2024"),
+        counting.hash(DECOMPOSED),
+        counting.hash(generate_key()),
+    ]
     for stored in accounts:
         counting.verifications = 0
         assert verify_key(counting, typed, stored) == (False, None)
@@ -135,26 +155,45 @@ def test_a_wrong_key_costs_what_its_own_form_decides(typed: str, verifications: 
 # --- the policy ---------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("key", "reasons"), [
-    ("\u200b" * 15, ("invisible",)),
-    ("\u202e" * 15, ("invisible",)),
-    ("\ue000" * 15, ("invisible",)),
-    ("\U000e0080" * 15, ("invisible",)),
-    (" " * 15, ("invisible",)),
-    ("\u3000" * 15, ("invisible",)),
-    ("\x00" * 15, ("bad_characters", "invisible")),
-    ("a" + "\u0301" * 14, ("too_short",)),
-    ("a" + "\u200b" * 14, ("too_short", "unusable_characters")),
-    ("tab\tinside a long enough key", ("bad_characters",)),
-    ("a long passphrase\u200b of mine", ("unusable_characters",)),
-    ("I \u2764\ufe0f my hosting company", ("unusable_characters",)),
-    ("my number is \uff19\uff10\uff10\uff10 ok!", ("contains_client_number",)),
-    ("\uff25\uff2a\uff25\uff2d\uff30\uff2c\uff2f is my name, ok", ("contains_email",)),
-    ("my host: EJEMPLOXMUNDO", ("contains_email", "contains_domain")),
-    ("", ("too_short",)),
-], ids=["zero-width", "override", "private-use", "unassigned", "spaces", "ideographic-spaces",
-        "nulls", "marks", "zero-width-padding", "tab", "hidden-inside", "emoji-selector",
-        "full-width-number", "full-width-local-part", "domain-in-capitals", "empty"])
+@pytest.mark.parametrize(
+    ("key", "reasons"),
+    [
+        ("\u200b" * 15, ("invisible",)),
+        ("\u202e" * 15, ("invisible",)),
+        ("\ue000" * 15, ("invisible",)),
+        ("\U000e0080" * 15, ("invisible",)),
+        (" " * 15, ("invisible",)),
+        ("\u3000" * 15, ("invisible",)),
+        ("\x00" * 15, ("bad_characters", "invisible")),
+        ("a" + "\u0301" * 14, ("too_short",)),
+        ("a" + "\u200b" * 14, ("too_short", "unusable_characters")),
+        ("tab\tinside a long enough key", ("bad_characters",)),
+        ("a long passphrase\u200b of mine", ("unusable_characters",)),
+        ("I \u2764\ufe0f my hosting company", ("unusable_characters",)),
+        ("my number is \uff19\uff10\uff10\uff10 ok!", ("contains_client_number",)),
+        ("\uff25\uff2a\uff25\uff2d\uff30\uff2c\uff2f is my name, ok", ("contains_email",)),
+        ("my host: EJEMPLOXMUNDO", ("contains_email", "contains_domain")),
+        ("", ("too_short",)),
+    ],
+    ids=[
+        "zero-width",
+        "override",
+        "private-use",
+        "unassigned",
+        "spaces",
+        "ideographic-spaces",
+        "nulls",
+        "marks",
+        "zero-width-padding",
+        "tab",
+        "hidden-inside",
+        "emoji-selector",
+        "full-width-number",
+        "full-width-local-part",
+        "domain-in-capitals",
+        "empty",
+    ],
+)
 def test_reasons(key: str, reasons: tuple[str, ...]) -> None:
     """Each key is refused for exactly these reasons."""
     assert KeyPolicy().reasons(key, CLIENT) == reasons

@@ -50,8 +50,15 @@ EXCEPTIONS = [
     TokenExpired,
     UnknownClient,
 ]
-PROTOCOLS = [ClientDirectory, Mailer, DeliveryQueue, AsyncClientDirectory, AsyncMailer,
-             MustChangeDirectory, AsyncMustChangeDirectory]
+PROTOCOLS = [
+    ClientDirectory,
+    Mailer,
+    DeliveryQueue,
+    AsyncClientDirectory,
+    AsyncMailer,
+    MustChangeDirectory,
+    AsyncMustChangeDirectory,
+]
 
 
 @pytest.mark.parametrize("name", credrecovery.__all__)
@@ -93,7 +100,8 @@ def test_exported_exceptions_cover_the_module() -> None:
     from credrecovery import exceptions
 
     defined = {
-        obj for _, obj in inspect.getmembers(exceptions, inspect.isclass)
+        obj
+        for _, obj in inspect.getmembers(exceptions, inspect.isclass)
         if issubclass(obj, BaseException) and obj.__module__ == exceptions.__name__
     }
     assert defined == {*EXCEPTIONS, RecoveryError}
@@ -110,9 +118,7 @@ def _source_files() -> list[Path]:
 def test_recovery_error_never_raised_bare() -> None:
     """No source file raises RecoveryError itself, only its subclasses."""
     pattern = re.compile(r"raise\s+RecoveryError\b")
-    offenders = [
-        path.name for path in _source_files() if pattern.search(path.read_text("utf-8"))
-    ]
+    offenders = [path.name for path in _source_files() if pattern.search(path.read_text("utf-8"))]
     assert offenders == []
 
 
@@ -141,7 +147,8 @@ def test_protocols_runtime_checkable(protocol: type) -> None:
 
 def _protocol_methods(protocol: type) -> dict[str, object]:
     return {
-        name: member for name, member in vars(protocol).items()
+        name: member
+        for name, member in vars(protocol).items()
         if not name.startswith("_") and inspect.isfunction(member)
     }
 
@@ -163,8 +170,9 @@ def test_protocol_methods_documented(protocol: type) -> None:
         assert doc and len(doc) > 20, name
 
 
-@pytest.mark.parametrize(("twin", "original"), [(AsyncClientDirectory, ClientDirectory),
-                                               (AsyncMailer, Mailer)])
+@pytest.mark.parametrize(
+    ("twin", "original"), [(AsyncClientDirectory, ClientDirectory), (AsyncMailer, Mailer)]
+)
 def test_async_protocols_carry_their_twins_contract(twin: type, original: type) -> None:
     """Each async protocol method has its sync twin's name and docstring."""
     assert _protocol_methods(twin).keys() == _protocol_methods(original).keys()

@@ -45,7 +45,9 @@ UNUSABLE = {
 
 @pytest.mark.parametrize("record", UNUSABLE.values(), ids=UNUSABLE.keys())
 def test_an_unusable_record_is_a_miss(
-    record: Any, make_service: MakeService, mailer: MemoryMailer,
+    record: Any,
+    make_service: MakeService,
+    mailer: MemoryMailer,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """request() answers as for a miss and logs at ERROR what is wrong; nothing is mailed."""
@@ -59,14 +61,18 @@ def test_an_unusable_record_is_a_miss(
     assert getattr(unusable[0], "reason", "")
     number = getattr(record, "number", None)
     assert getattr(unusable[0], "client", None) == (number if isinstance(number, str) else None)
-    outcomes = [getattr(r, "event", None) for r in caplog.records
-                if getattr(r, "event", None) != "unusable_record"]
+    outcomes = [
+        getattr(r, "event", None)
+        for r in caplog.records
+        if getattr(r, "event", None) != "unusable_record"
+    ]
     assert outcomes == ["unknown_identifier", "unknown_identifier"]
 
 
 @pytest.mark.parametrize("record", UNUSABLE.values(), ids=UNUSABLE.keys())
 def test_a_token_for_an_unusable_record_is_invalid(
-    record: Any, make_service: MakeService,
+    record: Any,
+    make_service: MakeService,
 ) -> None:
     """confirm() and check() refuse a genuine token whose record cannot be used."""
     service = make_service(directory=Returns(record))

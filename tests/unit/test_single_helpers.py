@@ -34,17 +34,42 @@ def test_service_and_composer_use_the_pinned_keys() -> None:
     from credrecovery.adapters.memory import MemoryDirectory, MemoryMailer
     from credrecovery.ratelimit import RateLimits
 
-    service = RecoveryService(MemoryDirectory(), MemoryMailer(), secret_key=SECRET,
-                              confirm_url="https://panel.example.com/recover/{token}",
-                              sender="panel@example.com", rate_limits=RateLimits(),
-                              delivery="sync")
+    service = RecoveryService(
+        MemoryDirectory(),
+        MemoryMailer(),
+        secret_key=SECRET,
+        confirm_url="https://panel.example.com/recover/{token}",
+        sender="panel@example.com",
+        rate_limits=RateLimits(),
+        delivery="sync",
+    )
     assert service.composer.job_keys == (bytes.fromhex(PINNED["jobs"]),)
     assert service.limiter._key == bytes.fromhex(PINNED["ratelimit"])
 
 
-@pytest.mark.parametrize("char", ["\x00", "\t", "\n", "\r", "\x1b", "\x7f", "\x85", "\u200b",
-                                  "\u200e", "\u202e", "\u2066", "\u2028", "\u2029", "\ufeff",
-                                  "\ud800", "\ue000", "\U000e0001", "\u0378"])
+@pytest.mark.parametrize(
+    "char",
+    [
+        "\x00",
+        "\t",
+        "\n",
+        "\r",
+        "\x1b",
+        "\x7f",
+        "\x85",
+        "\u200b",
+        "\u200e",
+        "\u202e",
+        "\u2066",
+        "\u2028",
+        "\u2029",
+        "\ufeff",
+        "\ud800",
+        "\ue000",
+        "\U000e0001",
+        "\u0378",
+    ],
+)
 def test_control_characters_are_refused(char: str) -> None:
     """C0, DEL, C1, format (bidi, zero-width), surrogate, private-use, unassigned, Zl, Zp."""
     assert is_control(char)
@@ -73,9 +98,15 @@ def test_token_read_from_a_link() -> None:
     assert token_from(_mail(f"Open https://panel.example.com/recover/{token}\n")) == token
 
 
-@pytest.mark.parametrize("body", ["no link at all", "https://panel.example.com/recover/",
-                                  "https://panel.example.com/recover/<script>",
-                                  "https://panel.example.com/recovery/abc.def.ghi"])
+@pytest.mark.parametrize(
+    "body",
+    [
+        "no link at all",
+        "https://panel.example.com/recover/",
+        "https://panel.example.com/recover/<script>",
+        "https://panel.example.com/recovery/abc.def.ghi",
+    ],
+)
 def test_no_token_without_a_link(body: str) -> None:
     """A mail without a ``/recover/<token>`` link fails loudly."""
     with pytest.raises(AssertionError, match="no confirmation link"):

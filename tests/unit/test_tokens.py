@@ -256,9 +256,7 @@ def test_other_salt_rejected() -> None:
     """Same key, same payload, other salt: the token is refused."""
     payload = TOKEN.split(".")[0]
     for salt in ("itsdangerous.Signer", "credrecovery.other-purpose"):
-        other = itsdangerous.TimestampSigner(
-            SECRET, salt=salt, digest_method=hashlib.sha256
-        )
+        other = itsdangerous.TimestampSigner(SECRET, salt=salt, digest_method=hashlib.sha256)
         other.get_timestamp = lambda: int(NOW)  # type: ignore[method-assign]
         forged = other.sign(payload).decode("ascii")
         assert forged != TOKEN
@@ -291,8 +289,15 @@ def test_genuinely_signed_bad_payload_rejected(payload: bytes) -> None:
 
 @pytest.mark.parametrize(
     ("secret", "fallbacks"),
-    [("", ()), (b"", ()), (SECRET, [""]), (SECRET, [b""]), (SECRET, ""), (SECRET, b""),
-     (SECRET, [OLD_SECRET, ""])],
+    [
+        ("", ()),
+        (b"", ()),
+        (SECRET, [""]),
+        (SECRET, [b""]),
+        (SECRET, ""),
+        (SECRET, b""),
+        (SECRET, [OLD_SECRET, ""]),
+    ],
 )
 def test_empty_secret_refused(secret: object, fallbacks: object) -> None:
     """An empty secret key, signing or fallback, raises ValueError."""
@@ -303,9 +308,16 @@ def test_empty_secret_refused(secret: object, fallbacks: object) -> None:
 @pytest.mark.parametrize(
     ("secret", "fallbacks"),
     [
-        (None, ()), (12345, ()), ([SECRET], ()), (bytearray(b"k" * 32), ()),
-        (SECRET, None), (SECRET, 12345), (SECRET, [None]), (SECRET, [OLD_SECRET, 7]),
-        (SECRET, [[OLD_SECRET]]), (SECRET, bytearray(b"k" * 32)),
+        (None, ()),
+        (12345, ()),
+        ([SECRET], ()),
+        (bytearray(b"k" * 32), ()),
+        (SECRET, None),
+        (SECRET, 12345),
+        (SECRET, [None]),
+        (SECRET, [OLD_SECRET, 7]),
+        (SECRET, [[OLD_SECRET]]),
+        (SECRET, bytearray(b"k" * 32)),
     ],
 )
 def test_wrongly_typed_secret_refused(secret: object, fallbacks: object) -> None:
@@ -382,8 +394,12 @@ def test_issue_for_refuses_an_impossible_time(issued_at: float) -> None:
 
 @pytest.mark.parametrize(
     ("number", "binding", "issued_at"),
-    [(9000, "b" * 22, None), ("9000", None, None), ("9000", "b" * 22, "1800000000"),
-     ("9000", "b" * 22, True)],
+    [
+        (9000, "b" * 22, None),
+        ("9000", None, None),
+        ("9000", "b" * 22, "1800000000"),
+        ("9000", "b" * 22, True),
+    ],
 )
 def test_issue_for_refuses_wrong_types(number: object, binding: object, issued_at: object) -> None:
     """A number or binding that is not a str, or an issued_at that is not a number, is TypeError."""

@@ -35,7 +35,8 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 USE_TZ = True
 
 EMAIL_BACKEND = (
-    "django.core.mail.backends.console.EmailBackend" if DEBUG
+    "django.core.mail.backends.console.EmailBackend"
+    if DEBUG
     else "django.core.mail.backends.smtp.EmailBackend"
 )
 EMAIL_HOST = os.environ.get("SMTP_HOST", "localhost")
@@ -44,16 +45,18 @@ EMAIL_PORT = int(os.environ.get("SMTP_PORT", "25"))
 # The reverse proxies whose X-Forwarded-For names the client: addresses or networks,
 # such as "127.0.0.1" or "10.0.0.0/8". None by default: REMOTE_ADDR is the client.
 # Read by recovery.client_address.client_ip().
-CREDRECOVERY_TRUSTED_PROXIES = os.environ.get("CREDRECOVERY_TRUSTED_PROXIES", "").replace(
-    ",", " ").split()
+CREDRECOVERY_TRUSTED_PROXIES = (
+    os.environ.get("CREDRECOVERY_TRUSTED_PROXIES", "").replace(",", " ").split()
+)
 
 # Read by recovery.service.get_service(), once, on first use.
 CREDRECOVERY = {
     "SECRET_KEY": os.environ.get("CREDRECOVERY_SECRET_KEY", ""),
     "FALLBACK_SECRET_KEYS": os.environ.get("CREDRECOVERY_FALLBACK_KEYS", "").split(),
     # Links are built from this template alone, never from the request's Host.
-    "CONFIRM_URL": os.environ.get("CREDRECOVERY_CONFIRM_URL",
-                                  "http://127.0.0.1:8000/recover/{token}"),
+    "CONFIRM_URL": os.environ.get(
+        "CREDRECOVERY_CONFIRM_URL", "http://127.0.0.1:8000/recover/{token}"
+    ),
     "SENDER": os.environ.get("CREDRECOVERY_SENDER", "Client Panel <panel@example.com>"),
     # "django": through EMAIL_BACKEND above; "smtp": credrecovery's own SMTPMailer.
     "MAILER": os.environ.get("CREDRECOVERY_MAILER", "django"),

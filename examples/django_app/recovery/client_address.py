@@ -41,7 +41,8 @@ def trusted_networks(proxies: tuple[str, ...]) -> tuple[Network, ...]:
     except ValueError:
         raise ImproperlyConfigured(
             "CREDRECOVERY_TRUSTED_PROXIES must list IP addresses or networks, "
-            "such as 127.0.0.1 or 10.0.0.0/8") from None
+            "such as 127.0.0.1 or 10.0.0.0/8"
+        ) from None
 
 
 def is_trusted(address: str, proxies: Iterable[Network]) -> bool:

@@ -23,8 +23,9 @@ class DjangoDirectory:
     worried about that timing can pad lookups, as the shipped SQLite adapter does.
     """
 
-    def __init__(self, *, crypt_context: CryptContext | None = None,
-                 using: str = "default") -> None:
+    def __init__(
+        self, *, crypt_context: CryptContext | None = None, using: str = "default"
+    ) -> None:
         self._crypt_context = crypt_context
         self._using = using
 
@@ -55,8 +56,11 @@ class DjangoDirectory:
     def replace_key_hash(self, number: str, current: str, new: str) -> bool:
         """Store ``new`` if the hash is still ``current``: one UPDATE, atomic across processes."""
         with self._database("replace a key hash"):
-            changed = (models.Client.objects.using(self._using)
-                       .filter(number=number, key_hash=current).update(key_hash=new))
+            changed = (
+                models.Client.objects.using(self._using)
+                .filter(number=number, key_hash=current)
+                .update(key_hash=new)
+            )
         return changed == 1
 
     def add_client(
@@ -84,16 +88,23 @@ class DjangoDirectory:
         client = Client(
             number=normalize_identifier(IdentifierKind.CLIENT_NUMBER, number),
             email=normalize_identifier(IdentifierKind.EMAIL, email),
-            key_hash=key_hash, name=name, locale=locale,
+            key_hash=key_hash,
+            name=name,
+            locale=locale,
         )
         names = dict.fromkeys(normalize_identifier(IdentifierKind.DOMAIN, d) for d in domains)
         try:
             with self._database("add a client"), transaction.atomic(using=self._using):
                 row = models.Client.objects.using(self._using).create(
-                    number=client.number, email=client.email, key_hash=client.key_hash,
-                    name=client.name, locale=client.locale)
+                    number=client.number,
+                    email=client.email,
+                    key_hash=client.key_hash,
+                    name=client.name,
+                    locale=client.locale,
+                )
                 models.Domain.objects.using(self._using).bulk_create(
-                    models.Domain(domain=domain, client=row) for domain in names)
+                    models.Domain(domain=domain, client=row) for domain in names
+                )
         except DirectoryError as exc:
             if isinstance(exc.__cause__, IntegrityError):
                 raise ValueError("the client number or one of the domains is taken") from None

@@ -16,8 +16,13 @@ from credrecovery import DeliveryFailed
 class _Serializable(email.message.EmailMessage):
     """A stdlib message that also takes the ``linesep`` Django's SMTP backend passes."""
 
-    def as_bytes(self, unixfrom: bool = False, policy: email.policy.Policy | None = None,
-                 *, linesep: str | None = None) -> bytes:
+    def as_bytes(
+        self,
+        unixfrom: bool = False,
+        policy: email.policy.Policy | None = None,
+        *,
+        linesep: str | None = None,
+    ) -> bytes:
         policy = policy or self.policy
         if linesep is not None:
             policy = policy.clone(linesep=linesep)
@@ -33,8 +38,7 @@ class PreparedEmail(mail.EmailMessage):
 
     def __init__(self, prepared: email.message.EmailMessage) -> None:
         to = [address.addr_spec for address in prepared["To"].addresses]
-        super().__init__(subject=str(prepared["Subject"]), from_email=str(prepared["From"]),
-                         to=to)
+        super().__init__(subject=str(prepared["Subject"]), from_email=str(prepared["From"]), to=to)
         self.prepared = copy.copy(prepared)
         self.prepared.__class__ = _Serializable
 
@@ -61,8 +65,11 @@ class DjangoMailer:
             connection = mail.get_connection(self.backend, fail_silently=False)
             sent = connection.send_messages([PreparedEmail(message)])
         except smtplib.SMTPResponseException as exc:
-            raise DeliveryFailed("the mail server refused the message",
-                                 temporary=exc.smtp_code < 500, smtp_code=exc.smtp_code) from exc
+            raise DeliveryFailed(
+                "the mail server refused the message",
+                temporary=exc.smtp_code < 500,
+                smtp_code=exc.smtp_code,
+            ) from exc
         except (smtplib.SMTPException, OSError) as exc:
             raise DeliveryFailed("the mail server could not be reached") from exc
         if sent != 1:

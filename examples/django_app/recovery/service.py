@@ -21,15 +21,21 @@ def get_service() -> RecoveryService:
     """The service ``settings.CREDRECOVERY`` describes; ``get_service.cache_clear()`` forgets it."""
     config: dict[str, Any] = settings.CREDRECOVERY
     if not config.get("SECRET_KEY"):
-        raise ImproperlyConfigured("CREDRECOVERY['SECRET_KEY'] is empty: set "
-                                   "CREDRECOVERY_SECRET_KEY (python -m credrecovery secret)")
-    mailer: Mailer = (SMTPMailer(config["SMTP_HOST"], config["SMTP_PORT"])
-                      if config.get("MAILER") == "smtp" else DjangoMailer())
+        raise ImproperlyConfigured(
+            "CREDRECOVERY['SECRET_KEY'] is empty: set "
+            "CREDRECOVERY_SECRET_KEY (python -m credrecovery secret)"
+        )
+    mailer: Mailer = (
+        SMTPMailer(config["SMTP_HOST"], config["SMTP_PORT"])
+        if config.get("MAILER") == "smtp"
+        else DjangoMailer()
+    )
     context = cheap_context() if config.get("HASHING") == "cheap" else default_context()
     # Threads, not the library's delivery process: Django's mail backends and
     # settings live in this process.
-    delivery = ("sync" if config.get("DELIVERY") == "sync"
-                else BackgroundMailer(mailer, isolation="thread"))
+    delivery = (
+        "sync" if config.get("DELIVERY") == "sync" else BackgroundMailer(mailer, isolation="thread")
+    )
     service = RecoveryService(
         DjangoDirectory(crypt_context=context),
         mailer,

@@ -22,8 +22,10 @@ from credrecovery import (
 from .client_address import client_ip
 from .service import get_service
 
-SENT = ("If what you typed belongs to a client, we have mailed a confirmation link to the "
-        "account's primary email address. It works once and expires soon.")
+SENT = (
+    "If what you typed belongs to a client, we have mailed a confirmation link to the "
+    "account's primary email address. It works once and expires soon."
+)
 DONE = "Your client number and a new access key are on their way to your primary address."
 # The link carries the token in its path: its pages must not hand it to other
 # sites in a Referer header, nor to caches.
@@ -47,14 +49,23 @@ def error_page(request: HttpRequest, exc: RecoveryError) -> HttpResponse:
     if isinstance(exc, TokenAlreadyUsed):
         return render(request, "recovery/used.html", status=409)
     if isinstance(exc, InvalidToken):
-        return message(request, "This link is not valid. Copy it from the mail in full, "
-                                "or ask for a new one.", 400)
+        return message(
+            request,
+            "This link is not valid. Copy it from the mail in full, or ask for a new one.",
+            400,
+        )
     if isinstance(exc, DeliveryFailed):
-        return message(request, "We could not mail your new access details. " + (
-            "Try the same link again in a few minutes." if exc.temporary
-            else "Contact support."), exc.http_status)
-    return message(request, "The service is unavailable. Try again in a few minutes.",
-                   exc.http_status)
+        return message(
+            request,
+            "We could not mail your new access details. "
+            + (
+                "Try the same link again in a few minutes." if exc.temporary else "Contact support."
+            ),
+            exc.http_status,
+        )
+    return message(
+        request, "The service is unavailable. Try again in a few minutes.", exc.http_status
+    )
 
 
 @require_http_methods(["GET", "POST"])
@@ -66,8 +77,12 @@ def forgot(request: HttpRequest) -> HttpResponse:
     try:
         get_service().request(request.POST.get("kind", ""), value, requester=client_ip(request))
     except InvalidIdentifier as exc:
-        return render(request, "recovery/forgot.html", {"error": str(exc), "value": value},
-                      status=exc.http_status)
+        return render(
+            request,
+            "recovery/forgot.html",
+            {"error": str(exc), "value": value},
+            status=exc.http_status,
+        )
     except RecoveryError as exc:
         return error_page(request, exc)
     return message(request, SENT)

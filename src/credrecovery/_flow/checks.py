@@ -37,8 +37,13 @@ def _problem(record: object) -> str | None:
     """What makes a directory record unusable, or ``None``."""
     if not isinstance(record, Client):
         return f"the directory returned a {type(record).__name__}, not a Client"
-    fields = {"number": record.number, "email": record.email, "key_hash": record.key_hash,
-              "name": record.name, "locale": record.locale}
+    fields = {
+        "number": record.number,
+        "email": record.email,
+        "key_hash": record.key_hash,
+        "name": record.name,
+        "locale": record.locale,
+    }
     for field, value in fields.items():
         if value is None and field in ("name", "locale"):
             continue
@@ -51,16 +56,22 @@ def _problem(record: object) -> str | None:
         except UnicodeEncodeError:
             return f"{field} is not valid UTF-8"
     # Lone surrogates (undecodable bytes) are not printable either.
-    for field, value in (("number", record.number), ("email", record.email),
-                         ("key_hash", record.key_hash)):
+    for field, value in (
+        ("number", record.number),
+        ("email", record.email),
+        ("key_hash", record.key_hash),
+    ):
         if not value.isprintable():
             return f"{field} holds control characters"
     return None
 
 
 def _log_unusable(number: str | None, problem: str) -> None:
-    logger.error("unusable client record: %s", problem,
-                 extra={"event": "unusable_record", "client": number, "reason": problem})
+    logger.error(
+        "unusable client record: %s",
+        problem,
+        extra={"event": "unusable_record", "client": number, "reason": problem},
+    )
 
 
 def _shared_name(clients: Sequence[Client]) -> str:
@@ -74,8 +85,10 @@ def checked_sender(sender: object) -> str:
     import email.policy
 
     if not isinstance(sender, str) or has_control(sender):
-        raise ValueError("sender must be one email address, optionally with a name, "
-                         "without line breaks or control characters")
+        raise ValueError(
+            "sender must be one email address, optionally with a name, "
+            "without line breaks or control characters"
+        )
     parsed = email.policy.default.header_factory("From", sender)
     if parsed.defects or len(parsed.addresses) != 1 or not parsed.addresses[0].username:
         raise ValueError("sender must be one email address, optionally with a name")

@@ -40,8 +40,7 @@ class CodeFlows:
         self._core = core
         self._codes = codes
 
-    def request(self, kind: IdentifierKind | str, value: str,
-                requester: str | None) -> Flow[str]:
+    def request(self, kind: IdentifierKind | str, value: str, requester: str | None) -> Flow[str]:
         """Mail codes (a decoy's on a miss) and return the ticket; see
         :meth:`RecoveryService.request_code`."""
         nonce = CodeSigner.new_nonce()
@@ -55,8 +54,9 @@ class CodeFlows:
         _, client = yield from self._verified(ticket, code, requester)
         return Confirmation(client.number, client.email)
 
-    def confirm(self, ticket: str, code: str, requester: str | None,
-                new_key: str | None = None) -> Flow[Confirmation]:
+    def confirm(
+        self, ticket: str, code: str, requester: str | None, new_key: str | None = None
+    ) -> Flow[Confirmation]:
         """Rotate the key as :meth:`Core.confirm` does; see :meth:`RecoveryService.confirm_code`."""
         core = self._core
         chosen = core._chosen(new_key)
@@ -66,28 +66,31 @@ class CodeFlows:
         binding = account_binding(client)
         with core._exclusive(client.number) as busy:
             if busy:
-                yield from core._reject(InvalidCode(_INVALID), "reused", requester,
-                                        client.number)
+                yield from core._reject(InvalidCode(_INVALID), "reused", requester, client.number)
 
             def unchanged(current: Client) -> bool:
                 # The primary address the code went to is still the account's.
                 before = dataclasses.replace(current, key_hash=client.key_hash)
                 return current.number == client.number and hmac.compare_digest(
-                    account_binding(before), binding)
+                    account_binding(before), binding
+                )
 
             try:
                 yield from core._rotate(client, chosen, unchanged, requester=requester)
             except TokenAlreadyUsed:
-                yield from core._reject(InvalidCode(_INVALID), "reused", requester,
-                                        client.number)
-        logger.info("recovery confirmed by code; access key rotated",
-                    extra={"event": "confirmed", "client": client.number})
-        yield from core._emit(EventKind.CONFIRMED, reason="code", number=client.number,
-                              requester=requester)
+                yield from core._reject(InvalidCode(_INVALID), "reused", requester, client.number)
+        logger.info(
+            "recovery confirmed by code; access key rotated",
+            extra={"event": "confirmed", "client": client.number},
+        )
+        yield from core._emit(
+            EventKind.CONFIRMED, reason="code", number=client.number, requester=requester
+        )
         return Confirmation(client.number, client.email)
 
-    def _verified(self, ticket: str, code: str,
-                  requester: str | None) -> Flow[tuple[TicketClaims, Client]]:
+    def _verified(
+        self, ticket: str, code: str, requester: str | None
+    ) -> Flow[tuple[TicketClaims, Client]]:
         """The ticket's claims and the client whose code ``code`` is; else the error raised.
 
         A wrong code, a ticket out of attempts and a ticket naming nobody are

@@ -14,9 +14,28 @@ from ..jobs import ConfirmationJob
 from .limits import LimitName
 
 __all__ = [
-    "Attempt", "Claim", "Clear", "Effect", "Emit", "Find", "FindAll", "Flow", "Hash", "Hit",
-    "HitClient", "HitMailbox", "Interrupted", "Mark", "Refund", "RetryAfter", "Send", "StandIn",
-    "Submit", "Swap", "Test", "Verify",
+    "Attempt",
+    "Claim",
+    "Clear",
+    "Effect",
+    "Emit",
+    "Find",
+    "FindAll",
+    "Flow",
+    "Hash",
+    "Hit",
+    "HitClient",
+    "HitMailbox",
+    "Interrupted",
+    "Mark",
+    "Refund",
+    "RetryAfter",
+    "Send",
+    "StandIn",
+    "Submit",
+    "Swap",
+    "Test",
+    "Verify",
 ]
 
 _T = TypeVar("_T")
@@ -177,8 +196,27 @@ class Refund:
     lifetime: float | None = None
 
 
-Effect = (Find | FindAll | Swap | Mark | Hit | HitClient | HitMailbox | Claim | Clear | Test
-          | RetryAfter | Hash | StandIn | Verify | Submit | Send | Emit | Attempt | Refund)
+Effect = (
+    Find
+    | FindAll
+    | Swap
+    | Mark
+    | Hit
+    | HitClient
+    | HitMailbox
+    | Claim
+    | Clear
+    | Test
+    | RetryAfter
+    | Hash
+    | StandIn
+    | Verify
+    | Submit
+    | Send
+    | Emit
+    | Attempt
+    | Refund
+)
 Flow = Generator[Effect, Any, _T]
 
 

@@ -17,18 +17,13 @@ import dataclasses
 import logging
 import threading
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
-from email.message import EmailMessage
 from typing import NoReturn, TypeVar
 
 from passlib.context import CryptContext
 
 from .._failures import failure_details
-from .._secrets import Secret
 from ..events import EventKind
 from ..exceptions import (
-    DeliveryFailed,
-    DirectoryError,
     InvalidIdentifier,
     InvalidToken,
     RateLimited,
@@ -37,7 +32,7 @@ from ..exceptions import (
 )
 from ..identifiers import IdentifierKind, normalize_identifier, parse_kind
 from ..jobs import MAX_CLIENTS_PER_MAIL, ConfirmationJob
-from ..keys import default_context, generate_key
+from ..keys import default_context
 from ..mail.composer import Composer
 from ..mail.messages import mailbox
 from ..models import Client, Confirmation
@@ -50,13 +45,10 @@ from .effects import (
     Find,
     FindAll,
     Flow,
-    Hash,
     HitClient,
     HitMailbox,
     Interrupted,
-    Send,
     Submit,
-    Swap,
     Test,
 )
 from .guards import asked_by
@@ -121,8 +113,9 @@ class Core(Support, Rotation):
 
     # request ------------------------------------------------------------------------------
 
-    def request(self, kind: IdentifierKind | str, value: str, requester: str | None,
-                nonce: str = "") -> Flow[None]:
+    def request(
+        self, kind: IdentifierKind | str, value: str, requester: str | None, nonce: str = ""
+    ) -> Flow[None]:
         """Hand delivery one job, a decoy on a miss; see :meth:`RecoveryService.request`.
 
         With a ``nonce`` the job is for a code mail (:mod:`credrecovery._flow.codes`).
@@ -131,8 +124,9 @@ class Core(Support, Rotation):
             try:
                 yield from self._enforce(LimitName.PER_REQUESTER, requester)
             except RateLimited:
-                yield from self._emit(EventKind.REQUESTED, reason="rate_limited",
-                                      requester=requester)
+                yield from self._emit(
+                    EventKind.REQUESTED, reason="rate_limited", requester=requester
+                )
                 raise
         try:
             kind = parse_kind(kind)
@@ -144,7 +138,8 @@ class Core(Support, Rotation):
         identifier = f"{kind.value}:{normalized}"
         named_allowed = yield from self._hit(
             LimitName.PER_IDENTIFIER,
-            identifier if requester is None else asked_by(identifier, requester))
+            identifier if requester is None else asked_by(identifier, requester),
+        )
         clients, truncated = yield from self._lookup(kind, normalized)
         # From here on a miss works on the stand-in exactly as a hit works on
         # its clients, computing what it will not use, so both cost the same.
@@ -158,14 +153,15 @@ class Core(Support, Rotation):
         padded = self._padded(target, first, self._slots(kind, MAX_CLIENTS_PER_MAIL))
         name = _shared_name(padded)
         bindings = tuple((c.number, account_binding(c)) for c in padded)
-        withheld = yield from self._withheld(by_address if found else by_value, found,
-                                             requester, named_allowed)
+        withheld = yield from self._withheld(
+            by_address if found else by_value, found, requester, named_allowed
+        )
         job = ConfirmationJob(
             recipient=first.email,
             name=name if found else "",
             language=self.composer.language_for(first.locale, self.locale),
             sender=self.sender,
-            clients=bindings[:len(target)],
+            clients=bindings[: len(target)],
             issued_at=self._clock(),
             decoy=not found or withheld is not None,
             truncated=truncated,
@@ -179,29 +175,47 @@ class Core(Support, Rotation):
         except Exception as exc:  # noqa: BLE001 - never reveal that the client exists
             # Logged for a decoy as well, so that a full queue costs both paths alike.
             details = failure_details(exc)
-            logger.error("confirmation mail not queued: %s", details["reason"], extra={
-                "event": "mail_dropped", "client": None if job.decoy else first.number,
-                **details})
+            logger.error(
+                "confirmation mail not queued: %s",
+                details["reason"],
+                extra={
+                    "event": "mail_dropped",
+                    "client": None if job.decoy else first.number,
+                    **details,
+                },
+            )
             queued = job.decoy
         # One event on every path; its reason is the enumeration signal, for the hook only.
         reason = "miss" if not found else "hit" if withheld is None else "withheld"
-        yield from self._emit(EventKind.REQUESTED, reason=reason,
-                              number=first.number if found else None, requester=requester)
+        yield from self._emit(
+            EventKind.REQUESTED,
+            reason=reason,
+            number=first.number if found else None,
+            requester=requester,
+        )
         if not queued:
-            yield from self._emit(EventKind.DELIVERY_FAILED, reason="confirmation",
-                                  number=first.number)
+            yield from self._emit(
+                EventKind.DELIVERY_FAILED, reason="confirmation", number=first.number
+            )
         elif not found:
-            logger.info("recovery requested for an unknown identifier",
-                        extra={"event": "unknown_identifier", "kind": kind.value})
+            logger.info(
+                "recovery requested for an unknown identifier",
+                extra={"event": "unknown_identifier", "kind": kind.value},
+            )
         elif withheld is not None:
-            logger.warning("recovery mail withheld by rate limit",
-                           extra={"event": "throttled", "limit": withheld.value})
+            logger.warning(
+                "recovery mail withheld by rate limit",
+                extra={"event": "throttled", "limit": withheld.value},
+            )
         else:
-            logger.info("recovery requested", extra={
-                "event": "requested", "kind": kind.value, "client": first.number})
+            logger.info(
+                "recovery requested",
+                extra={"event": "requested", "kind": kind.value, "client": first.number},
+            )
 
-    def _withheld(self, counted: str, found: bool, requester: str | None,
-                  named_allowed: bool) -> Flow[LimitName | None]:
+    def _withheld(
+        self, counted: str, found: bool, requester: str | None, named_allowed: bool
+    ) -> Flow[LimitName | None]:
         """The limit that withholds the mail, if one does.
 
         ``counted`` is the client's address, or on a miss the value it named,
@@ -212,8 +226,9 @@ class Core(Support, Rotation):
         if requester is None:
             client_allowed = yield from self._limit(HitClient(counted, found))
         else:
-            client_allowed = yield from self._hit(LimitName.PER_CLIENT,
-                                                  asked_by(counted, requester))
+            client_allowed = yield from self._hit(
+                LimitName.PER_CLIENT, asked_by(counted, requester)
+            )
         sends = named_allowed and client_allowed
         # Touched either way, counted only when sending: a requester held back
         # by its own limits spends nothing of the mailbox's, at the same cost.
@@ -237,9 +252,11 @@ class Core(Support, Rotation):
         else:
             one = yield from self._directory(Find(kind, value))
             found = [] if one is None else [one]
-        checked = [_usable(record) for record in
-                   self._padded(found, _NOBODY, self._slots(kind, MAX_CLIENTS_PER_MAIL + 1))]
-        clients = [c for c in checked[:len(found)] if c is not None]
+        checked = [
+            _usable(record)
+            for record in self._padded(found, _NOBODY, self._slots(kind, MAX_CLIENTS_PER_MAIL + 1))
+        ]
+        clients = [c for c in checked[: len(found)] if c is not None]
         return clients[:MAX_CLIENTS_PER_MAIL], len(clients) > MAX_CLIENTS_PER_MAIL
 
     def _slots(self, kind: IdentifierKind, shared: int) -> int:
@@ -258,8 +275,9 @@ class Core(Support, Rotation):
         _, client = yield from self._verified(token, requester)
         return Confirmation(client.number, client.email)
 
-    def confirm(self, token: str, requester: str | None,
-                new_key: str | None = None) -> Flow[Confirmation]:
+    def confirm(
+        self, token: str, requester: str | None, new_key: str | None = None
+    ) -> Flow[Confirmation]:
         """Rotate the key and mail it, or the notice; see :meth:`RecoveryService.confirm`."""
         chosen = self._chosen(new_key)
         claims, client = yield from self._verified(token, requester)
@@ -269,7 +287,10 @@ class Core(Support, Rotation):
             if busy:
                 yield from self._reject(
                     TokenAlreadyUsed("this confirmation link is already being used"),
-                    "reused", requester, client.number)
+                    "reused",
+                    requester,
+                    client.number,
+                )
 
             def unchanged(current: Client) -> bool:
                 return claims.matches(dataclasses.replace(current, key_hash=client.key_hash))
@@ -278,83 +299,14 @@ class Core(Support, Rotation):
                 yield from self._rotate(client, chosen, unchanged, requester=requester)
             except TokenAlreadyUsed as exc:
                 yield from self._reject(exc, "reused", requester, client.number)
-        logger.info("recovery confirmed; access key rotated",
-                    extra={"event": "confirmed", "client": client.number})
-        yield from self._emit(EventKind.CONFIRMED, reason="link", number=client.number,
-                              requester=requester)
+        logger.info(
+            "recovery confirmed; access key rotated",
+            extra={"event": "confirmed", "client": client.number},
+        )
+        yield from self._emit(
+            EventKind.CONFIRMED, reason="link", number=client.number, requester=requester
+        )
         return Confirmation(client.number, client.email)
-
-    def _rotate(
-        self,
-        client: Client,
-        chosen: Secret | None,
-        unchanged: Callable[[Client], bool],
-        *,
-        requester: str | None = None,
-    ) -> Flow[None]:
-        """Swap in a new key hash and mail the key (or, for a chosen key, a notice).
-
-        ``unchanged`` tells whether the record read back after the swap is
-        still the account the caller meant; :class:`TokenAlreadyUsed` is
-        raised when it is not, or when another swap won. Every failure leaves
-        the previous hash and mark in place. Emits ``mailed`` and
-        ``key_changed`` (stamped with ``requester``), or ``delivery_failed``.
-        """
-        mail = "credentials" if chosen is None else "key_change_notice"
-        new_key = chosen if chosen is not None else Secret(generate_key())
-        new_hash: str = yield Hash(new_key)
-        now = datetime.fromtimestamp(self._clock(), UTC)
-        message: EmailMessage | None = (
-            self.composer.credentials(client, key=new_key.reveal(), sender=self.sender, now=now)
-            if chosen is None else self.composer.key_changed(client, sender=self.sender, now=now))
-        # From here on only the message holds a generated key; every error path drops it.
-        del new_key
-        swapped = yield from self._directory(Swap(client.number, client.key_hash, new_hash))
-        if not swapped:
-            message = None
-            raise TokenAlreadyUsed("this confirmation link was already used")
-        marked = False
-        try:
-            current = yield from self._directory(Find(IdentifierKind.CLIENT_NUMBER,
-                                                      client.number))
-            ours = isinstance(current, Client) and current.key_hash == new_hash
-            # An account closed meanwhile gets no key: the swap is undone.
-            still = ours and current.active and unchanged(current)
-            if still:
-                assert message is not None
-                # A generated key travelled by mail: it is to be replaced at sign-in.
-                marked = (yield from self._mark(client.number, chosen is None))
-                yield Send(message)
-        except BaseException as exc:
-            message = None
-            restored = yield from self._undo(client, new_hash, marked)
-            if isinstance(exc, DirectoryError | Interrupted) or not isinstance(exc, Exception):
-                raise
-            details = failure_details(exc)
-            what = "credentials mail" if chosen is None else "key change notice"
-            logger.error("%s not sent: %s", what, details["reason"], extra={
-                "event": "delivery_failed", "client": client.number, "restored": restored,
-                **details})
-            yield from self._emit(EventKind.DELIVERY_FAILED, reason=mail, number=client.number)
-            temporary = exc.temporary if isinstance(exc, DeliveryFailed) else True
-            what = "the new access details" if chosen is None else "the notice of the change"
-            raise DeliveryFailed(
-                f"{what} could not be mailed; nothing was changed"
-                if restored else
-                f"{what} could not be mailed; request a new link",
-                temporary=temporary,
-            ) from exc
-        if not still:
-            message = None
-            if ours:
-                yield from self._undo(client, new_hash, marked)
-            raise TokenAlreadyUsed("the account changed while the key was replaced")
-        assert message is not None
-        logger.info("mail sent", extra={"event": "mail_sent", "client": client.number,
-                                        "message_id": message["Message-ID"]})
-        yield from self._emit(EventKind.MAILED, reason=mail, number=client.number)
-        yield from self._emit(EventKind.KEY_CHANGED, reason="generated" if chosen is None
-                              else "chosen", number=client.number, requester=requester)
 
     def _opened(self, read: Callable[[str], _T], token: str, requester: str | None) -> Flow[_T]:
         """``read(token)``, a link token or a code ticket, behind the failed-confirmations
@@ -362,8 +314,9 @@ class Core(Support, Rotation):
         if requester is not None:
             allowed = yield from self._limit(Test(LimitName.FAILED_CONFIRMATIONS, requester))
             if not allowed:
-                yield from self._emit(EventKind.REJECTED, reason="rate_limited",
-                                      requester=requester)
+                yield from self._emit(
+                    EventKind.REJECTED, reason="rate_limited", requester=requester
+                )
                 yield from self._throttle(LimitName.FAILED_CONFIRMATIONS, requester)
         # Rejected outside the except blocks: the flow yields while rejecting.
         error: InvalidToken
@@ -386,24 +339,38 @@ class Core(Support, Rotation):
                 _log_unusable(client.number, "the primary address is not a valid email address")
                 client = None
         if client is None:
-            yield from self._reject(InvalidToken("the confirmation link is not valid"),
-                                    "invalid", requester, claims.number)
+            yield from self._reject(
+                InvalidToken("the confirmation link is not valid"),
+                "invalid",
+                requester,
+                claims.number,
+            )
         assert client is not None
         if not claims.matches(client):
-            yield from self._reject(TokenAlreadyUsed("this confirmation link was already used"),
-                                    "reused", requester, client.number)
+            yield from self._reject(
+                TokenAlreadyUsed("this confirmation link was already used"),
+                "reused",
+                requester,
+                client.number,
+            )
         return claims, client
 
-    def _reject(self, error: InvalidToken, event: str, requester: str | None,
-                number: str | None = None) -> Flow[NoReturn]:
+    def _reject(
+        self, error: InvalidToken, event: str, requester: str | None, number: str | None = None
+    ) -> Flow[NoReturn]:
         """Log, count and raise ``error``, emitting ``rejected`` with ``event`` as reason."""
         logger.info("confirmation refused", extra={"event": event})
         # Counted, then decided: of many failures at once, only as many as
         # the limit allows are answered with the token's own error.
         allowed = requester is None or (
-            yield from self._hit(LimitName.FAILED_CONFIRMATIONS, requester))
-        yield from self._emit(EventKind.REJECTED, number=number, requester=requester, reason=(
-            "rate_limited" if not allowed else "used" if event == "reused" else event))
+            yield from self._hit(LimitName.FAILED_CONFIRMATIONS, requester)
+        )
+        yield from self._emit(
+            EventKind.REJECTED,
+            number=number,
+            requester=requester,
+            reason=("rate_limited" if not allowed else "used" if event == "reused" else event),
+        )
         if requester is not None and not allowed:
             yield from self._throttle(LimitName.FAILED_CONFIRMATIONS, requester)
         raise error

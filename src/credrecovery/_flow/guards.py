@@ -39,8 +39,10 @@ class Guarded:
         except Interrupted:
             raise
         except Exception as exc:
-            logger.error("client directory failed",
-                         extra={"event": "directory_error", "error": type(exc).__name__})
+            logger.error(
+                "client directory failed",
+                extra={"event": "directory_error", "error": type(exc).__name__},
+            )
             if isinstance(exc, RecoveryError):
                 raise
             raise DirectoryError("the client directory is unavailable") from exc
@@ -63,8 +65,9 @@ class Guarded:
             yield from self._throttle(name, requester)
 
     def _throttle(self, name: LimitName, value: str) -> Flow[NoReturn]:
-        logger.warning("attempt refused by rate limit", extra={"event": "throttled",
-                                                               "limit": name.value})
+        logger.warning(
+            "attempt refused by rate limit", extra={"event": "throttled", "limit": name.value}
+        )
         # On the limiter's clock, the service's; its whole window if the storage fails.
         retry_after = float((yield RetryAfter(name, value)))
         raise RateLimited(name, retry_after)

@@ -58,20 +58,42 @@ class SignIn(Guarded):
     _clock: Callable[[], float]
 
     if TYPE_CHECKING:
+
         def _check_key(self, key: Secret, client: Client) -> None: ...
 
-        def _rotate(self, client: Client, chosen: Secret | None,
-                    unchanged: Callable[[Client], bool], *,
-                    requester: str | None = None) -> Flow[None]: ...
+        def _rotate(
+            self,
+            client: Client,
+            chosen: Secret | None,
+            unchanged: Callable[[Client], bool],
+            *,
+            requester: str | None = None,
+        ) -> Flow[None]: ...
 
-    def _emit(self, kind: EventKind, *, reason: str | None = None, number: str | None = None,
-              requester: str | None = None, operator: str | None = None) -> Flow[None]:
+    def _emit(
+        self,
+        kind: EventKind,
+        *,
+        reason: str | None = None,
+        number: str | None = None,
+        requester: str | None = None,
+        operator: str | None = None,
+    ) -> Flow[None]:
         """Queue an event for the host's hook, stamped now on the service's clock."""
-        yield Emit(Event(kind, datetime.fromtimestamp(self._clock(), UTC), reason, number,
-                         requester, operator))
+        yield Emit(
+            Event(
+                kind,
+                datetime.fromtimestamp(self._clock(), UTC),
+                reason,
+                number,
+                requester,
+                operator,
+            )
+        )
 
-    def authenticate(self, number: str, key: str,
-                     requester: str | None = None) -> Flow[Login | None]:
+    def authenticate(
+        self, number: str, key: str, requester: str | None = None
+    ) -> Flow[Login | None]:
         """Check a login; see :meth:`RecoveryService.authenticate`."""
         client = yield from self._signed_in(number, key, requester)
         if client is None:
@@ -80,8 +102,9 @@ class SignIn(Guarded):
         yield from self._emit(EventKind.SIGNED_IN, number=client.number, requester=requester)
         return Login(client.number, client.email, must_change=client.must_change)
 
-    def change_key(self, number: str, key: str, new_key: str,
-                   requester: str | None = None) -> Flow[Login | None]:
+    def change_key(
+        self, number: str, key: str, new_key: str, requester: str | None = None
+    ) -> Flow[Login | None]:
         """Replace a client's key with one it chose; see :meth:`RecoveryService.change_key`."""
         if not isinstance(new_key, str):
             raise TypeError("the new key must be a str")
@@ -94,21 +117,28 @@ class SignIn(Guarded):
             try:
                 if busy:
                     raise TokenAlreadyUsed("this key is already being changed")
-                yield from self._rotate(client, chosen,
-                                        lambda current: current.email == client.email,
-                                        requester=requester)
+                yield from self._rotate(
+                    client,
+                    chosen,
+                    lambda current: current.email == client.email,
+                    requester=requester,
+                )
             except TokenAlreadyUsed:
-                logger.info("key change refused: the key changed meanwhile",
-                            extra={"event": "login_refused"})
-                yield from self._emit(EventKind.SIGNIN_FAILED, reason="changed_meanwhile",
-                                      number=client.number, requester=requester)
+                logger.info(
+                    "key change refused: the key changed meanwhile",
+                    extra={"event": "login_refused"},
+                )
+                yield from self._emit(
+                    EventKind.SIGNIN_FAILED,
+                    reason="changed_meanwhile",
+                    number=client.number,
+                    requester=requester,
+                )
                 return None
-        logger.info("access key changed", extra={"event": "key_changed",
-                                                 "client": client.number})
+        logger.info("access key changed", extra={"event": "key_changed", "client": client.number})
         return Login(client.number, client.email, must_change=False)
 
-    def _signed_in(self, number: str, key: str,
-                   requester: str | None) -> Flow[Client | None]:
+    def _signed_in(self, number: str, key: str, requester: str | None) -> Flow[Client | None]:
         """The client whose number and key these are, with its hash as now stored; else None.
 
         Raises :class:`RateLimited`, before anything is looked up or hashed,
@@ -131,14 +161,18 @@ class SignIn(Guarded):
         if client is None or not valid:
             logger.info("login refused", extra={"event": "login_refused"})
             yield from self._emit(
-                EventKind.SIGNIN_FAILED, reason="unknown" if client is None else "wrong_key",
-                number=None if client is None else client.number, requester=requester)
+                EventKind.SIGNIN_FAILED,
+                reason="unknown" if client is None else "wrong_key",
+                number=None if client is None else client.number,
+                requester=requester,
+            )
             yield from self._failed(typed, requester)
             return None
         if requester is not None:
             yield from self._limit(Clear(LimitName.FAILED_SIGNINS, asked_by(typed, requester)))
-        if upgraded is not None and (yield from self._directory(
-                Swap(client.number, client.key_hash, upgraded))):
+        if upgraded is not None and (
+            yield from self._directory(Swap(client.number, client.key_hash, upgraded))
+        ):
             client = dataclasses.replace(client, key_hash=upgraded)
         return client
 
@@ -155,25 +189,25 @@ class SignIn(Guarded):
             name = LimitName.FAILED_SIGNINS_PER_REQUESTER
             if not (yield from self._limit(Test(name, requester))):
                 yield from self._signin_throttled(name, requester, requester)
-        crowded = not (yield from self._limit(
-            Test(LimitName.FAILED_SIGNINS_PER_CLIENT, number)))
+        crowded = not (yield from self._limit(Test(LimitName.FAILED_SIGNINS_PER_CLIENT, number)))
         if requester is None:
             if crowded:
-                yield from self._signin_throttled(LimitName.FAILED_SIGNINS_PER_CLIENT, number,
-                                                  requester)
+                yield from self._signin_throttled(
+                    LimitName.FAILED_SIGNINS_PER_CLIENT, number, requester
+                )
             return
         pair = asked_by(number, requester)
         if crowded:
             # Slow down, never lock: a requester with no failure against this
             # number takes its one attempt, filling its own counter at once.
             if not (yield from self._limit(Claim(LimitName.FAILED_SIGNINS, pair))):
-                yield from self._signin_throttled(LimitName.FAILED_SIGNINS_PER_CLIENT, number,
-                                                  requester)
+                yield from self._signin_throttled(
+                    LimitName.FAILED_SIGNINS_PER_CLIENT, number, requester
+                )
         elif not (yield from self._limit(Hit(LimitName.FAILED_SIGNINS, pair))):
             yield from self._signin_throttled(LimitName.FAILED_SIGNINS, pair, requester)
 
-    def _signin_throttled(self, name: LimitName, value: str,
-                          requester: str | None) -> Flow[None]:
+    def _signin_throttled(self, name: LimitName, value: str, requester: str | None) -> Flow[None]:
         """Report the refusal, then raise :class:`RateLimited` for limit ``name``."""
         yield from self._emit(EventKind.SIGNIN_THROTTLED, reason=name.value, requester=requester)
         yield from self._throttle(name, value)
@@ -192,8 +226,9 @@ class SignIn(Guarded):
         context = self._crypt_context
         schemes = context.schemes()
         # Nobody is checked as a client whose hash is the first scheme's stand-in.
-        own_hash = client.key_hash if client is not None else (
-            yield from self._stand_in(schemes[0]))
+        own_hash = (
+            client.key_hash if client is not None else (yield from self._stand_in(schemes[0]))
+        )
         own = context.identify(own_hash, required=False)
         outcome: tuple[bool, str | None] = (False, None)
         for scheme in schemes:

@@ -37,23 +37,40 @@ class Support(SignIn):
     sender: str
     locale: str
 
-    def issue_link(self, number: str, max_age: timedelta | None, send: bool,
-                   operator: str | None) -> Flow[str]:
+    def issue_link(
+        self, number: str, max_age: timedelta | None, send: bool, operator: str | None
+    ) -> Flow[str]:
         """The confirmation link for client ``number``; see :meth:`RecoveryService.issue_link`."""
         _, job = yield from self._support_job(number, max_age)
         client_number, binding = job.clients[0]
         link = self.composer.link(client_number, binding, job.issued_at, max_age=max_age)
         if send:
             yield from self._mail_now(job, max_age)
-        logger.info("confirmation link issued by support", extra={
-            "event": "link_issued", "client": client_number, "operator": operator,
-            "mailed": send})
-        yield from self._emit(EventKind.ISSUED, reason="mailed" if send else "not_mailed",
-                              number=client_number, operator=operator)
+        logger.info(
+            "confirmation link issued by support",
+            extra={
+                "event": "link_issued",
+                "client": client_number,
+                "operator": operator,
+                "mailed": send,
+            },
+        )
+        yield from self._emit(
+            EventKind.ISSUED,
+            reason="mailed" if send else "not_mailed",
+            number=client_number,
+            operator=operator,
+        )
         return link
 
-    def issue_code(self, number: str, max_age: timedelta | None, send: bool,
-                   operator: str | None, codes: CodeSigner) -> Flow[IssuedCode]:
+    def issue_code(
+        self,
+        number: str,
+        max_age: timedelta | None,
+        send: bool,
+        operator: str | None,
+        codes: CodeSigner,
+    ) -> Flow[IssuedCode]:
         """A ticket and the code of client ``number``, made by ``codes``; see
         :meth:`RecoveryService.issue_code`."""
         nonce = codes.new_nonce()
@@ -63,19 +80,30 @@ class Support(SignIn):
         # check_code finds it the way it finds any other.
         issued = IssuedCode(
             codes.issue(IdentifierKind.CLIENT_NUMBER.value, normalized, nonce, max_age=max_age),
-            format_code(codes.code(nonce, binding)))
+            format_code(codes.code(nonce, binding)),
+        )
         if send:
             yield from self._mail_now(job, max_age)
-        logger.info("recovery code issued by support", extra={
-            "event": "code_issued", "client": client_number, "operator": operator,
-            "mailed": send})
-        yield from self._emit(EventKind.ISSUED,
-                              reason="code_mailed" if send else "code_not_mailed",
-                              number=client_number, operator=operator)
+        logger.info(
+            "recovery code issued by support",
+            extra={
+                "event": "code_issued",
+                "client": client_number,
+                "operator": operator,
+                "mailed": send,
+            },
+        )
+        yield from self._emit(
+            EventKind.ISSUED,
+            reason="code_mailed" if send else "code_not_mailed",
+            number=client_number,
+            operator=operator,
+        )
         return issued
 
-    def _support_job(self, number: str, max_age: timedelta | None,
-                     nonce: str = "") -> Flow[tuple[str, ConfirmationJob]]:
+    def _support_job(
+        self, number: str, max_age: timedelta | None, nonce: str = ""
+    ) -> Flow[tuple[str, ConfirmationJob]]:
         """The number normalized and the job of the open client it names, stamped now;
         :class:`UnknownClient` when there is none."""
         if max_age is not None and max_age < timedelta(seconds=1):
@@ -86,13 +114,19 @@ class Support(SignIn):
             raise UnknownClient(f"no client has the number {normalized}", number=normalized)
         client = _usable(record)
         if client is None:
-            raise UnknownClient(f"client {normalized} is closed, or its record cannot be used",
-                                number=normalized)
+            raise UnknownClient(
+                f"client {normalized} is closed, or its record cannot be used", number=normalized
+            )
         job = ConfirmationJob(
-            recipient=client.email, name=client.name, sender=self.sender,
+            recipient=client.email,
+            name=client.name,
+            sender=self.sender,
             language=self.composer.language_for(client.locale, self.locale),
-            clients=((client.number, account_binding(client)),), issued_at=self._clock(),
-            nonce=nonce, by_support=True)
+            clients=((client.number, account_binding(client)),),
+            issued_at=self._clock(),
+            nonce=nonce,
+            by_support=True,
+        )
         return normalized, job
 
     def _mail_now(self, job: ConfirmationJob, max_age: timedelta | None) -> Flow[None]:
@@ -104,17 +138,20 @@ class Support(SignIn):
             message = None
         try:
             if message is None:
-                raise DeliveryFailed("the client's primary address cannot be mailed",
-                                     temporary=False)
+                raise DeliveryFailed(
+                    "the client's primary address cannot be mailed", temporary=False
+                )
             yield Send(message)
         except Interrupted:
             raise
         except Exception as exc:
             details = failure_details(exc)
-            logger.error("confirmation mail not sent: %s", details["reason"], extra={
-                "event": "delivery_failed", "client": number, **details})
-            yield from self._emit(EventKind.DELIVERY_FAILED, reason="confirmation",
-                                  number=number)
+            logger.error(
+                "confirmation mail not sent: %s",
+                details["reason"],
+                extra={"event": "delivery_failed", "client": number, **details},
+            )
+            yield from self._emit(EventKind.DELIVERY_FAILED, reason="confirmation", number=number)
             if message is None:
                 raise
             known = exc if isinstance(exc, DeliveryFailed) else None
@@ -124,6 +161,8 @@ class Support(SignIn):
                 smtp_code=known.smtp_code if known is not None else None,
                 enhanced_code=known.enhanced_code if known is not None else None,
             ) from exc
-        logger.info("mail sent", extra={"event": "mail_sent", "client": number,
-                                        "message_id": message["Message-ID"]})
+        logger.info(
+            "mail sent",
+            extra={"event": "mail_sent", "client": number, "message_id": message["Message-ID"]},
+        )
         yield from self._emit(EventKind.MAILED, reason="confirmation", number=number)

@@ -35,8 +35,12 @@ class WiresCodes:
         self._code_flows = CodeFlows(self._core, self.codes)
         # Counted in the limiter's storage, or in one of this process when limits are off.
         self._attempts: Any = self._attempts_class(
-            self.limiter, limiter_key, allowed=MAX_CODE_ATTEMPTS,
-            lifetime=self.codes.lifetime, clock=clock)
+            self.limiter,
+            limiter_key,
+            allowed=MAX_CODE_ATTEMPTS,
+            lifetime=self.codes.lifetime,
+            clock=clock,
+        )
 
 
 class RecoversByCode:
@@ -63,8 +67,7 @@ class RecoversByCode:
         ticket: str = self._run(self._code_flows.request(kind, value, requester))
         return ticket
 
-    def check_code(self, ticket: str, code: str, *,
-                   requester: str | None = None) -> Confirmation:
+    def check_code(self, ticket: str, code: str, *, requester: str | None = None) -> Confirmation:
         """Validate the ``code`` typed for ``ticket`` without using it up.
 
         Case, spaces and dashes in ``code`` do not matter. Raises
@@ -76,12 +79,12 @@ class RecoversByCode:
         :class:`~credrecovery.RateLimited` when ``requester`` presented too
         many bad codes or tokens (``failed_confirmations``).
         """
-        confirmation: Confirmation = self._run(
-            self._code_flows.check(ticket, code, requester))
+        confirmation: Confirmation = self._run(self._code_flows.check(ticket, code, requester))
         return confirmation
 
-    def confirm_code(self, ticket: str, code: str, *, requester: str | None = None,
-                     new_key: str | None = None) -> Confirmation:
+    def confirm_code(
+        self, ticket: str, code: str, *, requester: str | None = None, new_key: str | None = None
+    ) -> Confirmation:
         """Rotate the key of the client whose ``code`` was typed, as :meth:`confirm` does.
 
         Takes ``new_key`` as :meth:`confirm` does in each key mode, mails the
@@ -93,9 +96,9 @@ class RecoversByCode:
         :class:`~credrecovery.InvalidCode`.
         """
         confirmation: Confirmation = self._run(
-            self._code_flows.confirm(ticket, code, requester, new_key))
+            self._code_flows.confirm(ticket, code, requester, new_key)
+        )
         return confirmation
-
 
 
 class AsyncRecoversByCode:
@@ -112,17 +115,20 @@ class AsyncRecoversByCode:
         ticket: str = await self._run(self._code_flows.request(kind, value, requester))
         return ticket
 
-    async def check_code(self, ticket: str, code: str, *,
-                         requester: str | None = None) -> Confirmation:
+    async def check_code(
+        self, ticket: str, code: str, *, requester: str | None = None
+    ) -> Confirmation:
         """Validate a code: :meth:`RecoveryService.check_code`, awaited."""
         confirmation: Confirmation = await self._run(
-            self._code_flows.check(ticket, code, requester))
+            self._code_flows.check(ticket, code, requester)
+        )
         return confirmation
 
-    async def confirm_code(self, ticket: str, code: str, *, requester: str | None = None,
-                           new_key: str | None = None) -> Confirmation:
+    async def confirm_code(
+        self, ticket: str, code: str, *, requester: str | None = None, new_key: str | None = None
+    ) -> Confirmation:
         """Rotate the key by code: :meth:`RecoveryService.confirm_code`, awaited."""
         confirmation: Confirmation = await self._run(
-            self._code_flows.confirm(ticket, code, requester, new_key))
+            self._code_flows.confirm(ticket, code, requester, new_key)
+        )
         return confirmation
-

@@ -89,8 +89,7 @@ class _Waiter:
         self.granted = False
         self.loop = loop
         self.event = threading.Event() if loop is None else None
-        self.future: asyncio.Future[None] | None = (
-            None if loop is None else loop.create_future())
+        self.future: asyncio.Future[None] | None = None if loop is None else loop.create_future()
 
     def grant(self) -> bool:
         """Hand this waiter a slot; False when its event loop is gone."""
@@ -169,8 +168,10 @@ class _Slots:
             return True
 
     def _refusal(self) -> Overloaded:
-        logger.warning("key hashing refused: every slot stayed busy", extra={
-            "event": "overloaded", "limit": "hashing"})
+        logger.warning(
+            "key hashing refused: every slot stayed busy",
+            extra={"event": "overloaded", "limit": "hashing"},
+        )
         return Overloaded(_RETRY_AFTER)
 
     def acquire(self) -> None:
@@ -215,8 +216,9 @@ def hashing_limit() -> HashingLimit:
     return _slots.limit
 
 
-def set_hashing_limit(slots: int | Literal["auto"] | None = "auto",
-                      wait: float = DEFAULT_WAIT) -> HashingLimit:
+def set_hashing_limit(
+    slots: int | Literal["auto"] | None = "auto", wait: float = DEFAULT_WAIT
+) -> HashingLimit:
     """Cap how many key hashes and verifications run at once in this process.
 
     The cap is shared by every service of the process, synchronous and
@@ -235,11 +237,13 @@ def set_hashing_limit(slots: int | Literal["auto"] | None = "auto",
     """
     if slots == "auto":
         slots = default_slots()
-    if slots is not None and (isinstance(slots, bool) or not isinstance(slots, int)
-                              or slots < 1):
+    if slots is not None and (isinstance(slots, bool) or not isinstance(slots, int) or slots < 1):
         raise ValueError("slots must be a whole number of 1 or more, or None for no cap")
-    if isinstance(wait, bool) or not isinstance(wait, int | float) or not (
-            math.isfinite(wait) and wait >= 0):
+    if (
+        isinstance(wait, bool)
+        or not isinstance(wait, int | float)
+        or not (math.isfinite(wait) and wait >= 0)
+    ):
         raise ValueError("wait must be a number of seconds, 0 or more")
     return _slots.configure(HashingLimit(slots, float(wait)))
 
@@ -263,8 +267,9 @@ def gated(perform: Callable[[effects.Effect], Any]) -> Callable[[effects.Effect]
     return perform_within_cap
 
 
-async def perform_gated(perform: Callable[[effects.Effect], Awaitable[Any]],
-                        effect: effects.Effect) -> Any:
+async def perform_gated(
+    perform: Callable[[effects.Effect], Awaitable[Any]], effect: effects.Effect
+) -> Any:
     """``await perform(effect)``, holding a slot for a ``Hash`` or ``Verify`` effect.
 
     The slot is given back when the hashing itself ends: a caller cancelled

@@ -34,14 +34,19 @@ MAX_QUEUE = 10_000
 
 def _failed(event: Event, exc: BaseException) -> None:
     # The exception's text is the host's and could quote anything: its type only.
-    logger.error("the on_event hook failed on a %s event: %s", event.kind.value,
-                 type(exc).__name__, extra={"event": "hook_failed", "kind": event.kind.value,
-                                            "error": type(exc).__name__})
+    logger.error(
+        "the on_event hook failed on a %s event: %s",
+        event.kind.value,
+        type(exc).__name__,
+        extra={"event": "hook_failed", "kind": event.kind.value, "error": type(exc).__name__},
+    )
 
 
 def _dropped(event: Event) -> None:
-    logger.error("event not handed to the on_event hook: the queue is full",
-                 extra={"event": "event_dropped", "kind": event.kind.value})
+    logger.error(
+        "event not handed to the on_event hook: the queue is full",
+        extra={"event": "event_dropped", "kind": event.kind.value},
+    )
 
 
 class EventDispatcher:
@@ -55,9 +60,13 @@ class EventDispatcher:
     child.
     """
 
-    def __init__(self, hook: Callable[[Event], object] | None, *,
-                 before_exit: Callable[[], object] | None = None,
-                 max_queue: int = MAX_QUEUE) -> None:
+    def __init__(
+        self,
+        hook: Callable[[Event], object] | None,
+        *,
+        before_exit: Callable[[], object] | None = None,
+        max_queue: int = MAX_QUEUE,
+    ) -> None:
         self.hook = hook
         self._before_exit = before_exit
         self._max_queue = max_queue
@@ -93,8 +102,9 @@ class EventDispatcher:
             if self._thread is None or not self._thread.is_alive():
                 if self._thread is None:
                     atexit.register(self._at_exit)
-                self._thread = threading.Thread(target=self._run, name="credrecovery-events",
-                                                daemon=True)
+                self._thread = threading.Thread(
+                    target=self._run, name="credrecovery-events", daemon=True
+                )
                 self._thread.start()
             self._cond.notify_all()
 
@@ -115,8 +125,11 @@ class EventDispatcher:
             self._queue.clear()
             self._cond.notify_all()
         if left:
-            logger.error("%d events not handed to the on_event hook: the service was closed",
-                         left, extra={"event": "event_dropped", "count": left})
+            logger.error(
+                "%d events not handed to the on_event hook: the service was closed",
+                left,
+                extra={"event": "event_dropped", "count": left},
+            )
 
     def _at_exit(self) -> None:
         if self._before_exit is not None:
@@ -157,17 +170,24 @@ class AsyncEventDispatcher:
     hook runs on an event loop of its own in a thread instead.
     """
 
-    def __init__(self, hook: Callable[[Event], Any] | None, *,
-                 before_exit: Callable[[], object] | None = None,
-                 max_queue: int = MAX_QUEUE) -> None:
+    def __init__(
+        self,
+        hook: Callable[[Event], Any] | None,
+        *,
+        before_exit: Callable[[], object] | None = None,
+        max_queue: int = MAX_QUEUE,
+    ) -> None:
         self.hook = hook
         self._max_queue = max_queue
         self._closed = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._queue: collections.deque[Event] = collections.deque()
         self._task: asyncio.Task[None] | None = None
-        self._off_loop = EventDispatcher(self._run_alone if hook is not None else None,
-                                         before_exit=before_exit, max_queue=max_queue)
+        self._off_loop = EventDispatcher(
+            self._run_alone if hook is not None else None,
+            before_exit=before_exit,
+            max_queue=max_queue,
+        )
         self._awaits = hook is not None and _is_coroutine_function(hook)
 
     def attach(self) -> None:
@@ -258,8 +278,11 @@ class AsyncEventDispatcher:
         if task is not None and not task.done() and task is not asyncio.current_task():
             task.cancel()
         if left:
-            logger.error("%d events not handed to the on_event hook: the service was closed",
-                         left, extra={"event": "event_dropped", "count": left})
+            logger.error(
+                "%d events not handed to the on_event hook: the service was closed",
+                left,
+                extra={"event": "event_dropped", "count": left},
+            )
         await asyncio.to_thread(self._off_loop.close, timeout)
 
 
@@ -269,8 +292,8 @@ async def _awaited(result: Any) -> None:
 
 def _is_coroutine_function(hook: Callable[..., Any]) -> bool:
     """Whether ``hook``, a function or an object with ``__call__``, is a coroutine function."""
-    return (inspect.iscoroutinefunction(hook)
-            or inspect.iscoroutinefunction(getattr(hook, "__call__", None)))  # noqa: B004
+    call = getattr(hook, "__call__", None)  # noqa: B004
+    return inspect.iscoroutinefunction(hook) or inspect.iscoroutinefunction(call)
 
 
 def checked_hook(hook: object) -> Callable[[Event], Any] | None:
@@ -286,9 +309,12 @@ def remaining(timeout: float | None) -> Callable[[], float | None]:
     return lambda: None if end is None else max(0.0, end - time.monotonic())
 
 
-def reporter(put: Callable[[Event], None],
-             clock: Callable[[], float]) -> Callable[[EventKind, str | None, str], None]:
+def reporter(
+    put: Callable[[Event], None], clock: Callable[[], float]
+) -> Callable[[EventKind, str | None, str], None]:
     """What delivery calls with each mail's outcome: an event, stamped on ``clock``, for ``put``."""
+
     def report(kind: EventKind, number: str | None, reason: str) -> None:
         put(Event(kind, datetime.fromtimestamp(clock(), UTC), reason, number))
+
     return report

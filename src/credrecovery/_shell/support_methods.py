@@ -26,8 +26,14 @@ class IssuesLinks:
     codes: CodeSigner
     _run: Callable[[Flow[Any]], Any]
 
-    def issue_link(self, number: str, *, max_age: timedelta | None = None, send: bool = True,
-                   operator: str | None = None) -> str:
+    def issue_link(
+        self,
+        number: str,
+        *,
+        max_age: timedelta | None = None,
+        send: bool = True,
+        operator: str | None = None,
+    ) -> str:
         """The confirmation link of client ``number``, for support staff; mailed if ``send``.
 
         The link is the one a request would mail to the primary address: it
@@ -45,8 +51,14 @@ class IssuesLinks:
         link: str = self._run(self._core.issue_link(number, max_age, send, operator))
         return link
 
-    def issue_code(self, number: str, *, max_age: timedelta | None = None, send: bool = True,
-                   operator: str | None = None) -> IssuedCode:
+    def issue_code(
+        self,
+        number: str,
+        *,
+        max_age: timedelta | None = None,
+        send: bool = True,
+        operator: str | None = None,
+    ) -> IssuedCode:
         """Client ``number``'s recovery code and its ticket, for support staff; mailed if ``send``.
 
         The code is the one a code request would mail to the primary address,
@@ -61,7 +73,8 @@ class IssuesLinks:
         code is. Raises what :meth:`issue_link` raises, when it raises it.
         """
         issued: IssuedCode = self._run(
-            self._core.issue_code(number, max_age, send, operator, self.codes))
+            self._core.issue_code(number, max_age, send, operator, self.codes)
+        )
         return issued
 
 
@@ -72,15 +85,28 @@ class AsyncIssuesLinks:
     codes: CodeSigner
     _run: Callable[[Flow[Any]], Awaitable[Any]]
 
-    async def issue_link(self, number: str, *, max_age: timedelta | None = None,
-                         send: bool = True, operator: str | None = None) -> str:
+    async def issue_link(
+        self,
+        number: str,
+        *,
+        max_age: timedelta | None = None,
+        send: bool = True,
+        operator: str | None = None,
+    ) -> str:
         """A link for support staff: :meth:`RecoveryService.issue_link`, awaited."""
         link: str = await self._run(self._core.issue_link(number, max_age, send, operator))
         return link
 
-    async def issue_code(self, number: str, *, max_age: timedelta | None = None,
-                         send: bool = True, operator: str | None = None) -> IssuedCode:
+    async def issue_code(
+        self,
+        number: str,
+        *,
+        max_age: timedelta | None = None,
+        send: bool = True,
+        operator: str | None = None,
+    ) -> IssuedCode:
         """A code for support staff: :meth:`RecoveryService.issue_code`, awaited."""
         issued: IssuedCode = await self._run(
-            self._core.issue_code(number, max_age, send, operator, self.codes))
+            self._core.issue_code(number, max_age, send, operator, self.codes)
+        )
         return issued

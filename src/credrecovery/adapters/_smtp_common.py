@@ -93,8 +93,12 @@ class _Settings:
             raise ValueError("security must be one of 'plain', 'starttls' or 'tls'")
         if ssl_context is not None and security == "plain":
             raise ValueError("ssl_context is only used with security 'starttls' or 'tls'")
-        if (isinstance(timeout, bool) or not isinstance(timeout, int | float)
-                or not math.isfinite(timeout) or timeout <= 0):
+        if (
+            isinstance(timeout, bool)
+            or not isinstance(timeout, int | float)
+            or not math.isfinite(timeout)
+            or timeout <= 0
+        ):
             raise ValueError("timeout must be a positive number of seconds")
         if username is None and password is not None:
             raise ValueError("a password was given without a username")
@@ -118,14 +122,17 @@ class _Settings:
             timeout=float(timeout),
             ssl_context=ssl_context,
             local_hostname=local_hostname,
-            envelope_sender=(None if envelope_sender is None
-                             else _checked_envelope_sender(envelope_sender)),
+            envelope_sender=(
+                None if envelope_sender is None else _checked_envelope_sender(envelope_sender)
+            ),
         )
 
     def describe(self) -> str:
         """The settings a repr shows: never the password, nor the login's name."""
-        return (f"host={self.host!r}, port={self.port}, security={self.security!r}, "
-                f"auth={self.username is not None}")
+        return (
+            f"host={self.host!r}, port={self.port}, security={self.security!r}, "
+            f"auth={self.username is not None}"
+        )
 
     def context(self) -> ssl.SSLContext:
         if self.ssl_context is not None:
@@ -150,13 +157,15 @@ def _disconnected(settings: _Settings, *, timed_out: bool, connecting: bool) -> 
 
 def _not_supported(text: str) -> DeliveryFailed:
     """A needed extension is missing; ``text`` is the client library's own fixed wording."""
-    missing = next((name for name in ("STARTTLS", "AUTH", "SMTPUTF8") if name in text),
-                   "a needed extension")
+    missing = next(
+        (name for name in ("STARTTLS", "AUTH", "SMTPUTF8") if name in text), "a needed extension"
+    )
     return DeliveryFailed(f"SMTP server does not offer {missing}", temporary=False)
 
 
-def _transport_failure(settings: _Settings, exc: BaseException, *,
-                       connecting: bool) -> DeliveryFailed:
+def _transport_failure(
+    settings: _Settings, exc: BaseException, *, connecting: bool
+) -> DeliveryFailed:
     """Map a TLS, socket or message error, whichever SMTP client met it."""
     if isinstance(exc, ssl.SSLCertVerificationError):
         # A certificate that fails verification will fail again until someone fixes it.
@@ -179,8 +188,9 @@ def _transport_failure(settings: _Settings, exc: BaseException, *,
     return DeliveryFailed("the message cannot be sent over SMTP", temporary=False)
 
 
-def _recipients_refused(settings: _Settings,
-                        replies: list[tuple[int, bytes | str]]) -> DeliveryFailed:
+def _recipients_refused(
+    settings: _Settings, replies: list[tuple[int, bytes | str]]
+) -> DeliveryFailed:
     """Every refused recipient's ``(code, reply)``; the highest code decides."""
     if not replies:
         return DeliveryFailed("SMTP server refused the recipient", temporary=False)
@@ -195,13 +205,18 @@ def _refused(settings: _Settings, step: _Step, code: int, reply: bytes | str) ->
     temporary = 400 <= code < 500
     if step == "login":
         enhanced = _enhanced_code(code, reply)
-        return DeliveryFailed(f"SMTP login failed ({_codes(code, enhanced)})",
-                              temporary=temporary, smtp_code=code, enhanced_code=enhanced)
+        return DeliveryFailed(
+            f"SMTP login failed ({_codes(code, enhanced)})",
+            temporary=temporary,
+            smtp_code=code,
+            enhanced_code=enhanced,
+        )
     return _coded(settings, _STEP_WORDS[step], code, reply, temporary)
 
 
-def _coded(settings: _Settings, what: str, code: int, reply: bytes | str,
-           temporary: bool) -> DeliveryFailed:
+def _coded(
+    settings: _Settings, what: str, code: int, reply: bytes | str, temporary: bool
+) -> DeliveryFailed:
     enhanced = _enhanced_code(code, reply)
     text = f"{what} ({_codes(code, enhanced)})"
     hint = _hint(settings, code, enhanced)
@@ -220,8 +235,11 @@ def _hint(settings: _Settings, code: int, enhanced: str | None) -> str | None:
         return None
     if code in (530, 535):
         return _LOGIN_HINT
-    if (enhanced is not None and enhanced.startswith("5.7.")
-            and not _is_sender_authentication(enhanced)):
+    if (
+        enhanced is not None
+        and enhanced.startswith("5.7.")
+        and not _is_sender_authentication(enhanced)
+    ):
         return _LOGIN_HINT
     return None
 

@@ -44,8 +44,7 @@ def _translated(
     if refusal is not None and isinstance(exc, sa_exc.IntegrityError):
         error = _tagged(ValueError(refusal), sqlstate, constraint)
     else:
-        error = _directory_error(f"the client directory could not {action}",
-                                 sqlstate, constraint)
+        error = _directory_error(f"the client directory could not {action}", sqlstate, constraint)
     return error, not _may_quote_row(exc)
 
 

@@ -72,13 +72,13 @@ class _Statements:
             self.client_columns.append(self.active.label("active"))
         elif m.active is not None:
             self.client_columns.append(
-                sa.case((m.active, sa.true()), else_=sa.false()).label("active"))
+                sa.case((m.active, sa.true()), else_=sa.false()).label("active")
+            )
 
     def describe(self, url: sa.URL) -> str:
         """What a repr shows: the URL without its password, and the tables."""
         shown = url.render_as_string(hide_password=True)
-        return (f"{shown!r}, clients={self.clients.fullname!r}, "
-                f"domains={self.domains.fullname!r}")
+        return f"{shown!r}, clients={self.clients.fullname!r}, domains={self.domains.fullname!r}"
 
     def check_own_schema(self) -> None:
         if not self.own_schema:
@@ -88,8 +88,10 @@ class _Statements:
         """Create the own tables where missing, and add the columns an earlier version lacked."""
         self.metadata.create_all(connection)
         schema = _translated_schema(connection, self.clients)
-        present = {column["name"] for column in
-                   sa.inspect(connection).get_columns(self.clients.name, schema=schema)}
+        present = {
+            column["name"]
+            for column in sa.inspect(connection).get_columns(self.clients.name, schema=schema)
+        }
         assert self.must_change is not None and self.active is not None
         for column in (self.must_change, self.active):
             if column.name not in present:
@@ -130,8 +132,10 @@ class _Statements:
     def _no_active_column(self) -> str:
         if self.mapping.active is None:
             return "this directory's TableMapping names no active column"
-        return ("this directory's TableMapping decides with a condition which accounts are "
-                "open; change the columns it reads")
+        return (
+            "this directory's TableMapping decides with a condition which accounts are "
+            "open; change the columns it reads"
+        )
 
     def select(
         self, kind: IdentifierKind | str, value: str, limit: int
@@ -180,8 +184,7 @@ class _Statements:
         # Each part is ordered by its index, so that it reads no more rows
         # than it returns.
         picked = (
-            sa.union_all(part(key == probe, key >= probe),
-                         part(sa.false(), key < probe))
+            sa.union_all(part(key == probe, key >= probe), part(sa.false(), key < probe))
             .limit(fetch)
             .subquery("picked")
         )
@@ -197,9 +200,7 @@ class _Statements:
         statement = sa.select(picked, domains.label("domains")).order_by(picked.c.number)
         return kind, statement
 
-    def found(
-        self, kind: IdentifierKind, rows: Sequence[sa.Row[Any]], limit: int
-    ) -> list[Client]:
+    def found(self, kind: IdentifierKind, rows: Sequence[sa.Row[Any]], limit: int) -> list[Client]:
         """The matched clients of a lookup's ``rows``, by number; stand-ins are dropped.
 
         Raises when a number or domain names several clients.
@@ -237,11 +238,19 @@ class _Statements:
     ) -> list[tuple[sa.Select[Any], str]]:
         """Queries that find a row when ``number`` or one of ``domains`` is taken, each with
         the refusal to raise then."""
-        checks = [(self._exists(self.clients, self.number == number),
-                   "a client with this number already exists")]
+        checks = [
+            (
+                self._exists(self.clients, self.number == number),
+                "a client with this number already exists",
+            )
+        ]
         if domains:
-            checks.append((self._exists(self.domains, self._stored_domain().in_(domains)),
-                           "one of these domains belongs to another client"))
+            checks.append(
+                (
+                    self._exists(self.domains, self._stored_domain().in_(domains)),
+                    "one of these domains belongs to another client",
+                )
+            )
         return checks
 
     @staticmethod
@@ -254,8 +263,7 @@ class _Statements:
         """The inserts that add ``client`` and its ``domains``, each with its rows."""
         inserts = [(sa.insert(self.clients), [self.client_row(client, number)])]
         if domains:
-            inserts.append((sa.insert(self.domains),
-                            [self.domain_row(d, number) for d in domains]))
+            inserts.append((sa.insert(self.domains), [self.domain_row(d, number) for d in domains]))
         return inserts
 
     def number_value(self, number: str) -> str | int | None:

@@ -134,14 +134,16 @@ def _check_active(active: object) -> None:
         if _CONDITION_CHARACTERS & set(active):
             raise ValueError(
                 "TableMapping.active as text names a column; give a condition as a SQLAlchemy "
-                "expression, e.g. sa.column(\"status\") != \"Closed\"")
+                'expression, e.g. sa.column("status") != "Closed"'
+            )
         return
     if not isinstance(active, sa.ColumnElement):
         raise TypeError("TableMapping.active is a column name or a SQLAlchemy condition")
     # A column of another table object would join that table into every lookup.
     if active._from_objects:
-        raise ValueError("write the columns of TableMapping.active with sa.column(), "
-                         "unattached to a table")
+        raise ValueError(
+            "write the columns of TableMapping.active with sa.column(), unattached to a table"
+        )
 
 
 _OWN_MAPPING = TableMapping(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 from ..exceptions import DirectoryError
 from ..identifiers import IdentifierKind, parse_kind
@@ -113,10 +114,13 @@ def _migrate_to_1(conn: sqlite3.Connection) -> None:
         raise DirectoryError(
             "the clients table has other columns than the directory's; migrate it by hand"
         )
-    extras = [row[0] for row in conn.execute(
-        "SELECT sql FROM sqlite_master"
-        " WHERE tbl_name = 'clients' AND type IN ('index', 'trigger') AND sql IS NOT NULL"
-    )]
+    extras = [
+        row[0]
+        for row in conn.execute(
+            "SELECT sql FROM sqlite_master"
+            " WHERE tbl_name = 'clients' AND type IN ('index', 'trigger') AND sql IS NOT NULL"
+        )
+    ]
     # Spelled out rather than taken from _SCHEMA: later versions change that.
     conn.execute(
         """CREATE TABLE clients_new (
@@ -160,7 +164,10 @@ def _migrate_to_3(conn: sqlite3.Connection) -> None:
 # _MIGRATIONS[n] takes a file from version n to n + 1: a change of schema is
 # one more step here, with _SCHEMA changed to match its outcome.
 _MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
-    _migrate_to_1, _migrate_to_2, _migrate_to_3)
+    _migrate_to_1,
+    _migrate_to_2,
+    _migrate_to_3,
+)
 _SCHEMA_VERSION = len(_MIGRATIONS)
 
 
@@ -172,15 +179,22 @@ def _find_sql(kind: IdentifierKind | str, limit: int) -> str:
     return sql
 
 
-def _matched_clients(rows: Iterable[Sequence[object]]) -> list[Client]:
+def _matched_clients(rows: Iterable[Sequence[Any]]) -> list[Client]:
     """The clients of a _FIND_SQL result that matched; a miss's stand-in row is dropped."""
     found = []
     for row in rows:
         # Built for a hit and a miss alike, so that both do the same work.
         number, email, key_hash, name, locale = row[:5]
-        client = Client(number, email, key_hash, name, locale,  # type: ignore[arg-type]
-                        domains=_split_domains(row[8]), must_change=bool(row[6]),
-                        active=bool(row[7]))
+        client = Client(
+            number,
+            email,
+            key_hash,
+            name,
+            locale,
+            domains=_split_domains(row[8]),
+            must_change=bool(row[6]),
+            active=bool(row[7]),
+        )
         if row[5]:
             found.append(client)
     return found
@@ -194,8 +208,15 @@ def _split_domains(joined: object) -> tuple[str, ...]:
 
 def _client_values(client: Client) -> tuple[str, str, str, str, str | None, int, int]:
     """The parameters of _INSERT_CLIENT_SQL for ``client``."""
-    return (client.number, client.email, client.key_hash, client.name, client.locale,
-            int(client.must_change), int(bool(client.active)))
+    return (
+        client.number,
+        client.email,
+        client.key_hash,
+        client.name,
+        client.locale,
+        int(client.must_change),
+        int(bool(client.active)),
+    )
 
 
 def _prepare_file(conn: sqlite3.Connection) -> None:

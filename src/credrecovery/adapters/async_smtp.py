@@ -76,9 +76,16 @@ class AsyncSMTPMailer:
         envelope_sender: str | None = None,
     ) -> None:
         self._settings = _Settings.checked(
-            host, port, security=security, username=username, password=password,
-            timeout=timeout, ssl_context=ssl_context, local_hostname=local_hostname,
-            allow_plain_login=allow_plain_login, envelope_sender=envelope_sender,
+            host,
+            port,
+            security=security,
+            username=username,
+            password=password,
+            timeout=timeout,
+            ssl_context=ssl_context,
+            local_hostname=local_hostname,
+            allow_plain_login=allow_plain_login,
+            envelope_sender=envelope_sender,
         )
 
     def __repr__(self) -> str:
@@ -114,8 +121,9 @@ class AsyncSMTPMailer:
         except _SEND_ERRORS as exc:
             raise self._failure(exc, connecting=False) from exc
 
-    async def _deliver(self, client: aiosmtplib.SMTP, message: EmailMessage,
-                       recipients: list[str]) -> None:
+    async def _deliver(
+        self, client: aiosmtplib.SMTP, message: EmailMessage, recipients: list[str]
+    ) -> None:
         settings = self._settings
         try:
             if settings.security == "starttls":
@@ -128,14 +136,18 @@ class AsyncSMTPMailer:
             await _greet(client)
             options = list(_DSN_MAIL_OPTIONS) if client.supports_extension("dsn") else []
             refused, _reply = await client.send_message(
-                message, sender=settings.envelope_sender, recipients=recipients,
+                message,
+                sender=settings.envelope_sender,
+                recipients=recipients,
                 mail_options=options,
             )
             if refused:
-                raise aiosmtplib.SMTPRecipientsRefused([
-                    aiosmtplib.SMTPRecipientRefused(reply.code, reply.message, address)
-                    for address, reply in refused.items()
-                ])
+                raise aiosmtplib.SMTPRecipientsRefused(
+                    [
+                        aiosmtplib.SMTPRecipientRefused(reply.code, reply.message, address)
+                        for address, reply in refused.items()
+                    ]
+                )
             # The server has accepted the message; a failed goodbye changes nothing.
             with contextlib.suppress(aiosmtplib.SMTPException, OSError):
                 await client.quit()
@@ -184,8 +196,7 @@ class AsyncSMTPMailer:
             # aiosmtplib's wording is fixed too, and names the extension.
             return _not_supported(str(exc))
         if isinstance(exc, aiosmtplib.SMTPException):
-            return DeliveryFailed(f"SMTP delivery failed ({type(exc).__name__})",
-                                  temporary=False)
+            return DeliveryFailed(f"SMTP delivery failed ({type(exc).__name__})", temporary=False)
         return _transport_failure(settings, exc, connecting=connecting)
 
 

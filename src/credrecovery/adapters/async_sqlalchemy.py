@@ -224,8 +224,15 @@ class AsyncSQLAlchemyDirectory:
         ``active`` column to go to.
         """
         record = ClientRecord.build(
-            number, email, key=key, key_hash=key_hash, domains=domains,
-            name=name, locale=locale, crypt_context=self._crypt_context, active=active,
+            number,
+            email,
+            key=key,
+            key_hash=key_hash,
+            domains=domains,
+            name=name,
+            locale=locale,
+            crypt_context=self._crypt_context,
+            active=active,
         )
         statements = self._statements
         client, number_value = statements.stored_record(record)

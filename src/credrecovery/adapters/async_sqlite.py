@@ -132,8 +132,15 @@ class AsyncSQLiteDirectory:
         domain is taken.
         """
         record = ClientRecord.build(
-            number, email, key=key, key_hash=key_hash, domains=domains,
-            name=name, locale=locale, crypt_context=self._crypt_context, active=active,
+            number,
+            email,
+            key=key,
+            key_hash=key_hash,
+            domains=domains,
+            name=name,
+            locale=locale,
+            crypt_context=self._crypt_context,
+            active=active,
         )
         client = record.client
         async with self._connect("add a client") as conn:
@@ -168,9 +175,7 @@ class AsyncSQLiteDirectory:
         found = await self.find_all(kind, value, limit=1)
         return found[0] if found else None
 
-    async def find_all(
-        self, kind: IdentifierKind, value: str, *, limit: int = 50
-    ) -> list[Client]:
+    async def find_all(self, kind: IdentifierKind, value: str, *, limit: int = 50) -> list[Client]:
         """Every client the normalized ``value`` names, by client number, at most ``limit``.
 
         As :meth:`SQLiteDirectory.find_all

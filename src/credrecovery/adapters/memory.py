@@ -67,8 +67,15 @@ class MemoryDirectory:
         Raises :class:`ValueError` when the number or a domain is taken.
         """
         record = ClientRecord.build(
-            number, email, key=key, key_hash=key_hash, domains=domains,
-            name=name, locale=locale, crypt_context=self._crypt_context, active=active,
+            number,
+            email,
+            key=key,
+            key_hash=key_hash,
+            domains=domains,
+            name=name,
+            locale=locale,
+            crypt_context=self._crypt_context,
+            active=active,
         )
         with self._lock:
             if record.client.number in self._clients:
@@ -79,8 +86,7 @@ class MemoryDirectory:
             self._numbers.append(record.client.number)
             if record.client.email not in self._by_email:
                 self._emails.append(record.client.email)
-            bisect.insort(self._by_email.setdefault(record.client.email, []),
-                          record.client.number)
+            bisect.insort(self._by_email.setdefault(record.client.email, []), record.client.number)
             for domain in record.domains:
                 self._by_domain[domain] = record.client.number
             self._domains.extend(record.domains)
@@ -113,9 +119,11 @@ class MemoryDirectory:
         with self._lock:
             # A miss looks up a random key of the same index instead, and
             # reads what that names, so that it touches as much as a hit.
-            keys = {IdentifierKind.CLIENT_NUMBER: self._numbers,
-                    IdentifierKind.EMAIL: self._emails,
-                    IdentifierKind.DOMAIN: self._domains}[kind]
+            keys = {
+                IdentifierKind.CLIENT_NUMBER: self._numbers,
+                IdentifierKind.EMAIL: self._emails,
+                IdentifierKind.DOMAIN: self._domains,
+            }[kind]
             if not keys:
                 return []
             stand_in = keys[self._random.randrange(len(keys))]
@@ -133,7 +141,7 @@ class MemoryDirectory:
             start = self._random.randrange(len(pool))
             others = [pool[(start + slot) % len(pool)] for slot in range(width)]
             read = [self._clients[number] for number in (numbers + others)[:width]]
-            return read[:len(numbers) if hit else 0]
+            return read[: len(numbers) if hit else 0]
 
     def replace_key_hash(self, number: str, current: str, new: str) -> bool:
         """Atomically store ``new`` if client ``number``'s hash is still ``current``."""

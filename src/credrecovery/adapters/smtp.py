@@ -88,9 +88,16 @@ class SMTPMailer:
         envelope_sender: str | None = None,
     ) -> None:
         self._settings = _Settings.checked(
-            host, port, security=security, username=username, password=password,
-            timeout=timeout, ssl_context=ssl_context, local_hostname=local_hostname,
-            allow_plain_login=allow_plain_login, envelope_sender=envelope_sender,
+            host,
+            port,
+            security=security,
+            username=username,
+            password=password,
+            timeout=timeout,
+            ssl_context=ssl_context,
+            local_hostname=local_hostname,
+            allow_plain_login=allow_plain_login,
+            envelope_sender=envelope_sender,
         )
 
     def __repr__(self) -> str:
@@ -121,8 +128,7 @@ class SMTPMailer:
         except _SEND_ERRORS as exc:
             raise self._failure(exc, connecting=False) from exc
 
-    def _deliver(self, client: smtplib.SMTP, message: EmailMessage,
-                 recipients: list[str]) -> None:
+    def _deliver(self, client: smtplib.SMTP, message: EmailMessage, recipients: list[str]) -> None:
         try:
             settings = self._settings
             if settings.security == "starttls":
@@ -138,8 +144,12 @@ class SMTPMailer:
                 elif not _smtplib_goes_smtputf8(message, settings.envelope_sender, recipients):
                     # With SMTPUTF8, smtplib declares BODY=8BITMIME itself.
                     options = (*options, "BODY=8BITMIME")
-            refused = client.send_message(message, from_addr=settings.envelope_sender,
-                                          to_addrs=recipients, mail_options=options)
+            refused = client.send_message(
+                message,
+                from_addr=settings.envelope_sender,
+                to_addrs=recipients,
+                mail_options=options,
+            )
             if refused:
                 raise smtplib.SMTPRecipientsRefused(refused)
             # The server has accepted the message; a failed goodbye changes nothing.
@@ -154,7 +164,10 @@ class SMTPMailer:
         s = self._settings
         if s.security == "tls":
             return smtplib.SMTP_SSL(
-                s.host, s.port, local_hostname=s.local_hostname, timeout=s.timeout,
+                s.host,
+                s.port,
+                local_hostname=s.local_hostname,
+                timeout=s.timeout,
                 context=s.context(),
             )
         return smtplib.SMTP(s.host, s.port, local_hostname=s.local_hostname, timeout=s.timeout)
@@ -189,14 +202,14 @@ class SMTPMailer:
             # Only smtplib raises this, with fixed wording that names the extension.
             return _not_supported(str(exc))
         if isinstance(exc, smtplib.SMTPException):
-            return DeliveryFailed(f"SMTP delivery failed ({type(exc).__name__})",
-                                  temporary=False)
+            return DeliveryFailed(f"SMTP delivery failed ({type(exc).__name__})", temporary=False)
         return _transport_failure(settings, exc, connecting=connecting)
 
 
 def _has_8bit_part(message: EmailMessage) -> bool:
-    return any(str(part.get("Content-Transfer-Encoding", "")).lower() == "8bit"
-               for part in message.walk())
+    return any(
+        str(part.get("Content-Transfer-Encoding", "")).lower() == "8bit" for part in message.walk()
+    )
 
 
 def _seven_bit(message: EmailMessage) -> EmailMessage:
@@ -204,15 +217,20 @@ def _seven_bit(message: EmailMessage) -> EmailMessage:
     without 8BITMIME (RFC 6152 forbids sending it 8bit data)."""
     converted = copy.deepcopy(message)
     for part in converted.walk():
-        if (str(part.get("Content-Transfer-Encoding", "")).lower() == "8bit"
-                and part.get_content_maintype() == "text" and isinstance(part, EmailMessage)):
-            part.set_content(part.get_content(), subtype=part.get_content_subtype(),
-                             cte="quoted-printable")
+        if (
+            str(part.get("Content-Transfer-Encoding", "")).lower() == "8bit"
+            and part.get_content_maintype() == "text"
+            and isinstance(part, EmailMessage)
+        ):
+            part.set_content(
+                part.get_content(), subtype=part.get_content_subtype(), cte="quoted-printable"
+            )
     return converted
 
 
-def _smtplib_goes_smtputf8(message: EmailMessage, envelope_sender: str | None,
-                           recipients: list[str]) -> bool:
+def _smtplib_goes_smtputf8(
+    message: EmailMessage, envelope_sender: str | None, recipients: list[str]
+) -> bool:
     """Whether :meth:`smtplib.SMTP.send_message` will add SMTPUTF8 and BODY=8BITMIME."""
     sender = envelope_sender
     if sender is None:

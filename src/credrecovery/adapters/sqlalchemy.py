@@ -170,9 +170,7 @@ class SQLAlchemyDirectory:
         found = self.find_all(kind, value, limit=1)
         return found[0] if found else None
 
-    def find_all(
-        self, kind: IdentifierKind | str, value: str, *, limit: int = 50
-    ) -> list[Client]:
+    def find_all(self, kind: IdentifierKind | str, value: str, *, limit: int = 50) -> list[Client]:
         """Every client the normalized ``value`` names, by client number, at most ``limit``.
 
         A number or a domain names at most one client; an email, every client
@@ -335,8 +333,11 @@ class SQLAlchemyDirectory:
                     count += len(client_rows)
             return count
 
-        return _guarded("add clients", insert,
-                        refusal="the database refused a client: a duplicate or a constraint")
+        return _guarded(
+            "add clients",
+            insert,
+            refusal="the database refused a client: a duplicate or a constraint",
+        )
 
     @staticmethod
     def _insert_many(

@@ -139,8 +139,15 @@ class SQLiteDirectory:
         :class:`ValueError` when the number or a domain is taken.
         """
         record = ClientRecord.build(
-            number, email, key=key, key_hash=key_hash, domains=domains,
-            name=name, locale=locale, crypt_context=self._crypt_context, active=active,
+            number,
+            email,
+            key=key,
+            key_hash=key_hash,
+            domains=domains,
+            name=name,
+            locale=locale,
+            crypt_context=self._crypt_context,
+            active=active,
         )
         client = record.client
         with self._connect("add a client") as conn, conn:
@@ -148,8 +155,10 @@ class SQLiteDirectory:
             conn.execute("BEGIN IMMEDIATE")
             if _exists(conn, "SELECT 1 FROM clients WHERE number = ?", client.number):
                 raise ValueError("a client with this number already exists")
-            if any(_exists(conn, "SELECT 1 FROM domains WHERE domain = ?", domain)
-                   for domain in record.domains):
+            if any(
+                _exists(conn, "SELECT 1 FROM domains WHERE domain = ?", domain)
+                for domain in record.domains
+            ):
                 raise ValueError("one of these domains belongs to another client")
             conn.execute(_INSERT_CLIENT_SQL, _client_values(client))
             conn.executemany(
@@ -273,7 +282,9 @@ class SQLiteDirectory:
             # check_same_thread is off only so that close() may close it; the
             # connection is otherwise used by its own thread alone.
             conn = sqlite3.connect(
-                self._path, timeout=self._timeout, isolation_level=None,
+                self._path,
+                timeout=self._timeout,
+                isolation_level=None,
                 check_same_thread=False,
             )
             self._connections.append(conn)

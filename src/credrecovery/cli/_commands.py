@@ -70,11 +70,17 @@ def add_client(args: argparse.Namespace) -> int:
     if key_hash is not None:
         _check_key_hash(key_hash, crypt_context())
     key = None if key_hash is not None else generate_key()
-    with open_directory(args.db, timeout=args.lock_timeout,
-                        create="if-missing" if args.create else "never") as directory:
+    with open_directory(
+        args.db, timeout=args.lock_timeout, create="if-missing" if args.create else "never"
+    ) as directory:
         client = directory.add_client(
-            args.number, args.email, key=key, key_hash=key_hash,
-            domains=args.domain, name=args.name, locale=args.locale,
+            args.number,
+            args.email,
+            key=key,
+            key_hash=key_hash,
+            domains=args.domain,
+            name=args.name,
+            locale=args.locale,
         )
     print(f"added client {client.number} <{client.email}>")
     if key is not None:
@@ -110,8 +116,11 @@ def request(args: argparse.Namespace) -> int:
     with open_named(args) as directory:
         client = _named_client(directory, kind, value)
         recovery = service(args, directory, smtp if smtp is not None else PrintMailer(), secret)
-        options: dict[str, Any] = {"max_age": args.max_age, "send": not args.link_only,
-                                   "operator": args.operator}
+        options: dict[str, Any] = {
+            "max_age": args.max_age,
+            "send": not args.link_only,
+            "operator": args.operator,
+        }
         try:
             if args.code:
                 issued = recovery.issue_code(client.number, **options)
@@ -121,19 +130,24 @@ def request(args: argparse.Namespace) -> int:
                 shown = [link] if args.link_only else []
         except DeliveryFailed as exc:
             cause = exc.__cause__ if isinstance(exc.__cause__, Exception) else exc
-            raise CommandFailed(f"the {'code' if args.code else 'confirmation'} mail for client "
-                                f"{client.number} was not sent: {failure_reason(cause)}"
-                                ) from None
+            raise CommandFailed(
+                f"the {'code' if args.code else 'confirmation'} mail for client "
+                f"{client.number} was not sent: {failure_reason(cause)}"
+            ) from None
     for line in shown:
         print(line)
     if args.link_only:
         default = recovery.codes.max_age if args.code else recovery.tokens.max_age
         until = datetime.now(UTC) + (args.max_age or default)
-        print(f"{what} for client {client.number} printed above, not mailed; "
-              f"it works until {until:%Y-%m-%d %H:%M} UTC")
+        print(
+            f"{what} for client {client.number} printed above, not mailed; "
+            f"it works until {until:%Y-%m-%d %H:%M} UTC"
+        )
     elif smtp is None:
-        print(f"{what} for client {client.number} printed above, not sent; "
-              f"it is addressed to {client.email}")
+        print(
+            f"{what} for client {client.number} printed above, not sent; "
+            f"it is addressed to {client.email}"
+        )
     else:
         print(f"{what} for client {client.number} mailed to {client.email}")
     return 0
@@ -151,8 +165,9 @@ def _named_client(directory: Any, kind: IdentifierKind, value: str) -> Client:
         raise CommandFailed(f"no client has the {_KIND_LABELS[kind]} {value}")
     if len(found) > 1:
         numbers = ", ".join(client.number for client in found)
-        raise CommandFailed(f"clients {numbers} share the primary email {value}: "
-                            "name one by client_number")
+        raise CommandFailed(
+            f"clients {numbers} share the primary email {value}: name one by client_number"
+        )
     client: Client = found[0]
     return client
 
@@ -176,19 +191,25 @@ def confirm(args: argparse.Namespace) -> int:
             assert token is not None
             result = recovery.confirm(token)
         if smtp is not None:
-            print(f"confirmed: new access details for client {result.number} mailed to "
-                  f"{recipients(recorder.sent[-1])}")
+            print(
+                f"confirmed: new access details for client {result.number} mailed to "
+                f"{recipients(recorder.sent[-1])}"
+            )
             return 0
         text = render(outbox.outbox[-1])
         if not args.print_key:
             text = _hide_key(text, directory, result.number, recovery.crypt_context)
     print(text)
-    print(f"confirmed: the access key of client {result.number} was rotated; the mail "
-          "above was printed, not sent")
+    print(
+        f"confirmed: the access key of client {result.number} was rotated; the mail "
+        "above was printed, not sent"
+    )
     if not args.print_key:
-        print("warning: the new key is hidden and the previous key no longer works: "
-              "request a new link and confirm it with --print-key to show a key",
-              file=sys.stderr)
+        print(
+            "warning: the new key is hidden and the previous key no longer works: "
+            "request a new link and confirm it with --print-key to show a key",
+            file=sys.stderr,
+        )
     return 0
 
 
@@ -215,8 +236,7 @@ def _token_from(argument: str, what: str = "token") -> str:
     return text
 
 
-def _hide_key(text: str, directory: ClientDirectory, number: str,
-              context: CryptContext) -> str:
+def _hide_key(text: str, directory: ClientDirectory, number: str, context: CryptContext) -> str:
     """``text`` with the key that verifies against client ``number``'s hash hidden.
 
     Fails, printing nothing of the mail, if no such key is found in it.
@@ -233,7 +253,9 @@ def _hide_key(text: str, directory: ClientDirectory, number: str,
 
     text = _KEY_SHAPED.sub(hide, text)
     if not hidden:
-        raise CommandFailed(f"the access key of client {number} was rotated, but the new key "
-                            "could not be found in the mail to hide it, so the mail is not "
-                            "printed; the client needs a new recovery link")
+        raise CommandFailed(
+            f"the access key of client {number} was rotated, but the new key "
+            "could not be found in the mail to hide it, so the mail is not "
+            "printed; the client needs a new recovery link"
+        )
     return text

@@ -39,9 +39,11 @@ def describe(exc: BaseException) -> str:
     text = str(exc) or type(exc).__name__
     cause = exc.__cause__
     # SQLite's own messages name no bound value, and DeliveryFailed quotes no server text.
-    if isinstance(exc, DirectoryError | DeliveryFailed) and isinstance(
-        cause, sqlite3.Error | DeliveryFailed
-    ) and str(cause):
+    if (
+        isinstance(exc, DirectoryError | DeliveryFailed)
+        and isinstance(cause, sqlite3.Error | DeliveryFailed)
+        and str(cause)
+    ):
         text = f"{text} ({cause})"
     return text
 
@@ -71,8 +73,10 @@ def smtp_mailer(args: argparse.Namespace) -> SMTPMailer | None:
         if not password:
             raise CommandFailed(f"--smtp-username needs the password in ${SMTP_PASSWORD_ENV}")
         if args.smtp_security == "plain":
-            raise CommandFailed("--smtp-username needs --smtp-security starttls or tls: "
-                                "a login without TLS sends the password in clear")
+            raise CommandFailed(
+                "--smtp-username needs --smtp-security starttls or tls: "
+                "a login without TLS sends the password in clear"
+            )
     context = None
     if args.smtp_cafile is not None:
         if args.smtp_security == "plain":
@@ -84,16 +88,29 @@ def smtp_mailer(args: argparse.Namespace) -> SMTPMailer | None:
             raise CommandFailed(
                 f"cannot load CA certificates from {args.smtp_cafile}: {reason}"
             ) from None
-    return SMTPMailer(args.smtp_host, args.smtp_port, security=args.smtp_security,
-                      username=args.smtp_username, password=password, ssl_context=context)
+    return SMTPMailer(
+        args.smtp_host,
+        args.smtp_port,
+        security=args.smtp_security,
+        username=args.smtp_username,
+        password=password,
+        ssl_context=context,
+    )
 
 
-def service(args: argparse.Namespace, directory: ClientDirectory, mailer: Mailer,
-            secret: str) -> RecoveryService:
+def service(
+    args: argparse.Namespace, directory: ClientDirectory, mailer: Mailer, secret: str
+) -> RecoveryService:
     """A synchronous service on ``directory`` with the flow options of ``args``, unlimited."""
     return RecoveryService(
-        directory, mailer, secret_key=secret, confirm_url=args.confirm_url,
-        sender=args.sender, locale=args.locale, delivery="sync", rate_limits=None,
+        directory,
+        mailer,
+        secret_key=secret,
+        confirm_url=args.confirm_url,
+        sender=args.sender,
+        locale=args.locale,
+        delivery="sync",
+        rate_limits=None,
         crypt_context=crypt_context(),
     )
 

@@ -25,20 +25,31 @@ def demo(_: argparse.Namespace) -> int:
     """Run the demo, printing each step and both mails; fails if the key was not rotated."""
     started = time.perf_counter()
     context = crypt_context()
-    with tempfile.TemporaryDirectory() as tmp, SQLiteDirectory(
-        Path(tmp) / "clients.sqlite3", crypt_context=context
-    ) as directory:
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        SQLiteDirectory(Path(tmp) / "clients.sqlite3", crypt_context=context) as directory,
+    ):
         old_key = generate_key()
         directory.add_client(
-            "9000", "ejemplo@ejemploxmundo.com.ar", key=old_key,
-            domains=["ejemploxmundo.com.ar"], name="Ejemplo",
+            "9000",
+            "ejemplo@ejemploxmundo.com.ar",
+            key=old_key,
+            domains=["ejemploxmundo.com.ar"],
+            name="Ejemplo",
         )
-        print("Client 9000 created, domain ejemploxmundo.com.ar, "
-              "primary address ejemplo@ejemploxmundo.com.ar.\n")
+        print(
+            "Client 9000 created, domain ejemploxmundo.com.ar, "
+            "primary address ejemplo@ejemploxmundo.com.ar.\n"
+        )
         outbox = MemoryMailer()
         service = RecoveryService(
-            directory, outbox, secret_key=secrets.token_urlsafe(32), confirm_url=DEMO_URL,
-            sender=DEMO_SENDER, crypt_context=context, delivery="sync",
+            directory,
+            outbox,
+            secret_key=secrets.token_urlsafe(32),
+            confirm_url=DEMO_URL,
+            sender=DEMO_SENDER,
+            crypt_context=context,
+            delivery="sync",
         )
         for kind, value in (
             (IdentifierKind.DOMAIN, "EjemploXMundo.com.ar"),
@@ -46,11 +57,15 @@ def demo(_: argparse.Namespace) -> int:
             (IdentifierKind.EMAIL, "Ejemplo@EjemploXMundo.com.ar"),
         ):
             service.request(kind, value)
-            print(f"Requested recovery by {kind.value} {value!r}: "
-                  f"{len(outbox.outbox)} confirmation mail(s) so far.")
+            print(
+                f"Requested recovery by {kind.value} {value!r}: "
+                f"{len(outbox.outbox)} confirmation mail(s) so far."
+            )
         service.request(IdentifierKind.DOMAIN, "not-a-client.example")
-        print("Requested recovery by an unknown domain: same answer, "
-              f"still {len(outbox.outbox)} mails.\n")
+        print(
+            "Requested recovery by an unknown domain: same answer, "
+            f"still {len(outbox.outbox)} mails.\n"
+        )
 
         confirmation = outbox.outbox[-1]
         print("The latest confirmation mail:")

@@ -78,24 +78,30 @@ def open_database(url: str) -> Iterator[Any]:
 
         from ..adapters.sqlalchemy import SQLAlchemyDirectory
     except ImportError:
-        raise CommandFailed("--database-url needs SQLAlchemy: "
-                            "pip install 'credrecovery[sqlalchemy]'") from None
+        raise CommandFailed(
+            "--database-url needs SQLAlchemy: pip install 'credrecovery[sqlalchemy]'"
+        ) from None
     try:
         parsed = sa.make_url(url)
     except sa.exc.ArgumentError:
-        raise CommandFailed("--database-url is not a database URL, such as "
-                            "postgresql+psycopg://panel@db.internal/panel") from None
+        raise CommandFailed(
+            "--database-url is not a database URL, such as "
+            "postgresql+psycopg://panel@db.internal/panel"
+        ) from None
     if parsed.password is not None:
-        raise CommandFailed(f"--database-url must not hold a password, which other users of "
-                            f"this machine could read: put it in ${DATABASE_PASSWORD_ENV}")
+        raise CommandFailed(
+            f"--database-url must not hold a password, which other users of "
+            f"this machine could read: put it in ${DATABASE_PASSWORD_ENV}"
+        )
     password = os.environ.get(DATABASE_PASSWORD_ENV)
     if password:
         parsed = parsed.set(password=password)
     try:
         directory = SQLAlchemyDirectory(parsed, crypt_context=crypt_context())
     except (ImportError, sa.exc.NoSuchModuleError) as exc:
-        raise CommandFailed(f"--database-url names a database driver that is not installed "
-                            f"({type(exc).__name__})") from None
+        raise CommandFailed(
+            f"--database-url names a database driver that is not installed ({type(exc).__name__})"
+        ) from None
     with directory:
         yield directory
 

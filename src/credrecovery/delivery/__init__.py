@@ -4,5 +4,11 @@ from .._failures import failure_details
 from .background import BackgroundMailer, InlineDelivery, compose, send_now
 from .retry import RetryPolicy
 
-__all__ = ["BackgroundMailer", "InlineDelivery", "RetryPolicy", "compose", "failure_details",
-           "send_now"]
+__all__ = [
+    "BackgroundMailer",
+    "InlineDelivery",
+    "RetryPolicy",
+    "compose",
+    "failure_details",
+    "send_now",
+]

@@ -37,8 +37,9 @@ def _crossing(config: dict[str, Any]) -> bytes:
             raise _CannotCross(f"{what} cannot be pickled") from exc
         if _names_main(pickled):
             # Another process cannot import a script's or a notebook's own classes.
-            raise _CannotCross(f"{what} uses a class of __main__, which another "
-                               "process cannot import")
+            raise _CannotCross(
+                f"{what} uses a class of __main__, which another process cannot import"
+            )
     return pickle.dumps(config)
 
 

@@ -54,7 +54,7 @@ def _write_raw(stream: IO[bytes], lock: threading.Lock, data: bytes) -> None:
     view = memoryview(data)
     with lock:
         while view:
-            view = view[stream.write(view) or 0:]
+            view = view[stream.write(view) or 0 :]
 
 
 def _read_exactly(stream: IO[bytes], size: int) -> bytes | None:
@@ -89,8 +89,9 @@ class DeliveryProcess:
     with each confirmation mail's outcome as the child reports it.
     """
 
-    def __init__(self, config: bytes, *,
-                 report: Callable[[EventKind, str | None, str], None] | None = None) -> None:
+    def __init__(
+        self, config: bytes, *, report: Callable[[EventKind, str | None, str], None] | None = None
+    ) -> None:
         self._config = config
         self._report = report
         self._sequence = 0
@@ -155,16 +156,22 @@ class DeliveryProcess:
         self._new_locks()
         child = subprocess.Popen(
             [sys.executable, "-c", "from credrecovery.delivery._process import main; main()"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True, bufsize=0,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            close_fds=True,
+            bufsize=0,
         )
         assert child.stdin is not None and child.stdout is not None
         self._child, self._pid = child, os.getpid()
         # The path first, so that the child can import what the config names.
         _write(child.stdin, self._write_lock, list(sys.path))
-        _write_raw(child.stdin, self._write_lock,
-                   _HEADER.pack(len(self._config)) + self._config)
-        threading.Thread(target=self._listen, args=(child.stdout,),
-                         name="credrecovery-delivery-listener", daemon=True).start()
+        _write_raw(child.stdin, self._write_lock, _HEADER.pack(len(self._config)) + self._config)
+        threading.Thread(
+            target=self._listen,
+            args=(child.stdout,),
+            name="credrecovery-delivery-listener",
+            daemon=True,
+        ).start()
 
     def _alive(self) -> subprocess.Popen[bytes]:
         old = self._child
@@ -172,8 +179,10 @@ class DeliveryProcess:
         if old is None or forked or old.poll() is not None:
             if old is not None:
                 if not forked:
-                    logger.error("the delivery process had stopped; starting another",
-                                 extra={"event": "delivery_restarted"})
+                    logger.error(
+                        "the delivery process had stopped; starting another",
+                        extra={"event": "delivery_restarted"},
+                    )
                 # A forked process closes only its own copies of the pipes.
                 for stream in (old.stdin, old.stdout):
                     if stream is not None:
@@ -223,15 +232,17 @@ class DeliveryProcess:
                         self._answers[sequence].append(value)
                     self._answered.notify_all()
 
-
     def _reported(self, kind: str, number: str | None, reason: str) -> None:
         if self._report is None:
             return
         try:
             self._report(EventKind(kind), number, reason)
         except Exception as exc:  # noqa: BLE001 - the reader must go on reading
-            logger.error("a delivery outcome was not reported: %s", type(exc).__name__,
-                         extra={"event": "hook_failed", "error": type(exc).__name__})
+            logger.error(
+                "a delivery outcome was not reported: %s",
+                type(exc).__name__,
+                extra={"event": "hook_failed", "error": type(exc).__name__},
+            )
 
 
 class _Forward(logging.Handler):
@@ -301,7 +312,10 @@ def _take(put: Any, item: Any) -> bool:
     try:
         put(item)
     except DeliveryFailed as exc:
-        logger.error("confirmation mail not queued: %s", exc,
-                     extra={"event": "mail_dropped", "reason": str(exc)})
+        logger.error(
+            "confirmation mail not queued: %s",
+            exc,
+            extra={"event": "mail_dropped", "reason": str(exc)},
+        )
         return False
     return True

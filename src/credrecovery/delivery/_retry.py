@@ -13,8 +13,9 @@ __all__ = ["RetrySettings", "chosen_policy", "next_wait"]
 logger = logging.getLogger("credrecovery")
 
 
-def next_wait(details: dict[str, Any], *, temporary: bool, attempt: int,
-              policy: RetryPolicy) -> float | None:
+def next_wait(
+    details: dict[str, Any], *, temporary: bool, attempt: int, policy: RetryPolicy
+) -> float | None:
     """Log a failed attempt; return the seconds to wait before the next, or ``None`` to give up.
 
     ``policy`` decides (see :meth:`RetryPolicy.retry_after`). Giving up is
@@ -23,23 +24,38 @@ def next_wait(details: dict[str, Any], *, temporary: bool, attempt: int,
     """
     wait = policy.retry_after(attempt, temporary=temporary)
     if wait is None:
-        logger.error("mail delivery failed; giving up: %s", details["reason"],
-                     extra={"event": "delivery_failed", **details})
+        logger.error(
+            "mail delivery failed; giving up: %s",
+            details["reason"],
+            extra={"event": "delivery_failed", **details},
+        )
         return None
-    logger.warning("mail delivery failed; retrying in %.1f s: %s", wait, details["reason"],
-                   extra={"event": "delivery_retry", **details})
+    logger.warning(
+        "mail delivery failed; retrying in %.1f s: %s",
+        wait,
+        details["reason"],
+        extra={"event": "delivery_retry", **details},
+    )
     return wait
 
 
-def chosen_policy(retry: RetryPolicy | None, *, max_attempts: int | None,
-                  backoff: float | None, max_backoff: float | None) -> RetryPolicy:
+def chosen_policy(
+    retry: RetryPolicy | None,
+    *,
+    max_attempts: int | None,
+    backoff: float | None,
+    max_backoff: float | None,
+) -> RetryPolicy:
     """The policy a delivery was given: ``retry``, or one built from the separate settings.
 
     Settings left ``None`` keep :class:`RetryPolicy`'s defaults. Raises
     :class:`TypeError` when both are given, :class:`ValueError` for bad values.
     """
-    separate: dict[str, Any] = {"max_attempts": max_attempts, "backoff": backoff,
-                                "max_backoff": max_backoff}
+    separate: dict[str, Any] = {
+        "max_attempts": max_attempts,
+        "backoff": backoff,
+        "max_backoff": max_backoff,
+    }
     given = {name: value for name, value in separate.items() if value is not None}
     if retry is None:
         return RetryPolicy(**given)

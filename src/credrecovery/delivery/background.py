@@ -127,8 +127,9 @@ class BackgroundMailer(RetrySettings):
         isolation: Literal["auto", "process", "thread"] = "auto",
         clock: Callable[[], float] | None = None,
     ) -> None:
-        self.retry = chosen_policy(retry, max_attempts=max_attempts, backoff=backoff,
-                                   max_backoff=max_backoff)
+        self.retry = chosen_policy(
+            retry, max_attempts=max_attempts, backoff=backoff, max_backoff=max_backoff
+        )
         if max_queue < 1 or workers < 1:
             raise ValueError("invalid queue, retry or worker settings")
         if isolation not in ("auto", "process", "thread"):
@@ -197,28 +198,39 @@ class BackgroundMailer(RetrySettings):
         if self._composer is not None and self._composer is not composer:
             raise ValueError("this BackgroundMailer already delivers for another service")
         self._composer = composer
-        if (self.isolation == "thread" or self._custom_clock or self._process is not None
-                or self._closed):
+        if (
+            self.isolation == "thread"
+            or self._custom_clock
+            or self._process is not None
+            or self._closed
+        ):
             return
         if self.isolation == "auto" and not _rebuilt_from_settings(self.mailer):
             logger.info(
                 "confirmation mails are delivered from threads of this process: %s is the "
                 "host's own mailer, which stays where the host put it",
                 type(self.mailer).__name__,
-                extra={"event": "delivery_in_thread", "reason": "the host's own mailer"})
+                extra={"event": "delivery_in_thread", "reason": "the host's own mailer"},
+            )
             return
-        options = {"max_queue": self.max_queue, "retry": self.retry,
-                   "delay": self.delay, "workers": self.workers}
+        options = {
+            "max_queue": self.max_queue,
+            "retry": self.retry,
+            "delay": self.delay,
+            "workers": self.workers,
+        }
         try:
-            config = _crossing({"mailer": self.mailer, "composer": composer,
-                                "options": options})
+            config = _crossing({"mailer": self.mailer, "composer": composer, "options": options})
         except _CannotCross as exc:
             if self.isolation == "process":
-                raise ValueError(f"{exc.reason}, so it cannot cross to a delivery "
-                                 "process") from exc.__cause__
+                raise ValueError(
+                    f"{exc.reason}, so it cannot cross to a delivery process"
+                ) from exc.__cause__
             logger.warning(
                 "confirmation mails are delivered from threads of this process: %s",
-                exc.reason, extra={"event": "delivery_in_thread", "reason": exc.reason})
+                exc.reason,
+                extra={"event": "delivery_in_thread", "reason": exc.reason},
+            )
             return
         self._process = DeliveryProcess(config, report=self._reported)
         atexit.register(self.close)
@@ -226,8 +238,7 @@ class BackgroundMailer(RetrySettings):
     def submit(self, job: ConfirmationJob) -> None:
         """Queue ``job``. Raises :class:`DeliveryFailed` if the queue is full or closed."""
         if self._composer is None:
-            raise DeliveryFailed("the background mailer is not bound to a service",
-                                 temporary=False)
+            raise DeliveryFailed("the background mailer is not bound to a service", temporary=False)
         if self._process is not None:
             self._check_open()
             self._process.submit(job)
@@ -283,9 +294,15 @@ class BackgroundMailer(RetrySettings):
         for item in left:
             tell(self._report, EventKind.DELIVERY_FAILED, item.job)
         if dropped:
-            logger.error("background mailer closed with %d messages undelivered", dropped,
-                         extra={"event": "mail_dropped", "count": dropped,
-                                "reason": "the background mailer was closed"})
+            logger.error(
+                "background mailer closed with %d messages undelivered",
+                dropped,
+                extra={
+                    "event": "mail_dropped",
+                    "count": dropped,
+                    "reason": "the background mailer was closed",
+                },
+            )
         for thread in self._threads:
             if thread is not threading.current_thread():
                 thread.join(timeout)
@@ -305,8 +322,9 @@ class BackgroundMailer(RetrySettings):
                 atexit.register(self.close)
             alive = [thread for thread in self._threads if thread.is_alive()]
             for n in range(len(alive), self.workers):
-                thread = threading.Thread(target=self._run, name=f"credrecovery-delivery-{n}",
-                                          daemon=True)
+                thread = threading.Thread(
+                    target=self._run, name=f"credrecovery-delivery-{n}", daemon=True
+                )
                 thread.start()
                 alive.append(thread)
             self._threads = alive
@@ -330,9 +348,15 @@ class BackgroundMailer(RetrySettings):
             try:
                 self._deliver(item)
             except BaseException as exc:  # noqa: BLE001 - the worker must outlive any one job
-                logger.error("mail delivery failed; giving up: %s", type(exc).__name__,
-                             extra={"event": "delivery_failed", **failure_details(exc),
-                                    **_clients(item.job)})
+                logger.error(
+                    "mail delivery failed; giving up: %s",
+                    type(exc).__name__,
+                    extra={
+                        "event": "delivery_failed",
+                        **failure_details(exc),
+                        **_clients(item.job),
+                    },
+                )
                 tell(self._report, EventKind.DELIVERY_FAILED, item.job)
             finally:
                 with self._cond:
@@ -353,15 +377,25 @@ class BackgroundMailer(RetrySettings):
         except BaseException as exc:  # noqa: BLE001 - a mailer may raise anything, Timeout included
             self._failed(item, exc)
             return
-        logger.info("mail sent", extra={
-            "event": "mail_sent", "message_id": message["Message-ID"],
-            "attempt": item.attempt, **_clients(item.job)})
+        logger.info(
+            "mail sent",
+            extra={
+                "event": "mail_sent",
+                "message_id": message["Message-ID"],
+                "attempt": item.attempt,
+                **_clients(item.job),
+            },
+        )
         tell(self._report, EventKind.MAILED, item.job)
 
     def _failed(self, item: _Item, exc: BaseException) -> None:
         assert item.message is not None
-        details = {"message_id": item.message["Message-ID"], "attempt": item.attempt,
-                   **failure_details(exc), **_clients(item.job)}
+        details = {
+            "message_id": item.message["Message-ID"],
+            "attempt": item.attempt,
+            **failure_details(exc),
+            **_clients(item.job),
+        }
         temporary = exc.temporary if isinstance(exc, DeliveryFailed) else True
         wait = next_wait(details, temporary=temporary, attempt=item.attempt, policy=self.retry)
         if wait is None:

@@ -25,16 +25,14 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import dataclasses
 import logging
 import secrets
 import sys
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 try:
     import celery
-    import redis
 except ImportError as exc:  # pragma: no cover - exercised with the extra missing
     raise ImportError(
         "credrecovery.celery needs Celery and cryptography: pip install 'credrecovery[celery]'"
@@ -48,6 +46,7 @@ from ..mail.composer import Composer
 from ..protocols import Mailer
 from ._retry import RetrySettings, chosen_policy, next_wait
 from .inline import Report, compose, tell
+from .records import Claim, DeliveryRecords, RedisDeliveryRecords
 from .retry import RetryPolicy
 from .sealing import JobSealer
 
@@ -61,122 +60,6 @@ TASK_NAME = "credrecovery.deliver_confirmation"
 # A record outlives the job's links by this much, the clock difference between
 # processes that opening a sealed job tolerates.
 _CLOCK_SKEW = 60
-
-
-@dataclasses.dataclass(frozen=True)
-class Claim:
-    """What :meth:`DeliveryRecords.claim` found.
-
-    ``token`` is set when the caller now holds the job's lease and must end
-    it with :meth:`~DeliveryRecords.finish` or :meth:`~DeliveryRecords.release`;
-    ``done`` is true when the job has ended already (mailed, dropped or given
-    up); otherwise another worker holds a lease that ends in ``wait`` seconds.
-    """
-
-    token: str | None
-    done: bool = False
-    wait: float = 0.0
-
-    def __repr__(self) -> str:
-        return f"Claim(held={self.token is not None}, done={self.done}, wait={self.wait})"
-
-
-@runtime_checkable
-class DeliveryRecords(Protocol):
-    """Where workers record the jobs they deliver, shared by every worker of a service.
-
-    ``name`` is a job's digest (:meth:`JobSealer.open`): 32 hexadecimal
-    digits that reveal nothing of the job. Each call must be atomic across
-    workers; any exception it raises counts as a temporary failure of the
-    job.
-    """
-
-    def claim(self, name: str, lease: float) -> Claim:
-        """Take ``name`` for ``lease`` seconds unless it is done or another holds it."""
-
-    def finish(self, name: str, token: str, keep: float) -> None:
-        """Mark ``name`` done for ``keep`` seconds, whoever holds it now."""
-
-    def release(self, name: str, token: str) -> None:
-        """Give ``name`` up, if ``token`` still holds it, so that a retry takes it again."""
-
-
-class RedisDeliveryRecords:
-    """:class:`DeliveryRecords` in Redis: one string key per job.
-
-    The key is ``prefix`` followed by the job's digest; its value is
-    ``sending:`` and 32 random hexadecimal digits while a worker holds the
-    lease (``SET NX PX``, expiring with the lease), then ``done`` (``SET EX``)
-    for as long as the job could still open. ``client`` is a
-    :class:`redis.Redis` or a URL (``redis://``, ``rediss://``, ``unix://``);
-    a URL connects on first use, in the worker, never in the web process.
-    :meth:`close` ends the connections of a client built from the URL.
-    """
-
-    _RELEASE = ("if redis.call('GET', KEYS[1]) == ARGV[1] then "
-                "return redis.call('DEL', KEYS[1]) end return 0")
-
-    def __init__(self, client: redis.Redis | str, *,
-                 prefix: str = "credrecovery:delivered:") -> None:
-        self._url = client if isinstance(client, str) else None
-        self._client = None if isinstance(client, str) else client
-        self._closed = False
-        self.prefix = prefix
-
-    def __repr__(self) -> str:
-        # The URL may hold a password.
-        return f"RedisDeliveryRecords(prefix={self.prefix!r})"
-
-    @property
-    def client(self) -> redis.Redis:
-        """The Redis client, connected from the URL on first use.
-
-        Raises :class:`~credrecovery.DeliveryFailed` once closed.
-        """
-        if self._closed:
-            raise DeliveryFailed("the delivery records are closed", temporary=False)
-        if self._client is None:
-            assert self._url is not None
-            self._client = redis.Redis.from_url(self._url)
-        return self._client
-
-    def close(self) -> None:
-        """Refuse every later call; idempotent. Closes a client built from the URL.
-
-        A :class:`redis.Redis` the host passed is left open, for the host to
-        close. A worker counts a call refused as a temporary failure of its job.
-        """
-        self._closed = True
-        client, built = self._client, self._url is not None
-        if built and client is not None:
-            self._client = None
-            client.close()
-
-    def claim(self, name: str, lease: float) -> Claim:
-        """``SET key sending:<random> NX PX lease``; else what holds the key, and for how long."""
-        key = self.prefix + name
-        token = "sending:" + secrets.token_hex(16)
-        for _ in range(3):
-            if self.client.set(key, token, nx=True, px=max(1, round(lease * 1000))):
-                return Claim(token)
-            with self.client.pipeline(transaction=True) as pipe:
-                pipe.get(key)
-                pipe.pttl(key)
-                value, ttl = pipe.execute()
-            if value == b"done":
-                return Claim(None, done=True)
-            if value is not None:
-                return Claim(None, wait=max(ttl, 0) / 1000)
-            # The lease ran out between the two calls: try again.
-        return Claim(None, wait=0.1)
-
-    def finish(self, name: str, token: str, keep: float) -> None:
-        """``SET key done EX keep``."""
-        self.client.set(self.prefix + name, "done", ex=max(1, round(keep)))
-
-    def release(self, name: str, token: str) -> None:
-        """Delete the key if it still holds ``token`` (one Lua script, atomic)."""
-        self.client.eval(self._RELEASE, 1, self.prefix + name, token)
 
 
 class CeleryDelivery(RetrySettings):
@@ -232,8 +115,9 @@ class CeleryDelivery(RetrySettings):
         records: DeliveryRecords | Literal["broker"] | None = "broker",
         lease: float = 300.0,
     ) -> None:
-        self.retry = chosen_policy(retry, max_attempts=max_attempts, backoff=backoff,
-                                   max_backoff=max_backoff)
+        self.retry = chosen_policy(
+            retry, max_attempts=max_attempts, backoff=backoff, max_backoff=max_backoff
+        )
         if len(delay) != 2 or not 0 <= delay[0] <= delay[1]:
             raise ValueError("delay must be (shortest, longest) seconds, 0 <= shortest <= longest")
         if not lease > 0:
@@ -246,7 +130,8 @@ class CeleryDelivery(RetrySettings):
                     "delivered jobs are not recorded, so a replayed job is mailed again: "
                     "neither the Celery broker nor its result backend is Redis; pass "
                     "records=RedisDeliveryRecords(...) or another DeliveryRecords",
-                    extra={"event": "delivery_records_off"})
+                    extra={"event": "delivery_records_off"},
+                )
             records = None if url is None else RedisDeliveryRecords(url)
         elif records is not None and not isinstance(records, DeliveryRecords):
             raise TypeError("records must be a DeliveryRecords, 'broker' or None")
@@ -265,8 +150,14 @@ class CeleryDelivery(RetrySettings):
             self._deliver(task, sealed, waited)
 
         # acks_late: a worker that dies mid-delivery leaves the job to another.
-        register: Any = app.task(name=TASK_NAME, bind=True, acks_late=True,
-                                 reject_on_worker_lost=True, ignore_result=True, max_retries=None)
+        register: Any = app.task(
+            name=TASK_NAME,
+            bind=True,
+            acks_late=True,
+            reject_on_worker_lost=True,
+            ignore_result=True,
+            max_retries=None,
+        )
         self.task: Any = register(deliver)
 
     def __repr__(self) -> str:
@@ -321,15 +212,22 @@ class CeleryDelivery(RetrySettings):
 
     def _deliver(self, task: Any, sealed: str, waited: int) -> None:
         if self._composer is None:
-            logger.error("mail delivery failed; giving up: no service uses this delivery",
-                         extra={"event": "delivery_failed",
-                                "reason": "no RecoveryService was built with this delivery"})
+            logger.error(
+                "mail delivery failed; giving up: no service uses this delivery",
+                extra={
+                    "event": "delivery_failed",
+                    "reason": "no RecoveryService was built with this delivery",
+                },
+            )
             return
         try:
             job, name = self._bound().open(sealed)
         except ValueError as exc:
-            logger.error("mail delivery failed; giving up: %s", exc,
-                         extra={"event": "delivery_failed", "reason": str(exc)})
+            logger.error(
+                "mail delivery failed; giving up: %s",
+                exc,
+                extra={"event": "delivery_failed", "reason": str(exc)},
+            )
             return
         # Celery counts every retry; waits for another worker's lease are no attempt.
         attempt = task.request.retries + 1 - waited
@@ -376,24 +274,32 @@ class CeleryDelivery(RetrySettings):
         try:
             claim = self.records.claim(name, self.lease)
         except Exception as exc:  # noqa: BLE001 - a host's store may raise anything
-            details.update(reason=f"the delivery records raised {type(exc).__name__}",
-                           error=type(exc).__name__, smtp_code=None, enhanced_code=None)
-            wait = next_wait(details, temporary=True, attempt=details["attempt"],
-                             policy=self.retry)
+            details.update(
+                reason=f"the delivery records raised {type(exc).__name__}",
+                error=type(exc).__name__,
+                smtp_code=None,
+                enhanced_code=None,
+            )
+            wait = next_wait(details, temporary=True, attempt=details["attempt"], policy=self.retry)
             if wait is None:
                 return None
             raise task.retry(countdown=wait, max_retries=None) from None
         if claim.token is not None:
             return claim.token
         if claim.done:
-            logger.info("mail delivery skipped: the job was delivered already",
-                        extra={"event": "delivery_duplicate"})
+            logger.info(
+                "mail delivery skipped: the job was delivered already",
+                extra={"event": "delivery_duplicate"},
+            )
             return None
         # Another worker is sending it, or died doing so: look again once its
         # lease ends.
         wait = claim.wait + secrets.randbelow(500) / 1000
-        logger.info("mail delivery deferred %.1f s: another worker holds the job", wait,
-                    extra={"event": "delivery_deferred"})
+        logger.info(
+            "mail delivery deferred %.1f s: another worker holds the job",
+            wait,
+            extra={"event": "delivery_deferred"},
+        )
         raise task.retry(kwargs={"waited": waited + 1}, countdown=wait, max_retries=None) from None
 
     def _finish(self, name: str, token: str) -> None:
@@ -403,9 +309,12 @@ class CeleryDelivery(RetrySettings):
         try:
             self.records.finish(name, token, self._composer.max_age.total_seconds() + _CLOCK_SKEW)
         except Exception as exc:  # noqa: BLE001 - a host's store may raise anything
-            logger.warning("the delivered job was not recorded; a copy of it may be mailed "
-                           "again: the delivery records raised %s", type(exc).__name__,
-                           extra={"event": "delivery_unrecorded", "error": type(exc).__name__})
+            logger.warning(
+                "the delivered job was not recorded; a copy of it may be mailed "
+                "again: the delivery records raised %s",
+                type(exc).__name__,
+                extra={"event": "delivery_unrecorded", "error": type(exc).__name__},
+            )
 
     def _release(self, name: str, token: str) -> None:
         if self.records is None:

@@ -37,8 +37,11 @@ def tell(report: Report | None, kind: EventKind, job: ConfirmationJob | None) ->
     try:
         report(kind, job.clients[0][0], "confirmation")
     except Exception as exc:  # noqa: BLE001 - the mail's outcome stands whatever this does
-        logger.error("a delivery outcome was not reported: %s", type(exc).__name__,
-                     extra={"event": "hook_failed", "error": type(exc).__name__})
+        logger.error(
+            "a delivery outcome was not reported: %s",
+            type(exc).__name__,
+            extra={"event": "hook_failed", "error": type(exc).__name__},
+        )
 
 
 def compose(composer: Composer, job: ConfirmationJob) -> EmailMessage | None:
@@ -47,9 +50,14 @@ def compose(composer: Composer, job: ConfirmationJob) -> EmailMessage | None:
         return composer.confirmation(job)
     except ValueError:
         if not job.decoy:
-            logger.error("client's primary address cannot be mailed",
-                         extra={"event": "bad_address", "client": job.clients[0][0],
-                                "reason": "the primary address is not a valid email address"})
+            logger.error(
+                "client's primary address cannot be mailed",
+                extra={
+                    "event": "bad_address",
+                    "client": job.clients[0][0],
+                    "reason": "the primary address is not a valid email address",
+                },
+            )
         return None
 
 
@@ -96,13 +104,21 @@ class InlineDelivery:
             send_now(self.mailer, message)
         except Exception as exc:  # noqa: BLE001 - never reveal that the client exists
             details = failure_details(exc)
-            logger.error("confirmation mail not sent: %s", details["reason"],
-                         extra={"event": "delivery_failed", "client": job.clients[0][0],
-                                **details})
+            logger.error(
+                "confirmation mail not sent: %s",
+                details["reason"],
+                extra={"event": "delivery_failed", "client": job.clients[0][0], **details},
+            )
             tell(self._report, EventKind.DELIVERY_FAILED, job)
             return
-        logger.info("mail sent", extra={"event": "mail_sent", "client": job.clients[0][0],
-                                        "message_id": message["Message-ID"]})
+        logger.info(
+            "mail sent",
+            extra={
+                "event": "mail_sent",
+                "client": job.clients[0][0],
+                "message_id": message["Message-ID"],
+            },
+        )
         tell(self._report, EventKind.MAILED, job)
 
     def flush(self, timeout: float | None = None) -> bool:

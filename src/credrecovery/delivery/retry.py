@@ -39,8 +39,12 @@ class RetryPolicy:
 
     def __post_init__(self) -> None:
         # Written so that NaN fails every check.
-        if not (self.max_attempts >= 1 and self.backoff >= 0
-                and self.max_backoff >= self.backoff and 0 <= self.jitter <= 1):
+        if not (
+            self.max_attempts >= 1
+            and self.backoff >= 0
+            and self.max_backoff >= self.backoff
+            and 0 <= self.jitter <= 1
+        ):
             raise ValueError("invalid retry settings")
 
     def retry_after(self, attempt: int, *, temporary: bool = True) -> float | None:

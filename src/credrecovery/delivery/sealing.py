@@ -47,8 +47,10 @@ class JobSealer:
         self._fernet = MultiFernet(self._fernets)
         # One digest key per sealing key, apart from it, so that naming a job
         # never uses the key that encrypts it.
-        self._digest_keys = [hmac.digest(key, b"credrecovery.delivery-record", hashlib.sha256)
-                             for key in composer.job_keys]
+        self._digest_keys = [
+            hmac.digest(key, b"credrecovery.delivery-record", hashlib.sha256)
+            for key in composer.job_keys
+        ]
         self._ttl = int(composer.max_age.total_seconds())
 
     def __repr__(self) -> str:

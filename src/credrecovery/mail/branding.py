@@ -41,8 +41,10 @@ class Branding:
         if not isinstance(self.name, str) or not self.name.strip():
             raise ValueError("branding name must be non-empty text")
         if has_control(self.name) or len(self.name.strip()) > _MAX_NAME:
-            raise ValueError(f"branding name must be at most {_MAX_NAME} characters, "
-                             "without line breaks or control characters")
+            raise ValueError(
+                f"branding name must be at most {_MAX_NAME} characters, "
+                "without line breaks or control characters"
+            )
         object.__setattr__(self, "name", " ".join(self.name.split()))
         if not isinstance(self.support, str) or has_control(self.support):
             raise ValueError("branding support must be text without control characters")
@@ -51,8 +53,7 @@ class Branding:
             if len(support) > _MAX_SUPPORT and not _is_web_url(support):
                 raise ValueError("branding support is too long")
             if not _is_web_url(support) and not _is_address(support):
-                raise ValueError("branding support must be an email address or an "
-                                 "http(s) URL")
+                raise ValueError("branding support must be an email address or an http(s) URL")
         object.__setattr__(self, "support", support)
         for field in ("login_url", "logo_url"):
             value = getattr(self, field)
@@ -72,7 +73,7 @@ class Branding:
 def _is_web_url(value: object) -> bool:
     if not isinstance(value, str) or len(value) > _MAX_URL or has_control(value):
         return False
-    if any(c.isspace() or c in '<>"\'`' for c in value):
+    if any(c.isspace() or c in "<>\"'`" for c in value):
         return False
     try:
         parts = urlsplit(value)

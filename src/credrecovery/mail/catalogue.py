@@ -48,7 +48,8 @@ KEY_MESSAGES: dict[str, str] = {
     "bad_characters": N_("The key contains a control character."),
     "unusable_characters": N_(
         "The key contains a character that cannot be used in a key: an invisible or "
-        "formatting one (some emoji include one), a private-use one or an unassigned one."),
+        "formatting one (some emoji include one), a private-use one or an unassigned one."
+    ),
     "invisible": N_("The key has nothing visible in it: only spaces or invisible characters."),
     "contains_client_number": N_("The key must not contain your client number."),
     "contains_email": N_("The key must not contain your email address."),
@@ -57,8 +58,9 @@ KEY_MESSAGES: dict[str, str] = {
 }
 
 
-def gettext_in(language: str | None,
-               catalogs: str | os.PathLike[str] | None = None) -> Callable[[str], str]:
+def gettext_in(
+    language: str | None, catalogs: str | os.PathLike[str] | None = None
+) -> Callable[[str], str]:
     """The ``gettext`` of the catalogs' closest match to ``language``.
 
     ``catalogs`` is a host's own catalog directory, searched first, as for
@@ -72,8 +74,9 @@ def gettext_in(language: str | None,
     return i18n.translations(dirs, locale).gettext
 
 
-def identifier_message(code: str, language: str | None,
-                       catalogs: str | os.PathLike[str] | None = None) -> str | None:
+def identifier_message(
+    code: str, language: str | None, catalogs: str | os.PathLike[str] | None = None
+) -> str | None:
     """The message of identifier error ``code`` in ``language``; ``None`` for an unknown code."""
     text = IDENTIFIER_MESSAGES.get(code)
     if text is None:
@@ -81,9 +84,11 @@ def identifier_message(code: str, language: str | None,
     return gettext_in(language, catalogs)(text)
 
 
-def key_message(reasons: Iterable[str], language: str | None,
-                catalogs: str | os.PathLike[str] | None = None) -> str:
+def key_message(
+    reasons: Iterable[str], language: str | None, catalogs: str | os.PathLike[str] | None = None
+) -> str:
     """The texts of key refusal ``reasons`` in ``language``, an unknown code as itself."""
     gettext = gettext_in(language, catalogs)
-    return " ".join(gettext(KEY_MESSAGES[code]) if code in KEY_MESSAGES else code
-                    for code in reasons)
+    return " ".join(
+        gettext(KEY_MESSAGES[code]) if code in KEY_MESSAGES else code for code in reasons
+    )

@@ -38,7 +38,8 @@ __all__ = ["Composer"]
 # life by that second; decoys go through the same steps.
 _LOOKS_LIKE_BITCOIN = re.compile(
     r"\b(?<!=)(?:[13](?:(?:[-_=\s][a-km-zA-HJ-NP-Z1-9]){29,34}|[a-km-zA-HJ-NP-Z1-9]{29,34})"
-    r"|bc1[ac-hj-np-z02-9]{30,90})\b")
+    r"|bc1[ac-hj-np-z02-9]{30,90})\b"
+)
 _RESIGNS = 5
 
 
@@ -70,15 +71,16 @@ class Composer:
         key_mode: str = "generate",
     ) -> None:
         self._signer = signer
-        self._codes = codes if codes is not None else CodeSigner(
-            secret_keys[0], secret_keys[1:], clock=clock)
+        self._codes = (
+            codes if codes is not None else CodeSigner(secret_keys[0], secret_keys[1:], clock=clock)
+        )
         self._chooses = key_mode == "choose"
         self._confirm_url = confirm_url
         self._clock = clock
-        self.job_keys: tuple[bytes, ...] = tuple(
-            derive_key(key, "jobs") for key in secret_keys)
-        self.renderer = MailRenderer(branding=branding, templates=templates,
-                                     catalogs=catalogs, locale=locale)
+        self.job_keys: tuple[bytes, ...] = tuple(derive_key(key, "jobs") for key in secret_keys)
+        self.renderer = MailRenderer(
+            branding=branding, templates=templates, catalogs=catalogs, locale=locale
+        )
 
     def __repr__(self) -> str:
         return f"Composer(confirm_url={self._confirm_url!r})"
@@ -100,13 +102,15 @@ class Composer:
         """
         return self.renderer.language_for(*preferences)
 
-    def error_message(self, error: InvalidIdentifier | KeyRejected,
-                      language: str | None = None) -> str:
+    def error_message(
+        self, error: InvalidIdentifier | KeyRejected, language: str | None = None
+    ) -> str:
         """``error``'s message in ``language``, else the service's, using the host's catalogs."""
         return self.renderer.error_message(error, language)
 
-    def confirmation(self, job: ConfirmationJob, *,
-                     max_age: timedelta | None = None) -> EmailMessage:
+    def confirmation(
+        self, job: ConfirmationJob, *, max_age: timedelta | None = None
+    ) -> EmailMessage:
         """The mail for ``job``; :class:`ValueError` when its address cannot be mailed.
 
         Its links stay valid ``max_age``, by default the signer's. A code job
@@ -116,8 +120,10 @@ class Composer:
         """
         if job.nonce:
             return self._code_mail(job, max_age)
-        links = [(number, self._link(number, binding, job.issued_at, max_age))
-                 for number, binding in job.clients]
+        links = [
+            (number, self._link(number, binding, job.issued_at, max_age))
+            for number, binding in job.clients
+        ]
         valid = self._signer.max_age if max_age is None else max_age
         return self.renderer.confirmation(links=links, **self._common(job, valid))
 
@@ -127,39 +133,55 @@ class Composer:
         return self._codes.max_age
 
     def _code_mail(self, job: ConfirmationJob, max_age: timedelta | None) -> EmailMessage:
-        codes = [(number, format_code(self._codes.code(job.nonce, binding)))
-                 for number, binding in job.clients]
+        codes = [
+            (number, format_code(self._codes.code(job.nonce, binding)))
+            for number, binding in job.clients
+        ]
         valid = self._codes.max_age if max_age is None else max_age
-        return self.renderer.code(codes=codes, by_support=job.by_support,
-                                  **self._common(job, valid))
+        return self.renderer.code(
+            codes=codes, by_support=job.by_support, **self._common(job, valid)
+        )
 
     def _common(self, job: ConfirmationJob, valid: timedelta) -> dict[str, Any]:
         """What a link mail and a code mail are both rendered with."""
         now = self._clock()
         # The deadline counts from the request, not from when delivery got to it.
         remaining = max(60.0, job.issued_at + valid.total_seconds() - now)
-        return {"recipient": job.recipient, "name": job.name, "truncated": job.truncated,
-                "expires_in": timedelta(seconds=remaining), "sender": job.sender,
-                "language": job.language, "now": datetime.fromtimestamp(now, UTC),
-                "chooses": self._chooses}
+        return {
+            "recipient": job.recipient,
+            "name": job.name,
+            "truncated": job.truncated,
+            "expires_in": timedelta(seconds=remaining),
+            "sender": job.sender,
+            "language": job.language,
+            "now": datetime.fromtimestamp(now, UTC),
+            "chooses": self._chooses,
+        }
 
-    def link(self, number: str, binding: str, issued_at: float, *,
-             max_age: timedelta | None = None) -> str:
+    def link(
+        self, number: str, binding: str, issued_at: float, *, max_age: timedelta | None = None
+    ) -> str:
         """The confirmation link for client ``number`` in the state ``binding`` digests,
         stamped ``issued_at``, valid for ``max_age`` (by default the signer's)."""
         return self._link(number, binding, issued_at, max_age)
 
-    def _link(self, number: str, binding: str, issued_at: float,
-              max_age: timedelta | None = None) -> str:
+    def _link(
+        self, number: str, binding: str, issued_at: float, max_age: timedelta | None = None
+    ) -> str:
         for earlier in range(_RESIGNS):
-            link = self._confirm_url.replace("{token}", self._signer.issue_for(
-                number, binding, issued_at=issued_at - earlier, max_age=max_age))
+            link = self._confirm_url.replace(
+                "{token}",
+                self._signer.issue_for(
+                    number, binding, issued_at=issued_at - earlier, max_age=max_age
+                ),
+            )
             if not _LOOKS_LIKE_BITCOIN.search(link):
                 break
         return link
 
-    def credentials(self, client: Client, *, key: str, sender: str,
-                    now: datetime | None = None) -> EmailMessage:
+    def credentials(
+        self, client: Client, *, key: str, sender: str, now: datetime | None = None
+    ) -> EmailMessage:
         """The mail carrying ``client``'s number and new ``key``, in the client's language.
 
         Of ``client`` only the number, the address, the name and the locale
@@ -168,8 +190,9 @@ class Composer:
         """
         return self.renderer.credentials(key=key, **self._addressed(client, sender, now))
 
-    def key_changed(self, client: Client, *, sender: str,
-                    now: datetime | None = None) -> EmailMessage:
+    def key_changed(
+        self, client: Client, *, sender: str, now: datetime | None = None
+    ) -> EmailMessage:
         """The notice that ``client``'s key was changed, carrying no key, in its language.
 
         Takes of ``client`` what :meth:`credentials` takes.
@@ -178,5 +201,11 @@ class Composer:
 
     def _addressed(self, client: Client, sender: str, now: datetime | None) -> dict[str, Any]:
         moment = now if now is not None else datetime.fromtimestamp(self._clock(), UTC)
-        return {"recipient": client.email, "name": client.name, "number": client.number,
-                "sender": sender, "language": self.language_for(client.locale), "now": moment}
+        return {
+            "recipient": client.email,
+            "name": client.name,
+            "number": client.number,
+            "sender": sender,
+            "language": self.language_for(client.locale),
+            "now": moment,
+        }

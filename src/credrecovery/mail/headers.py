@@ -30,7 +30,6 @@ _MAX_LINE_OCTETS = 998
 _AUTOMATED = (("Auto-Submitted", "auto-generated"), ("X-Auto-Response-Suppress", "All"))
 
 
-
 class _OneMailbox(AddressHeader):
     """Folds a header of one mailbox so that the name can never read as more addresses.
 
@@ -118,8 +117,11 @@ def mailbox(address: str, name: str = "") -> Address:
         checked = check_address(address)
     except ValueError as exc:
         raise ValueError("not a valid email address") from exc
-    return Address(display_name=safe_display_name(name),
-                   username=checked.local_part, domain=checked.ascii_domain)
+    return Address(
+        display_name=safe_display_name(name),
+        username=checked.local_part,
+        domain=checked.ascii_domain,
+    )
 
 
 def one_line(text: str) -> str:
@@ -127,7 +129,7 @@ def one_line(text: str) -> str:
     runs of spaces one, and the length is capped."""
     cleaned = "".join(" " if is_control(c) else c for c in text)
     line = " ".join(cleaned.split())
-    return line if len(line) <= _MAX_SUBJECT else line[:_MAX_SUBJECT - 1].rstrip() + "…"
+    return line if len(line) <= _MAX_SUBJECT else line[: _MAX_SUBJECT - 1].rstrip() + "…"
 
 
 def _recipient(address: str, name: str) -> Address:

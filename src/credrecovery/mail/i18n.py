@@ -216,8 +216,9 @@ def format_datetime(moment: datetime, locale: str) -> str:
     ``"January 15, 2027, 1:00 PM UTC"``, ``"15 de enero de 2027, 13:00 UTC"``.
     """
     data = _babel_locale(locale)
-    return str(babel.dates.format_datetime(moment, _datetime_pattern(str(data)),
-                                           tzinfo=UTC, locale=data))
+    return str(
+        babel.dates.format_datetime(moment, _datetime_pattern(str(data)), tzinfo=UTC, locale=data)
+    )
 
 
 def format_timedelta(span: timedelta, locale: str) -> str:
@@ -232,8 +233,11 @@ def format_timedelta(span: timedelta, locale: str) -> str:
     hours, minutes = divmod(rest, 60)
     parts = [
         babel.units.format_unit(count, unit, length="long", locale=data)
-        for unit, count in (("duration-day", days), ("duration-hour", hours),
-                            ("duration-minute", minutes))
+        for unit, count in (
+            ("duration-day", days),
+            ("duration-hour", hours),
+            ("duration-minute", minutes),
+        )
         if count
     ]
     return str(babel.lists.format_list(parts, locale=data))

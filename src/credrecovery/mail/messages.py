@@ -12,7 +12,6 @@ rendered subject is folded to one line first.
 
 from __future__ import annotations
 
-import collections
 import functools
 import os
 import re
@@ -25,11 +24,11 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
-from jinja2.bccache import Bucket
 
 from ..exceptions import InvalidIdentifier, KeyRejected
 from ..models import Client
 from . import i18n
+from ._compiled import _COMPILED
 from .branding import Branding
 from .headers import _build, _recipient, mailbox, one_line, safe_display_name
 
@@ -44,15 +43,27 @@ __all__ = [
 
 #: The templates a host may override, by file name.
 TEMPLATE_NAMES = (
-    "confirmation_subject.txt", "confirmation.txt", "confirmation.html",
-    "credentials_subject.txt", "credentials.txt", "credentials.html",
-    "key_changed_subject.txt", "key_changed.txt", "key_changed.html",
-    "code_subject.txt", "code.txt", "code.html",
-    "layout.html", "macros.html", "greeting.txt", "greeting.html",
+    "confirmation_subject.txt",
+    "confirmation.txt",
+    "confirmation.html",
+    "credentials_subject.txt",
+    "credentials.txt",
+    "credentials.html",
+    "key_changed_subject.txt",
+    "key_changed.txt",
+    "key_changed.html",
+    "code_subject.txt",
+    "code.txt",
+    "code.html",
+    "layout.html",
+    "macros.html",
+    "greeting.txt",
+    "greeting.html",
 )
 PACKAGED_TEMPLATES = Path(__file__).parent.parent / "templates"
 
 _BLANK_LINES = re.compile(r"\n{3,}")
+
 
 class MailRenderer:
     """Renders both mails from templates and catalogs; the settings of a :class:`Composer`.
@@ -97,12 +108,18 @@ class MailRenderer:
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
-        return (f"MailRenderer(branding={self.branding!r}, templates={self.templates!r}, "
-                f"catalogs={self.catalogs!r}, locale={self.locale!r})")
+        return (
+            f"MailRenderer(branding={self.branding!r}, templates={self.templates!r}, "
+            f"catalogs={self.catalogs!r}, locale={self.locale!r})"
+        )
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"branding": self.branding, "templates": self.templates,
-                "catalogs": self.catalogs, "locale": self.locale}
+        return {
+            "branding": self.branding,
+            "templates": self.templates,
+            "catalogs": self.catalogs,
+            "locale": self.locale,
+        }
 
     def __setstate__(self, state: Mapping[str, Any]) -> None:
         self.__init__(**state)  # type: ignore[misc]
@@ -120,8 +137,9 @@ class MailRenderer:
         """``message`` translated into ``language`` (negotiated first)."""
         return i18n.translations(self._dirs, self.language_for(language)).gettext(message)
 
-    def error_message(self, error: InvalidIdentifier | KeyRejected,
-                      language: str | None = None) -> str:
+    def error_message(
+        self, error: InvalidIdentifier | KeyRejected, language: str | None = None
+    ) -> str:
         """``error``'s message in ``language``, else in the service's locale."""
         return error.message_in(self.language_for(language), self.catalogs)
 
@@ -151,8 +169,9 @@ class MailRenderer:
             links=[{"number": number, "url": url} for number, url in links],
             client_numbers=[number for number, _ in links],
         )
-        return self._render("confirmation", context, context["locale"],
-                            _recipient(recipient, name), sender, now)
+        return self._render(
+            "confirmation", context, context["locale"], _recipient(recipient, name), sender, now
+        )
 
     def code(
         self,
@@ -183,11 +202,19 @@ class MailRenderer:
             client_numbers=[number for number, _ in codes],
             by_support=by_support,
         )
-        return self._render("code", context, context["locale"],
-                            _recipient(recipient, name), sender, now)
+        return self._render(
+            "code", context, context["locale"], _recipient(recipient, name), sender, now
+        )
 
-    def _asking(self, name: str, language: str, truncated: bool, expires_in: timedelta,
-                now: datetime, chooses: bool) -> dict[str, Any]:
+    def _asking(
+        self,
+        name: str,
+        language: str,
+        truncated: bool,
+        expires_in: timedelta,
+        now: datetime,
+        chooses: bool,
+    ) -> dict[str, Any]:
         """The context both mails that ask for a confirmation share."""
         locale = self.language_for(language)
         context = self._context(name, locale)
@@ -215,8 +242,9 @@ class MailRenderer:
 
         Raises :class:`ValueError` when ``recipient`` cannot be mailed.
         """
-        return self._client_mail("credentials", recipient, name, number, sender, language, now,
-                                 key=key)
+        return self._client_mail(
+            "credentials", recipient, name, number, sender, language, now, key=key
+        )
 
     def key_changed(
         self,
@@ -233,11 +261,28 @@ class MailRenderer:
         Raises :class:`ValueError` when ``recipient`` cannot be mailed.
         """
         locale = self.language_for(language)
-        return self._client_mail("key_changed", recipient, name, number, sender, locale, now,
-                                 changed_at=i18n.format_datetime(now, locale))
+        return self._client_mail(
+            "key_changed",
+            recipient,
+            name,
+            number,
+            sender,
+            locale,
+            now,
+            changed_at=i18n.format_datetime(now, locale),
+        )
 
-    def _client_mail(self, mail: str, recipient: str, name: str, number: str, sender: str,
-                     language: str, now: datetime, **values: Any) -> EmailMessage:
+    def _client_mail(
+        self,
+        mail: str,
+        recipient: str,
+        name: str,
+        number: str,
+        sender: str,
+        language: str,
+        now: datetime,
+        **values: Any,
+    ) -> EmailMessage:
         """Render ``mail`` for client ``number``, with ``values`` added to the context."""
         to = _recipient(recipient, name)
         locale = self.language_for(language)
@@ -257,8 +302,15 @@ class MailRenderer:
             "support_href": branding.support_href if branding else None,
         }
 
-    def _render(self, mail: str, context: dict[str, Any], locale: str, to: Address,
-                sender: str, now: datetime) -> EmailMessage:
+    def _render(
+        self,
+        mail: str,
+        context: dict[str, Any],
+        locale: str,
+        to: Address,
+        sender: str,
+        now: datetime,
+    ) -> EmailMessage:
         environment = self._environment(locale)
         subject = one_line(environment.get_template(f"{mail}_subject.txt").render(context))
         context["subject"] = subject
@@ -288,7 +340,8 @@ class MailRenderer:
         environment = jinja2.Environment(
             loader=jinja2.ChoiceLoader(loaders),
             autoescape=jinja2.select_autoescape(
-                enabled_extensions=("html",), default_for_string=False, default=False),
+                enabled_extensions=("html",), default_for_string=False, default=False
+            ),
             undefined=jinja2.StrictUndefined,
             extensions=["jinja2.ext.i18n"],
             lstrip_blocks=True,
@@ -298,47 +351,9 @@ class MailRenderer:
         )
         translations = i18n.translations(self._dirs, locale)
         environment.install_gettext_translations(  # type: ignore[attr-defined]
-            translations, newstyle=True)
+            translations, newstyle=True
+        )
         return environment
-
-
-class _CompiledTemplates(jinja2.BytecodeCache):
-    """Compiled templates shared by every renderer in the process, newest 256 kept.
-
-    Each service has environments of its own, and compiling the templates
-    again for each costs about a tenth of a second. Jinja2 checks an entry
-    against the template's source before using it, so an edited or
-    overriding template is compiled afresh. Every environment here is built
-    with the same options, which the compiled code depends on.
-    """
-
-    def __init__(self, capacity: int = 256) -> None:
-        self._entries: collections.OrderedDict[str, bytes] = collections.OrderedDict()
-        self._capacity = capacity
-        self._lock = threading.Lock()
-
-    def load_bytecode(self, bucket: Bucket) -> None:
-        with self._lock:
-            data = self._entries.get(bucket.key)
-            if data is not None:
-                self._entries.move_to_end(bucket.key)
-        if data is not None:
-            bucket.bytecode_from_string(data)
-
-    def dump_bytecode(self, bucket: Bucket) -> None:
-        data = bucket.bytecode_to_string()
-        with self._lock:
-            self._entries[bucket.key] = data
-            self._entries.move_to_end(bucket.key)
-            while len(self._entries) > self._capacity:
-                self._entries.popitem(last=False)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._entries.clear()
-
-
-_COMPILED = _CompiledTemplates()
 
 
 @functools.lru_cache(maxsize=16)
@@ -369,8 +384,15 @@ def confirmation_message(
     if link is not None:
         links = [(client.number, link)]
     return _default_renderer(branding).confirmation(
-        recipient=client.email, name=client.name, links=links, truncated=truncated,
-        expires_in=expires_in, sender=sender, language=language, now=now)
+        recipient=client.email,
+        name=client.name,
+        links=links,
+        truncated=truncated,
+        expires_in=expires_in,
+        sender=sender,
+        language=language,
+        now=now,
+    )
 
 
 def credentials_message(
@@ -384,12 +406,16 @@ def credentials_message(
 ) -> EmailMessage:
     """The mail that carries the client number and the new access key (packaged templates)."""
     return _default_renderer(branding).credentials(
-        recipient=client.email, name=client.name, number=client.number, key=key,
-        sender=sender, language=language, now=now)
+        recipient=client.email,
+        name=client.name,
+        number=client.number,
+        key=key,
+        sender=sender,
+        language=language,
+        now=now,
+    )
 
 
 def _tidy(plain: str) -> str:
     lines = [line if line == "-- " else line.rstrip() for line in plain.strip().split("\n")]
     return _BLANK_LINES.sub("\n\n", "\n".join(lines)) + "\n"
-
-

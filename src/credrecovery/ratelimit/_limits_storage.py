@@ -71,8 +71,7 @@ class BoundedMemoryStorage(Storage, SlidingWindowCounterSupport, TimestampedSlid
 
     STORAGE_SCHEME = None
 
-    def __init__(self, max_keys: int = 250_000, *,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, max_keys: int = 250_000, *, clock: Callable[[], float] = time.time) -> None:
         if max_keys < 1:
             raise ValueError("max_keys must be at least 1")
         super().__init__()

@@ -42,10 +42,20 @@ class AttemptCounter:
     every worker, say); ``None`` counts in a bounded in-process store.
     """
 
-    def __init__(self, limiter: Limiter | None, key: bytes, *, allowed: int, lifetime: float,
-                 clock: Callable[[], float] = time.time) -> None:
-        storage: Any = (limiter.storage if limiter is not None else
-                        BoundedMemoryStorage(RateLimits().memory_max_keys, clock=clock))
+    def __init__(
+        self,
+        limiter: Limiter | None,
+        key: bytes,
+        *,
+        allowed: int,
+        lifetime: float,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        storage: Any = (
+            limiter.storage
+            if limiter is not None
+            else BoundedMemoryStorage(RateLimits().memory_max_keys, clock=clock)
+        )
         self._strategy = FixedWindowRateLimiter(storage)
         self._item = RateLimitItemPerSecond(allowed, max(1, round(lifetime)))
         self._key = key
@@ -59,16 +69,16 @@ class AttemptCounter:
         ``lifetime`` is the ticket's own, in seconds, when it has one.
         """
         try:
-            return self._strategy.hit(_item(self._item, lifetime), _NAME,
-                                      _digest(self._key, nonce))
+            return self._strategy.hit(_item(self._item, lifetime), _NAME, _digest(self._key, nonce))
         except Exception as exc:  # noqa: BLE001 - any storage failure
             return _let_through(exc)
 
     def refund(self, nonce: str, lifetime: float | None = None) -> None:
         """Give back the attempt a right code spent."""
         try:
-            self._strategy.hit(_item(self._item, lifetime), _NAME,
-                               _digest(self._key, nonce), cost=-1)
+            self._strategy.hit(
+                _item(self._item, lifetime), _NAME, _digest(self._key, nonce), cost=-1
+            )
         except Exception as exc:  # noqa: BLE001 - any storage failure
             _let_through(exc)
 
@@ -76,10 +86,20 @@ class AttemptCounter:
 class AsyncAttemptCounter:
     """:class:`AttemptCounter` through ``limits.aio``, for :class:`AsyncLimiter`'s storage."""
 
-    def __init__(self, limiter: AsyncLimiter | None, key: bytes, *, allowed: int,
-                 lifetime: float, clock: Callable[[], float] = time.time) -> None:
-        storage: Any = (limiter.storage if limiter is not None else
-                        _AsyncBoundedMemory(RateLimits().memory_max_keys, clock))
+    def __init__(
+        self,
+        limiter: AsyncLimiter | None,
+        key: bytes,
+        *,
+        allowed: int,
+        lifetime: float,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        storage: Any = (
+            limiter.storage
+            if limiter is not None
+            else _AsyncBoundedMemory(RateLimits().memory_max_keys, clock)
+        )
         self._strategy = AsyncFixedWindow(storage)
         self._item = RateLimitItemPerSecond(allowed, max(1, round(lifetime)))
         self._key = key
@@ -93,16 +113,18 @@ class AsyncAttemptCounter:
         ``lifetime`` is the ticket's own, in seconds, when it has one.
         """
         try:
-            return await self._strategy.hit(_item(self._item, lifetime), _NAME,
-                                            _digest(self._key, nonce))
+            return await self._strategy.hit(
+                _item(self._item, lifetime), _NAME, _digest(self._key, nonce)
+            )
         except Exception as exc:  # noqa: BLE001 - any storage failure
             return _let_through(exc)
 
     async def refund(self, nonce: str, lifetime: float | None = None) -> None:
         """Give back the attempt a right code spent."""
         try:
-            await self._strategy.hit(_item(self._item, lifetime), _NAME,
-                                     _digest(self._key, nonce), cost=-1)
+            await self._strategy.hit(
+                _item(self._item, lifetime), _NAME, _digest(self._key, nonce), cost=-1
+            )
         except Exception as exc:  # noqa: BLE001 - any storage failure
             _let_through(exc)
 
@@ -115,6 +137,8 @@ def _item(usual: RateLimitItemPerSecond, lifetime: float | None) -> RateLimitIte
 
 
 def _let_through(exc: Exception) -> bool:
-    logger.error("rate limit storage failed; letting the attempt through",
-                 extra={"event": "limiter_error", "limit": _NAME, "error": type(exc).__name__})
+    logger.error(
+        "rate limit storage failed; letting the attempt through",
+        extra={"event": "limiter_error", "limit": _NAME, "error": type(exc).__name__},
+    )
     return True

@@ -47,8 +47,9 @@ class Limiter:
     :meth:`retry_after`; Redis keys expire on the server's own clock.
     """
 
-    def __init__(self, config: RateLimits, key: bytes, *,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, config: RateLimits, key: bytes, *, clock: Callable[[], float] = time.time
+    ) -> None:
         self.config = config
         storage: object
         known_storage: object
@@ -110,8 +111,7 @@ class Limiter:
         that whether this limit counts shows in no timing. Fails open.
         """
         strategy = self._known_strategy if known else self._strategy
-        return self._ask(_costing(strategy.hit, 1 if sends else 0),
-                         LimitName.PER_MAILBOX, value)
+        return self._ask(_costing(strategy.hit, 1 if sends else 0), LimitName.PER_MAILBOX, value)
 
     def claim(self, name: str, value: str) -> bool:
         """Take the whole of limit ``name`` for ``value`` at once, if its counter holds no hit.
@@ -143,14 +143,14 @@ class Limiter:
         item = self._items[limit]
         storage = cast(SlidingWindowCounterSupport, self.storage)
         try:
-            window = storage.get_sliding_window(item.key_for(limit.value, self.digest(value)),
-                                                item.get_expiry())
+            window = storage.get_sliding_window(
+                item.key_for(limit.value, self.digest(value)), item.get_expiry()
+            )
         except Exception as exc:  # noqa: BLE001 - any storage failure
             return _whole_window(limit, item, exc)
         return _until_reset(item, window)
 
-    def _ask(self, call: Callable[[RateLimitItem, str, str], bool], name: str,
-             value: str) -> bool:
+    def _ask(self, call: Callable[[RateLimitItem, str, str], bool], name: str, value: str) -> bool:
         limit = LimitName(name)
         try:
             return call(self._items[limit], limit.value, self.digest(value))
@@ -214,8 +214,9 @@ class AsyncLimiter:
     and ``limiter_error`` logged, with the same fields.
     """
 
-    def __init__(self, config: RateLimits, key: bytes, *,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, config: RateLimits, key: bytes, *, clock: Callable[[], float] = time.time
+    ) -> None:
         self.config = config
         self._key = key
         self._items = _items(config)
@@ -263,8 +264,9 @@ class AsyncLimiter:
     async def hit_mailbox(self, value: str, *, known: bool, sends: bool = True) -> bool:
         """Count one ``per_mailbox`` hit, as :meth:`Limiter.hit_mailbox`."""
         strategy = self._known_strategy if known else self._strategy
-        return await self._ask(_costing(strategy.hit, 1 if sends else 0),
-                               LimitName.PER_MAILBOX, value)
+        return await self._ask(
+            _costing(strategy.hit, 1 if sends else 0), LimitName.PER_MAILBOX, value
+        )
 
     async def claim(self, name: str, value: str) -> bool:
         """Take the whole of a limit if its counter is empty, as :meth:`Limiter.claim`."""
@@ -289,13 +291,15 @@ class AsyncLimiter:
         storage = cast(aio_storage.SlidingWindowCounterSupport, self.storage)
         try:
             window = await storage.get_sliding_window(
-                item.key_for(limit.value, self.digest(value)), item.get_expiry())
+                item.key_for(limit.value, self.digest(value)), item.get_expiry()
+            )
         except Exception as exc:  # noqa: BLE001 - any storage failure
             return _whole_window(limit, item, exc)
         return _until_reset(item, window)
 
-    async def _ask(self, call: Callable[[RateLimitItem, str, str], Awaitable[bool]],
-                   name: str, value: str) -> bool:
+    async def _ask(
+        self, call: Callable[[RateLimitItem, str, str], Awaitable[bool]], name: str, value: str
+    ) -> bool:
         limit = LimitName(name)
         try:
             return await call(self._items[limit], limit.value, self.digest(value))
@@ -330,18 +334,20 @@ def _digest(key: bytes, value: str) -> str:
 def _let_through(limit: LimitName, exc: Exception) -> bool:
     """A failed count lets the attempt through: refusing every recovery while the
     storage is down would be a denial of service of its own."""
-    logger.error("rate limit storage failed; letting the attempt through",
-                 extra={"event": "limiter_error", "limit": limit.value,
-                        "error": type(exc).__name__})
+    logger.error(
+        "rate limit storage failed; letting the attempt through",
+        extra={"event": "limiter_error", "limit": limit.value, "error": type(exc).__name__},
+    )
     return True
 
 
 def _whole_window(limit: LimitName, item: RateLimitItem, exc: Exception) -> float:
     """When the storage cannot say, a refused caller waits one whole window of the
     limit, after which its counts have surely weighed off."""
-    logger.error("rate limit storage failed; retry after the limit's whole window",
-                 extra={"event": "limiter_error", "limit": limit.value,
-                        "error": type(exc).__name__})
+    logger.error(
+        "rate limit storage failed; retry after the limit's whole window",
+        extra={"event": "limiter_error", "limit": limit.value, "error": type(exc).__name__},
+    )
     return float(item.get_expiry())
 
 

@@ -48,4 +48,3 @@ __all__ = [
     "ks_2samp_pvalue",
     "token_from",
 ]
-

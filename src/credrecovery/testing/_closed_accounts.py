@@ -65,7 +65,8 @@ class _ClosedAccountTests(_DirectorySettings):
             pytest.skip("this directory does not know closed accounts")
 
     def test_a_closed_account_reads_back_closed(
-        self, directory_under_test: DirectoryUnderTest,
+        self,
+        directory_under_test: DirectoryUnderTest,
     ) -> None:
         """A client added closed is found, by every kind, with ``active`` false; others open."""
         subject = directory_under_test
@@ -85,7 +86,8 @@ class _ClosedAccountTests(_DirectorySettings):
             assert listed.active is False
 
     def test_set_active_closes_and_reopens(
-        self, directory_under_test: DirectoryUnderTest,
+        self,
+        directory_under_test: DirectoryUnderTest,
     ) -> None:
         """set_active(False) closes one client alone, True reopens it; a key swap keeps it.
 
@@ -100,8 +102,11 @@ class _ClosedAccountTests(_DirectorySettings):
         assert alice is not None
         assert set_active("1001", False) is None
         closed = dataclasses.replace(alice, active=False)
-        for kind, value in [(_NUMBER, "1001"), (_EMAIL, "alice@example.com"),
-                            (_DOMAIN, "alice.example")]:
+        for kind, value in [
+            (_NUMBER, "1001"),
+            (_EMAIL, "alice@example.com"),
+            (_DOMAIN, "alice.example"),
+        ]:
             assert _without_domains(subject.directory.find(kind, value)) == closed, kind
         assert _without_domains(subject.directory.find(_NUMBER, "1002")) == bob
         assert subject.directory.replace_key_hash("1001", _OLD_HASH, _NEW_HASH) is True
@@ -111,10 +116,12 @@ class _ClosedAccountTests(_DirectorySettings):
         assert subject.directory.find(_NUMBER, "9999") is None
         set_active("1001", True)
         assert _without_domains(subject.directory.find(_NUMBER, "1001")) == (
-            dataclasses.replace(alice, key_hash=_NEW_HASH))
+            dataclasses.replace(alice, key_hash=_NEW_HASH)
+        )
 
     def test_a_closed_account_is_unknown_to_the_service(
-        self, directory_under_test: DirectoryUnderTest,
+        self,
+        directory_under_test: DirectoryUnderTest,
     ) -> None:
         """No mail by any kind, a link issued for it refused, its right key signs in nobody."""
         subject = directory_under_test
@@ -142,7 +149,8 @@ class _ClosedAccountTests(_DirectorySettings):
         assert signed_in is not None and signed_in.number == "1001"
 
     def test_closing_an_account_kills_its_links_and_reopening_revives_it(
-        self, directory_under_test: DirectoryUnderTest,
+        self,
+        directory_under_test: DirectoryUnderTest,
     ) -> None:
         """A link mailed while open is refused once the account is closed, works once reopened."""
         subject = directory_under_test
@@ -165,7 +173,8 @@ class _ClosedAccountTests(_DirectorySettings):
         assert stored is not None and not _CONTEXT.verify(_OLD_KEY, stored.key_hash)
 
     def test_a_shared_address_mails_its_open_clients_only(
-        self, directory_under_test: DirectoryUnderTest,
+        self,
+        directory_under_test: DirectoryUnderTest,
     ) -> None:
         """Of clients sharing an address, the closed ones are left out; all closed, no mail."""
         subject = directory_under_test
@@ -173,8 +182,9 @@ class _ClosedAccountTests(_DirectorySettings):
         _find_all_of(subject)
         _add_alice(subject)
         _add_reseller_client(subject, "1005", "shop5.example")
-        subject.add_client("1004", "alice@example.com", key_hash=_OLD_HASH,
-                           domains=["shop4.example"], active=False)
+        subject.add_client(
+            "1004", "alice@example.com", key_hash=_OLD_HASH, domains=["shop4.example"], active=False
+        )
         subject.add_client("1006", "dana@example.com", key_hash=_OLD_HASH, active=False)
         subject.add_client("1007", "dana@example.com", key_hash=_OLD_HASH, active=False)
         mailer = MemoryMailer()

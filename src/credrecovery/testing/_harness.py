@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import inspect
 import re
-import threading
-from collections.abc import Callable, Coroutine, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from email.message import EmailMessage
 from typing import Any, ClassVar, TypeVar, cast
 
@@ -22,6 +20,7 @@ from ..protocols import (
     ClientDirectory,
 )
 from ..service import RecoveryService
+from ._bridge import _LoopThread, _SyncDirectory
 
 # Weak hashing, for test speed only.
 _CONTEXT = cheap_context()
@@ -74,90 +73,47 @@ class DirectoryUnderTest:
     close: Callable[[], None] | None = None
 
 
-class _LoopThread:
-    """An event loop in a thread of its own, for synchronous code to hand coroutines to.
-
-    Calls may come from several threads at once: their coroutines then run
-    concurrently on the one loop, as an asyncio application's tasks do.
-    """
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self._thread.start()
-
-    def run(self, coroutine: Coroutine[Any, Any, _T]) -> _T:
-        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout=60)
-
-    def stop(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(10)
-        self.loop.close()
-
-
-class _SyncDirectory:
-    """A synchronous face on an asyncio directory.
-
-    It has ``find_all``, ``set_must_change`` and ``set_active`` only when the
-    asyncio directory does.
-    """
-
-    def __init__(self, directory: Any, runner: _LoopThread) -> None:
-        self._directory = directory
-        self._runner = runner
-        if hasattr(directory, "find_all"):
-            self.find_all = self._find_all
-        if hasattr(directory, "set_must_change"):
-            self.set_must_change = self._set_must_change
-        if hasattr(directory, "set_active"):
-            self.set_active = self._set_active
-
-    def find(self, kind: IdentifierKind, value: str) -> Client | None:
-        found: Client | None = self._runner.run(self._directory.find(kind, value))
-        return found
-
-    def _find_all(self, kind: IdentifierKind, value: str, *, limit: int = 50) -> list[Client]:
-        found: list[Client] = self._runner.run(
-            self._directory.find_all(kind, value, limit=limit))
-        return found
-
-    def replace_key_hash(self, number: str, current: str, new: str) -> bool:
-        replaced: bool = self._runner.run(
-            self._directory.replace_key_hash(number, current, new))
-        return replaced
-
-    def _set_must_change(self, number: str, value: bool) -> None:
-        self._runner.run(self._directory.set_must_change(number, value))
-
-    def _set_active(self, number: str, active: bool) -> None:
-        self._runner.run(self._directory.set_active(number, active))
-
-
 def _add_alice(subject: DirectoryUnderTest) -> Client:
     return subject.add_client(
-        "1001", "alice@example.com", key_hash=_OLD_HASH, domains=_ALICE_DOMAINS,
-        name="Alice Martin", locale="fr",
+        "1001",
+        "alice@example.com",
+        key_hash=_OLD_HASH,
+        domains=_ALICE_DOMAINS,
+        name="Alice Martin",
+        locale="fr",
     )
 
 
 def _add_bob(subject: DirectoryUnderTest) -> Client:
     return subject.add_client(
-        "1002", "bob@example.net", key_hash=_CONTEXT.hash(_BOB_KEY), domains=["bob.example"],
+        "1002",
+        "bob@example.net",
+        key_hash=_CONTEXT.hash(_BOB_KEY),
+        domains=["bob.example"],
     )
 
 
 def _add_reseller_client(subject: DirectoryUnderTest, number: str, domain: str) -> Client:
     """Another client under Alice's primary address, as a reseller holds them."""
     return subject.add_client(
-        number, "Alice@Example.com", key_hash=_CONTEXT.hash(f"Key-of-{number}"),
-        domains=[domain], name=f"Shop {number}",
+        number,
+        "Alice@Example.com",
+        key_hash=_CONTEXT.hash(f"Key-of-{number}"),
+        domains=[domain],
+        name=f"Shop {number}",
     )
 
 
 def _service(directory: ClientDirectory, mailer: MemoryMailer) -> RecoveryService:
     return RecoveryService(
-        directory, mailer, secret_key=_SECRET, confirm_url=_CONFIRM_URL, sender=_SENDER,
-        crypt_context=_CONTEXT, rate_limits=None, delivery="sync",
+        directory,
+        mailer,
+        secret_key=_SECRET,
+        confirm_url=_CONFIRM_URL,
+        sender=_SENDER,
+        crypt_context=_CONTEXT,
+        rate_limits=None,
+        delivery="sync",
     )
 
 
@@ -325,11 +281,13 @@ class _SyncHooks(_DirectorySettings):
         add = getattr(directory, "add_client", None)
         if add is None:
             raise NotImplementedError(
-                "the directory has no add_client: override DirectoryContract.add_client")
+                "the directory has no add_client: override DirectoryContract.add_client"
+            )
         # Passed only for a closed client: a host's add_client may not take it.
         closed: dict[str, bool] = {} if active else {"active": False}
-        client: Client = add(number, email, key_hash=key_hash, domains=domains, name=name,
-                             locale=locale, **closed)
+        client: Client = add(
+            number, email, key_hash=key_hash, domains=domains, name=name, locale=locale, **closed
+        )
         return client
 
     @pytest.fixture
@@ -340,9 +298,13 @@ class _SyncHooks(_DirectorySettings):
             return self.add_client(directory, *args, **kwargs)
 
         close = getattr(directory, "close", None)
-        return DirectoryUnderTest(directory, add_client, lambda: self.break_storage(directory),
-                                  self._shares_addresses(directory),
-                                  close=close if callable(close) else None)
+        return DirectoryUnderTest(
+            directory,
+            add_client,
+            lambda: self.break_storage(directory),
+            self._shares_addresses(directory),
+            close=close if callable(close) else None,
+        )
 
 
 class _AsyncHooks(_DirectorySettings):
@@ -398,10 +360,12 @@ class _AsyncHooks(_DirectorySettings):
         add = getattr(directory, "add_client", None)
         if add is None:
             raise NotImplementedError(
-                "the directory has no add_client: override AsyncDirectoryContract.add_client")
+                "the directory has no add_client: override AsyncDirectoryContract.add_client"
+            )
         closed: dict[str, bool] = {} if active else {"active": False}
-        client: Client = await add(number, email, key_hash=key_hash, domains=domains,
-                                   name=name, locale=locale, **closed)
+        client: Client = await add(
+            number, email, key_hash=key_hash, domains=domains, name=name, locale=locale, **closed
+        )
         return client
 
     @pytest.fixture
@@ -419,9 +383,12 @@ class _AsyncHooks(_DirectorySettings):
 
             closes = any(callable(getattr(directory, name, None)) for name in ("aclose", "close"))
             yield DirectoryUnderTest(
-                cast(ClientDirectory, _SyncDirectory(directory, runner)), add_client,
-                lambda: self.break_storage(directory), self._shares_addresses(directory),
-                async_directory=directory, close=close if closes else None,
+                cast(ClientDirectory, _SyncDirectory(directory, runner)),
+                add_client,
+                lambda: self.break_storage(directory),
+                self._shares_addresses(directory),
+                async_directory=directory,
+                close=close if closes else None,
             )
         finally:
             try:

@@ -34,18 +34,17 @@ from ._harness import (
     DirectoryUnderTest,
     _add_alice,
     _add_bob,
-    _add_reseller_client,
     _AsyncHooks,
-    _find_all_of,
     _mailed_key,
     _service,
     _SyncHooks,
     _without_domains,
 )
+from ._shared_addresses import _SharedAddressTests
 from .mails import token_from
 
 
-class _DirectoryTests(_ClosedAccountTests):
+class _DirectoryTests(_ClosedAccountTests, _SharedAddressTests):
     """The tests of the directory contract, on the ``directory_under_test`` fixture."""
 
     def test_satisfies_the_protocol(self, directory_under_test: DirectoryUnderTest) -> None:
@@ -80,20 +79,28 @@ class _DirectoryTests(_ClosedAccountTests):
         alice = Client("1001", "alice@example.com", _OLD_HASH, "Alice Martin", "fr")
         for kind, value in lookups:
             assert _without_domains(subject.directory.find(kind, value)) == alice, (kind, value)
-        for kind, value in [(_NUMBER, "1002"), (_EMAIL, "bob@example.net"),
-                            (_DOMAIN, "bob.example")]:
+        for kind, value in [
+            (_NUMBER, "1002"),
+            (_EMAIL, "bob@example.net"),
+            (_DOMAIN, "bob.example"),
+        ]:
             assert _without_domains(subject.directory.find(kind, value)) == bob, (kind, value)
 
     def test_returned_domains_are_all_the_clients_normalized(
-        self, directory_under_test: DirectoryUnderTest,
+        self,
+        directory_under_test: DirectoryUnderTest,
     ) -> None:
         """A directory that returns domains returns every one of the client's, normalized, once.
 
         Skipped for a directory that returns none.
         """
         subject = directory_under_test
-        subject.add_client("1003", "carla@example.com", key_hash=_OLD_HASH,
-                           domains=["Bücher.Example.", "SHOP.CARLA.EXAMPLE"])
+        subject.add_client(
+            "1003",
+            "carla@example.com",
+            key_hash=_OLD_HASH,
+            domains=["Bücher.Example.", "SHOP.CARLA.EXAMPLE"],
+        )
         subject.add_client("1004", "dario@example.com", key_hash=_OLD_HASH)
         found = subject.directory.find(_NUMBER, "1003")
         assert found is not None
@@ -108,7 +115,8 @@ class _DirectoryTests(_ClosedAccountTests):
         assert without is not None and without.domains == ()
 
     def test_must_change_is_set_and_cleared(
-        self, directory_under_test: DirectoryUnderTest,
+        self,
+        directory_under_test: DirectoryUnderTest,
     ) -> None:
         """set_must_change(True) reads back by every kind, False clears it; no one else moves.
 
@@ -123,15 +131,19 @@ class _DirectoryTests(_ClosedAccountTests):
         assert alice is not None and alice.must_change is False
         assert set_flag("1001", True) is None
         flagged = dataclasses.replace(alice, must_change=True)
-        for kind, value in [(_NUMBER, "1001"), (_EMAIL, "alice@example.com"),
-                            (_DOMAIN, "alice.example")]:
+        for kind, value in [
+            (_NUMBER, "1001"),
+            (_EMAIL, "alice@example.com"),
+            (_DOMAIN, "alice.example"),
+        ]:
             assert subject.directory.find(kind, value) == flagged, (kind, value)
         assert subject.directory.find(_NUMBER, "1002") == bob
         set_flag("1001", False)
         assert subject.directory.find(_NUMBER, "1001") == alice
 
     def test_must_change_ignores_unknown_numbers_and_key_swaps(
-        self, directory_under_test: DirectoryUnderTest,
+        self,
+        directory_under_test: DirectoryUnderTest,
     ) -> None:
         """An unknown number is no error; a key swap keeps the flag, the flag keeps the hash."""
         subject = directory_under_test
@@ -171,7 +183,9 @@ class _DirectoryTests(_ClosedAccountTests):
         """Values added in any case or script are found by normalize_identifier's output."""
         subject = directory_under_test
         added = subject.add_client(
-            " 1003 ", "Carla.Diaz@Example.COM", key_hash=_OLD_HASH,
+            " 1003 ",
+            "Carla.Diaz@Example.COM",
+            key_hash=_OLD_HASH,
             domains=["Bücher.Example.", "SHOP.CARLA.EXAMPLE"],
         )
         assert (added.number, added.email) == ("1003", "carla.diaz@example.com")
@@ -189,7 +203,8 @@ class _DirectoryTests(_ClosedAccountTests):
         assert subject.directory.find(_DOMAIN, "Bücher.Example.") is None
 
     def test_replace_key_hash_is_compare_and_set(
-        self, directory_under_test: DirectoryUnderTest,
+        self,
+        directory_under_test: DirectoryUnderTest,
     ) -> None:
         """The hash changes only from the current one, and only the named client's."""
         subject = directory_under_test
@@ -209,7 +224,8 @@ class _DirectoryTests(_ClosedAccountTests):
         assert bob is not None and _CONTEXT.verify(_BOB_KEY, bob.key_hash)
 
     def test_concurrent_compare_and_set_lets_one_win(
-        self, directory_under_test: DirectoryUnderTest,
+        self,
+        directory_under_test: DirectoryUnderTest,
     ) -> None:
         """Eight threads swap the same current hash at once: exactly one succeeds."""
         subject = directory_under_test
@@ -238,7 +254,8 @@ class _DirectoryTests(_ClosedAccountTests):
         assert stored is not None and stored.key_hash == winners[0]
 
     def test_storage_failure_surfaces_as_directory_error(
-        self, directory_under_test: DirectoryUnderTest,
+        self,
+        directory_under_test: DirectoryUnderTest,
     ) -> None:
         """A failing storage makes request and confirm raise DirectoryError, hash-free."""
         subject = directory_under_test
@@ -274,7 +291,8 @@ class _DirectoryTests(_ClosedAccountTests):
             assert _OLD_HASH not in str(caught_directly.value)
 
     def test_close_is_idempotent_and_final(
-        self, directory_under_test: DirectoryUnderTest,
+        self,
+        directory_under_test: DirectoryUnderTest,
     ) -> None:
         """close() may be called twice; then every call raises, and the service's too.
 
@@ -292,9 +310,12 @@ class _DirectoryTests(_ClosedAccountTests):
             return
         directory: Any = subject.directory
         calls: list[tuple[str, tuple[object, ...]]] = [
-            ("find", (_EMAIL, "alice@example.com")), ("find", (_NUMBER, "9999")),
+            ("find", (_EMAIL, "alice@example.com")),
+            ("find", (_NUMBER, "9999")),
             ("replace_key_hash", ("1001", _OLD_HASH, _NEW_HASH)),
-            ("find_all", (_EMAIL, "alice@example.com")), ("set_must_change", ("1001", True))]
+            ("find_all", (_EMAIL, "alice@example.com")),
+            ("set_must_change", ("1001", True)),
+        ]
         for name, args in calls:
             if callable(getattr(directory, name, None)):
                 with pytest.raises(self.storage_error) as caught:
@@ -305,13 +326,19 @@ class _DirectoryTests(_ClosedAccountTests):
             _service(subject.directory, mailer).request("client_number", "1001")
         assert mailer.outbox == []
 
-    @pytest.mark.parametrize(("kind", "typed"), [
-        ("domain", "Alice-Shop.EXAMPLE."),
-        ("client_number", " 1001"),
-        ("email", "Alice@Example.COM"),
-    ])
+    @pytest.mark.parametrize(
+        ("kind", "typed"),
+        [
+            ("domain", "Alice-Shop.EXAMPLE."),
+            ("client_number", " 1001"),
+            ("email", "Alice@Example.COM"),
+        ],
+    )
     def test_full_flow_through_the_service(
-        self, directory_under_test: DirectoryUnderTest, kind: str, typed: str,
+        self,
+        directory_under_test: DirectoryUnderTest,
+        kind: str,
+        typed: str,
     ) -> None:
         """Request by any kind, confirm, and the mailed key is the one stored."""
         subject = directory_under_test
@@ -338,76 +365,6 @@ class _DirectoryTests(_ClosedAccountTests):
         bob = directory.find(_NUMBER, "1002")
         assert bob is not None and _CONTEXT.verify(_BOB_KEY, bob.key_hash)
 
-    def test_shared_primary_address_finds_every_client(
-        self, directory_under_test: DirectoryUnderTest,
-    ) -> None:
-        """Clients may share a primary address; find_all returns them all, find the first."""
-        subject = directory_under_test
-        find_all = _find_all_of(subject)
-        directory = subject.directory
-        last = _add_reseller_client(subject, "1005", "shop5.example")
-        alice = _add_alice(subject)
-        middle = _add_reseller_client(subject, "1003", "shop3.example")
-        bob = _add_bob(subject)
-
-        assert list(find_all(_EMAIL, "alice@example.com")) == [alice, middle, last]
-        assert directory.find(_EMAIL, "alice@example.com") == alice
-        # Each client keeps its own number, key and domains.
-        assert directory.find(_DOMAIN, "shop3.example") == middle
-        assert directory.find(_NUMBER, "1005") == last
-        assert last.key_hash != middle.key_hash
-        assert list(find_all(_EMAIL, "bob@example.net")) == [bob]
-
-    def test_find_all_stops_at_the_limit(self, directory_under_test: DirectoryUnderTest) -> None:
-        """find_all returns at most ``limit`` clients, the lowest numbers first; 50 by default."""
-        subject = directory_under_test
-        find_all = _find_all_of(subject)
-        for number in ("1005", "1001", "1004", "1002", "1003"):
-            _add_reseller_client(subject, number, f"shop{number}.example")
-        numbers = [client.number for client in find_all(_EMAIL, "alice@example.com")]
-        assert numbers == ["1001", "1002", "1003", "1004", "1005"]
-        for limit, expected in ((1, ["1001"]), (2, ["1001", "1002"]), (9, numbers)):
-            found = find_all(_EMAIL, "alice@example.com", limit=limit)
-            assert [client.number for client in found] == expected, limit
-        for limit in (0, -1):
-            with pytest.raises(ValueError, match="limit"):
-                find_all(_EMAIL, "alice@example.com", limit=limit)
-
-    def test_find_all_by_number_or_domain_is_one_client_at_most(
-        self, directory_under_test: DirectoryUnderTest,
-    ) -> None:
-        """A number or a domain names one client; a miss of any kind is an empty list."""
-        subject = directory_under_test
-        find_all = _find_all_of(subject)
-        alice = _add_alice(subject)
-        _add_reseller_client(subject, "1003", "shop3.example")
-        assert list(find_all(_NUMBER, "1001")) == [alice]
-        for domain in _ALICE_DOMAINS:
-            assert list(find_all(_DOMAIN, domain)) == [alice], domain
-        for kind, value in [(_NUMBER, "9999"), (_EMAIL, "nobody@example.com"),
-                            (_DOMAIN, "nobody.example"), (_EMAIL, "alice@alice.example"),
-                            (_NUMBER, "alice")]:
-            assert list(find_all(kind, value)) == [], (kind, value)
-
-    def test_numbers_and_domains_stay_unique(
-        self, directory_under_test: DirectoryUnderTest,
-    ) -> None:
-        """A taken number or domain is refused (ValueError), storing nothing of the new client."""
-        subject = directory_under_test
-        _find_all_of(subject)
-        directory = subject.directory
-        alice = _add_alice(subject)
-        with pytest.raises(ValueError):
-            subject.add_client("1001", "someone@example.org", key_hash=_NEW_HASH)
-        with pytest.raises(ValueError):
-            subject.add_client("1009", "alice@example.com", key_hash=_NEW_HASH,
-                               domains=["new.example", "alice-shop.example"])
-        assert directory.find(_NUMBER, "1009") is None
-        assert directory.find(_DOMAIN, "new.example") is None
-        assert directory.find(_EMAIL, "someone@example.org") is None
-        assert directory.find(_NUMBER, "1001") == alice
-        assert directory.find(_DOMAIN, "alice-shop.example") == alice
-
 
 class DirectoryContract(_SyncHooks, _DirectoryTests):
     """The :class:`~credrecovery.ClientDirectory` contract, for a directory of your own.
@@ -433,6 +390,7 @@ class DirectoryContract(_SyncHooks, _DirectoryTests):
     called twice and then refuse every call (see :attr:`refuses_after_close`);
     one without ``close`` skips that test.
     """
+
 
 class AsyncDirectoryContract(_AsyncHooks, _DirectoryTests):
     """The :class:`~credrecovery.AsyncClientDirectory` contract, for an asyncio directory.

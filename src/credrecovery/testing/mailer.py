@@ -146,8 +146,9 @@ class _MailerTests:
         return type(self).fail_next is not _MailerTests.fail_next
 
     @contextlib.contextmanager
-    def _under_test(self, mailer: Any, face: Mailer,
-                    async_mailer: AsyncMailer | None) -> Iterator[MailerUnderTest]:
+    def _under_test(
+        self, mailer: Any, face: Mailer, async_mailer: AsyncMailer | None
+    ) -> Iterator[MailerUnderTest]:
         def fail_next(kind: str) -> None:
             self.fail_next(mailer, kind)
 
@@ -159,8 +160,13 @@ class _MailerTests:
         has_envelope = self.envelope_recipients(mailer) is not None
         failing = fail_next if self._has_failure_mode() else None
         if not self.background:
-            yield MailerUnderTest(face, lambda: self.delivered(mailer),
-                                  envelope if has_envelope else None, failing, async_mailer)
+            yield MailerUnderTest(
+                face,
+                lambda: self.delivered(mailer),
+                envelope if has_envelope else None,
+                failing,
+                async_mailer,
+            )
             return
         # An asyncio mailer is handed over as it is: the delivery threads run it.
         retry = RetryPolicy(max_attempts=3, backoff=0.05, max_backoff=0.1)
@@ -170,8 +176,9 @@ class _MailerTests:
                 assert background.flush(10), "the background mailer did not drain"
                 return self.delivered(mailer)
 
-            yield MailerUnderTest(background, delivered, envelope if has_envelope else None,
-                                  failing, async_mailer)
+            yield MailerUnderTest(
+                background, delivered, envelope if has_envelope else None, failing, async_mailer
+            )
 
     def test_is_a_mailer(self, mailer_under_test: MailerUnderTest) -> None:
         """The mailer meets its protocol: Mailer, or AsyncMailer for an asyncio one."""
@@ -181,7 +188,8 @@ class _MailerTests:
             assert inspect.iscoroutinefunction(mailer_under_test.async_mailer.send)
 
     def test_delivers_once_with_headers_and_both_parts(
-        self, mailer_under_test: MailerUnderTest,
+        self,
+        mailer_under_test: MailerUnderTest,
     ) -> None:
         """One message arrives, its headers and both parts as sent."""
         sent = _build_message()
@@ -198,7 +206,8 @@ class _MailerTests:
         assert _lines(html.get_content()) == _lines(_HTML)
 
     def test_recipients_are_exactly_the_to_address(
-        self, mailer_under_test: MailerUnderTest,
+        self,
+        mailer_under_test: MailerUnderTest,
     ) -> None:
         """Only the To address receives the message; Cc and Bcc headers add nobody."""
         mailer_under_test.mailer.send(_build_message())
@@ -209,7 +218,10 @@ class _MailerTests:
 
     @pytest.mark.parametrize("kind", list(_TEMPORARY))
     def test_failure(
-        self, mailer_under_test: MailerUnderTest, kind: str, caplog: pytest.LogCaptureFixture,
+        self,
+        mailer_under_test: MailerUnderTest,
+        kind: str,
+        caplog: pytest.LogCaptureFixture,
     ) -> None:
         """A direct mailer raises; a background one logs and, if worth it, tries again."""
         subject = mailer_under_test
@@ -281,7 +293,12 @@ class AsyncMailerContract(_MailerTests):
     @pytest.fixture
     def mailer_under_test(self, mailer: AsyncMailer) -> Iterator[MailerUnderTest]:
         """Your asyncio ``mailer`` behind a synchronous ``send``."""
-        with asyncio.Runner() as runner, self._under_test(
-            mailer, _AsyncSend(mailer, runner), mailer,
-        ) as subject:
+        with (
+            asyncio.Runner() as runner,
+            self._under_test(
+                mailer,
+                _AsyncSend(mailer, runner),
+                mailer,
+            ) as subject,
+        ):
             yield subject

@@ -87,9 +87,11 @@ class _Timings:
         return abs(first - second) / max(1.0, min(first, second))
 
     def describe(self, first: str, second: str) -> str:
-        return (f"{self.label}: median {statistics.median(self.first) / 1000:.2f} µs {first},"
-                f" {statistics.median(self.second) / 1000:.2f} µs {second},"
-                f" KS p = {self.p_value:.2g}")
+        return (
+            f"{self.label}: median {statistics.median(self.first) / 1000:.2f} µs {first},"
+            f" {statistics.median(self.second) / 1000:.2f} µs {second},"
+            f" KS p = {self.p_value:.2g}"
+        )
 
 
 class _TimingTests(_DirectorySettings):
@@ -120,8 +122,13 @@ class _TimingTests(_DirectorySettings):
         """Clients at even positions; the odd ones, of the same shape, name nobody."""
         for n in range(self.timing_clients):
             number = 200000 + 2 * n
-            subject.add_client(str(number), f"c{number}@example.com", key_hash=_OLD_HASH,
-                               domains=[f"c{number}.example"], name=f"Client {number}")
+            subject.add_client(
+                str(number),
+                f"c{number}@example.com",
+                key_hash=_OLD_HASH,
+                domains=[f"c{number}.example"],
+                name=f"Client {number}",
+            )
 
     def _measure(self, calls: dict[str, _Pick]) -> dict[str, list[int]]:
         """Time ``timing_samples`` calls of each kind, interleaved in a random order.
@@ -143,8 +150,7 @@ class _TimingTests(_DirectorySettings):
             durations[name].append(clock() - started)
         return durations
 
-    def _check(self, calls: dict[str, _Pick],
-               pairs: Sequence[tuple[str, str, str]]) -> None:
+    def _check(self, calls: dict[str, _Pick], pairs: Sequence[tuple[str, str, str]]) -> None:
         """Fail unless, in one attempt, every pair of ``calls`` times alike."""
         failures: list[str] = []
         for attempt in range(1, self.timing_attempts + 1):
@@ -153,7 +159,8 @@ class _TimingTests(_DirectorySettings):
                 timings.describe(f"for {first}", f"for {second}")
                 for first, second, label in pairs
                 if (timings := _Timings(label, durations[first], durations[second])).p_value
-                < self.timing_alpha and timings.gap > self.timing_tolerance
+                < self.timing_alpha
+                and timings.gap > self.timing_tolerance
             ]
             if not differ:
                 return
@@ -167,7 +174,8 @@ class _TimingTests(_DirectorySettings):
         )
 
     def test_a_miss_costs_what_a_hit_costs(
-        self, directory_under_test: DirectoryUnderTest,
+        self,
+        directory_under_test: DirectoryUnderTest,
     ) -> None:
         """find takes as long for a number, address or domain naming nobody as for a client's."""
         subject = directory_under_test
@@ -179,19 +187,24 @@ class _TimingTests(_DirectorySettings):
             def pick() -> Callable[[], object]:
                 value = template.format(200000 + 2 * rng.randrange(self.timing_clients) + parity)
                 return lambda: find(kind, value)
+
             return pick
 
         calls: dict[str, _Pick] = {}
         pairs = []
-        for kind, template in ((_NUMBER, "{}"), (_EMAIL, "c{}@example.com"),
-                               (_DOMAIN, "c{}.example")):
+        for kind, template in (
+            (_NUMBER, "{}"),
+            (_EMAIL, "c{}@example.com"),
+            (_DOMAIN, "c{}.example"),
+        ):
             calls[f"{kind.value} hit"] = picker(kind, template, 0)
             calls[f"{kind.value} miss"] = picker(kind, template, 1)
             pairs.append((f"{kind.value} hit", f"{kind.value} miss", f"find by {kind.value}"))
         self._check(calls, pairs)
 
     def test_a_shared_address_costs_what_a_miss_costs(
-        self, directory_under_test: DirectoryUnderTest,
+        self,
+        directory_under_test: DirectoryUnderTest,
     ) -> None:
         """find_all, asked for what a mail lists, takes as long for an address that up to
         MAX_CLIENTS_PER_MAIL clients share, or one client has, as for an address nobody has."""
@@ -203,31 +216,49 @@ class _TimingTests(_DirectorySettings):
             address = f"s{300000 + 2 * group}@example.com"
             for member in range(MAX_CLIENTS_PER_MAIL):
                 number = 400000 + group * 20 + member
-                subject.add_client(str(number), address, key_hash=_OLD_HASH,
-                                   domains=[f"s{number}.example"], name=f"Shop {number}")
+                subject.add_client(
+                    str(number),
+                    address,
+                    key_hash=_OLD_HASH,
+                    domains=[f"s{number}.example"],
+                    name=f"Shop {number}",
+                )
         rng = random.Random()  # noqa: S311 - orders and picks test values
         limit = MAX_CLIENTS_PER_MAIL + 1
 
-        def picker(template: str, base: int, count: int, parity: int,
-                   ) -> _Pick:
+        def picker(
+            template: str,
+            base: int,
+            count: int,
+            parity: int,
+        ) -> _Pick:
             def pick() -> Callable[[], object]:
                 value = template.format(base + 2 * rng.randrange(count) + parity)
                 return lambda: find_all(_EMAIL, value, limit=limit)
+
             return pick
 
         calls = {
             "a shared address": picker("s{}@example.com", 300000, groups, 0),
             "an address nobody has": picker("s{}@example.com", 300000, groups, 1),
             "one client's address": picker("c{}@example.com", 200000, self.timing_clients, 0),
-            "another address nobody has": picker("c{}@example.com", 200000,
-                                                 self.timing_clients, 1),
+            "another address nobody has": picker("c{}@example.com", 200000, self.timing_clients, 1),
         }
-        self._check(calls, [
-            ("a shared address", "an address nobody has",
-             f"find_all(limit={limit}) by an address {MAX_CLIENTS_PER_MAIL} clients share"),
-            ("one client's address", "another address nobody has",
-             f"find_all(limit={limit}) by one client's address"),
-        ])
+        self._check(
+            calls,
+            [
+                (
+                    "a shared address",
+                    "an address nobody has",
+                    f"find_all(limit={limit}) by an address {MAX_CLIENTS_PER_MAIL} clients share",
+                ),
+                (
+                    "one client's address",
+                    "another address nobody has",
+                    f"find_all(limit={limit}) by one client's address",
+                ),
+            ],
+        )
 
 
 class DirectoryTimingContract(_SyncHooks, _TimingTests):

@@ -11,8 +11,12 @@ class Migration(migrations.Migration):
         migrations.CreateModel(
             name="Client",
             fields=[
-                ("id", models.BigAutoField(auto_created=True, primary_key=True,
-                                           serialize=False, verbose_name="ID")),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
                 ("number", models.CharField(max_length=64, unique=True)),
                 ("email", models.CharField(db_index=True, max_length=320)),
                 ("key_hash", models.CharField(max_length=255)),
@@ -23,11 +27,21 @@ class Migration(migrations.Migration):
         migrations.CreateModel(
             name="Domain",
             fields=[
-                ("id", models.BigAutoField(auto_created=True, primary_key=True,
-                                           serialize=False, verbose_name="ID")),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
                 ("domain", models.CharField(max_length=253, unique=True)),
-                ("client", models.ForeignKey(on_delete=models.deletion.CASCADE,
-                                             related_name="domains", to="recovery.client")),
+                (
+                    "client",
+                    models.ForeignKey(
+                        on_delete=models.deletion.CASCADE,
+                        related_name="domains",
+                        to="recovery.client",
+                    ),
+                ),
             ],
         ),
     ]

@@ -24,8 +24,13 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         key = generate_key()
         try:
-            DjangoDirectory().add_client(options["number"], options["email"], key=key,
-                                         domains=options["domain"], name=options["name"])
+            DjangoDirectory().add_client(
+                options["number"],
+                options["email"],
+                key=key,
+                domains=options["domain"],
+                name=options["name"],
+            )
         except ValueError as exc:  # InvalidIdentifier is one too
             raise CommandError(str(exc)) from None
         self.stdout.write(f"client {options['number']} added; access key: {key}")
