@@ -19,14 +19,12 @@ import json
 import secrets
 import time
 from collections.abc import Callable, Iterable
-from datetime import timedelta
-
-import itsdangerous
-from itsdangerous.encoding import base64_decode, base64_encode
+from datetime import UTC, datetime, timedelta
 
 from ._derivation import derive_key
+from ._signing import StampSigner
 from .exceptions import InvalidCode, TokenExpired
-from .tokens import _SHAPE, MAX_CLOCK_SKEW_SECONDS, _fallback_keys, _is_canonical, _Signer
+from .tokens import MAX_CLOCK_SKEW_SECONDS, _checked_keys, _parsed
 
 __all__ = [
     "CODE_ALPHABET",
@@ -127,18 +125,12 @@ class CodeSigner:
         max_age: timedelta = timedelta(minutes=15),
         clock: Callable[[], float] = time.time,
     ) -> None:
-        keys: list[str | bytes] = []
-        for key in [*_fallback_keys(fallback_secret_keys), secret_key]:
-            if not isinstance(key, (str, bytes)):
-                raise TypeError(f"secret keys must be str or bytes, not {type(key).__name__}")
-            if not key:
-                raise ValueError("secret keys must be non-empty")
-            keys.append(key)
+        keys = _checked_keys(secret_key, fallback_secret_keys)
         if not isinstance(max_age, timedelta) or max_age <= timedelta(0):
             raise ValueError("code_max_age must be a positive timedelta")
         self.max_age = max_age
         self._max_age_seconds = int(max_age.total_seconds())
-        self._signer = _Signer(keys, salt=_SALT, digest_method=hashlib.sha256, clock=clock)
+        self._signer = StampSigner(keys, _SALT, clock)
         # Newest first: the mail's code is made with the first.
         self._code_keys = tuple(derive_key(key, _PURPOSE) for key in reversed(keys))
 
@@ -170,7 +162,7 @@ class CodeSigner:
                 raise ValueError("max_age must be a second or more")
             claims.append(seconds)
         payload = json.dumps(claims, separators=(",", ":")).encode("utf-8")
-        return self._signer.sign(base64_encode(payload)).decode("ascii")
+        return self._signer.sign(payload, self._signer.now())
 
     def read(self, ticket: object) -> TicketClaims:
         """Verify ``ticket`` and return its claims.
@@ -179,38 +171,29 @@ class CodeSigner:
         ``max_age``, and :class:`~credrecovery.InvalidCode` for anything else
         that does not verify. Nothing is looked up.
         """
-        if (
-            not isinstance(ticket, str)
-            or len(ticket) > MAX_TICKET_LENGTH
-            or not _SHAPE.fullmatch(ticket)
-            or not _is_canonical(ticket)
-        ):
+        opened = self._signer.unsign(ticket, MAX_TICKET_LENGTH) if isinstance(ticket, str) else None
+        if opened is None:
             raise InvalidCode(_INVALID)
-        payload: object = None
-        age = 0
-        try:
-            encoded, signed_at = self._signer.unsign(ticket, return_timestamp=True)
-            age = self._signer.get_timestamp() - int(signed_at.timestamp())
-            payload = json.loads(base64_decode(encoded))
-        except (itsdangerous.BadData, ValueError, OverflowError, OSError):
-            payload = None
-        # Raised outside the handler, so that no itsdangerous error is chained.
+        payload = _parsed(opened[0])
+        signed_at = opened[1]
+        age = self._signer.now() - signed_at
         own = _own_max_age(payload)
         if age < -MAX_CLOCK_SKEW_SECONDS or own is None:
             raise InvalidCode(_INVALID)
         assert isinstance(payload, list)
         max_age = own or self._max_age_seconds
         if age > max_age:
+            issued = datetime.fromtimestamp(signed_at, UTC)
             raise TokenExpired(
                 "the code has expired",
-                issued_at=signed_at,
-                expired_at=signed_at + timedelta(seconds=max_age),
+                issued_at=issued,
+                expired_at=issued + timedelta(seconds=max_age),
             )
         return TicketClaims(
             payload[0],
             payload[1],
             payload[2],
-            signed_at.timestamp(),
+            float(signed_at),
             timedelta(seconds=own) if own else None,
         )
 

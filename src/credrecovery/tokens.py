@@ -8,6 +8,7 @@ token storage. Pure: no I/O.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import hashlib
 import hmac
@@ -16,12 +17,10 @@ import math
 import re
 import time
 from collections.abc import Callable, Iterable
-from datetime import timedelta
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from json.encoder import encode_basestring_ascii
 
-import itsdangerous
-from itsdangerous.encoding import base64_decode, base64_encode, int_to_bytes, want_bytes
-
+from ._signing import StampSigner
 from .exceptions import InvalidToken, TokenExpired
 from .models import Client
 
@@ -38,12 +37,10 @@ _MAX_TIMESTAMP = 2**64 - 1
 #: A token in a confirmation link ``.../recover/<token>``, as the mails and the
 #: examples write it: group 1 is the token, URL-safe base64 parts and their dots.
 TOKEN_IN_LINK = re.compile(r"/recover/([A-Za-z0-9_.-]+)")
-_SHAPE = re.compile(r"[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]{2,}")
-_B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
-# Index by segment length modulo 4: the low bits the last character must leave
-# clear, or None where no canonical encoding has that length.
-_SPARE_BITS = (0, None, 0b1111, 0b11)
 _SALT = "credrecovery.confirm-recovery"
+_INVALID = "the confirmation link is not valid"
+_BINDING = hashlib.sha256(b"credrecovery.binding\x00")
+_DECODER = json.JSONDecoder()
 
 
 def account_binding(client: Client) -> str:
@@ -52,11 +49,12 @@ def account_binding(client: Client) -> str:
     The key hash is salted and secret, so the digest reveals neither it nor
     the email address.
     """
-    h = hashlib.sha256(b"credrecovery.binding\x00")
-    for part in (client.key_hash, client.email):
-        data = part.encode("utf-8")
-        h.update(len(data).to_bytes(4, "big") + data)
-    return base64_encode(h.digest()[:16]).decode("ascii")
+    key_hash = client.key_hash.encode("utf-8")
+    email = client.email.encode("utf-8")
+    h = _BINDING.copy()
+    h.update(len(key_hash).to_bytes(4, "big") + key_hash + len(email).to_bytes(4, "big") + email)
+    # 16 bytes are 22 base64 characters and two of padding.
+    return base64.urlsafe_b64encode(h.digest()[:16])[:22].decode("ascii")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,29 +70,6 @@ class TokenClaims:
         return client.number == self.number and hmac.compare_digest(
             self.binding, account_binding(client)
         )
-
-
-class _Signer(itsdangerous.TimestampSigner):
-    """A timestamp signer with an injectable clock and its derived keys cached."""
-
-    def __init__(self, *args: Any, clock: Callable[[], float], **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._clock = clock
-        derive = super().derive_key
-        self._derived = {key: derive(key) for key in self.secret_keys}
-
-    def get_timestamp(self) -> int:
-        return int(self._clock())
-
-    def sign_at(self, value: bytes, timestamp: int) -> bytes:
-        """What :meth:`sign` returns when its clock reads ``timestamp``."""
-        stamped = value + want_bytes(self.sep) + base64_encode(int_to_bytes(timestamp))
-        return itsdangerous.Signer.sign(self, stamped)
-
-    def derive_key(self, secret_key: str | bytes | None = None) -> bytes:
-        if secret_key is None:
-            return self._derived[self.secret_keys[-1]]
-        return self._derived[want_bytes(secret_key)]
 
 
 class TokenSigner:
@@ -119,18 +94,13 @@ class TokenSigner:
         max_age: timedelta = timedelta(hours=1),
         clock: Callable[[], float] = time.time,
     ) -> None:
-        keys = [*_fallback_keys(fallback_secret_keys), secret_key]
-        for key in keys:
-            if not isinstance(key, (str, bytes)):
-                raise TypeError(f"secret keys must be str or bytes, not {type(key).__name__}")
-            if not key:
-                raise ValueError("secret keys must be non-empty")
+        keys = _checked_keys(secret_key, fallback_secret_keys)
         if max_age <= timedelta(0):
             raise ValueError("max_age must be positive")
         self.max_age = max_age
         self._max_age_seconds = int(max_age.total_seconds())
-        # itsdangerous signs with the last key and verifies with every one.
-        self._signer = _Signer(keys, salt=_SALT, digest_method=hashlib.sha256, clock=clock)
+        # As in itsdangerous: the last key signs, every one verifies.
+        self._signer = StampSigner(keys, _SALT, clock)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(max_age={self.max_age!r})"
@@ -162,21 +132,26 @@ class TokenSigner:
         """
         if not isinstance(number, str) or not isinstance(binding, str):
             raise TypeError("number and binding must be str")
-        claims: list[str | int] = [number, binding]
-        if max_age is not None:
-            if int(max_age.total_seconds()) < 1:
+        if max_age is None:
+            payload = f"[{encode_basestring_ascii(number)},{encode_basestring_ascii(binding)}]"
+        else:
+            seconds = int(max_age.total_seconds())
+            if seconds < 1:
                 raise ValueError("max_age must be a second or more")
-            claims.append(int(max_age.total_seconds()))
+            payload = (
+                f"[{encode_basestring_ascii(number)},{encode_basestring_ascii(binding)},{seconds}]"
+            )
         if issued_at is None:
-            timestamp = self._signer.get_timestamp()
+            timestamp = self._signer.now()
         else:
             if isinstance(issued_at, bool) or not isinstance(issued_at, (int, float)):
                 raise TypeError("issued_at must be a number of seconds since the epoch")
             if not math.isfinite(issued_at) or not 0 <= issued_at <= _MAX_TIMESTAMP:
                 raise ValueError("issued_at must be a finite, non-negative time")
             timestamp = int(issued_at)
-        payload = json.dumps(claims, separators=(",", ":")).encode("utf-8")
-        return self._signer.sign_at(base64_encode(payload), timestamp).decode("ascii")
+        # The JSON that json.dumps(claims, separators=(",", ":")) writes, ASCII only:
+        # the payload of every release so far.
+        return self._signer.sign(payload.encode("ascii"), timestamp)
 
     def read(self, token: object) -> TokenClaims:
         """Verify ``token`` and return its claims.
@@ -186,46 +161,53 @@ class TokenSigner:
         token issued with one) and
         :class:`InvalidToken` for anything else that does not verify, a token
         stamped more than ``MAX_CLOCK_SKEW_SECONDS`` in the future included.
-        Nothing is looked up, so a forgery costs a few HMACs at most.
+        Nothing is looked up, so a forgery costs a few HMACs at most, and
+        nothing shaped otherwise than a token not even one.
         """
-        if (
-            not isinstance(token, str)
-            or len(token) > MAX_TOKEN_LENGTH
-            or not _SHAPE.fullmatch(token)
-            or not _is_canonical(token)
-        ):
-            raise InvalidToken("the confirmation link is not valid")
-        payload: object = None
-        age = 0
-        try:
-            # The age is checked here rather than by itsdangerous, which calls a
-            # stamp from the future expired.
-            encoded, signed_at = self._signer.unsign(token, return_timestamp=True)
-            age = self._signer.get_timestamp() - int(signed_at.timestamp())
-            payload = json.loads(base64_decode(encoded))
-        except (itsdangerous.BadData, ValueError, OverflowError, OSError):
-            payload = None
-        # Raised outside the handler so no itsdangerous error, which holds the
-        # token's parts, is chained to ours.
+        opened = self._signer.unsign(token, MAX_TOKEN_LENGTH) if isinstance(token, str) else None
+        if opened is None:
+            raise InvalidToken(_INVALID)
+        payload = _parsed(opened[0])
+        signed_at = opened[1]
+        age = self._signer.now() - signed_at
         max_age = _own_max_age(payload, self._max_age_seconds)
         if age < -MAX_CLOCK_SKEW_SECONDS or max_age is None:
-            raise InvalidToken("the confirmation link is not valid")
+            raise InvalidToken(_INVALID)
         assert isinstance(payload, list)
         if age > max_age:
-            # signed_at is what itsdangerous's SignatureExpired.date_signed holds.
+            issued = datetime.fromtimestamp(signed_at, UTC)
             raise TokenExpired(
                 "the confirmation link has expired",
-                issued_at=signed_at,
-                expired_at=signed_at + timedelta(seconds=max_age),
+                issued_at=issued,
+                expired_at=issued + timedelta(seconds=max_age),
             )
-        return TokenClaims(payload[0], payload[1], signed_at.timestamp())
+        return TokenClaims(payload[0], payload[1], float(signed_at))
+
+
+def _parsed(payload: bytes) -> object:
+    """``payload`` as JSON, or ``None``; no error escapes, so none is chained to ours."""
+    try:
+        # What the signer writes, ASCII and nothing around it, in one C call.
+        text = payload.decode("ascii")
+        parsed, end = _DECODER.raw_decode(text)
+        if end == len(text):
+            return parsed
+    except ValueError:
+        pass
+    try:
+        return json.loads(payload)
+    except (ValueError, RecursionError):
+        return None
 
 
 def _own_max_age(payload: object, default: int) -> int | None:
     """The seconds a payload stays valid: its own, or ``default``; ``None`` if malformed."""
-    if not isinstance(payload, list) or len(payload) not in (2, 3):
-        return None
-    if not all(isinstance(part, str) for part in payload[:2]):
+    if (
+        type(payload) is not list
+        or len(payload) not in (2, 3)
+        or not isinstance(payload[0], str)
+        or not isinstance(payload[1], str)
+    ):
         return None
     if len(payload) == 2:
         return default
@@ -245,12 +227,14 @@ def _fallback_keys(keys: object) -> list[object]:
     return list(keys)
 
 
-def _is_canonical(token: str) -> bool:
-    # Base64 ignores the spare low bits of a segment's last character, so two
-    # spellings can decode alike. Only the canonical one is accepted, so that
-    # every one-character change is refused.
-    for segment in token.split("."):
-        spare_bits = _SPARE_BITS[len(segment) % 4]
-        if spare_bits is None or _B64.index(segment[-1]) & spare_bits:
-            return False
-    return True
+def _checked_keys(secret_key: object, fallback_secret_keys: object) -> list[str | bytes]:
+    """The keys oldest first, the signing key last; :class:`TypeError` or :class:`ValueError`
+    for one that cannot be a key."""
+    keys: list[str | bytes] = []
+    for key in [*_fallback_keys(fallback_secret_keys), secret_key]:
+        if not isinstance(key, (str, bytes)):
+            raise TypeError(f"secret keys must be str or bytes, not {type(key).__name__}")
+        if not key:
+            raise ValueError("secret keys must be non-empty")
+        keys.append(key)
+    return keys

@@ -326,7 +326,13 @@ class Core(Support, Rotation):
             error, event = exc, "expired"
         except InvalidToken as exc:
             error, event = exc, "invalid"
-        return (yield from self._reject(error, event, requester))
+        try:
+            return (yield from self._reject(error, event, requester))
+        finally:
+            # The error's traceback holds this frame: left named here, the two
+            # would make a cycle that only the garbage collector frees, and a
+            # flood of forged tokens would keep it busy.
+            del error
 
     def _verified(self, token: str, requester: str | None) -> Flow[tuple[TokenClaims, Client]]:
         claims = yield from self._opened(self.tokens.read, token, requester)
@@ -373,4 +379,7 @@ class Core(Support, Rotation):
         )
         if requester is not None and not allowed:
             yield from self._throttle(LimitName.FAILED_CONFIRMATIONS, requester)
-        raise error
+        try:
+            raise error
+        finally:
+            del error  # no cycle through this frame either (see _opened)
