@@ -211,11 +211,12 @@ def test_repr_hides_password_and_hashes() -> None:
         directory.dispose()
 
 
-def test_url_creates_a_pre_pinging_engine_that_hides_parameters(tmp_path: Any) -> None:
-    """Given a URL, the directory builds its engine with pre-ping and hidden parameters."""
+def test_url_creates_a_recycling_engine_that_hides_parameters(tmp_path: Any) -> None:
+    """Given a URL, the directory builds an engine that recycles, never pings, hides parameters."""
     directory = SQLAlchemyDirectory(f"sqlite:///{tmp_path / 'own.sqlite3'}", create_schema=True)
     try:
-        assert directory.engine.pool._pre_ping is True
+        assert directory.engine.pool._pre_ping is False
+        assert directory.engine.pool._recycle == 1800
         assert directory.engine.hide_parameters is True
         add_alice(directory)
         assert HASH not in repr(directory)

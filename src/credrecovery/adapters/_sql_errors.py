@@ -9,14 +9,18 @@ may quote a row is raised unchained, so the row never rides along.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 try:
+    import sqlalchemy as sa
     from sqlalchemy import exc as sa_exc
 except ImportError as exc:  # pragma: no cover - exercised with the extra missing
     raise ImportError(
         "credrecovery.sqlalchemy needs SQLAlchemy 2: pip install 'credrecovery[sqlalchemy]'"
     ) from exc
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ..exceptions import DirectoryError
 
@@ -58,6 +62,96 @@ def _guarded(action: str, work: Callable[[], _T], *, refusal: str | None = None)
             raise error from exc
     # Raised outside the handler, so that no __context__ is set.
     raise error
+
+
+def _guarded_read(action: str, work: Callable[[], _T]) -> _T:
+    """:func:`_guarded` for a read, run once more when its connection was found dead.
+
+    SQLAlchemy tells a lost connection (a restarted server, a connection the
+    server or a proxy closed) by ``connection_invalidated``; it has then
+    dropped that connection and every older one in the pool, so the second
+    attempt runs on a new connection. A read may run twice; a write, only as
+    :func:`_guarded_write` runs it.
+    """
+
+    def once_more_if_disconnected() -> _T:
+        try:
+            return work()
+        except sa_exc.DBAPIError as exc:
+            if not exc.connection_invalidated:
+                raise
+        return work()
+
+    return _guarded(action, once_more_if_disconnected)
+
+
+def _guarded_write(
+    action: str,
+    engine: sa.Engine,
+    work: Callable[[sa.Connection], _T],
+    *,
+    refusal: str | None = None,
+) -> _T:
+    """:func:`_guarded` for ``work`` in one transaction, run again if its connection was dead.
+
+    Again only when SQLAlchemy found the connection dead before ``COMMIT``
+    was sent: the server has then rolled the transaction back, so nothing is
+    written twice. A failure during ``COMMIT`` is never run again.
+    """
+
+    def in_transaction() -> _T:
+        committing = False
+        try:
+            with engine.begin() as connection:
+                result = work(connection)
+                committing = True
+            return result
+        except sa_exc.DBAPIError as exc:
+            if committing or not exc.connection_invalidated:
+                raise
+        with engine.begin() as connection:
+            return work(connection)
+
+    return _guarded(action, in_transaction, refusal=refusal)
+
+
+async def _guarded_write_async(
+    action: str,
+    engine: AsyncEngine,
+    work: Callable[[AsyncConnection], Awaitable[_T]],
+    *,
+    refusal: str | None = None,
+) -> _T:
+    """:func:`_guarded_write` for a coroutine."""
+
+    async def in_transaction() -> _T:
+        committing = False
+        try:
+            async with engine.begin() as connection:
+                result = await work(connection)
+                committing = True
+            return result
+        except sa_exc.DBAPIError as exc:
+            if committing or not exc.connection_invalidated:
+                raise
+        async with engine.begin() as connection:
+            return await work(connection)
+
+    return await _guarded_async(action, in_transaction, refusal=refusal)
+
+
+async def _guarded_read_async(action: str, work: Callable[[], Awaitable[_T]]) -> _T:
+    """:func:`_guarded_read` for a coroutine."""
+
+    async def once_more_if_disconnected() -> _T:
+        try:
+            return await work()
+        except sa_exc.DBAPIError as exc:
+            if not exc.connection_invalidated:
+                raise
+        return await work()
+
+    return await _guarded_async(action, once_more_if_disconnected)
 
 
 async def _guarded_async(

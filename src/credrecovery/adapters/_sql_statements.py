@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 try:
@@ -74,6 +74,9 @@ class _Statements:
             self.client_columns.append(
                 sa.case((m.active, sa.true()), else_=sa.false()).label("active")
             )
+        self._lookups = {kind: self._lookup(kind) for kind in IdentifierKind}
+        # The same columns in every lookup, by position.
+        self._columns = [c.name for c in self._lookups[IdentifierKind.EMAIL].selected_columns]
 
     def describe(self, url: sa.URL) -> str:
         """What a repr shows: the URL without its password, and the tables."""
@@ -139,32 +142,47 @@ class _Statements:
 
     def select(
         self, kind: IdentifierKind | str, value: str, limit: int
-    ) -> tuple[IdentifierKind, sa.Select[Any] | None]:
-        """The lookup for ``value``: ``None`` when it cannot match. Checks ``limit``.
+    ) -> tuple[IdentifierKind, sa.Select[Any] | None, dict[str, Any]]:
+        """The lookup for ``value`` and its parameters: ``None`` when it cannot match.
 
-        It reads as many rows whether or not anything matched: ``limit`` for
-        an email, two for a number or a domain (two, to tell a column that is
-        not unique). They are the rows that follow ``value`` in the index that
-        serves the lookup, a hit's own first, wrapping round to the first rows
-        when too few follow; a ``hit`` column tells the matches, and the rest
-        are decoded like them, then dropped.
+        Checks ``limit``. The statement is one of three built with the
+        directory (see :meth:`_lookup`); only the parameters change per call,
+        so SQLAlchemy finds its compiled form in its cache without walking a
+        new statement.
         """
         kind = parse_kind(kind)
         if limit < 1:
             raise ValueError("limit must be at least 1")
-        key: sa.ColumnElement[Any]
+        probe: str | int = value
         if kind is IdentifierKind.CLIENT_NUMBER:
             number = self.number_value(value)
             if number is None:
-                return kind, None
-            key, probe = self.number, number
-            source: sa.FromClause = self.clients
-        elif kind is IdentifierKind.EMAIL:
-            key, probe, source = self._email(), value, self.clients
-        else:
-            key, probe = self._stored_domain(), value
-            source = self.domains.join(self.clients, self.number == self.domain_client)
+                return kind, None, {}
+            probe = number
         fetch = limit if kind is IdentifierKind.EMAIL else 2
+        return kind, self._lookups[kind], {"probe": probe, "fetch": fetch}
+
+    def _lookup(self, kind: IdentifierKind) -> sa.Select[Any]:
+        """The statement that looks ``probe`` up by ``kind``, reading ``fetch`` rows.
+
+        It reads as many rows whether or not anything matched: ``limit`` for
+        an email, two for a number or a domain (two, to tell a column that is
+        not unique). They are the rows that follow ``probe`` in the index that
+        serves the lookup, a hit's own first, wrapping round to the first rows
+        when too few follow; a ``hit`` column tells the matches, and the rest
+        are decoded like them, then dropped.
+        """
+        key: sa.ColumnElement[Any]
+        source: sa.FromClause
+        if kind is IdentifierKind.CLIENT_NUMBER:
+            key, source = self.number, self.clients
+        elif kind is IdentifierKind.EMAIL:
+            key, source = self._email(), self.clients
+        else:
+            key = self._stored_domain()
+            source = self.domains.join(self.clients, self.number == self.domain_client)
+        probe = sa.bindparam("probe", type_=key.type)
+        fetch = sa.bindparam("fetch", type_=sa.Integer())
         usable = (self.email.is_not(None), self.key_hash.is_not(None))
 
         def part(hit: sa.ColumnElement[Any], where: sa.ColumnElement[bool]) -> sa.Select[Any]:
@@ -180,7 +198,7 @@ class _Statements:
 
         # Both parts are limited on their own and the whole again: the
         # databases run UNION ALL's parts in order and stop at the limit, so
-        # the wrapped part is read only when too few rows follow ``value``.
+        # the wrapped part is read only when too few rows follow ``probe``.
         # Each part is ordered by its index, so that it reads no more rows
         # than it returns.
         picked = (
@@ -191,22 +209,27 @@ class _Statements:
         # The clients' domains by the same statement, so that a hit costs no
         # second round trip that a miss would not. Read around the lookup
         # rather than in it, so that they leave its plan alone and are read
-        # for the picked rows only.
+        # for the picked rows only. The separator is SQL text, not a bound
+        # literal, which SQLAlchemy would render anew on every call.
+        separator: Any = sa.literal_column(f"'{_DOMAIN_SEPARATOR}'")
         domains = (
-            sa.select(sa.func.aggregate_strings(self._stored_domain(), _DOMAIN_SEPARATOR))
+            sa.select(sa.func.aggregate_strings(self._stored_domain(), separator))
             .where(self.domain_client == picked.c.number)
             .scalar_subquery()
         )
-        statement = sa.select(picked, domains.label("domains")).order_by(picked.c.number)
-        return kind, statement
+        return sa.select(picked, domains.label("domains")).order_by(picked.c.number)
 
-    def found(self, kind: IdentifierKind, rows: Sequence[sa.Row[Any]], limit: int) -> list[Client]:
+    def found(
+        self, kind: IdentifierKind, rows: Sequence[Sequence[Any]], limit: int
+    ) -> list[Client]:
         """The matched clients of a lookup's ``rows``, by number; stand-ins are dropped.
 
-        Raises when a number or domain names several clients.
+        ``rows`` hold the lookup's columns in order: SQLAlchemy's rows or a
+        driver's. Raises when a number or domain names several clients.
         """
         # Every row is decoded, a stand-in as a match, so that both cost alike.
-        read = [(bool(row.hit), self.client(row._mapping)) for row in rows]
+        mappings = [dict(zip(self._columns, row, strict=True)) for row in rows]
+        read = [(bool(row["hit"]), self.client(row)) for row in mappings]
         clients = [client for hit, client in read if hit and client is not None]
         if kind is IdentifierKind.DOMAIN:
             # A host table may list one client's domain twice: one client still.
@@ -310,7 +333,7 @@ class _Statements:
         return {self.mapping.domain: domain, self.mapping.domain_client: number}
 
     @staticmethod
-    def client(row: sa.RowMapping) -> Client | None:
+    def client(row: Mapping[str, Any]) -> Client | None:
         # A row without an address or a hash cannot be recovered; it reads as absent.
         if row["email"] is None or row["key_hash"] is None:
             return None

@@ -10,12 +10,12 @@ asyncio extension needs greenlet.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from typing import Any, Self
+from collections.abc import Iterable
+from typing import Self
 
 try:
     import sqlalchemy as sa
-    from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+    from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 except ImportError as exc:  # pragma: no cover - exercised with the extra missing
     raise ImportError(
         "credrecovery.async_sqlalchemy needs SQLAlchemy 2 with asyncio:"
@@ -27,7 +27,8 @@ from passlib.context import CryptContext
 from .._records import ClientRecord
 from ..identifiers import IdentifierKind
 from ..models import Client
-from ._sql_errors import _ADD_REFUSAL, _guarded_async
+from ._sql_errors import _ADD_REFUSAL, _guarded_async, _guarded_write_async
+from ._sql_lookup import POOL_RECYCLE, _Reader
 from ._sql_statements import _Statements
 from ._sql_tables import TableMapping as TableMapping
 
@@ -39,9 +40,11 @@ class AsyncSQLAlchemyDirectory:
 
     ``engine_or_url`` is an :class:`~sqlalchemy.ext.asyncio.AsyncEngine`, or
     a URL naming an asyncio driver from which one is created with
-    ``pool_pre_ping=True`` and ``hide_parameters=True``; create yours with
-    ``hide_parameters=True`` too, so that SQLAlchemy's messages quote no key
-    hash. Without ``mapping`` the directory uses its own tables (create them
+    ``pool_recycle=1800`` and ``hide_parameters=True``, without
+    ``pool_pre_ping``: as in the synchronous directory, a call whose
+    connection the server dropped runs once more on a new one. Create yours
+    with ``hide_parameters=True`` too, so that SQLAlchemy's messages quote no
+    key hash. Without ``mapping`` the directory uses its own tables (create them
     with :meth:`create_schema`); with a :class:`TableMapping`, the host's.
     ``crypt_context`` hashes the keys given to :meth:`add_client`.
 
@@ -62,8 +65,9 @@ class AsyncSQLAlchemyDirectory:
             self._engine = engine_or_url
         else:
             self._engine = create_async_engine(
-                engine_or_url, pool_pre_ping=True, hide_parameters=True
+                engine_or_url, pool_recycle=POOL_RECYCLE, hide_parameters=True
             )
+        self._reader = _Reader(self._engine.sync_engine)
         self._statements = _Statements(mapping)
         self._crypt_context = crypt_context
 
@@ -138,18 +142,11 @@ class AsyncSQLAlchemyDirectory:
         <credrecovery.sqlalchemy.SQLAlchemyDirectory.find_all>`. Raises
         :class:`ValueError` when ``limit`` is below 1.
         """
-        kind, statement = self._statements.select(kind, value, limit)
+        kind, statement, parameters = self._statements.select(kind, value, limit)
         if statement is None:
             return []
 
-        query: sa.Select[Any] = statement
-
-        async def fetch_rows() -> Sequence[sa.Row[Any]]:
-            async with self._engine.connect() as connection:
-                result: sa.Result[Any] = await connection.execute(query)
-                return result.all()
-
-        rows = await _guarded_async("look up a client", fetch_rows)
+        rows = await self._reader.read_async(self._engine, kind, statement, parameters)
         return self._statements.found(kind, rows, limit)
 
     async def replace_key_hash(self, number: str, current: str, new: str) -> bool:
@@ -163,11 +160,10 @@ class AsyncSQLAlchemyDirectory:
         if statement is None:
             return False
 
-        async def swap() -> bool:
-            async with self._engine.begin() as connection:
-                return (await connection.execute(statement)).rowcount == 1
+        async def swap(connection: AsyncConnection) -> bool:
+            return (await connection.execute(statement)).rowcount == 1
 
-        return await _guarded_async("replace a key hash", swap)
+        return await _guarded_write_async("replace a key hash", self._engine, swap)
 
     async def set_must_change(self, number: str, value: bool) -> None:
         """Record whether client ``number`` must replace its key at the next sign-in.
@@ -196,11 +192,10 @@ class AsyncSQLAlchemyDirectory:
             await self._update(statement, "open or close an account")
 
     async def _update(self, statement: sa.Update, what: str) -> None:
-        async def run() -> None:
-            async with self._engine.begin() as connection:
-                await connection.execute(statement)
+        async def run(connection: AsyncConnection) -> None:
+            await connection.execute(statement)
 
-        await _guarded_async(what, run)
+        await _guarded_write_async(what, self._engine, run)
 
     async def add_client(
         self,
@@ -238,13 +233,12 @@ class AsyncSQLAlchemyDirectory:
         client, number_value = statements.stored_record(record)
         taken = statements.taken_checks(number_value, record.domains)
 
-        async def insert() -> None:
-            async with self._engine.begin() as connection:
-                for check, refusal in taken:
-                    if (await connection.execute(check)).first() is not None:
-                        raise ValueError(refusal)
-                for statement, rows in statements.inserts(client, number_value, record.domains):
-                    await connection.execute(statement, rows)
+        async def insert(connection: AsyncConnection) -> None:
+            for check, refusal in taken:
+                if (await connection.execute(check)).first() is not None:
+                    raise ValueError(refusal)
+            for statement, rows in statements.inserts(client, number_value, record.domains):
+                await connection.execute(statement, rows)
 
-        await _guarded_async("add a client", insert, refusal=_ADD_REFUSAL)
+        await _guarded_write_async("add a client", self._engine, insert, refusal=_ADD_REFUSAL)
         return client

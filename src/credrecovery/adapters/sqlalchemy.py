@@ -53,7 +53,8 @@ from passlib.context import CryptContext
 from .._records import ClientRecord
 from ..identifiers import IdentifierKind
 from ..models import Client
-from ._sql_errors import _ADD_REFUSAL, _guarded
+from ._sql_errors import _ADD_REFUSAL, _guarded, _guarded_write
+from ._sql_lookup import POOL_RECYCLE, _Reader
 from ._sql_statements import _quoted_table, _Statements
 from ._sql_tables import TableMapping as TableMapping
 
@@ -63,13 +64,21 @@ __all__ = ["SQLAlchemyDirectory", "TableMapping"]
 class SQLAlchemyDirectory:
     """A :class:`~credrecovery.ClientDirectory` in a SQL database.
 
-    ``engine_or_url`` is an :class:`~sqlalchemy.engine.Engine`, or a URL from
-    which one is created with ``pool_pre_ping=True`` and
-    ``hide_parameters=True``. Without ``mapping`` the directory uses its own
-    tables, created when ``create_schema`` is true; with a
-    :class:`TableMapping` it uses the host's. To keep its own tables in
-    another schema, give an engine with a ``schema_translate_map`` execution
-    option or a ``search_path``.
+    ``engine_or_url`` is an :class:`~sqlalchemy.engine.Engine`, used as the
+    host configured it, or a URL from which one is created with
+    ``pool_recycle=1800`` (a pooled connection is replaced once 30 minutes
+    old) and ``hide_parameters=True``, without ``pool_pre_ping``: a call
+    whose connection the server dropped runs once more on a new connection
+    instead (a write only when the connection died before ``COMMIT``, so
+    that the server rolled it back), and a healthy server costs no extra
+    round trip. For the old pre-ping, give an engine made with
+    ``pool_pre_ping=True``. On PostgreSQL a lookup is one round trip outside
+    any transaction; see ``docs/scaling.md``.
+
+    Without ``mapping`` the directory uses its own tables, created when
+    ``create_schema`` is true; with a :class:`TableMapping` it uses the
+    host's. To keep its own tables in another schema, give an engine with a
+    ``schema_translate_map`` execution option or a ``search_path``.
 
     ``crypt_context`` hashes the keys given to :meth:`add_client`; it defaults
     to :func:`~credrecovery.keys.default_context`.
@@ -92,7 +101,10 @@ class SQLAlchemyDirectory:
         if isinstance(engine_or_url, sa.Engine):
             self._engine = engine_or_url
         else:
-            self._engine = sa.create_engine(engine_or_url, pool_pre_ping=True, hide_parameters=True)
+            self._engine = sa.create_engine(
+                engine_or_url, pool_recycle=POOL_RECYCLE, hide_parameters=True
+            )
+        self._reader = _Reader(self._engine)
         self._statements = _Statements(mapping)
         self._crypt_context = crypt_context
         if create_schema:
@@ -183,15 +195,11 @@ class SQLAlchemyDirectory:
         :class:`~credrecovery.DirectoryError` when the database fails or when
         several clients have the number or the domain.
         """
-        kind, statement = self._statements.select(kind, value, limit)
+        kind, statement, parameters = self._statements.select(kind, value, limit)
         if statement is None:
             return []
 
-        def fetch_rows() -> Sequence[sa.Row[Any]]:
-            with self._engine.connect() as connection:
-                return connection.execute(statement).all()
-
-        rows = _guarded("look up a client", fetch_rows)
+        rows = self._reader.read(kind, statement, parameters)
         return self._statements.found(kind, rows, limit)
 
     def replace_key_hash(self, number: str, current: str, new: str) -> bool:
@@ -205,11 +213,10 @@ class SQLAlchemyDirectory:
         if statement is None:
             return False
 
-        def swap() -> bool:
-            with self._engine.begin() as connection:
-                return connection.execute(statement).rowcount == 1
+        def swap(connection: sa.Connection) -> bool:
+            return connection.execute(statement).rowcount == 1
 
-        return _guarded("replace a key hash", swap)
+        return _guarded_write("replace a key hash", self._engine, swap)
 
     def set_must_change(self, number: str, value: bool) -> None:
         """Record whether client ``number`` must replace its key at the next sign-in.
@@ -223,11 +230,10 @@ class SQLAlchemyDirectory:
         if statement is None:
             return
 
-        def update() -> None:
-            with self._engine.begin() as connection:
-                connection.execute(statement)
+        def update(connection: sa.Connection) -> None:
+            connection.execute(statement)
 
-        _guarded("record whether a key must change", update)
+        _guarded_write("record whether a key must change", self._engine, update)
 
     def set_active(self, number: str, active: bool) -> None:
         """Open (``True``) or close (``False``) client ``number``'s account.
@@ -243,11 +249,10 @@ class SQLAlchemyDirectory:
         if statement is None:
             return
 
-        def update() -> None:
-            with self._engine.begin() as connection:
-                connection.execute(statement)
+        def update(connection: sa.Connection) -> None:
+            connection.execute(statement)
 
-        _guarded("open or close an account", update)
+        _guarded_write("open or close an account", self._engine, update)
 
     def add_client(
         self,
@@ -288,15 +293,14 @@ class SQLAlchemyDirectory:
         client, number_value = statements.stored_record(record)
         taken = statements.taken_checks(number_value, record.domains)
 
-        def insert() -> None:
-            with self._engine.begin() as connection:
-                for check, refusal in taken:
-                    if connection.execute(check).first() is not None:
-                        raise ValueError(refusal)
-                for statement, rows in statements.inserts(client, number_value, record.domains):
-                    connection.execute(statement, rows)
+        def insert(connection: sa.Connection) -> None:
+            for check, refusal in taken:
+                if connection.execute(check).first() is not None:
+                    raise ValueError(refusal)
+            for statement, rows in statements.inserts(client, number_value, record.domains):
+                connection.execute(statement, rows)
 
-        _guarded("add a client", insert, refusal=_ADD_REFUSAL)
+        _guarded_write("add a client", self._engine, insert, refusal=_ADD_REFUSAL)
         return client
 
     def bulk_add(
