@@ -160,6 +160,7 @@ def test_show_renders_one_message_and_keeps_secrets_out_of_its_repr(
         mailer.outbox.show(5)
 
 
+@pytest.mark.slow  # many threads, many renderings
 def test_concurrent_sends_all_land_while_the_outbox_renders() -> None:
     """Sends from many threads all reach the outbox, and rendering meanwhile never fails."""
     mailer = MemoryMailer()

@@ -209,6 +209,7 @@ def test_a_mail_a_limit_withholds_is_reported_as_withheld(make_service: MakeServ
 # --- off the caller's path --------------------------------------------------------------------
 
 
+@pytest.mark.slow  # each request waits out a slow hook
 def test_a_slow_hook_for_hits_slows_no_request(make_service: MakeService) -> None:
     """A hook that takes half a second on every hit leaves hits as quick as misses."""
     handled: list[str | None] = []

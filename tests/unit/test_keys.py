@@ -60,6 +60,7 @@ def test_keys_differ_across_calls() -> None:
     assert len(set(keys)) == len(keys)
 
 
+@pytest.mark.slow  # real argon2id hashes
 def test_default_context_hashes_with_argon2id() -> None:
     """The default policy hashes new keys with argon2id and verifies them."""
     context = default_context()

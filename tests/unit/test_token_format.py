@@ -184,6 +184,7 @@ def _credrecovery_frames(objects: list[object]) -> list[object]:
     return [o for o in objects if "credrecovery" in repr(getattr(o, "f_code", ""))]
 
 
+@pytest.mark.slow  # garbage collections over many refusals
 def test_refusing_a_forgery_leaves_no_cycle(
     directory: MemoryDirectory, mailer: MemoryMailer, garbage: list[object]
 ) -> None:
