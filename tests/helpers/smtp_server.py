@@ -21,6 +21,8 @@ import datetime
 import ipaddress
 import re
 import ssl
+import threading
+import weakref
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -238,7 +240,32 @@ class _LoopbackController(Controller):
     session_class: type[SMTP] = SMTP
 
     def factory(self) -> SMTP:
-        return self.session_class(self.handler, **self.SMTP_kwargs)
+        session = self.session_class(self.handler, **self.SMTP_kwargs)
+        self._sessions().add(session)
+        return session
+
+    def _sessions(self) -> weakref.WeakSet[SMTP]:
+        if not hasattr(self, "_open_sessions"):
+            self._open_sessions: weakref.WeakSet[SMTP] = weakref.WeakSet()
+        return self._open_sessions
+
+    def stop(self, no_assert: bool = False) -> None:
+        # A real server hangs up on its clients as it stops (a mailer may keep
+        # its connection open); aiosmtpd would leave their sockets open.
+        if self.loop.is_running():
+            done = threading.Event()
+
+            def hang_up() -> None:
+                for session in list(self._sessions()):
+                    transport = session.transport
+                    if isinstance(transport, asyncio.Transport):
+                        transport.abort()
+                # After the sockets' own closing, which abort() schedules.
+                self.loop.call_soon(done.set)
+
+            self.loop.call_soon_threadsafe(hang_up)
+            done.wait(5)
+        super().stop(no_assert)
 
     def _trigger_server(self) -> None:
         assert isinstance(self.server, asyncio.Server)

@@ -1,10 +1,11 @@
 """What both SMTP mailers share: their checked settings and the failure each reply maps to.
 
 :class:`_Settings` checks a mailer's arguments once, for the smtplib and the
-asyncio mailer alike. The functions below word a server's refusal, a lost
-connection or a TLS or socket error as one :class:`DeliveryFailed`, whichever
-client met it: temporary for a 4xx reply, permanent for a 5xx, with the reply
-codes and a likely fix, never the server's own text.
+asyncio mailer alike, the keeping of connections included (see ``_smtp_keep``).
+The functions below word a server's refusal, a lost connection or a TLS or
+socket error as one :class:`DeliveryFailed`, whichever client met it:
+temporary for a 4xx reply, permanent for a 5xx, with the reply codes and a
+likely fix, never the server's own text.
 """
 
 from __future__ import annotations
@@ -39,6 +40,11 @@ _NOT_TLS_REASONS: Final = frozenset({"WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILU
 #: The port registered for mail submission over implicit TLS (RFC 8314).
 _IMPLICIT_TLS_PORT: Final = 465
 
+#: Seconds a kept connection may wait unused before the mailer closes it.
+DEFAULT_IDLE_TIMEOUT: Final = 10.0
+#: Seconds after its opening when a kept connection is no longer used.
+DEFAULT_MAX_CONNECTION_AGE: Final = 300.0
+
 _STARTTLS_HINT: Final = "the server may require STARTTLS: use security='starttls'"
 _LOGIN_HINT: Final = "the server may require a login: set username and password"
 
@@ -68,6 +74,9 @@ class _Settings:
     ssl_context: ssl.SSLContext | None
     local_hostname: str | None
     envelope_sender: str | None
+    reuse_connections: bool = True
+    idle_timeout: float = DEFAULT_IDLE_TIMEOUT
+    max_connection_age: float = DEFAULT_MAX_CONNECTION_AGE
 
     @classmethod
     def checked(
@@ -83,6 +92,9 @@ class _Settings:
         local_hostname: str | None,
         allow_plain_login: bool,
         envelope_sender: str | None,
+        reuse_connections: bool = True,
+        idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
+        max_connection_age: float = DEFAULT_MAX_CONNECTION_AGE,
     ) -> _Settings:
         """Validate the mailer's arguments; raises :class:`ValueError` on a bad one."""
         if not isinstance(host, str) or not host:
@@ -93,13 +105,15 @@ class _Settings:
             raise ValueError("security must be one of 'plain', 'starttls' or 'tls'")
         if ssl_context is not None and security == "plain":
             raise ValueError("ssl_context is only used with security 'starttls' or 'tls'")
-        if (
-            isinstance(timeout, bool)
-            or not isinstance(timeout, int | float)
-            or not math.isfinite(timeout)
-            or timeout <= 0
+        for name, seconds in (
+            ("timeout", timeout),
+            ("idle_timeout", idle_timeout),
+            ("max_connection_age", max_connection_age),
         ):
-            raise ValueError("timeout must be a positive number of seconds")
+            if not _positive_seconds(seconds):
+                raise ValueError(f"{name} must be a positive number of seconds")
+        if not isinstance(reuse_connections, bool):
+            raise ValueError("reuse_connections must be True or False")
         if username is None and password is not None:
             raise ValueError("a password was given without a username")
         if username is not None:
@@ -125,19 +139,32 @@ class _Settings:
             envelope_sender=(
                 None if envelope_sender is None else _checked_envelope_sender(envelope_sender)
             ),
+            reuse_connections=reuse_connections,
+            idle_timeout=float(idle_timeout),
+            max_connection_age=float(max_connection_age),
         )
 
     def describe(self) -> str:
         """The settings a repr shows: never the password, nor the login's name."""
-        return (
+        text = (
             f"host={self.host!r}, port={self.port}, security={self.security!r}, "
             f"auth={self.username is not None}"
         )
+        return text if self.reuse_connections else f"{text}, reuse_connections=False"
 
     def context(self) -> ssl.SSLContext:
         if self.ssl_context is not None:
             return self.ssl_context
         return ssl.create_default_context()
+
+
+def _positive_seconds(value: object) -> bool:
+    return (
+        not isinstance(value, bool)
+        and isinstance(value, int | float)
+        and math.isfinite(value)
+        and value > 0
+    )
 
 
 def _disconnected(settings: _Settings, *, timed_out: bool, connecting: bool) -> DeliveryFailed:

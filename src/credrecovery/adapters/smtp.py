@@ -1,7 +1,9 @@
 """A :class:`~credrecovery.Mailer` that delivers through an SMTP server with :mod:`smtplib`.
 
-Each message gets its own connection: recovery mail is rare, and a fresh
-connection never trips over one the server has silently dropped. Where the
+A connection stays open for the next message (``RSET`` in between), until it
+has been idle for ``idle_timeout`` seconds; one the server has dropped
+meanwhile is replaced, and the message sent once over the new one.
+``reuse_connections=False`` gives each message its own connection. Where the
 server offers DSN, every message asks that a bounce carry its headers only,
 never the body with the access key. Every failure surfaces as
 :class:`~credrecovery.exceptions.DeliveryFailed`, whose ``temporary`` flag
@@ -15,14 +17,18 @@ import contextlib
 import copy
 import email.errors
 import smtplib
+import socket
 import ssl
+import weakref
 from email.message import EmailMessage
 from email.utils import getaddresses
-from typing import Final
+from typing import Any, Final
 
 from ..exceptions import DeliveryFailed
 from ._smtp_common import (
     _DSN_MAIL_OPTIONS,
+    DEFAULT_IDLE_TIMEOUT,
+    DEFAULT_MAX_CONNECTION_AGE,
     _disconnected,
     _not_supported,
     _recipients_refused,
@@ -33,15 +39,53 @@ from ._smtp_common import (
     _transport_failure,
 )
 from ._smtp_common import Security as Security
+from ._smtp_keep import Kept, ThreadPool
 
 __all__ = ["SMTPMailer", "Security"]
 
 #: What :meth:`SMTPMailer.send` turns into DeliveryFailed.
 _SEND_ERRORS: Final = (smtplib.SMTPException, OSError, ValueError, email.errors.MessageError)
 
+_OK: Final = 250
+#: "Service not available, closing transmission channel" (RFC 5321).
+_CLOSING: Final = 421
+#: The longest wait for the server's answer to QUIT.
+_GOODBYE: Final = 2.0
+
+
+class _Client(smtplib.SMTP):
+    """An smtplib client that tells whether the message itself has begun to go.
+
+    A kept connection is reset (RSET) as soon as a mail is through, and the
+    server's answer read before the next: the round trip happens while the
+    connection waits rather than while a mail does.
+    """
+
+    data_began = False
+    reset_asked = False
+
+    def data(self, *args: Any, **kwargs: Any) -> tuple[int, bytes]:
+        self.data_began = True
+        return super().data(*args, **kwargs)
+
+    def ask_reset(self) -> None:
+        self.putcmd("rset")
+        self.reset_asked = True
+
+    def reset(self) -> int:
+        """The server's reply code to RSET: the one asked after the last mail, or asked now."""
+        if self.reset_asked:
+            self.reset_asked = False
+            return self.getreply()[0]
+        return self.rset()[0]
+
+
+class _TLSClient(_Client, smtplib.SMTP_SSL):
+    """:class:`_Client` over TLS from the first byte."""
+
 
 class SMTPMailer:
-    """Send each message over a new SMTP connection, optionally with TLS and login.
+    """Send messages over an SMTP connection kept open between them, optionally with TLS and login.
 
     ``security`` is ``"plain"`` (no TLS), ``"starttls"`` (upgrade with STARTTLS,
     which the server must offer) or ``"tls"`` (TLS from the first byte, usually
@@ -50,8 +94,24 @@ class SMTPMailer:
     or a self-signed certificate, pass ``ssl.create_default_context(cafile=...)``.
     A login over ``"plain"`` would send the password in clear, so it is refused
     unless ``allow_plain_login=True`` (for a relay on a trusted local network).
-    ``timeout`` applies to each network operation. The mailer keeps no
-    connection, so one instance may be shared between threads.
+    ``timeout`` applies to each network operation.
+
+    With ``reuse_connections`` (the default), a connection stays open once
+    a message has gone through it, and the next message takes it after an
+    ``RSET``: no new TCP connection, TLS handshake or login. A connection idle
+    for ``idle_timeout`` seconds (10 by default) is closed by a daemon thread
+    of the mailer, which ends once no connection is kept; one opened
+    ``max_connection_age`` seconds ago (300) is not used again. A kept
+    connection that the server dropped or timed out is noticed at ``RSET``
+    or ``MAIL FROM``; as nothing of the message had reached the server then,
+    the message goes once over a new connection. ``reuse_connections=False``
+    opens a connection for each message and closes it after (QUIT), as
+    before. One instance may be shared between threads: each mail uses a
+    connection of its own, and up to 8 idle ones are kept. :meth:`close`
+    closes the kept connections; a pickled or copied mailer carries its
+    settings only, and a process forked from this one opens its own. The
+    local host name announced in ``EHLO`` (``local_hostname``, or else this
+    machine's fully qualified name) is looked up once per mailer.
 
     ``envelope_sender`` is the address sent as ``MAIL FROM`` (the receiving
     server records it as ``Return-Path``): bounces go there, while the
@@ -86,6 +146,9 @@ class SMTPMailer:
         local_hostname: str | None = None,
         allow_plain_login: bool = False,
         envelope_sender: str | None = None,
+        reuse_connections: bool = True,
+        idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
+        max_connection_age: float = DEFAULT_MAX_CONNECTION_AGE,
     ) -> None:
         self._settings = _Settings.checked(
             host,
@@ -98,7 +161,25 @@ class SMTPMailer:
             local_hostname=local_hostname,
             allow_plain_login=allow_plain_login,
             envelope_sender=envelope_sender,
+            reuse_connections=reuse_connections,
+            idle_timeout=idle_timeout,
+            max_connection_age=max_connection_age,
         )
+        self._start()
+
+    def _start(self) -> None:
+        self._hostname: str | None = None
+        self._pool: ThreadPool[_Client] = ThreadPool(self._settings, _retire, _drop)
+        # A mailer nobody holds any more closes what it kept.
+        weakref.finalize(self, self._pool.close)
+
+    def __getstate__(self) -> dict[str, Any]:
+        # The settings only: a copy, or the delivery process, opens its own connections.
+        return {"_settings": self._settings}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self._settings = state["_settings"]
+        self._start()
 
     def __repr__(self) -> str:
         return f"SMTPMailer({self._settings.describe()})"
@@ -119,58 +200,112 @@ class SMTPMailer:
         recipients = _to_addresses(message)
         if not recipients:
             raise DeliveryFailed("the message has no To address", temporary=False)
+        kept = self._pool.take() if self._settings.reuse_connections else None
+        if kept is not None:
+            client = kept.client
+            client.data_began = False
+            try:
+                reset = client.reset() == _OK
+                if reset:
+                    self._transfer(client, message, recipients)
+            except _SEND_ERRORS as exc:
+                self._pool.lost(kept)
+                _drop(client)
+                if client.data_began or not _dead(exc):
+                    raise self._failure(exc, connecting=False) from exc
+            except BaseException:
+                # A green thread's Timeout, an interrupt: the connection is in an unknown state.
+                self._pool.lost(kept)
+                _drop(client)
+                raise
+            else:
+                if reset:
+                    self._keep(kept)
+                    return
+                self._pool.lost(kept)
+                _drop(client)
+            # The kept connection died before the server took anything of
+            # this mail: a new one sends it, once.
         try:
             client = self._connect()
         except _SEND_ERRORS as exc:
             raise self._failure(exc, connecting=True) from exc
         try:
-            self._deliver(client, message, recipients)
+            self._open(client)
+            self._transfer(client, message, recipients)
         except _SEND_ERRORS as exc:
+            _drop(client)
             raise self._failure(exc, connecting=False) from exc
+        except BaseException:
+            _drop(client)
+            raise
+        if self._settings.reuse_connections:
+            self._keep(self._pool.adopt(client))
+        else:
+            _retire(client)
 
-    def _deliver(self, client: smtplib.SMTP, message: EmailMessage, recipients: list[str]) -> None:
+    def _keep(self, kept: Kept[_Client]) -> None:
         try:
-            settings = self._settings
-            if settings.security == "starttls":
-                client.starttls(context=settings.context())
-            if settings.username is not None and settings.password is not None:
-                client.login(settings.username, settings.password.reveal())
-            # STARTTLS forgets the extensions offered before it, so ask on this channel.
-            client.ehlo_or_helo_if_needed()
-            options = _DSN_MAIL_OPTIONS if client.has_extn("dsn") else ()
-            if _has_8bit_part(message):
-                if not client.has_extn("8bitmime"):
-                    message = _seven_bit(message)
-                elif not _smtplib_goes_smtputf8(message, settings.envelope_sender, recipients):
-                    # With SMTPUTF8, smtplib declares BODY=8BITMIME itself.
-                    options = (*options, "BODY=8BITMIME")
-            refused = client.send_message(
-                message,
-                from_addr=settings.envelope_sender,
-                to_addrs=recipients,
-                mail_options=options,
-            )
-            if refused:
-                raise smtplib.SMTPRecipientsRefused(refused)
-            # The server has accepted the message; a failed goodbye changes nothing.
-            with contextlib.suppress(smtplib.SMTPException, OSError):
-                client.quit()
-        finally:
-            client.close()
+            kept.client.ask_reset()
+        except BaseException as exc:
+            self._pool.lost(kept)
+            _drop(kept.client)
+            # The mail is sent: a connection that fails now is merely not kept.
+            if not isinstance(exc, smtplib.SMTPException | OSError):
+                raise
+        else:
+            self._pool.give_back(kept)
 
-    def _connect(self) -> smtplib.SMTP:
+    def close(self) -> None:
+        """Close the connections kept for later mails; the mailer stays usable.
+
+        A connection in use by another thread is closed once its mail is sent.
+        """
+        self._pool.close()
+
+    def _open(self, client: _Client) -> None:
+        settings = self._settings
+        if settings.security == "starttls":
+            client.starttls(context=settings.context())
+        if settings.username is not None and settings.password is not None:
+            client.login(settings.username, settings.password.reveal())
+        # STARTTLS forgets the extensions offered before it, so ask on this channel.
+        client.ehlo_or_helo_if_needed()
+
+    def _transfer(self, client: _Client, message: EmailMessage, recipients: list[str]) -> None:
+        settings = self._settings
+        client.data_began = False
+        options = _DSN_MAIL_OPTIONS if client.has_extn("dsn") else ()
+        if _has_8bit_part(message):
+            if not client.has_extn("8bitmime"):
+                message = _seven_bit(message)
+            elif not _smtplib_goes_smtputf8(message, settings.envelope_sender, recipients):
+                # With SMTPUTF8, smtplib declares BODY=8BITMIME itself.
+                options = (*options, "BODY=8BITMIME")
+        refused = client.send_message(
+            message,
+            from_addr=settings.envelope_sender,
+            to_addrs=recipients,
+            mail_options=options,
+        )
+        if refused:
+            raise smtplib.SMTPRecipientsRefused(refused)
+
+    def _connect(self) -> _Client:
         # The host must go to the constructor: smtplib only records it there, and
         # TLS needs it to check the certificate. A failed connect closes its socket.
         s = self._settings
+        if self._hostname is None:
+            self._hostname = s.local_hostname or _default_local_hostname()
         if s.security == "tls":
-            return smtplib.SMTP_SSL(
+            return _TLSClient(
                 s.host,
                 s.port,
-                local_hostname=s.local_hostname,
+                local_hostname=self._hostname,
                 timeout=s.timeout,
                 context=s.context(),
             )
-        return smtplib.SMTP(s.host, s.port, local_hostname=s.local_hostname, timeout=s.timeout)
+        return _Client(s.host, s.port, local_hostname=self._hostname, timeout=s.timeout)
 
     def _failure(self, exc: BaseException, *, connecting: bool) -> DeliveryFailed:
         """Map an smtplib or socket error to a DeliveryFailed that quotes no server text.
@@ -204,6 +339,46 @@ class SMTPMailer:
         if isinstance(exc, smtplib.SMTPException):
             return DeliveryFailed(f"SMTP delivery failed ({type(exc).__name__})", temporary=False)
         return _transport_failure(settings, exc, connecting=connecting)
+
+
+def _dead(exc: BaseException) -> bool:
+    """Whether ``exc`` says the connection is gone, rather than that the server refused."""
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        return any(code == _CLOSING for code, _reply in exc.recipients.values())
+    if isinstance(exc, smtplib.SMTPResponseException):
+        return exc.smtp_code == _CLOSING
+    # smtplib's own errors are OSErrors too; of those only a disconnection counts.
+    if isinstance(exc, smtplib.SMTPException):
+        return isinstance(exc, smtplib.SMTPServerDisconnected)
+    return isinstance(exc, OSError)
+
+
+def _retire(client: smtplib.SMTP) -> None:
+    """Say goodbye (QUIT), briefly, and close."""
+    try:
+        if client.sock is not None:
+            client.sock.settimeout(min(_GOODBYE, client.timeout))
+        client.quit()
+    except (smtplib.SMTPException, OSError):
+        pass
+    finally:
+        client.close()
+
+
+def _drop(client: smtplib.SMTP) -> None:
+    with contextlib.suppress(OSError):
+        client.close()
+
+
+def _default_local_hostname() -> str:
+    """The name smtplib announces when given none, looked up as smtplib does."""
+    fqdn = socket.getfqdn()
+    if "." in fqdn:
+        return fqdn
+    address = "127.0.0.1"
+    with contextlib.suppress(socket.gaierror):
+        address = socket.gethostbyname(socket.gethostname())
+    return f"[{address}]"
 
 
 def _has_8bit_part(message: EmailMessage) -> bool:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import logging
+from email.message import EmailMessage
 from typing import Any
 
+from ._crossing import _rebuilt_from_settings
 from .retry import RetryPolicy
 
-__all__ = ["RetrySettings", "chosen_policy", "next_wait"]
+__all__ = ["RetrySettings", "attempt_message", "chosen_policy", "next_wait"]
 
 logger = logging.getLogger("credrecovery")
 
@@ -37,6 +40,20 @@ def next_wait(
         extra={"event": "delivery_retry", **details},
     )
     return wait
+
+
+def attempt_message(
+    mailer: object, message: EmailMessage, *, attempt: int, policy: RetryPolicy
+) -> EmailMessage:
+    """What attempt ``attempt`` hands ``mailer``: ``message``, or a copy a later attempt needs.
+
+    A host's mailer may change the message it is given, while a later attempt
+    must send the one composed: it gets a copy, unless this is the last
+    attempt. The library's SMTP mailers never change it, and get it as it is.
+    """
+    if attempt >= policy.max_attempts or _rebuilt_from_settings(mailer):
+        return message
+    return copy.deepcopy(message)
 
 
 def chosen_policy(

@@ -12,7 +12,6 @@ inside the response of the request that asked for it.
 from __future__ import annotations
 
 import atexit
-import copy
 import heapq
 import itertools
 import logging
@@ -31,7 +30,7 @@ from ..mail.composer import Composer
 from ..protocols import AsyncMailer, Mailer
 from ._crossing import _CannotCross, _crossing, _rebuilt_from_settings
 from ._process import DeliveryProcess
-from ._retry import RetrySettings, chosen_policy, next_wait
+from ._retry import RetrySettings, attempt_message, chosen_policy, next_wait
 from .inline import InlineDelivery, Report, compose, send_now, tell
 from .retry import RetryPolicy
 
@@ -87,11 +86,12 @@ class BackgroundMailer(RetrySettings):
     with exponential backoff from 1 second, capped at 300, with jitter. The
     separate ``max_attempts``, ``backoff`` and ``max_backoff`` still set the
     policy's fields of those names, the others keeping their defaults; give
-    them or ``retry``, not both (:class:`TypeError`). Each attempt hands
-    ``mailer`` a fresh copy of the message, so a mailer may change the one it
-    is given. A permanent failure, or the last attempt, is logged at ERROR
-    with its reason. No worker is lost to what a mailer raises, and one that
-    ends anyway is replaced at the next job.
+    them or ``retry``, not both (:class:`TypeError`). Each attempt that
+    another may follow hands a host's ``mailer`` a copy of the message, so a
+    mailer may change the one it is given (the library's SMTP mailers, which
+    never do, get the message itself). A permanent failure, or the last
+    attempt, is logged at ERROR with its reason. No worker is lost to what a
+    mailer raises, and one that ends anyway is replaced at the next job.
 
     ``workers`` threads deliver at once, so that one slow server does not
     hold the others up. The queue holds at most ``max_queue`` jobs and
@@ -283,6 +283,7 @@ class BackgroundMailer(RetrySettings):
         if self._process is not None:
             self._process.close(timeout)
             self._closed = True
+            _close_kept(self.mailer)
             return
         self.flush(timeout)
         with self._cond:
@@ -306,6 +307,7 @@ class BackgroundMailer(RetrySettings):
         for thread in self._threads:
             if thread is not threading.current_thread():
                 thread.join(timeout)
+        _close_kept(self.mailer)
 
     def _check_open(self) -> None:
         if self._closed:
@@ -373,7 +375,10 @@ class BackgroundMailer(RetrySettings):
                 return
         message = item.message
         try:
-            send_now(self.mailer, copy.deepcopy(message))
+            send_now(
+                self.mailer,
+                attempt_message(self.mailer, message, attempt=item.attempt, policy=self.retry),
+            )
         except BaseException as exc:  # noqa: BLE001 - a mailer may raise anything, Timeout included
             self._failed(item, exc)
             return
@@ -404,6 +409,16 @@ class BackgroundMailer(RetrySettings):
         item.attempt += 1
         with self._cond:
             heapq.heappush(self._queue, (self._clock() + wait, next(self._order), item))
+
+
+def _close_kept(mailer: object) -> None:
+    """Close the connections one of the library's SMTP mailers keeps; it stays usable.
+
+    A host's own mailer is the host's to close.
+    """
+    close = getattr(mailer, "close", None)
+    if _rebuilt_from_settings(mailer) and callable(close):
+        close()
 
 
 def _clients(job: ConfirmationJob | None) -> dict[str, Any]:

@@ -24,7 +24,6 @@ and run ``celery -A panel.recovery:app worker``.
 from __future__ import annotations
 
 import contextlib
-import copy
 import logging
 import secrets
 import sys
@@ -245,7 +244,8 @@ class CeleryDelivery(RetrySettings):
             return
         details["message_id"] = message["Message-ID"]
         try:
-            self.mailer.send(copy.deepcopy(message))
+            # Composed for this attempt alone: a retry composes its own.
+            self.mailer.send(message)
         except BaseException as exc:  # a mailer may raise anything, a green Timeout included
             if _stops_the_worker(exc):
                 self._release(name, token)

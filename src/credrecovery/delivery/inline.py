@@ -19,6 +19,7 @@ from ..exceptions import DeliveryFailed
 from ..jobs import ConfirmationJob
 from ..mail.composer import Composer
 from ..protocols import AsyncMailer, Mailer
+from ._crossing import _rebuilt_from_settings
 
 __all__ = ["InlineDelivery", "Report", "compose", "send_now", "tell"]
 
@@ -134,8 +135,14 @@ def send_now(mailer: Mailer | AsyncMailer, message: EmailMessage) -> None:
     """Send through ``mailer``, awaiting it on an event loop of its own if it is async.
 
     Called from delivery threads and the delivery process, never from a
-    running event loop.
+    running event loop. The library's asyncio SMTP mailer sends on a loop of
+    its own instead, which keeps its connections open between mails.
     """
+    if _rebuilt_from_settings(mailer):
+        relay = getattr(mailer, "send_from_thread", None)
+        if relay is not None:
+            relay(message)
+            return
     pending = mailer.send(message)
     if inspect.isawaitable(pending):
         asyncio.run(_awaited(pending))

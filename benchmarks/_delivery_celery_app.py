@@ -1,0 +1,54 @@
+"""The Celery app of the delivery throughput benchmark, imported by it and by its worker.
+
+The worker runs as
+
+    celery -A benchmarks._delivery_celery_app:app worker --pool=solo
+
+from the repository's root, with ``CREDRECOVERY_BENCH_BROKER`` (the Redis
+broker), ``CREDRECOVERY_BENCH_SMTP_PORT`` (the sink on 127.0.0.1) and
+``CREDRECOVERY_BENCH_SECRET`` (the service's secret key) and
+``CREDRECOVERY_BENCH_QUEUE`` (the queue, which the worker consumes with
+``-Q``) in its environment;
+:func:`build` builds the same service for the side that submits the jobs.
+"""
+
+from __future__ import annotations
+
+import os
+
+from celery import Celery
+
+from credrecovery import RecoveryService
+from credrecovery.celery import CeleryDelivery
+from credrecovery.memory import MemoryDirectory
+from credrecovery.smtp import SMTPMailer
+
+CONFIRM_URL = "https://panel.example.com/recover/{token}"
+SENDER = "Example Hosting <noreply@hosting.example>"
+
+
+def build() -> tuple[Celery, CeleryDelivery, RecoveryService]:
+    """The app, its delivery and the service, from the environment."""
+    celery_app = Celery(
+        "credrecovery_delivery_bench", broker=os.environ["CREDRECOVERY_BENCH_BROKER"]
+    )
+    celery_app.conf.broker_connection_retry_on_startup = True
+    celery_app.conf.worker_hijack_root_logger = False
+    mailer = SMTPMailer("127.0.0.1", int(os.environ["CREDRECOVERY_BENCH_SMTP_PORT"]))
+    delivery = CeleryDelivery(
+        celery_app, mailer, delay=(0.0, 0.0), queue=os.environ["CREDRECOVERY_BENCH_QUEUE"]
+    )
+    service = RecoveryService(
+        MemoryDirectory(),
+        mailer,
+        secret_key=os.environ["CREDRECOVERY_BENCH_SECRET"],
+        confirm_url=CONFIRM_URL,
+        sender=SENDER,
+        rate_limits=None,
+        delivery=delivery,
+    )
+    return celery_app, delivery, service
+
+
+if "CREDRECOVERY_BENCH_BROKER" in os.environ:
+    app, _delivery, _service = build()
