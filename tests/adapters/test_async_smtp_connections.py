@@ -21,7 +21,8 @@ from credrecovery.async_smtp import AsyncSMTPMailer
 from credrecovery.exceptions import DeliveryFailed
 from helpers.smtp_server import RunningSMTPServer
 from helpers.smtp_sessions import (
-    SessionCounter,
+    ThreadsSince,
+    counter,
     counting_smtp_server,
     eventually,
     received_ids,
@@ -37,24 +38,18 @@ def server() -> Iterator[RunningSMTPServer]:
         yield running
 
 
-def counter(server: RunningSMTPServer) -> SessionCounter:
-    assert isinstance(server.handler, SessionCounter)
-    return server.handler
-
-
-#: Threads that were running before the test began, another test's among them.
-_earlier: set[threading.Thread] = set()
+_threads = ThreadsSince()
 
 
 @pytest.fixture(autouse=True)
 def earlier_threads() -> None:
-    _earlier.clear()
-    _earlier.update(threading.enumerate())
+    global _threads
+    _threads = ThreadsSince()
 
 
 def loop_threads() -> list[threading.Thread]:
     """The mailers' threads of that name this test started and that still run."""
-    return [t for t in threading.enumerate() if t.name == LOOP_THREAD and t not in _earlier]
+    return _threads.named(LOOP_THREAD)
 
 
 def test_mails_of_one_loop_share_one_connection(server: RunningSMTPServer) -> None:

@@ -22,15 +22,9 @@ from helpers.celery_app import build
 from helpers.celery_worker import PRIMARY, StartWorker, settings, start_worker, wait_for
 from helpers.constants import CONFIRM_URL, SECRET, SENDER
 from helpers.redis_server import redis_url
-from helpers.smtp_server import RunningSMTPServer
-from helpers.smtp_sessions import SessionCounter, counting_smtp_server, eventually
+from helpers.smtp_sessions import counter, counting_smtp_server, eventually
 
 __all__ = ["redis_url", "settings", "start_worker"]
-
-
-def counter(server: RunningSMTPServer) -> SessionCounter:
-    assert isinstance(server.handler, SessionCounter)
-    return server.handler
 
 
 def jobs(count: int) -> list[ConfirmationJob]:

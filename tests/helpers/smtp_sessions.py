@@ -33,6 +33,8 @@ from helpers.smtp_server import LOOPBACK, RecordingHandler, RunningSMTPServer, _
 
 __all__ = [
     "SessionCounter",
+    "ThreadsSince",
+    "counter",
     "counting_smtp_server",
     "eventually",
     "numbered_message",
@@ -152,3 +154,20 @@ def numbered_message(n: int = 0) -> EmailMessage:
 def received_ids(server: RunningSMTPServer) -> list[str]:
     """The Message-IDs of what ``server`` accepted, in order."""
     return [str(mail.message["Message-ID"]) for mail in server.received]
+
+
+def counter(server: RunningSMTPServer) -> SessionCounter:
+    """The counting handler of a server that :func:`counting_smtp_server` started."""
+    assert isinstance(server.handler, SessionCounter)
+    return server.handler
+
+
+class ThreadsSince:
+    """The threads started since this was made, by name: those of another test left out."""
+
+    def __init__(self) -> None:
+        self._earlier = set(threading.enumerate())
+
+    def named(self, name: str) -> list[threading.Thread]:
+        """The threads called ``name`` started since, still running."""
+        return [t for t in threading.enumerate() if t.name == name and t not in self._earlier]
