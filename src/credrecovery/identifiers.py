@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import re
+import unicodedata
 
 import email_validator
 import idna
@@ -97,7 +98,9 @@ def _normalize_email(value: str) -> str:
         checked = check_address(value)
     except ValueError as exc:
         raise InvalidIdentifier(kind="email", code="bad_email") from exc
-    return checked.normalized.lower()
+    # Lowercasing can undo NFC (a Greek capital with a diaeresis and a grave
+    # accent lowers to letter and marks that compose), so NFC comes last.
+    return unicodedata.normalize("NFC", checked.normalized.lower())
 
 
 @dataclasses.dataclass(frozen=True)

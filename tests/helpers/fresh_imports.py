@@ -16,7 +16,13 @@ from collections.abc import Iterable
 __all__ = ["FreshImporter"]
 
 _SERVER = r"""
-import importlib, json, os, sys, traceback
+import atexit, importlib, json, os, shutil, sys, tempfile, traceback
+
+# The first child compiles every module of the package; the others read its
+# bytecode from a folder of the server's own, whatever PYTHONDONTWRITEBYTECODE says.
+sys.pycache_prefix = tempfile.mkdtemp(prefix="fresh-imports-")
+sys.dont_write_bytecode = False
+atexit.register(shutil.rmtree, sys.pycache_prefix, True)
 
 def imported(names):
     failures = {}

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import base64
+import functools
 import re
 import secrets
 from datetime import datetime
-from email.headerregistry import Address, AddressHeader, BaseHeader, HeaderRegistry
+from email import quoprimime
+from email.headerregistry import Address, AddressHeader, BaseHeader, Group, HeaderRegistry
 from email.message import EmailMessage
 from email.policy import Policy
 from email.policy import default as _default_policy
 from email.utils import format_datetime, make_msgid
-from typing import cast
+from typing import Any, cast
 
 from .._text import is_control
 from ..identifiers import check_address
@@ -40,6 +42,18 @@ class _OneMailbox(AddressHeader):
     spaces is written as atoms, and any other as RFC 2047 encoded-words,
     whose characters are all safe in a phrase.
     """
+
+    @classmethod
+    def parse(cls, value: Any, kwds: dict[str, Any]) -> None:
+        if not isinstance(value, Address):
+            super().parse(value, kwds)
+            return
+        # An address of this module's own making: the standard path would
+        # render it and parse it back, only to keep a tree that fold() below
+        # never reads for one mailbox.
+        kwds["groups"] = [Group(None, [value])]
+        kwds["decoded"] = str(value)
+        kwds["parse_tree"] = None
 
     def fold(self, *, policy: Policy) -> str:
         addresses = self.addresses
@@ -76,6 +90,23 @@ def _phrase(name: str) -> list[str]:
     return [f"=?utf-8?b?{base64.b64encode(word).decode('ascii')}?=" for word in words]
 
 
+class _FoldedOnce:
+    """Keeps what a header folded to, by the parts of the policy folding reads.
+
+    Most headers of a mail (the sender, the subject, the content types) are
+    the same object in every mail of one kind, so each folds once, not once
+    per mail sent.
+    """
+
+    def fold(self, *, policy: Policy) -> str:
+        key = (type(policy), policy.linesep, policy.max_line_length, getattr(policy, "utf8", False))
+        folds: dict[tuple[Any, ...], str] = self.__dict__.setdefault("_folds", {})
+        folded = folds.get(key)
+        if folded is None:
+            folded = folds[key] = super().fold(policy=policy)  # type: ignore[misc]
+        return folded
+
+
 class _HeaderClasses(HeaderRegistry):
     # The standard registry builds a new class for every header it parses,
     # which was a sixth of the cost of rendering a message.
@@ -88,14 +119,24 @@ class _HeaderClasses(HeaderRegistry):
         made = self._made.get(key)
         if made is None:
             made = super().__getitem__(name)
-            if key in ("to", "from"):
-                made = type(made.__name__, (_OneMailbox, made), {})
+            mixins = (_FoldedOnce, _OneMailbox) if key in ("to", "from") else (_FoldedOnce,)
+            made = type(made.__name__, (*mixins, made), {})
             self._made[key] = made
         return made
 
 
-_POLICY = _default_policy.clone(header_factory=_HeaderClasses())
+_HEADERS = _HeaderClasses()
+_POLICY = _default_policy.clone(header_factory=_HEADERS)
 _UTF8_POLICY = _POLICY.clone(utf8=True)
+
+
+@functools.lru_cache(maxsize=1024)
+def _header(name: str, value: str) -> BaseHeader:
+    """The header ``name: value``, parsed once and shared by every mail that has it.
+
+    Header objects are immutable, and a message stores one it is given as it is.
+    """
+    return _HEADERS(name, value)
 
 
 def safe_display_name(name: str) -> str:
@@ -180,19 +221,39 @@ def _build(
     language: str,
 ) -> EmailMessage:
     # Only a mailbox name outside ASCII needs SMTPUTF8 and UTF-8 headers.
-    message = EmailMessage(policy=_POLICY if recipient.username.isascii() else _UTF8_POLICY)
-    message["From"] = sender
+    policy = _POLICY if recipient.username.isascii() else _UTF8_POLICY
+    message = EmailMessage(policy=policy)
+    message["From"] = _header("From", sender)
     message["To"] = recipient
-    message["Subject"] = subject
-    message["Date"] = format_datetime(now)
+    message["Subject"] = _header("Subject", subject)
+    message["Date"] = _header("Date", format_datetime(now))
     # An explicit domain keeps make_msgid from asking the resolver for one.
     domain = sender.rpartition("@")[2].strip("<> ") or "localhost"
     message["Message-ID"] = make_msgid(domain=domain)
     for name, value in _AUTOMATED:
-        message[name] = value
-    message.set_content(plain, cte=_plain_encoding(plain))
-    message.add_alternative(html, subtype="html", cte="quoted-printable")
-    message.set_boundary(_boundary(plain, html))
-    # After the parts exist: making the alternative moves Content-* headers into the first.
-    message["Content-Language"] = language
+        message[name] = _header(name, value)
+    message["MIME-Version"] = _header("MIME-Version", "1.0")
+    boundary = _boundary(plain, html)
+    message["Content-Type"] = f'multipart/alternative; boundary="{boundary}"'
+    message["Content-Language"] = _header("Content-Language", language)
+    # The parts set_content() and add_alternative() would make, headers and
+    # all, without parsing their content types again for every mail.
+    html_part = _text_part(policy, "html", html, "quoted-printable")
+    html_part["MIME-Version"] = _header("MIME-Version", "1.0")
+    message.set_payload([_text_part(policy, "plain", plain, _plain_encoding(plain)), html_part])
     return message
+
+
+def _text_part(policy: Policy, subtype: str, text: str, cte: str) -> EmailMessage:
+    part = EmailMessage(policy=policy)
+    part["Content-Type"] = _header("Content-Type", f'text/{subtype}; charset="utf-8"')
+    part["Content-Transfer-Encoding"] = _header("Content-Transfer-Encoding", cte)
+    # Lines end in one LF, as email.contentmanager writes them for any encoding.
+    body = b"\n".join(text.encode("utf-8").splitlines()) + b"\n"
+    if cte == "quoted-printable":
+        # Quoted-printable lines hold at most 76 characters (RFC 2045 6.7).
+        width = policy.max_line_length or 76
+        part.set_payload(quoprimime.body_encode(body.decode("latin-1"), width))
+    else:
+        part.set_payload(body.decode("ascii", "surrogateescape"))
+    return part

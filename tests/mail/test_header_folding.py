@@ -1,0 +1,63 @@
+"""Headers that every mail of a kind shares fold right under each policy a mail is written with."""
+
+from __future__ import annotations
+
+import io
+from datetime import UTC, datetime, timedelta
+from email.generator import BytesGenerator
+from email.message import EmailMessage
+
+from credrecovery import Client
+from credrecovery.mail.messages import confirmation_message
+
+NOW = datetime(2027, 1, 15, 12, 0, tzinfo=UTC)
+
+
+def _mail(number: str) -> EmailMessage:
+    client = Client(number=number, email=f"c{number}@example.com", key_hash="-", name="Ana")
+    return confirmation_message(
+        client,
+        link="https://panel.example.com/recover/abc",
+        expires_in=timedelta(hours=1),
+        sender="Client Panel Of A Long Hosting Provider Name <panel@example.com>",
+        language="en",
+        now=NOW,
+    )
+
+
+def _written(message: EmailMessage, **changes: object) -> bytes:
+    out = io.BytesIO()
+    BytesGenerator(out, policy=message.policy.clone(**changes)).flatten(message)
+    return out.getvalue()
+
+
+def _subject_lines(data: bytes) -> list[bytes]:
+    head = data.split(b"\n\n", 1)[0]
+    lines = head.split(b"\n")
+    start = next(i for i, line in enumerate(lines) if line.startswith(b"Subject:"))
+    end = next(
+        (i for i in range(start + 1, len(lines)) if not lines[i].startswith(b" ")), len(lines)
+    )
+    return lines[start:end]
+
+
+def test_each_line_ending_is_the_policys_own_whatever_was_written_before() -> None:
+    first, second = _mail("1001"), _mail("1002")
+    for message, linesep in ((first, "\n"), (second, "\r\n"), (first, "\r\n"), (second, "\n")):
+        data = _written(message, linesep=linesep)
+        if linesep == "\n":
+            assert b"\r" not in data
+        else:
+            assert b"\n" not in data.replace(b"\r\n", b"")
+
+
+def test_each_line_length_is_the_policys_own_whatever_was_written_before() -> None:
+    first, second = _mail("1001"), _mail("1002")
+    subject = str(first["Subject"])
+    assert str(second["Subject"]) == subject and len(subject) > 40
+    wide = _subject_lines(_written(first, max_line_length=78))
+    narrow = _subject_lines(_written(second, max_line_length=40))
+    assert max(map(len, wide)) <= 78 and max(map(len, narrow)) <= 40
+    assert len(narrow) > len(wide)
+    assert b" ".join(line.strip() for line in narrow) == b"Subject: " + subject.encode()
+    assert _subject_lines(_written(first, max_line_length=78)) == wide
