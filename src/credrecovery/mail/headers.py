@@ -118,11 +118,17 @@ class _HeaderClasses(HeaderRegistry):
         key = name.lower()
         made = self._made.get(key)
         if made is None:
-            made = super().__getitem__(name)
+            kind = self.registry.get(key, self.default_class)
             mixins = (_FoldedOnce, _OneMailbox) if key in ("to", "from") else (_FoldedOnce,)
-            made = type(made.__name__, (*mixins, made), {})
+            # Bases that pickle can find by name, so that a header (in a log
+            # record, in a message) crosses to another process.
+            made = type(f"_{kind.__name__}", (*mixins, kind, self.base_class), {})
             self._made[key] = made
         return made
+
+    def __reduce__(self) -> tuple[type[_HeaderClasses], tuple[()]]:
+        # The classes it made are rebuilt where it is unpickled.
+        return (type(self), ())
 
 
 _HEADERS = _HeaderClasses()
