@@ -626,3 +626,23 @@ def test_a_line_over_998_octets_falls_back_to_quoted_printable() -> None:
     assert part["Content-Transfer-Encoding"] == "quoted-printable"
     assert max(len(line) for line in message.as_bytes().splitlines()) <= 998
     assert link in _plain(_reparse(message))
+
+
+def test_quoted_printable_lines_keep_to_76_characters() -> None:
+    """RFC 2045 6.7: an encoded line holds at most 76 characters; the text reads back whole."""
+    message = confirmation_message(
+        Client("9000", PRIMARY, "hash", name="Ana"),
+        link="https://panel.example.com/recover/" + "a" * 1000,
+        expires_in=timedelta(hours=1),
+        sender=SENDER,
+        language="en",
+        now=NOW,
+    )
+    parts = list(message.iter_parts())
+    encoded = [part for part in parts if part["Content-Transfer-Encoding"] == "quoted-printable"]
+    assert len(encoded) == 2  # the HTML part always, and this plain part
+    for part in encoded:
+        assert max(len(line) for line in part.get_payload().splitlines()) <= 76
+    reparsed = _reparse(message)
+    for original, read in zip(parts, reparsed.iter_parts(), strict=True):
+        assert read.get_content() == original.get_content()

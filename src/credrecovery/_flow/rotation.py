@@ -19,6 +19,7 @@ from ..exceptions import DeliveryFailed, DirectoryError, KeyRejected, TokenAlrea
 from ..identifiers import IdentifierKind
 from ..keys import generate_key
 from ..mail.composer import Composer
+from ..mail.headers import message_id
 from ..models import Client
 from ..policy import KeyPolicy
 from .effects import Find, Flow, Hash, Interrupted, Mark, Send, Swap
@@ -168,7 +169,7 @@ class Rotation(SignIn):
             extra={
                 "event": "mail_sent",
                 "client": client.number,
-                "message_id": message["Message-ID"],
+                "message_id": message_id(message),
             },
         )
         yield from self._emit(EventKind.MAILED, reason=mail, number=client.number)

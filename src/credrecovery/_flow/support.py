@@ -20,6 +20,7 @@ from ..exceptions import DeliveryFailed, UnknownClient
 from ..identifiers import IdentifierKind, normalize_identifier
 from ..jobs import ConfirmationJob
 from ..mail.composer import Composer
+from ..mail.headers import message_id
 from ..tokens import account_binding
 from .checks import _usable
 from .effects import Find, Flow, Interrupted, Send
@@ -163,6 +164,6 @@ class Support(SignIn):
             ) from exc
         logger.info(
             "mail sent",
-            extra={"event": "mail_sent", "client": number, "message_id": message["Message-ID"]},
+            extra={"event": "mail_sent", "client": number, "message_id": message_id(message)},
         )
         yield from self._emit(EventKind.MAILED, reason="confirmation", number=number)

@@ -27,6 +27,7 @@ from ..events import EventKind
 from ..exceptions import DeliveryFailed
 from ..jobs import ConfirmationJob
 from ..mail.composer import Composer
+from ..mail.headers import message_id
 from ..protocols import AsyncMailer, Mailer
 from ._crossing import _CannotCross, _crossing, _rebuilt_from_settings
 from ._process import DeliveryProcess
@@ -386,7 +387,7 @@ class BackgroundMailer(RetrySettings):
             "mail sent",
             extra={
                 "event": "mail_sent",
-                "message_id": message["Message-ID"],
+                "message_id": message_id(message),
                 "attempt": item.attempt,
                 **_clients(item.job),
             },
@@ -396,7 +397,7 @@ class BackgroundMailer(RetrySettings):
     def _failed(self, item: _Item, exc: BaseException) -> None:
         assert item.message is not None
         details = {
-            "message_id": item.message["Message-ID"],
+            "message_id": message_id(item.message),
             "attempt": item.attempt,
             **failure_details(exc),
             **_clients(item.job),

@@ -42,6 +42,7 @@ from ..events import EventKind
 from ..exceptions import DeliveryFailed
 from ..jobs import ConfirmationJob
 from ..mail.composer import Composer
+from ..mail.headers import message_id
 from ..protocols import Mailer
 from ._retry import RetrySettings, chosen_policy, next_wait
 from .inline import Report, compose, tell
@@ -242,7 +243,7 @@ class CeleryDelivery(RetrySettings):
                 tell(self._report, EventKind.DELIVERY_FAILED, job)
             self._finish(name, token)
             return
-        details["message_id"] = message["Message-ID"]
+        details["message_id"] = message_id(message)
         try:
             # Composed for this attempt alone: a retry composes its own.
             self.mailer.send(message)

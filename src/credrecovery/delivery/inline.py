@@ -18,6 +18,7 @@ from ..events import EventKind
 from ..exceptions import DeliveryFailed
 from ..jobs import ConfirmationJob
 from ..mail.composer import Composer
+from ..mail.headers import message_id
 from ..protocols import AsyncMailer, Mailer
 from ._crossing import _rebuilt_from_settings
 
@@ -117,7 +118,7 @@ class InlineDelivery:
             extra={
                 "event": "mail_sent",
                 "client": job.clients[0][0],
-                "message_id": message["Message-ID"],
+                "message_id": message_id(message),
             },
         )
         tell(self._report, EventKind.MAILED, job)
