@@ -79,7 +79,10 @@ asyncpg; a row that cannot load it fails alone.
 
 How to read it: for each row, the medians of the two distributions (ms), the
 gap of medians, (hit - miss) / miss, the two-sample Kolmogorov-Smirnov p-value
-(a small p says the two distributions differ, whatever their medians), the
+(a small p says the two distributions differ, whatever their medians), a 95%
+bootstrap interval of the gap (how far chance alone moves it: an interval
+wider than the target means that one run can miss it with no difference at
+all), the
 p99s, how many mails the SMTP server accepted against how many hits were sent,
 where delivery ran, and the 1-minute load average before and after the row (a
 busy machine widens both distributions; rerun when the load is high). The
@@ -111,10 +114,11 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from types import FrameType
-from typing import IO
+from typing import IO, Any
 
+import numpy as np
 from _common import header, median, percentile, synthetic_clients, table
-from scipy.stats import ks_2samp
+from scipy.stats import bootstrap, ks_2samp
 
 from credrecovery.sqlite import SQLiteDirectory
 
@@ -310,6 +314,24 @@ class Result:
     @property
     def p_value(self) -> float:
         return float(ks_2samp(self.hits, self.misses).pvalue)
+
+    @property
+    def gap_interval(self) -> tuple[float, float]:
+        """A 95% bootstrap interval of the gap of medians: how far chance alone moves it."""
+
+        def gap(hits: Any, misses: Any, axis: int) -> Any:
+            return (np.median(hits, axis=axis) - np.median(misses, axis=axis)) / np.median(
+                misses, axis=axis
+            )
+
+        found = bootstrap(
+            (np.asarray(self.hits), np.asarray(self.misses)),
+            gap,
+            n_resamples=2000,
+            method="percentile",
+            rng=np.random.default_rng(1),
+        ).confidence_interval
+        return float(found.low), float(found.high)
 
     @property
     def meets_target(self) -> bool:
@@ -769,6 +791,7 @@ def report(results: list[Result], args: argparse.Namespace) -> None:
                 f"{median(r.hits):.3f}",
                 f"{median(r.misses):.3f}",
                 f"{r.gap:+.2%}",
+                "{:+.2%} to {:+.2%}".format(*r.gap_interval),
                 f"{r.p_value:.3g}",
                 f"{percentile(r.hits, 99):.3f}",
                 f"{percentile(r.misses, 99):.3f}",
@@ -801,6 +824,7 @@ def report(results: list[Result], args: argparse.Namespace) -> None:
             "median hit (ms)",
             "median miss (ms)",
             "gap of medians",
+            "its 95% interval",
             "KS p-value",
             "p99 hit (ms)",
             "p99 miss (ms)",
