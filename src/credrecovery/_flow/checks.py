@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Sequence
 
@@ -82,13 +83,20 @@ def _shared_name(clients: Sequence[Client]) -> str:
 
 def checked_sender(sender: object) -> str:
     """``sender`` as one mailbox with an A-label domain; :class:`ValueError` otherwise."""
-    import email.policy
-
     if not isinstance(sender, str) or has_control(sender):
         raise ValueError(
             "sender must be one email address, optionally with a name, "
             "without line breaks or control characters"
         )
+    return _checked_sender(sender)
+
+
+@functools.lru_cache(maxsize=64)
+def _checked_sender(sender: str) -> str:
+    # Parsing a mailbox costs about a millisecond, and every service checks its
+    # sender: the processes that build many services (tests, workers) check each once.
+    import email.policy
+
     parsed = email.policy.default.header_factory("From", sender)
     if parsed.defects or len(parsed.addresses) != 1 or not parsed.addresses[0].username:
         raise ValueError("sender must be one email address, optionally with a name")
