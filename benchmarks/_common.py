@@ -7,7 +7,8 @@ import os
 import platform
 import statistics
 import sys
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from importlib import metadata
 
 from credrecovery import Client, cheap_context
@@ -35,6 +36,25 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
     for row in cells:
         print("| " + " | ".join(row) + " |")
     print()
+
+
+def timed_together(
+    operations: dict[str, Callable[[], object]], rounds: int, blocks: int = 40
+) -> dict[str, list[float]]:
+    """``rounds`` timed calls of each operation, in ``blocks`` interleaved blocks.
+
+    A burst of load elsewhere on the machine then falls on each operation alike.
+    """
+    samples: dict[str, list[float]] = {name: [] for name in operations}
+    per_block = max(1, rounds // blocks)
+    for _ in range(blocks):
+        for name, fn in operations.items():
+            block = samples[name]
+            for _ in range(per_block):
+                started = time.perf_counter()
+                fn()
+                block.append(time.perf_counter() - started)
+    return samples
 
 
 def percentile(samples: Sequence[float], q: float) -> float:

@@ -34,7 +34,7 @@ from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 from typing import Any
 
-from _common import header, median, percentile, table, us
+from _common import header, median, percentile, table, timed_together, us
 
 from credrecovery import RecoveryService
 from credrecovery.jobs import ConfirmationJob
@@ -74,22 +74,6 @@ def written(message: Any) -> bytes:
     out = io.BytesIO()
     BytesGenerator(out).flatten(message, linesep="\r\n")
     return out.getvalue()
-
-
-def timed_together(
-    operations: dict[str, Callable[[], object]], rounds: int
-) -> dict[str, list[float]]:
-    """``rounds`` timed calls of each operation, in ``BLOCKS`` interleaved blocks."""
-    samples: dict[str, list[float]] = {name: [] for name in operations}
-    per_block = max(1, rounds // BLOCKS)
-    for _ in range(BLOCKS):
-        for name, fn in operations.items():
-            block = samples[name]
-            for _ in range(per_block):
-                started = time.perf_counter()
-                fn()
-                block.append(time.perf_counter() - started)
-    return samples
 
 
 def main() -> None:
@@ -178,6 +162,7 @@ def main() -> None:
             **{f"write {name}": writer(name) for name in builders},
         },
         args.rounds,
+        BLOCKS,
     )
     rows = [
         ("Composer.confirmation(job)", "compose library", "compose baseline"),

@@ -36,7 +36,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from email.message import EmailMessage
 
-from _common import header, median, percentile, table, us
+from _common import header, median, percentile, table, timed_together, us
 
 from credrecovery import Client, InvalidToken, RecoveryService, default_context
 from credrecovery.identifiers import IdentifierKind
@@ -44,7 +44,6 @@ from credrecovery.memory import MemoryDirectory
 from credrecovery.tokens import TokenSigner
 
 FORGED_P99_TARGET = 50e-6
-BLOCKS = 40
 
 
 class CountingDirectory(MemoryDirectory):
@@ -75,22 +74,6 @@ class DjangoUser:
     @classmethod
     def get_email_field_name(cls) -> str:
         return "email"
-
-
-def timed_together(
-    operations: dict[str, Callable[[], object]], rounds: int
-) -> dict[str, list[float]]:
-    """``rounds`` timed calls of each operation, in ``BLOCKS`` interleaved blocks."""
-    samples: dict[str, list[float]] = {name: [] for name in operations}
-    per_block = max(1, rounds // BLOCKS)
-    for _ in range(BLOCKS):
-        for name, fn in operations.items():
-            block = samples[name]
-            for _ in range(per_block):
-                started = time.perf_counter()
-                fn()
-                block.append(time.perf_counter() - started)
-    return samples
 
 
 def refused(fn: Callable[[str], object], token: str) -> Callable[[], None]:
