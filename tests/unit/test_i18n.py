@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
@@ -308,6 +308,15 @@ def test_packaged_catalogs_exist_as_po() -> None:
 def test_format_datetime(locale: str, expected: str) -> None:
     """Long date, short time, in UTC, as the locale writes them."""
     assert format_datetime(NOW + timedelta(minutes=90), locale) == expected
+
+
+def test_format_datetime_shows_the_minute_of_each_moment() -> None:
+    """Seconds never show and never stick: each moment gets its own minute, in UTC."""
+    base = NOW + timedelta(minutes=90)
+    assert format_datetime(base + timedelta(seconds=59.9), "en") == format_datetime(base, "en")
+    assert format_datetime(base + timedelta(seconds=60), "en").endswith("1:31\u202fPM UTC")
+    elsewhere = (base + timedelta(minutes=1)).astimezone(timezone(timedelta(hours=-3)))
+    assert format_datetime(elsewhere, "es") == "15 de enero de 2027, 13:31 UTC"
 
 
 @pytest.mark.parametrize(

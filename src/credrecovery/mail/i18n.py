@@ -215,10 +215,18 @@ def format_datetime(moment: datetime, locale: str) -> str:
 
     ``"January 15, 2027, 1:00 PM UTC"``, ``"15 de enero de 2027, 13:00 UTC"``.
     """
+    pattern = _datetime_pattern(str(_babel_locale(locale)))
+    # Every mail states its deadline: one shown to the minute is formatted once a minute.
+    shown = moment.replace(microsecond=0)
+    if "s" not in re.sub(r"'[^']*'", "", pattern):
+        shown = shown.replace(second=0)
+    return _format_moment(shown, pattern, locale)
+
+
+@functools.lru_cache(maxsize=256)
+def _format_moment(moment: datetime, pattern: str, locale: str) -> str:
     data = _babel_locale(locale)
-    return str(
-        babel.dates.format_datetime(moment, _datetime_pattern(str(data)), tzinfo=UTC, locale=data)
-    )
+    return str(babel.dates.format_datetime(moment, pattern, tzinfo=UTC, locale=data))
 
 
 def format_timedelta(span: timedelta, locale: str) -> str:
@@ -227,8 +235,12 @@ def format_timedelta(span: timedelta, locale: str) -> str:
     Rounded to the minute, at least one: ``"1 day, 2 hours, and 30 minutes"``,
     ``"1 día, 2 horas y 30 minutos"``.
     """
+    return _format_minutes(max(1, round(span.total_seconds() / 60)), locale)
+
+
+@functools.lru_cache(maxsize=256)
+def _format_minutes(minutes: int, locale: str) -> str:
     data = _babel_locale(locale)
-    minutes = max(1, round(span.total_seconds() / 60))
     days, rest = divmod(minutes, 24 * 60)
     hours, minutes = divmod(rest, 60)
     parts = [
