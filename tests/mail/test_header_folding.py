@@ -43,6 +43,7 @@ def _subject_lines(data: bytes) -> list[bytes]:
 
 
 def test_each_line_ending_is_the_policys_own_whatever_was_written_before() -> None:
+    """Two mails sharing headers, written with LF and CRLF in turn: each gets its own endings."""
     first, second = _mail("1001"), _mail("1002")
     for message, linesep in ((first, "\n"), (second, "\r\n"), (first, "\r\n"), (second, "\n")):
         data = _written(message, linesep=linesep)
@@ -53,6 +54,7 @@ def test_each_line_ending_is_the_policys_own_whatever_was_written_before() -> No
 
 
 def test_each_line_length_is_the_policys_own_whatever_was_written_before() -> None:
+    """A shared subject folds at 78 for one mail and at 40 for the other, then at 78 again."""
     first, second = _mail("1001"), _mail("1002")
     subject = str(first["Subject"])
     assert str(second["Subject"]) == subject and len(subject) > 40

@@ -8,7 +8,7 @@ fast-mail-parser, an independent parser in Rust.
 Both must see one recipient, the subject and the link or key, and no defect.
 SpamAssassin then scores, local tests only, every kind of mail in each
 language and branding, and every hostile name in the two mails of the seed
-flow; each must score below 1.0. A name only reaches the ``To`` header and the
+flow (default branding); each must score below 1.0. A name only reaches the ``To`` header and the
 greeting, which every kind renders alike, so scoring each name in every kind
 would cost 240 more mails (about 30 CPU-seconds) for no rule more. The first
 xdist worker to get there scores the mails, and every worker reads those
