@@ -4,6 +4,9 @@ The server loads, once, every third-party module that importing the whole
 package loads, and never credrecovery itself; each child it forks then
 imports one credrecovery module as the first of the package, as a fresh
 interpreter would, without paying again for SQLAlchemy, Jinja2 or Celery.
+Python runs a package's ``__init__`` before any of its modules, so a module
+that ``credrecovery/__init__.py`` loads imports first exactly as the package
+does: those get the package's own answer, and only the others a child each.
 """
 
 from __future__ import annotations
@@ -57,13 +60,24 @@ def others_loaded(names):
     return [name for name in sys.modules
             if name not in before and name.split(".")[0] != "credrecovery"]
 
+def package_alone():
+    failure = imported(["credrecovery"]).get("credrecovery")
+    return [failure, [name for name in sys.modules if name.split(".")[0] == "credrecovery"]]
+
 everything = json.loads(sys.argv[1])
 imported(in_child(lambda: others_loaded(everything)))
 assert not any(name.split(".")[0] == "credrecovery" for name in sys.modules)
+package_failure, loaded_by_package = in_child(package_alone)
 print("ready", flush=True)
 for line in sys.stdin:
     name = line.strip()
-    print(json.dumps(in_child(lambda: imported([name]).get(name))), flush=True)
+    if name in loaded_by_package:
+        # Importing it first runs credrecovery/__init__.py first, which loads
+        # it: the very import of the package alone, already answered.
+        answer = package_failure
+    else:
+        answer = in_child(lambda: imported([name]).get(name))
+    print(json.dumps(answer), flush=True)
 """
 
 
