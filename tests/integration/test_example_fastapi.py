@@ -245,7 +245,10 @@ def test_malformed_identifier_answers_400(database: Path, smtp: RunningSMTPServe
 
 def test_rate_limited_request_answers_429(database: Path, smtp: RunningSMTPServer) -> None:
     """Past the per-requester limit POST /forgot answers 429 with Retry-After."""
-    app = make_app(database, smtp, rate_limits=RateLimits(per_requester="2/minute"))
+    # A clock that stands still keeps the three requests inside one limiter window.
+    app = make_app(
+        database, smtp, rate_limits=RateLimits(per_requester="2/minute"), clock=FakeClock()
+    )
 
     async def scenario(client: httpx.AsyncClient) -> None:
         for _ in range(2):
