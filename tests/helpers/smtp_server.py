@@ -45,6 +45,7 @@ __all__ = [
     "RunningSMTPServer",
     "make_certificate",
     "running_smtp_server",
+    "started",
 ]
 
 LOOPBACK = "127.0.0.1"
@@ -326,13 +327,20 @@ def running_smtp_server(
     )
     if dsn:
         controller.session_class = _DSNSession
+    with started(controller):
+        yield RunningSMTPServer(LOOPBACK, controller.port, handler)
+
+
+@contextmanager
+def started(controller: Controller) -> Iterator[Controller]:
+    """``controller`` serving within, stopped after; a start that fails halfway stops too."""
     try:
         controller.start()
     except BaseException:
         controller.stop(no_assert=True)
         raise
     try:
-        yield RunningSMTPServer(LOOPBACK, controller.port, handler)
+        yield controller
     finally:
         controller.stop()
 

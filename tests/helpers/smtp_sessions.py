@@ -29,7 +29,13 @@ from typing import Any
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from helpers.smtp_server import LOOPBACK, RecordingHandler, RunningSMTPServer, _LoopbackController
+from helpers.smtp_server import (
+    LOOPBACK,
+    RecordingHandler,
+    RunningSMTPServer,
+    _LoopbackController,
+    started,
+)
 
 __all__ = [
     "SessionCounter",
@@ -115,18 +121,11 @@ def counting_smtp_server(
     )
     controller.session_class = _CountingSession
     handler.loop = controller.loop
-    try:
-        controller.start()
-    except BaseException:
-        controller.stop(no_assert=True)
-        raise
-    try:
+    with started(controller):
         # The controller's own probe of the port is no client's connection.
         assert eventually(lambda: handler.opened and handler.closed == handler.opened)
         handler.opened = handler.closed = 0
         yield RunningSMTPServer(LOOPBACK, controller.port, handler)
-    finally:
-        controller.stop()
 
 
 def eventually(check: Callable[[], bool], timeout: float = 5.0) -> bool:
