@@ -22,6 +22,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
@@ -39,6 +40,24 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 REQUIRED = os.environ.get("CREDRECOVERY_REQUIRE_SERVICES") == "1"
+ARTIFACTS = os.environ.get("CREDRECOVERY_ARTIFACTS")
+SCREENSHOTS = os.environ.get("CREDRECOVERY_SCREENSHOTS") == "1" or bool(ARTIFACTS)
+
+
+def screenshots(name: str) -> Path | None:
+    """The folder for the screenshots of test module ``name``, or ``None`` when none are asked for.
+
+    Screenshots are for a person reviewing a layout, and taking them costs
+    more than the checks themselves, so they are taken only with
+    ``CREDRECOVERY_SCREENSHOTS=1`` (into ``tests/artifacts/<name>``) or
+    ``CREDRECOVERY_ARTIFACTS`` set (into ``$CREDRECOVERY_ARTIFACTS/<name>``).
+    """
+    if not SCREENSHOTS:
+        return None
+    root = Path(ARTIFACTS) if ARTIFACTS else Path(__file__).resolve().parents[1] / "artifacts"
+    folder = root / name
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
 
 
 def unavailable(*packages: str) -> str | None:

@@ -3,9 +3,10 @@
 Each HTML part the service sends is opened at 375 and 800 CSS pixels: it must
 not scroll sideways, must say its language, charset, title and viewport, must
 show the confirmation link as a button before the raw link (which wraps inside
-the screen), and the new access key inside ``<code>``. Screenshots of every
-case go to ``tests/artifacts/mail`` (or ``$CREDRECOVERY_ARTIFACTS/mail``); with
-``CREDRECOVERY_UPDATE_SCREENSHOTS=1`` the English ones of both mails are also
+the screen), and the new access key inside ``<code>``. With
+``CREDRECOVERY_SCREENSHOTS=1``, screenshots of every case go to
+``tests/artifacts/mail`` (or ``$CREDRECOVERY_ARTIFACTS/mail``); with
+``CREDRECOVERY_UPDATE_SCREENSHOTS=1`` the English ones of both mails are
 written to ``docs/images``. Skips when Playwright or ``/usr/bin/chromium`` is
 missing, unless ``CREDRECOVERY_REQUIRE_SERVICES=1``.
 """
@@ -15,7 +16,6 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -28,11 +28,7 @@ if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page, Route
 
 UPDATE_DOCS = os.environ.get("CREDRECOVERY_UPDATE_SCREENSHOTS") == "1"
-ARTIFACTS = (
-    Path(os.environ["CREDRECOVERY_ARTIFACTS"]) / "mail"
-    if os.environ.get("CREDRECOVERY_ARTIFACTS")
-    else ROOT / "tests" / "artifacts" / "mail"
-)
+ARTIFACTS = chromium.screenshots("mail")
 DOCS_IMAGES = ROOT / "docs" / "images"
 WIDTHS = (375, 800)
 # Where each mail is served from: a reserved name, answered by the page's route.
@@ -214,15 +210,18 @@ KEY_LAYOUT = """(key) => [...document.querySelectorAll("code")]
 
 
 def _screenshot(page: Page, case: Case, width: int) -> None:
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    image = page.screenshot(full_page=True)
-    (ARTIFACTS / f"{case.id}-{width}.png").write_bytes(image)
-    if (
+    for_docs = (
         UPDATE_DOCS
         and case.who == "plain"
         and case.language == "en"
         and case.kind in ("confirmation", "credentials")
-    ):
+    )
+    if ARTIFACTS is None and not for_docs:
+        return
+    image = page.screenshot(full_page=True)
+    if ARTIFACTS is not None:
+        (ARTIFACTS / f"{case.id}-{width}.png").write_bytes(image)
+    if for_docs:
         DOCS_IMAGES.mkdir(parents=True, exist_ok=True)
         (DOCS_IMAGES / f"mail-{case.kind}-{case.branding}-{width}.png").write_bytes(image)
 
