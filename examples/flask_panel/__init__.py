@@ -152,8 +152,9 @@ def build_panel(settings: Mapping[str, Any]) -> Panel:
     """The directory, mailer and one RecoveryService per language, from checked settings.
 
     Besides the environment's settings, tests may pass ``PANEL_CRYPT_CONTEXT``
-    (a passlib CryptContext), ``PANEL_RATE_LIMITS`` (a RateLimits) and
-    ``PANEL_DELIVERY`` (``"background"`` or ``"sync"``).
+    (a passlib CryptContext), ``PANEL_RATE_LIMITS`` (a RateLimits),
+    ``PANEL_DELIVERY`` (``"background"`` or ``"sync"``) and ``PANEL_CLOCK``
+    (the services' clock, a callable returning seconds since the epoch).
     """
     directory = SQLiteDirectory(
         settings["PANEL_DB"], crypt_context=settings.get("PANEL_CRYPT_CONTEXT")
@@ -174,6 +175,8 @@ def build_panel(settings: Mapping[str, Any]) -> Panel:
     options: dict[str, Any] = {}
     if "PANEL_RATE_LIMITS" in settings:
         options["rate_limits"] = settings["PANEL_RATE_LIMITS"]
+    if "PANEL_CLOCK" in settings:
+        options["clock"] = settings["PANEL_CLOCK"]
     for language in LANGUAGES:
         services[language] = RecoveryService(
             directory,

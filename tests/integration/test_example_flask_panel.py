@@ -30,7 +30,7 @@ import pytest
 from credrecovery import RateLimits, RecoveryService, cheap_context
 from credrecovery.smtp import SMTPMailer
 from credrecovery.sqlite import SQLiteDirectory
-from helpers import OLD_KEY, ROOT, SECRET, code_from, key_from
+from helpers import OLD_KEY, ROOT, SECRET, FakeClock, code_from, key_from
 from helpers import browser as chromium
 from helpers.smtp_server import RunningSMTPServer, running_smtp_server
 
@@ -518,14 +518,12 @@ def test_invalid_identifier_is_shown_next_to_the_field(inline_panel: LivePanel, 
 
 def test_too_many_requests_get_429_with_retry_after(tmp_path: Path, page: Page) -> None:
     """Past the per-requester limit the recovery form answers 429 with Retry-After."""
-    # The limiter's sliding windows start on the hour (limits keys them by
-    # time // period), and across a window's edge it counts the previous window
-    # in part, rounded down: three requests straddling an edge could all pass.
-    left = 3600 - time.time() % 3600
-    if left < 30:
-        time.sleep(left + 0.5)
+    # A clock that stands still keeps the three requests inside one limiter window.
     with _serve(
-        tmp_path, PANEL_RATE_LIMITS=RateLimits(per_requester="2/hour"), PANEL_DELIVERY="sync"
+        tmp_path,
+        PANEL_RATE_LIMITS=RateLimits(per_requester="2/hour"),
+        PANEL_DELIVERY="sync",
+        PANEL_CLOCK=FakeClock(),
     ) as live:
         statuses: list[Response] = []
         for _ in range(3):
