@@ -1,11 +1,12 @@
 """How long the test suite and the quick loop take, next to the machine's speed that moment.
 
-Each round times a fixed pure-Python workload (the baseline: one core's
-interpreter speed, which on a shared machine varies from day to day), then
-the quick loop as tests/README.md gives it, then with ``--full`` the whole
-suite as ``.ci/run`` runs it (services required). It prints each command's
-wall time, the CPU seconds of everything it started, and the wall time as a
-multiple of the baseline measured in the same round.
+Each round times the quick loop as tests/README.md gives it, then with
+``--full`` the whole suite as ``.ci/run`` runs it (services required), and
+just before and just after each, a fixed pure-Python workload: the baseline,
+one core's interpreter speed, which on a shared machine varies from day to
+day and within minutes. It prints each command's wall time, the CPU seconds
+of everything it started, and the wall time as a multiple of the mean of its
+two baselines.
 
     python benchmarks/suite_time.py [--rounds 3] [--full]
 """
@@ -39,6 +40,11 @@ def timed(command: list[str], env: dict[str, str]) -> tuple[float, float]:
     return wall, cpu
 
 
+def baseline() -> float:
+    """Wall seconds of the fixed workload, in a fresh interpreter."""
+    return timed([sys.executable, "-c", BASELINE], dict(os.environ))[0]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
@@ -51,16 +57,22 @@ def main() -> None:
     # The first quick run leaves pytest's rewritten test modules behind for the rest.
     timed(QUICK, quick_env)
     results: dict[str, list[tuple[float, float, float]]] = {"quick loop": [], "full suite": []}
+    runs = [("quick loop", QUICK, quick_env)]
+    if args.full:
+        runs.append(("full suite", FULL, full_env))
     for _ in range(args.rounds):
-        base, _ = timed([sys.executable, "-c", BASELINE], dict(os.environ))
-        print(f"load {os.getloadavg()[0]:.2f}; baseline {base:.2f} s")
-        runs = [("quick loop", QUICK, quick_env)]
-        if args.full:
-            runs.append(("full suite", FULL, full_env))
         for name, command, env in runs:
+            # The machine's speed drifts within minutes: the baseline is timed
+            # on both sides of the command, and their mean taken.
+            before = baseline()
+            print(f"load {os.getloadavg()[0]:.2f}")
             wall, cpu = timed(command, env)
+            base = (before + baseline()) / 2
             results[name].append((wall, cpu, wall / base))
-            print(f"  {name}: {wall:.1f} s, {cpu:.0f} CPU-s, {wall / base:.0f} × baseline")
+            print(
+                f"  {name}: {wall:.1f} s, {cpu:.0f} CPU-s; baseline {base:.2f} s;"
+                f" {wall / base:.0f} × baseline"
+            )
     print()
     rows = [
         [
