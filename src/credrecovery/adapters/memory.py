@@ -137,10 +137,14 @@ class MemoryDirectory:
             else:
                 hit = value in self._by_domain
                 numbers = [self._by_domain[value if hit else stand_in]]
-            pool = self._numbers
+            # Slices fill the slots left over, so that a hit and a miss touch
+            # as many records (width) whatever share of them the value names.
+            pool, need = self._numbers, width - len(numbers)
             start = self._random.randrange(len(pool))
-            others = [pool[(start + slot) % len(pool)] for slot in range(width)]
-            read = [self._clients[number] for number in (numbers + others)[:width]]
+            others = pool[start : start + need]
+            while len(others) < need:
+                others += pool[: need - len(others)]
+            read = [self._clients[number] for number in numbers + others]
             return read[: len(numbers) if hit else 0]
 
     def replace_key_hash(self, number: str, current: str, new: str) -> bool:
