@@ -1,8 +1,8 @@
 """Several worker processes sharing SQLite, PostgreSQL and Redis, and a host's own tables.
 
 The workers are real processes, forked from a clean server process that has
-only imported this module (``forkserver``): each builds its own directory and
-service from plain settings, as a web server's workers would.
+only imported what this module imports (``forkserver``): each builds its own
+directory and service from plain settings, as a web server's workers would.
 """
 
 from __future__ import annotations
@@ -42,6 +42,21 @@ redis_url = redis_server.redis_url
 
 pytestmark = pytest.mark.slow
 WORKERS_TIMEOUT = 60.0
+# What this module's import costs, imported once in the fork server rather than in
+# each worker. Not the module itself: the server preloads on its own sys.path
+# (the parent's reaches only the workers), where this folder is not.
+PRELOAD = [
+    "argon2",
+    "bcrypt",
+    "limits.storage",
+    "psycopg",
+    "pytest",
+    "redis",
+    "sqlalchemy.dialects.postgresql.psycopg",
+    "credrecovery.memory",
+    "credrecovery.sqlalchemy",
+    "credrecovery.sqlite",
+]
 CREDENTIALS_SUBJECT = "Your client panel access details"
 
 
@@ -72,8 +87,7 @@ def run_workers(target: Callable[..., None], args: list[tuple[Any, ...]]) -> lis
     Every worker waits on the barrier before its part, so they start it together.
     """
     context = multiprocessing.get_context("forkserver")
-    # Imported once in the server rather than in each worker, as spawn would.
-    context.set_forkserver_preload([__name__])
+    context.set_forkserver_preload(PRELOAD)
     barrier = context.Barrier(len(args))
     results = context.Queue()
     processes = [
