@@ -97,8 +97,8 @@ class MemoryDirectory:
 
         For an address several clients share, the first of :meth:`find_all`'s.
         """
-        found = self.find_all(kind, value, limit=1)
-        return found[0] if found else None
+        # The same steps whether the list is empty or not.
+        return next(iter(self.find_all(kind, value, limit=1)), None)
 
     def find_all(self, kind: IdentifierKind, value: str, *, limit: int = 50) -> list[Client]:
         """Every client the normalized ``value`` names, by client number, at most ``limit``.
@@ -145,7 +145,11 @@ class MemoryDirectory:
             while len(others) < need:
                 others += pool[: need - len(others)]
             read = [self._clients[number] for number in numbers + others]
-            return read[: len(numbers) if hit else 0]
+            # Built alike and emptied for a miss: both sides allocate and free as much.
+            found_all = read[: len(numbers)]
+            if not hit:
+                found_all.clear()
+            return found_all
 
     def replace_key_hash(self, number: str, current: str, new: str) -> bool:
         """Atomically store ``new`` if client ``number``'s hash is still ``current``."""
