@@ -84,8 +84,9 @@ def test_a_held_sqlite_lock_leaves_the_event_loop_running(tmp_path: Path) -> Non
         ticks, waited = asyncio.run(scenario())
         locker.execute("ROLLBACK")
     assert waited >= 0.4
-    # About 50 in 0.5 s; a blocked loop would manage none until the wait was over.
-    assert ticks >= 15
+    # About 50 in 0.5 s on a quiet machine, under 20 on a busy one; a blocked
+    # loop would manage none until the wait was over.
+    assert ticks >= 10
 
 
 def test_sqlite_file_is_private_and_shared_with_the_sync_directory(tmp_path: Path) -> None:

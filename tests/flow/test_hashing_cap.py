@@ -384,7 +384,9 @@ def test_an_async_wait_leaves_the_event_loop_free() -> None:
     with Holder(1):
         ticks, waited = asyncio.run(main())
     assert waited >= 0.45
-    assert ticks >= 20
+    # A blocked loop would tick once at most; 10 leaves room for a busy machine,
+    # where each 10 ms sleep takes longer (19 in one run with three xdist workers).
+    assert ticks >= 10
 
 
 def test_a_cancelled_async_sign_in_keeps_its_slot_until_its_hash_ends() -> None:
