@@ -59,13 +59,15 @@ def pytest_xdist_auto_num_workers() -> int | None:
     """``-n auto`` starts one worker more than this process has cores.
 
     About a third of a run waits on other processes (Celery workers, Chromium,
-    servers starting, leases running out) rather than computing, and a third
+    servers starting, leases running out) rather than computing, and the extra
     worker fills those waits. ``PYTEST_XDIST_AUTO_NUM_WORKERS`` still decides
     when it is set.
     """
     if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
         return None
-    return len(os.sched_getaffinity(0)) + 1
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0)) + 1
+    return (os.cpu_count() or 1) + 1
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
