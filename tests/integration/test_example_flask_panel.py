@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from email.message import EmailMessage
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import pytest
 
@@ -76,6 +76,17 @@ class LivePanel:
         return self.smtp.received[seen].message
 
 
+def _read_at_once(file: IO[bytes], block_size: int = 8192) -> list[bytes]:
+    """A ``wsgi.file_wrapper`` that reads a file whole and closes it at once.
+
+    Werkzeug's server never closes a file response whose client went away,
+    as Chromium does when it stops wanting a favicon, and the file's
+    ResourceWarning then fails whichever test is running.
+    """
+    with file:
+        return [file.read()]
+
+
 @contextmanager
 def _serve(tmp_path: Path, **config: Any) -> Iterator[LivePanel]:
     """The example on a free loopback port, with its client and SMTP server; ``config`` on top.
@@ -94,6 +105,7 @@ def _serve(tmp_path: Path, **config: Any) -> Iterator[LivePanel]:
     apps: list[Any] = []
 
     def wsgi(environ: dict[str, Any], start_response: Any) -> Any:
+        environ["wsgi.file_wrapper"] = _read_at_once
         return apps[0](environ, start_response)
 
     with running_smtp_server() as smtp:
