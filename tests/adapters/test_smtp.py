@@ -8,7 +8,7 @@ import ssl
 import threading
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime
 from email.headerregistry import Address
@@ -723,3 +723,67 @@ def test_async_mailer_sends_8bit_bodies_as_the_server_allows(offers_8bitmime: bo
     assert ("BODY=8BITMIME" in mail.mail_options) == offers_8bitmime
     assert mail.content.isascii() != offers_8bitmime
     assert mail.message.get_content().splitlines() == message.get_content().splitlines()
+
+
+# Flattened ahead: background delivery prepares a composed mail while its workers wait
+
+
+def _with_bcc() -> EmailMessage:
+    message = make_message()
+    message["Bcc"] = "audit@hosting.example"
+    return message
+
+
+def _with_sender() -> EmailMessage:
+    message = make_message()
+    message["Sender"] = "relay@hosting.example"
+    return message
+
+
+def _resent() -> EmailMessage:
+    message = make_message()
+    message["Resent-Date"] = format_datetime(datetime(2026, 1, 2, tzinfo=UTC))
+    message["Resent-From"] = "forwarder@hosting.example"
+    message["Resent-Bcc"] = "hidden@hosting.example"
+    return message
+
+
+def _international() -> EmailMessage:
+    message = _utf8_message()
+    del message["To"]
+    message["To"] = "josé@example.com"
+    return message
+
+
+@pytest.mark.parametrize(
+    "build", [make_message, _utf8_message, _with_bcc, _with_sender, _resent, _international]
+)
+@pytest.mark.parametrize("server_kind", ["plain", "no-8bitmime", "smtputf8"])
+@pytest.mark.parametrize("envelope_sender", [None, "bounces@hosting.example"])
+def test_a_message_flattened_ahead_goes_out_as_one_that_was_not(
+    build: Callable[[], EmailMessage], server_kind: str, envelope_sender: str | None
+) -> None:
+    """The envelope, MAIL parameters and bytes match whether the mail was prepared or not."""
+    handler = _No8BitMime() if server_kind == "no-8bitmime" else RecordingHandler()
+    with running_smtp_server(handler, smtputf8=server_kind == "smtputf8") as running:
+        message = build()
+        plain = SMTPMailer(running.host, running.port, envelope_sender=envelope_sender)
+        prepared = SMTPMailer(running.host, running.port, envelope_sender=envelope_sender)
+        prepared._prepare(message)
+        assert message in prepared._flattened
+        outcomes = []
+        for mailer in (plain, prepared):
+            try:
+                mailer.send(message)
+            except DeliveryFailed as exc:
+                outcomes.append((str(exc), exc.temporary))
+            else:
+                outcomes.append(None)
+            mailer.close()
+        assert outcomes[0] == outcomes[1]
+        if outcomes[0] is None:
+            first, second = running.received
+            assert (second.mail_from, second.rcpt_tos) == (first.mail_from, first.rcpt_tos)
+            assert second.mail_options == first.mail_options
+            assert second.content == first.content
+            assert b"Bcc" not in first.content

@@ -798,14 +798,93 @@ def test_a_worker_that_ends_anyway_is_replaced(
     mailer = background(inner, workers=2)
     mailer.send(message(1))
     assert mailer.flush(timeout=5)
-    first = list(mailer._threads)
-    with mailer._cond:
-        mailer._closed = True
-        mailer._cond.notify_all()
+    first = [*mailer._threads, mailer._composing]
+    queue = mailer._queue
+    with queue._cond:
+        queue._closed = True
+        queue._cond.notify_all()
+        queue._compose_wake.notify()
     for thread in first:
+        assert thread is not None
         thread.join(5)
-    mailer._closed = False
+        assert not thread.is_alive()
+    queue._closed = False
     mailer.send(message(2))
     assert mailer.flush(timeout=5)
     assert subjects(inner.outbox) == ["message 1", "message 2"]
     assert all(thread.is_alive() for thread in mailer._threads)
+    assert mailer._composing is not None and mailer._composing.is_alive()
+
+
+# --- composing ahead -----------------------------------------------------------------------
+
+
+def counted_compositions(service: RecoveryService) -> list[ConfirmationJob]:
+    """The jobs ``service``'s composer turns into mails from now on, in order."""
+    composed: list[ConfirmationJob] = []
+    confirmation = service.composer.confirmation
+
+    def counting(job: ConfirmationJob) -> EmailMessage:
+        message = confirmation(job)
+        composed.append(job)
+        return message
+
+    service.composer.confirmation = counting  # type: ignore[method-assign,assignment]
+    return composed
+
+
+def stuck_with_one_composed_ahead(
+    make_service: ServiceFactory, requests: int, **options: Any
+) -> tuple[BlockedMailer, BackgroundMailer, RecoveryService, list[ConfirmationJob]]:
+    """A one-worker background mailer stuck in its first mail, once the next is composed."""
+    inner = BlockedMailer()
+    delivery = BackgroundMailer(inner, delay=(0.0, 0.0), workers=1)
+    service = make_service(mailer=inner, delivery=delivery, **options)
+    composed = counted_compositions(service)
+    for _ in range(requests):
+        service.request("client_number", "9000")
+    assert inner.entered.wait(5)
+    deadline = time.monotonic() + 10
+    while len(composed) < 2 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    return inner, delivery, service, composed
+
+
+def test_the_next_mail_is_composed_while_the_workers_wait(make_service: ServiceFactory) -> None:
+    """While its one worker waits on the server, the next due job is composed, and no
+    more: the queue behind it stays jobs until the worker takes that mail."""
+    inner, delivery, service, composed = stuck_with_one_composed_ahead(make_service, 4)
+    time.sleep(0.1)
+    assert len(composed) == 2
+    assert delivery.pending == 4
+    inner.release.set()
+    assert service.flush(timeout=5)
+    assert len(inner.outbox) == 4 and len(composed) == 4
+    assert delivery.pending == 0
+
+
+def test_close_reports_a_mail_composed_ahead_as_dropped(
+    make_service: ServiceFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A mail composed ahead but not sent when close() gives up is dropped like a queued
+    job: counted in the log, and reported to on_event as a failed delivery."""
+    caplog.set_level(logging.INFO, logger="credrecovery")
+    outcomes: list[str] = []
+    inner, delivery, _, _ = stuck_with_one_composed_ahead(
+        make_service, 3, on_event=lambda event: outcomes.append(event.kind.value)
+    )
+    deadline = time.monotonic() + 10
+    closer = threading.Thread(target=delivery.close, kwargs={"timeout": 0.1})
+    closer.start()
+    while not events(caplog, "mail_dropped") and time.monotonic() < deadline:
+        time.sleep(0.01)
+    inner.release.set()
+    closer.join(5)
+    assert not closer.is_alive()
+    while len([o for o in outcomes if o != "requested"]) < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    # Two log lines if the second mail was still being composed when close() gave up.
+    assert sum(getattr(record, "count", 0) for record in events(caplog, "mail_dropped")) == 2
+    assert len(inner.outbox) == 1
+    assert outcomes.count("delivery_failed") == 2
+    assert outcomes.count("mailed") == 1

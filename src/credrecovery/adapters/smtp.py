@@ -14,14 +14,12 @@ names the reply codes and a likely fix, never the server's own text.
 from __future__ import annotations
 
 import contextlib
-import copy
 import email.errors
 import smtplib
 import socket
 import ssl
 import weakref
 from email.message import EmailMessage
-from email.utils import getaddresses
 from typing import Any, Final
 
 from ..exceptions import DeliveryFailed
@@ -40,6 +38,7 @@ from ._smtp_common import (
 )
 from ._smtp_common import Security as Security
 from ._smtp_keep import Kept, ThreadPool
+from ._smtp_message import Flat, flat, has_8bit_part, seven_bit, smtplib_goes_smtputf8
 
 __all__ = ["SMTPMailer", "Security"]
 
@@ -170,6 +169,7 @@ class SMTPMailer:
     def _start(self) -> None:
         self._hostname: str | None = None
         self._pool: ThreadPool[_Client] = ThreadPool(self._settings, _retire, _drop)
+        self._flattened: weakref.WeakKeyDictionary[EmailMessage, Flat] = weakref.WeakKeyDictionary()
         # A mailer nobody holds any more closes what it kept.
         weakref.finalize(self, self._pool.close)
 
@@ -244,6 +244,16 @@ class SMTPMailer:
         else:
             _retire(client)
 
+    def _prepare(self, message: EmailMessage) -> None:
+        """Flatten ``message`` now, so that sending this same object later skips it.
+
+        Background delivery calls this while its workers wait on the server.
+        A message the flattening fails on is left to :meth:`send`, which
+        reports it.
+        """
+        with contextlib.suppress(*_SEND_ERRORS, TypeError, IndexError):
+            self._flattened[message] = flat(message)
+
     def _keep(self, kept: Kept[_Client]) -> None:
         try:
             kept.client.ask_reset()
@@ -276,18 +286,25 @@ class SMTPMailer:
         settings = self._settings
         client.data_began = False
         options = _DSN_MAIL_OPTIONS if client.has_extn("dsn") else ()
-        if _has_8bit_part(message):
+        if has_8bit_part(message):
             if not client.has_extn("8bitmime"):
-                message = _seven_bit(message)
-            elif not _smtplib_goes_smtputf8(message, settings.envelope_sender, recipients):
+                message = seven_bit(message)
+            elif not smtplib_goes_smtputf8(message, settings.envelope_sender, recipients):
                 # With SMTPUTF8, smtplib declares BODY=8BITMIME itself.
                 options = (*options, "BODY=8BITMIME")
-        refused = client.send_message(
-            message,
-            from_addr=settings.envelope_sender,
-            to_addrs=recipients,
-            mail_options=options,
-        )
+        ahead = self._flattened.get(message)
+        sender = settings.envelope_sender or (ahead.sender if ahead is not None else "")
+        if ahead is not None and sender.isascii() and all(r.isascii() for r in recipients):
+            # What send_message would send, flattened beforehand (see _smtp_message.flat).
+            client.ehlo_or_helo_if_needed()
+            refused = client.sendmail(sender, recipients, ahead.wire, options)
+        else:
+            refused = client.send_message(
+                message,
+                from_addr=settings.envelope_sender,
+                to_addrs=recipients,
+                mail_options=options,
+            )
         if refused:
             raise smtplib.SMTPRecipientsRefused(refused)
 
@@ -379,36 +396,3 @@ def _default_local_hostname() -> str:
     with contextlib.suppress(socket.gaierror):
         address = socket.gethostbyname(socket.gethostname())
     return f"[{address}]"
-
-
-def _has_8bit_part(message: EmailMessage) -> bool:
-    return any(
-        str(part.get("Content-Transfer-Encoding", "")).lower() == "8bit" for part in message.walk()
-    )
-
-
-def _seven_bit(message: EmailMessage) -> EmailMessage:
-    """A copy of ``message`` whose 8bit text parts are quoted-printable, for a server
-    without 8BITMIME (RFC 6152 forbids sending it 8bit data)."""
-    converted = copy.deepcopy(message)
-    for part in converted.walk():
-        if (
-            str(part.get("Content-Transfer-Encoding", "")).lower() == "8bit"
-            and part.get_content_maintype() == "text"
-            and isinstance(part, EmailMessage)
-        ):
-            part.set_content(
-                part.get_content(), subtype=part.get_content_subtype(), cte="quoted-printable"
-            )
-    return converted
-
-
-def _smtplib_goes_smtputf8(
-    message: EmailMessage, envelope_sender: str | None, recipients: list[str]
-) -> bool:
-    """Whether :meth:`smtplib.SMTP.send_message` will add SMTPUTF8 and BODY=8BITMIME."""
-    sender = envelope_sender
-    if sender is None:
-        header = message["Sender"] if "Sender" in message else message["From"]
-        sender = getaddresses([str(header)])[0][1] if header is not None else ""
-    return not (sender.isascii() and all(address.isascii() for address in recipients))

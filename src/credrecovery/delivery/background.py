@@ -12,8 +12,6 @@ inside the response of the request that asked for it.
 from __future__ import annotations
 
 import atexit
-import heapq
-import itertools
 import logging
 import secrets
 import threading
@@ -31,6 +29,7 @@ from ..mail.headers import message_id
 from ..protocols import AsyncMailer, Mailer
 from ._crossing import _CannotCross, _crossing, _rebuilt_from_settings
 from ._process import DeliveryProcess
+from ._queue import DeliveryQueue, Item
 from ._retry import RetrySettings, attempt_message, chosen_policy, next_wait
 from .inline import InlineDelivery, Report, compose, send_now, tell
 from .retry import RetryPolicy
@@ -39,15 +38,6 @@ from .retry import RetryPolicy
 __all__ = ["BackgroundMailer", "InlineDelivery", "compose", "failure_details", "send_now"]
 
 logger = logging.getLogger("credrecovery")
-
-
-class _Item:
-    __slots__ = ("attempt", "job", "message")
-
-    def __init__(self, job: ConfirmationJob | None, message: EmailMessage | None) -> None:
-        self.job = job
-        self.message = message
-        self.attempt = 1
 
 
 class BackgroundMailer(RetrySettings):
@@ -95,11 +85,14 @@ class BackgroundMailer(RetrySettings):
     mailer raises, and one that ends anyway is replaced at the next job.
 
     ``workers`` threads deliver at once, so that one slow server does not
-    hold the others up. The queue holds at most ``max_queue`` jobs and
-    messages; :meth:`submit` and :meth:`send` raise :class:`DeliveryFailed`
-    when it is full. Call
-    :meth:`flush` to wait for the queue to drain and :meth:`close` (or use
-    ``with``) before exiting; an open mailer also flushes at interpreter exit.
+    hold the others up, and one more composes the jobs due next while they
+    wait on the server (at most one per worker), so that a worker goes from
+    one mail to the next without composing in between. The queue holds at
+    most ``max_queue`` jobs and messages, those composed ahead included;
+    :meth:`submit` and :meth:`send` raise :class:`DeliveryFailed` when it is
+    full. Call :meth:`flush` to wait for the queue to drain and :meth:`close`
+    (or use ``with``) before exiting; an open mailer also flushes at
+    interpreter exit.
     Once closed, it is closed for good: :meth:`submit` and :meth:`send` raise
     :class:`DeliveryFailed` (``temporary`` false), and :meth:`flush` has
     nothing left to wait for.
@@ -148,12 +141,10 @@ class BackgroundMailer(RetrySettings):
         self._custom_clock = clock is not None
         self._process: DeliveryProcess | None = None
         self._composer: Composer | None = None
-        self._cond = threading.Condition()
-        # (due time on self._clock, order, item); a heap.
-        self._queue: list[tuple[float, int, _Item]] = []
-        self._order = itertools.count()
-        self._in_flight = 0
+        self._queue = DeliveryQueue(self._clock, max_queue, workers)
         self._closed = False
+        self._threads_lock = threading.Lock()
+        self._composing: threading.Thread | None = None
         self._threads: list[threading.Thread] = []
         self._report: Report | None = None
 
@@ -172,8 +163,7 @@ class BackgroundMailer(RetrySettings):
         if self._process is not None:
             # A closed process is not asked: asking would start another.
             return 0 if self._closed else self._process.pending()
-        with self._cond:
-            return len(self._queue) + self._in_flight
+        return self._queue.pending
 
     @property
     def process_id(self) -> int | None:
@@ -246,7 +236,7 @@ class BackgroundMailer(RetrySettings):
             return
         low, high = self.delay
         wait = low + (high - low) * secrets.randbelow(1_000_001) / 1_000_000
-        self._put(_Item(job, None), wait)
+        self._put(Item(job, None), wait)
 
     def send(self, message: EmailMessage) -> None:
         """Queue ``message``. Raises :class:`DeliveryFailed` if the queue is full or closed."""
@@ -254,7 +244,7 @@ class BackgroundMailer(RetrySettings):
             self._check_open()
             self._process.send(message)
             return
-        self._put(_Item(None, message), 0.0)
+        self._put(Item(None, message), 0.0)
 
     def flush(self, timeout: float | None = None) -> bool:
         """Deliver every queued job now, and wait until all are sent or given up.
@@ -264,14 +254,7 @@ class BackgroundMailer(RetrySettings):
         """
         if self._process is not None:
             return True if self._closed else self._process.flush(timeout)
-        with self._cond:
-            self._queue = [
-                (0.0, order, item) if item.attempt == 1 else (due, order, item)
-                for due, order, item in self._queue
-            ]
-            heapq.heapify(self._queue)
-            self._cond.notify_all()
-            return self._cond.wait_for(lambda: not self._queue and not self._in_flight, timeout)
+        return self._queue.flush(timeout)
 
     def close(self, timeout: float | None = 30.0) -> None:
         """Flush for up to ``timeout`` seconds, then stop the worker; idempotent.
@@ -287,26 +270,10 @@ class BackgroundMailer(RetrySettings):
             _close_kept(self.mailer)
             return
         self.flush(timeout)
-        with self._cond:
-            self._closed = True
-            left = [item for _, _, item in self._queue]
-            dropped = sum(1 for item in left if item.job is None or not item.job.decoy)
-            self._queue.clear()
-            self._cond.notify_all()
-        for item in left:
-            tell(self._report, EventKind.DELIVERY_FAILED, item.job)
-        if dropped:
-            logger.error(
-                "background mailer closed with %d messages undelivered",
-                dropped,
-                extra={
-                    "event": "mail_dropped",
-                    "count": dropped,
-                    "reason": "the background mailer was closed",
-                },
-            )
-        for thread in self._threads:
-            if thread is not threading.current_thread():
+        self._closed = True
+        self._dropped(self._queue.close())
+        for thread in [*self._threads, self._composing]:
+            if thread is not None and thread is not threading.current_thread():
                 thread.join(timeout)
         _close_kept(self.mailer)
 
@@ -314,13 +281,9 @@ class BackgroundMailer(RetrySettings):
         if self._closed:
             raise DeliveryFailed("the background mailer is closed", temporary=False)
 
-    def _put(self, item: _Item, wait: float) -> None:
-        with self._cond:
-            if self._closed:
-                raise DeliveryFailed("the background mailer is closed", temporary=False)
-            if len(self._queue) >= self.max_queue:
-                raise DeliveryFailed("the delivery queue is full")
-            heapq.heappush(self._queue, (self._clock() + wait, next(self._order), item))
+    def _put(self, item: Item, wait: float) -> None:
+        self._queue.put(item, wait)
+        with self._threads_lock:
             if not self._threads:
                 atexit.register(self.close)
             alive = [thread for thread in self._threads if thread.is_alive()]
@@ -331,49 +294,80 @@ class BackgroundMailer(RetrySettings):
                 thread.start()
                 alive.append(thread)
             self._threads = alive
-            self._cond.notify()
+            if self._composing is None or not self._composing.is_alive():
+                self._composing = threading.Thread(
+                    target=self._compose_ahead, name="credrecovery-delivery-compose", daemon=True
+                )
+                self._composing.start()
 
-    def _next(self) -> _Item | None:
-        with self._cond:
-            while True:
-                if self._closed:
-                    return None
-                now = self._clock()
-                if self._queue and self._queue[0][0] <= now:
-                    item = heapq.heappop(self._queue)[2]
-                    break
-                self._cond.wait(self._queue[0][0] - now if self._queue else None)
-            self._in_flight += 1
-            return item
+    def _compose_ahead(self) -> None:
+        # Composing here, while the workers wait on the server, takes it off
+        # their path from one mail to the next; a worker composes for itself
+        # whatever is due when nothing waits composed.
+        prepare = getattr(self.mailer, "_prepare", None)
+        if not _rebuilt_from_settings(self.mailer):
+            prepare = None
+        while (item := self._queue.take_to_compose()) is not None:
+            composed = False
+            try:
+                composed = self._composed(item)
+                if composed and prepare is not None:
+                    prepare(item.message)
+            except BaseException as exc:  # noqa: BLE001 - the thread must outlive any one job
+                self._gave_up(item, exc)
+            finally:
+                late = self._queue.composed(item, composed)
+            if late:
+                self._dropped([item])
 
     def _run(self) -> None:
-        while (item := self._next()) is not None:
+        while (item := self._queue.take()) is not None:
             try:
                 self._deliver(item)
             except BaseException as exc:  # noqa: BLE001 - the worker must outlive any one job
-                logger.error(
-                    "mail delivery failed; giving up: %s",
-                    type(exc).__name__,
-                    extra={
-                        "event": "delivery_failed",
-                        **failure_details(exc),
-                        **_clients(item.job),
-                    },
-                )
-                tell(self._report, EventKind.DELIVERY_FAILED, item.job)
+                self._gave_up(item, exc)
             finally:
-                with self._cond:
-                    self._in_flight -= 1
-                    self._cond.notify_all()
+                self._queue.done()
 
-    def _deliver(self, item: _Item) -> None:
+    def _dropped(self, left: list[Item]) -> None:
+        """Report ``left``, still undelivered at close, as given up, and log how many."""
+        for item in left:
+            tell(self._report, EventKind.DELIVERY_FAILED, item.job)
+        dropped = sum(1 for item in left if item.job is None or not item.job.decoy)
+        if dropped:
+            logger.error(
+                "background mailer closed with %d messages undelivered",
+                dropped,
+                extra={
+                    "event": "mail_dropped",
+                    "count": dropped,
+                    "reason": "the background mailer was closed",
+                },
+            )
+
+    def _gave_up(self, item: Item, exc: BaseException) -> None:
+        logger.error(
+            "mail delivery failed; giving up: %s",
+            type(exc).__name__,
+            extra={"event": "delivery_failed", **failure_details(exc), **_clients(item.job)},
+        )
+        tell(self._report, EventKind.DELIVERY_FAILED, item.job)
+
+    def _composed(self, item: Item) -> bool:
+        """Compose ``item``'s mail if it has none yet; whether there is a mail to send."""
         if item.message is None:
             assert item.job is not None and self._composer is not None
             item.message = compose(self._composer, item.job)
             if item.message is None:
                 tell(self._report, EventKind.DELIVERY_FAILED, item.job)
             if item.message is None or item.job.decoy:
-                return
+                return False
+        return True
+
+    def _deliver(self, item: Item) -> None:
+        if not self._composed(item):
+            return
+        assert item.message is not None
         message = item.message
         try:
             send_now(
@@ -394,7 +388,7 @@ class BackgroundMailer(RetrySettings):
         )
         tell(self._report, EventKind.MAILED, item.job)
 
-    def _failed(self, item: _Item, exc: BaseException) -> None:
+    def _failed(self, item: Item, exc: BaseException) -> None:
         assert item.message is not None
         details = {
             "message_id": message_id(item.message),
@@ -403,13 +397,14 @@ class BackgroundMailer(RetrySettings):
             **_clients(item.job),
         }
         temporary = exc.temporary if isinstance(exc, DeliveryFailed) else True
+        # The backoff counts from the failure, not from when the retry is queued.
+        failed_at = self._clock()
         wait = next_wait(details, temporary=temporary, attempt=item.attempt, policy=self.retry)
         if wait is None:
             tell(self._report, EventKind.DELIVERY_FAILED, item.job)
             return
         item.attempt += 1
-        with self._cond:
-            heapq.heappush(self._queue, (self._clock() + wait, next(self._order), item))
+        self._queue.retry(item, failed_at + wait)
 
 
 def _close_kept(mailer: object) -> None:
