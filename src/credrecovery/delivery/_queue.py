@@ -3,7 +3,7 @@
 Worker threads take what is due, a mail composed ahead first; the composing
 thread takes due jobs while fewer than ``ahead`` mails wait composed, so that
 a worker goes from one mail to the next without composing in between. One
-lock guards it all; :meth:`DeliveryQueue.flush` waits until nothing is queued,
+lock guards it all; :meth:`TimedQueue.flush` waits until nothing is queued,
 composed ahead or in hand.
 """
 
@@ -19,7 +19,7 @@ from email.message import EmailMessage
 from ..exceptions import DeliveryFailed
 from ..jobs import ConfirmationJob
 
-__all__ = ["DeliveryQueue", "Item"]
+__all__ = ["Item", "TimedQueue"]
 
 
 class Item:
@@ -33,7 +33,7 @@ class Item:
         self.attempt = 1
 
 
-class DeliveryQueue:
+class TimedQueue:
     """Items by due time on ``clock``, at most ``max_queue`` of them not yet in hand."""
 
     def __init__(self, clock: Callable[[], float], max_queue: int, ahead: int) -> None:

@@ -29,7 +29,7 @@ from ..mail.headers import message_id
 from ..protocols import AsyncMailer, Mailer
 from ._crossing import _CannotCross, _crossing, _rebuilt_from_settings
 from ._process import DeliveryProcess
-from ._queue import DeliveryQueue, Item
+from ._queue import Item, TimedQueue
 from ._retry import RetrySettings, attempt_message, chosen_policy, next_wait
 from .inline import InlineDelivery, Report, compose, send_now, tell
 from .retry import RetryPolicy
@@ -141,7 +141,7 @@ class BackgroundMailer(RetrySettings):
         self._custom_clock = clock is not None
         self._process: DeliveryProcess | None = None
         self._composer: Composer | None = None
-        self._queue = DeliveryQueue(self._clock, max_queue, workers)
+        self._queue = TimedQueue(self._clock, max_queue, workers)
         self._closed = False
         self._threads_lock = threading.Lock()
         self._composing: threading.Thread | None = None
