@@ -51,7 +51,7 @@ class TimedQueue:
         self._order = itertools.count()
         self._in_hand = 0
         # 1 while the composing thread holds a job taken out of the heap.
-        self._composing = 0
+        self._held_ahead = 0
         self._closed = False
 
     @property
@@ -65,7 +65,7 @@ class TimedQueue:
         with self._cond:
             if self._closed:
                 raise DeliveryFailed("the background mailer is closed", temporary=False)
-            if len(self._heap) + len(self._ready) + self._composing >= self._max_queue:
+            if len(self._heap) + len(self._ready) + self._held_ahead >= self._max_queue:
                 raise DeliveryFailed("the delivery queue is full")
             heapq.heappush(self._heap, (self._clock() + wait, next(self._order), item))
             # All: a flush() waiting on this condition must not take the one wake-up.
@@ -117,7 +117,7 @@ class TimedQueue:
                     elif item.message is None:
                         heapq.heappop(self._heap)
                         self._in_hand += 1
-                        self._composing = 1
+                        self._held_ahead = 1
                         return item
                 self._compose_wake.wait(wait)
 
@@ -128,7 +128,7 @@ class TimedQueue:
         """
         with self._cond:
             self._in_hand -= 1
-            self._composing = 0
+            self._held_ahead = 0
             late = ready and self._closed
             if ready and not late:
                 self._ready.append(item)
