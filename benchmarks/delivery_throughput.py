@@ -2,7 +2,9 @@
 
 Every row talks to a real SMTP sink (aiosmtpd, ``_http_smtp.py``) on
 127.0.0.1, run as a process of its own so that it takes no interpreter lock
-from the process measured, and counts what the sink accepted:
+from the process measured, and counts what the sink accepted. The sink
+offers PIPELINING, as Postfix and the large providers' relays do; smtplib
+never pipelines, the library's ``SMTPMailer`` does where it is offered:
 
 * (a) the baseline: one smtplib connection sending messages composed
   beforehand, one after the other;
@@ -15,7 +17,8 @@ from the process measured, and counts what the sink accepted:
 * (d) the background delivery against a sink that answers DATA after 50 ms,
   against what its workers could do at best (``workers / 0.05`` mails/s),
   next to as many smtplib threads sending messages composed beforehand, one
-  connection each: what the machine allows of that best at the time;
+  connection each: what the machine allows of that best at the time; and
+  next to the same delivery against a sink that does not offer PIPELINING;
 * (e) the CPU time the delivery process spent per mail in (b), composing
   included, read from ``/proc``, next to the CPU time of composing and
   sending the same mails in one thread of this process: what the machine
@@ -73,9 +76,15 @@ TARGETS = {"background": 0.5, "celery": 0.35, "slow": 0.9, "cpu_ms": 2.0}
 class Sink:
     """The sink process, and a count of the mails it accepted (read from its stdout)."""
 
-    def __init__(self, delay: float) -> None:
+    def __init__(self, delay: float, pipelining: bool = True) -> None:
         self._process = subprocess.Popen(
-            [sys.executable, str(HERE / "_http_smtp.py"), "--delay", str(delay)],
+            [
+                sys.executable,
+                str(HERE / "_http_smtp.py"),
+                "--delay",
+                str(delay),
+                *([] if pipelining else ["--no-pipelining"]),
+            ],
             stdout=subprocess.PIPE,
             text=True,
         )
@@ -113,8 +122,8 @@ class Sink:
 
 
 @contextlib.contextmanager
-def sink(delay: float) -> Iterator[Sink]:
-    running = Sink(delay)
+def sink(delay: float, pipelining: bool = True) -> Iterator[Sink]:
+    running = Sink(delay, pipelining)
     try:
         yield running
     finally:
@@ -348,15 +357,19 @@ def main() -> None:
         background.close()
         base, rate, cpu, inline_best = max(bases), max(rates), min(cpus), min(inline)
         queued = None if args.no_celery else celery(fast.port, args.mails, fast, args.repeats)
-    with sink(SLOW_DELAY) as slow:
+    with sink(SLOW_DELAY) as slow, sink(SLOW_DELAY, pipelining=False) as unpiped:
         slowed = Background(slow.port, slow)
+        one_by_one = Background(unpiped.port, unpiped)
         workers = slowed.workers
-        slow_rates, plain_rates = [], []
+        slow_rates, plain_rates, unpiped_rates = [], [], []
         for _ in range(args.repeats):
             slow_rates.append(slowed.run(args.slow_mails)[0])
             plain_rates.append(threads_of_smtplib(slow.port, args.slow_mails, workers, slow))
+            unpiped_rates.append(one_by_one.run(args.slow_mails)[0])
         slowed.close()
+        one_by_one.close()
         slow_rate, slow_plain = max(slow_rates), max(plain_rates)
+        slow_unpiped = max(unpiped_rates)
     best = workers / SLOW_DELAY
     print(
         f"(a) passes: {', '.join(f'{r:.0f}' for r in bases)} mails/s; "
@@ -399,6 +412,13 @@ def main() -> None:
             "composed beforehand",
             f"{slow_plain:.1f} mails/s",
             f"{slow_plain / best:.2f} of {best:.0f}",
+            "",
+            "",
+        ],
+        [
+            "(d) for reference: the same background delivery, sink without PIPELINING",
+            f"{slow_unpiped:.1f} mails/s",
+            f"{slow_unpiped / best:.2f} of {best:.0f}",
             "",
             "",
         ],

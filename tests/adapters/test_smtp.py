@@ -47,9 +47,10 @@ def certificate(tmp_path_factory: pytest.TempPathFactory) -> LocalCertificate:
     return make_certificate(tmp_path_factory.mktemp("tls"))
 
 
-@pytest.fixture
-def server() -> Iterator[RunningSMTPServer]:
-    with running_smtp_server() as running:
+@pytest.fixture(params=[False, True], ids=["one-by-one", "pipelining"])
+def server(request: pytest.FixtureRequest) -> Iterator[RunningSMTPServer]:
+    """A server without PIPELINING, and one with: each mail goes one way or the other."""
+    with running_smtp_server(RecordingHandler(pipelining=request.param)) as running:
         yield running
 
 
@@ -787,3 +788,36 @@ def test_a_message_flattened_ahead_goes_out_as_one_that_was_not(
             assert second.mail_options == first.mail_options
             assert second.content == first.content
             assert b"Bcc" not in first.content
+
+
+def _dotted() -> EmailMessage:
+    message = make_message()
+    message.set_content(".\n..two\n.three\nend.\n", cte="7bit")
+    return message
+
+
+@pytest.mark.parametrize(
+    "build",
+    [make_message, _utf8_message, _with_bcc, _with_sender, _resent, _international, _dotted],
+)
+@pytest.mark.parametrize("dsn", [False, True])
+@pytest.mark.parametrize("envelope_sender", [None, "bounces@hosting.example"])
+def test_a_pipelined_mail_arrives_as_one_sent_a_command_at_a_time(
+    build: Callable[[], EmailMessage], dsn: bool, envelope_sender: str | None
+) -> None:
+    """To a server offering PIPELINING, the envelope, MAIL parameters and bytes are the same."""
+    message = build()
+    received = []
+    for pipelining in (False, True):
+        handler = RecordingHandler(pipelining=pipelining)
+        with running_smtp_server(handler, dsn=dsn, smtputf8=True) as running:
+            mailer = SMTPMailer(running.host, running.port, envelope_sender=envelope_sender)
+            mailer.send(message)
+            mailer.send(message)
+            mailer.close()
+            received.extend(running.received)
+    assert len(received) == 4
+    for mail in received[1:]:
+        assert (mail.mail_from, mail.rcpt_tos) == (received[0].mail_from, received[0].rcpt_tos)
+        assert mail.mail_options == received[0].mail_options
+        assert mail.content == received[0].content

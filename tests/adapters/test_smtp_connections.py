@@ -22,11 +22,13 @@ from credrecovery.exceptions import DeliveryFailed
 from credrecovery.smtp import SMTPMailer
 from helpers.smtp_server import RunningSMTPServer
 from helpers.smtp_sessions import (
+    SessionCounter,
     ThreadsSince,
     counter,
     counting_smtp_server,
     eventually,
     received_ids,
+    turn_counting_proxy,
 )
 from helpers.smtp_sessions import numbered_message as make_message
 
@@ -34,9 +36,10 @@ PASSWORD = "s3cr3t-SMTP-passw0rd"
 IDLE_THREAD = "credrecovery-smtp-idle"
 
 
-@pytest.fixture
-def server() -> Iterator[RunningSMTPServer]:
-    with counting_smtp_server() as running:
+@pytest.fixture(params=[False, True], ids=["one-by-one", "pipelining"])
+def server(request: pytest.FixtureRequest) -> Iterator[RunningSMTPServer]:
+    """A server without PIPELINING, and one with (RSET then goes with the next mail)."""
+    with counting_smtp_server(SessionCounter(pipelining=request.param)) as running:
         yield running
 
 
@@ -67,6 +70,24 @@ def test_mails_share_one_connection_with_rset_between(server: RunningSMTPServer)
     mailer.close()
     assert eventually(lambda: handler.closed == 1)
     assert handler.quits == 1
+
+
+def test_a_server_offering_pipelining_costs_two_round_trips_a_mail(
+    server: RunningSMTPServer,
+) -> None:
+    """With PIPELINING, RSET, MAIL FROM, RCPT TO and DATA go as one write, then the message:
+    two round trips a mail where one command at a time takes five."""
+
+    def turns(mails: int) -> int:
+        with turn_counting_proxy(server.port) as proxy:
+            mailer = SMTPMailer(proxy.host, proxy.port)
+            for n in range(mails):
+                mailer.send(make_message(n))
+            mailer.close()
+            return proxy.join()
+
+    assert turns(6) - turns(2) == 4 * (2 if server.handler.pipelining else 5)
+    assert len(server.received) == 8
 
 
 def test_per_mail_setting_opens_a_connection_for_each_mail(server: RunningSMTPServer) -> None:

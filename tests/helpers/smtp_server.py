@@ -9,6 +9,9 @@ Typical use::
     server.handler.answer("RCPT", "451 4.3.0 Try again later")
     server.handler.stall("DATA", 2.0)
 
+    with running_smtp_server(RecordingHandler(pipelining=True)) as server:
+        ...                                         # offers PIPELINING (RFC 2920)
+
     with running_smtp_server(dsn=True) as server:   # offers DSN (RFC 3461)
         ...
     assert "RET=HDRS" in server.received[0].mail_options
@@ -81,13 +84,16 @@ class RecordingHandler:
     reply the server gives instead of accepting it; ``delays`` maps a command
     to seconds the server waits before answering it; ``refused`` maps a
     recipient address to the reply its ``RCPT`` gets. On a server started with
-    ``dsn=True`` its EHLO reply also lists ``DSN``.
+    ``dsn=True`` its EHLO reply also lists ``DSN``. With ``pipelining`` it
+    offers PIPELINING (RFC 2920), as Postfix and the large providers do;
+    aiosmtpd reads pipelined commands in order, but does not say so itself.
     """
 
     received: list[ReceivedMail] = field(default_factory=list)
     replies: dict[str, str] = field(default_factory=dict)
     delays: dict[str, float] = field(default_factory=dict)
     refused: dict[str, str] = field(default_factory=dict)
+    pipelining: bool = False
 
     def answer(self, command: str, reply: str) -> None:
         """Answer ``command`` with ``reply``, e.g. ``answer("RCPT", "550 5.1.1 No such user")``."""
@@ -119,9 +125,11 @@ class RecordingHandler:
         if reply is not None:
             return [reply]
         session.host_name = hostname
+        # Before the closing "250 HELP" line, which has no dash.
         if isinstance(server, _DSNSession):
-            # Before the closing "250 HELP" line, which has no dash.
             responses.insert(len(responses) - 1, "250-DSN")
+        if self.pipelining:
+            responses.insert(len(responses) - 1, "250-PIPELINING")
         return responses
 
     async def handle_MAIL(

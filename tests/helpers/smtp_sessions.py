@@ -12,11 +12,18 @@ Typical use::
 server's timeout does; :meth:`SessionCounter.drop_all` hangs up on every
 open connection, as a restarting server would; :meth:`SessionCounter.once`
 answers the next ``command`` with a reply, then goes back to accepting.
+
+:func:`turn_counting_proxy` stands between a client and a server and counts
+the client's turns: how often it spoke again after the server had, which is
+the number of round trips it waited for.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import selectors
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -45,6 +52,7 @@ __all__ = [
     "eventually",
     "numbered_message",
     "received_ids",
+    "turn_counting_proxy",
 ]
 
 
@@ -170,3 +178,65 @@ class ThreadsSince:
     def named(self, name: str) -> list[threading.Thread]:
         """The threads called ``name`` started since, still running."""
         return [t for t in threading.enumerate() if t.name == name and t not in self._earlier]
+
+
+class TurnCounter:
+    """A one-connection TCP proxy on 127.0.0.1 that counts the client's turns.
+
+    A turn is a client write that follows data from the server: a client that
+    waits for each reply before its next command takes one per command, one
+    that pipelines takes one per group.
+    """
+
+    def __init__(self, port: int) -> None:
+        self._target = port
+        self._listener = socket.create_server((LOOPBACK, 0))
+        self.host = LOOPBACK
+        self.port: int = self._listener.getsockname()[1]
+        self.turns = 0
+        self._thread = threading.Thread(target=self._serve, name="turn-counting-proxy")
+        self._thread.start()
+
+    def _serve(self) -> None:
+        with self._listener:
+            client, _address = self._listener.accept()
+        server = socket.create_connection((LOOPBACK, self._target))
+        other = {client: server, server: client}
+        last = server
+        with client, server, selectors.DefaultSelector() as selector:
+            for end in other:
+                selector.register(end, selectors.EVENT_READ)
+            while True:
+                for key, _events in selector.select():
+                    end: socket.socket = key.fileobj  # type: ignore[assignment]
+                    try:
+                        data = end.recv(65536)
+                    except ConnectionResetError:
+                        # A client that closes with a reply unread resets.
+                        return
+                    if not data:
+                        return
+                    if end is client and last is server:
+                        self.turns += 1
+                    last = end
+                    other[end].sendall(data)
+
+    def join(self) -> int:
+        """The client's turns, once one side has hung up."""
+        self._thread.join(10)
+        assert not self._thread.is_alive()
+        return self.turns
+
+
+@contextmanager
+def turn_counting_proxy(port: int) -> Iterator[TurnCounter]:
+    """A :class:`TurnCounter` in front of the server on ``port``, for one connection."""
+    proxy = TurnCounter(port)
+    try:
+        yield proxy
+    finally:
+        if proxy._thread.is_alive():
+            # Nobody connected: a connection of our own lets the thread end.
+            with contextlib.suppress(OSError):
+                socket.create_connection((LOOPBACK, proxy.port)).close()
+            proxy._thread.join(10)

@@ -2,7 +2,8 @@
 
 A connection stays open for the next message (``RSET`` in between), until it
 has been idle for ``idle_timeout`` seconds; one the server has dropped
-meanwhile is replaced, and the message sent once over the new one.
+meanwhile is replaced, and the message sent once over the new one. To a server
+that offers PIPELINING, a message takes two round trips rather than five.
 ``reuse_connections=False`` gives each message its own connection. Where the
 server offers DSN, every message asks that a bounce carry its headers only,
 never the body with the access key. Every failure surfaces as
@@ -23,6 +24,7 @@ from email.message import EmailMessage
 from typing import Any, Final
 
 from ..exceptions import DeliveryFailed
+from ._smtp_client import CLOSING, OK, Client, ResetRefused, TLSClient
 from ._smtp_common import (
     _DSN_MAIL_OPTIONS,
     DEFAULT_IDLE_TIMEOUT,
@@ -45,42 +47,8 @@ __all__ = ["SMTPMailer", "Security"]
 #: What :meth:`SMTPMailer.send` turns into DeliveryFailed.
 _SEND_ERRORS: Final = (smtplib.SMTPException, OSError, ValueError, email.errors.MessageError)
 
-_OK: Final = 250
-#: "Service not available, closing transmission channel" (RFC 5321).
-_CLOSING: Final = 421
 #: The longest wait for the server's answer to QUIT.
 _GOODBYE: Final = 2.0
-
-
-class _Client(smtplib.SMTP):
-    """An smtplib client that tells whether the message itself has begun to go.
-
-    A kept connection is reset (RSET) as soon as a mail is through, and the
-    server's answer read before the next: the round trip happens while the
-    connection waits rather than while a mail does.
-    """
-
-    data_began = False
-    reset_asked = False
-
-    def data(self, *args: Any, **kwargs: Any) -> tuple[int, bytes]:
-        self.data_began = True
-        return super().data(*args, **kwargs)
-
-    def ask_reset(self) -> None:
-        self.putcmd("rset")
-        self.reset_asked = True
-
-    def reset(self) -> int:
-        """The server's reply code to RSET: the one asked after the last mail, or asked now."""
-        if self.reset_asked:
-            self.reset_asked = False
-            return self.getreply()[0]
-        return self.rset()[0]
-
-
-class _TLSClient(_Client, smtplib.SMTP_SSL):
-    """:class:`_Client` over TLS from the first byte."""
 
 
 class SMTPMailer:
@@ -120,6 +88,13 @@ class SMTPMailer:
     networks (``bounces@panel.example.test``, ``bounces@localhost``) are
     accepted like any other. With ``None``, smtplib takes the
     ``Sender`` or else the ``From`` address of each message.
+
+    When the server offers PIPELINING (RFC 2920), as Postfix, Exim and the
+    large providers' relays do, ``RSET``, ``MAIL FROM``, ``RCPT TO`` and
+    ``DATA`` go in one write, and the message after their answers: two round
+    trips a mail instead of five, which counts most with a distant relay.
+    The server receives the same envelope and bytes either way; a message
+    whose envelope needs SMTPUTF8 goes a command at a time.
 
     When the server offers DSN (RFC 3461), every message is sent with
     ``RET=HDRS``, so a bounce carries its headers but never its body. A server
@@ -168,7 +143,7 @@ class SMTPMailer:
 
     def _start(self) -> None:
         self._hostname: str | None = None
-        self._pool: ThreadPool[_Client] = ThreadPool(self._settings, _retire, _drop)
+        self._pool: ThreadPool[Client] = ThreadPool(self._settings, _retire, _drop)
         self._flattened: weakref.WeakKeyDictionary[EmailMessage, Flat] = weakref.WeakKeyDictionary()
         # A mailer nobody holds any more closes what it kept.
         weakref.finalize(self, self._pool.close)
@@ -205,9 +180,7 @@ class SMTPMailer:
             client = kept.client
             client.data_began = False
             try:
-                reset = client.reset() == _OK
-                if reset:
-                    self._transfer(client, message, recipients)
+                self._transfer(client, message, recipients)
             except _SEND_ERRORS as exc:
                 self._pool.lost(kept)
                 _drop(client)
@@ -219,13 +192,10 @@ class SMTPMailer:
                 _drop(client)
                 raise
             else:
-                if reset:
-                    self._keep(kept)
-                    return
-                self._pool.lost(kept)
-                _drop(client)
-            # The kept connection died before the server took anything of
-            # this mail: a new one sends it, once.
+                self._keep(kept)
+                return
+            # The kept connection died, or refused RSET, before the server took
+            # anything of this mail: a new one sends it, once.
         try:
             client = self._connect()
         except _SEND_ERRORS as exc:
@@ -251,10 +221,11 @@ class SMTPMailer:
         A message the flattening fails on is left to :meth:`send`, which
         reports it.
         """
-        with contextlib.suppress(*_SEND_ERRORS, TypeError, IndexError):
-            self._flattened[message] = flat(message)
+        ahead = _flat_or_none(message)
+        if ahead is not None:
+            self._flattened[message] = ahead
 
-    def _keep(self, kept: Kept[_Client]) -> None:
+    def _keep(self, kept: Kept[Client]) -> None:
         try:
             kept.client.ask_reset()
         except BaseException as exc:
@@ -273,7 +244,7 @@ class SMTPMailer:
         """
         self._pool.close()
 
-    def _open(self, client: _Client) -> None:
+    def _open(self, client: Client) -> None:
         settings = self._settings
         if settings.security == "starttls":
             client.starttls(context=settings.context())
@@ -282,7 +253,7 @@ class SMTPMailer:
         # STARTTLS forgets the extensions offered before it, so ask on this channel.
         client.ehlo_or_helo_if_needed()
 
-    def _transfer(self, client: _Client, message: EmailMessage, recipients: list[str]) -> None:
+    def _transfer(self, client: Client, message: EmailMessage, recipients: list[str]) -> None:
         settings = self._settings
         client.data_began = False
         options = _DSN_MAIL_OPTIONS if client.has_extn("dsn") else ()
@@ -292,11 +263,18 @@ class SMTPMailer:
             elif not smtplib_goes_smtputf8(message, settings.envelope_sender, recipients):
                 # With SMTPUTF8, smtplib declares BODY=8BITMIME itself.
                 options = (*options, "BODY=8BITMIME")
-        ahead = self._flattened.get(message)
+        pipelining = client.has_extn("pipelining")
+        ahead = self._flattened.get(message) or (_flat_or_none(message) if pipelining else None)
         sender = settings.envelope_sender or (ahead.sender if ahead is not None else "")
-        if ahead is not None and sender.isascii() and all(r.isascii() for r in recipients):
+        if not (sender.isascii() and all(address.isascii() for address in recipients)):
+            # smtplib's SMTPUTF8 path: send_message flattens with utf8=True.
+            ahead = None
+        if ahead is not None and pipelining:
+            refused = client.pipelined(sender, recipients, ahead.wire, options)
+        elif (client.reset_asked or client.reset_due) and client.reset() != OK:
+            raise ResetRefused("the server refused RSET")
+        elif ahead is not None:
             # What send_message would send, flattened beforehand (see _smtp_message.flat).
-            client.ehlo_or_helo_if_needed()
             refused = client.sendmail(sender, recipients, ahead.wire, options)
         else:
             refused = client.send_message(
@@ -308,21 +286,21 @@ class SMTPMailer:
         if refused:
             raise smtplib.SMTPRecipientsRefused(refused)
 
-    def _connect(self) -> _Client:
+    def _connect(self) -> Client:
         # The host must go to the constructor: smtplib only records it there, and
         # TLS needs it to check the certificate. A failed connect closes its socket.
         s = self._settings
         if self._hostname is None:
             self._hostname = s.local_hostname or _default_local_hostname()
         if s.security == "tls":
-            return _TLSClient(
+            return TLSClient(
                 s.host,
                 s.port,
                 local_hostname=self._hostname,
                 timeout=s.timeout,
                 context=s.context(),
             )
-        return _Client(s.host, s.port, local_hostname=self._hostname, timeout=s.timeout)
+        return Client(s.host, s.port, local_hostname=self._hostname, timeout=s.timeout)
 
     def _failure(self, exc: BaseException, *, connecting: bool) -> DeliveryFailed:
         """Map an smtplib or socket error to a DeliveryFailed that quotes no server text.
@@ -358,12 +336,20 @@ class SMTPMailer:
         return _transport_failure(settings, exc, connecting=connecting)
 
 
+def _flat_or_none(message: EmailMessage) -> Flat | None:
+    """``message`` flattened, or ``None`` where that fails: send_message then reports it."""
+    try:
+        return flat(message)
+    except (*_SEND_ERRORS, TypeError, IndexError):
+        return None
+
+
 def _dead(exc: BaseException) -> bool:
     """Whether ``exc`` says the connection is gone, rather than that the server refused."""
     if isinstance(exc, smtplib.SMTPRecipientsRefused):
-        return any(code == _CLOSING for code, _reply in exc.recipients.values())
+        return any(code == CLOSING for code, _reply in exc.recipients.values())
     if isinstance(exc, smtplib.SMTPResponseException):
-        return exc.smtp_code == _CLOSING
+        return exc.smtp_code == CLOSING
     # smtplib's own errors are OSErrors too; of those only a disconnection counts.
     if isinstance(exc, smtplib.SMTPException):
         return isinstance(exc, smtplib.SMTPServerDisconnected)
