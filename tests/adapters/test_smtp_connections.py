@@ -90,6 +90,25 @@ def test_a_server_offering_pipelining_costs_two_round_trips_a_mail(
     assert len(server.received) == 8
 
 
+def test_the_mailer_tells_once_a_message_is_written_and_before_its_reply(
+    server: RunningSMTPServer,
+) -> None:
+    """The private callback background delivery composes on: once a mail, after the
+    message went and before the server accepted it; never for a mail refused before."""
+    seen: list[int] = []
+    mailer = SMTPMailer(server.host, server.port)
+    mailer._when_written(lambda: seen.append(len(server.received)))
+    server.handler.stall("DATA", 0.3)
+    mailer.send(make_message(1))
+    mailer.send(make_message(2))
+    assert seen == [0, 1]
+    counter(server).once("RCPT", "550 5.1.1 No such user here")
+    with pytest.raises(DeliveryFailed):
+        mailer.send(make_message(3))
+    assert seen == [0, 1]
+    mailer.close()
+
+
 def test_per_mail_setting_opens_a_connection_for_each_mail(server: RunningSMTPServer) -> None:
     """reuse_connections=False: one connection per mail, closed with QUIT, as before."""
     mailer = SMTPMailer(server.host, server.port, reuse_connections=False)

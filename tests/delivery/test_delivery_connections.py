@@ -22,7 +22,7 @@ from helpers.celery_app import build
 from helpers.celery_worker import PRIMARY, StartWorker, settings, start_worker, wait_for
 from helpers.constants import CONFIRM_URL, SECRET, SENDER
 from helpers.redis_server import redis_url
-from helpers.smtp_sessions import counter, counting_smtp_server, eventually
+from helpers.smtp_sessions import SessionCounter, counter, counting_smtp_server, eventually
 
 __all__ = ["redis_url", "settings", "start_worker"]
 
@@ -135,3 +135,26 @@ def test_a_celery_worker_keeps_one_connection(
         assert wait_for(lambda: len(server.received) >= 3)
         assert counter(server).opened == 1
         assert [mail.rcpt_tos for mail in server.received] == [(PRIMARY,)] * 3
+
+
+@pytest.mark.slow  # starts the delivery process
+def test_the_delivery_process_pipelines_and_refusals_leave_the_rest_going() -> None:
+    """To a server offering PIPELINING, the delivery process sends every mail it may over
+    kept connections, two recipients refused on the way, and its queue ends empty."""
+    handler = SessionCounter(pipelining=True)
+    handler.refuse("client1@example.com", "550 5.1.1 No such user here")
+    handler.refuse("client4@example.com", "550 5.1.1 No such user here")
+    with counting_smtp_server(handler) as server:
+        mailer = SMTPMailer(server.host, server.port)
+        delivery = BackgroundMailer(mailer, delay=(0.0, 0.0))
+        recovery = service(mailer, delivery)
+        assert delivery.process_id is not None
+        for job in jobs(12):
+            delivery.submit(job)
+        assert recovery.flush(timeout=20)
+        assert delivery.pending == 0
+        delivered = sorted(mail.rcpt_tos[0] for mail in server.received)
+        assert delivered == sorted(f"client{n}@example.com" for n in range(12) if n not in (1, 4))
+        # The refused mails' connections are not kept; the others carry on.
+        assert counter(server).opened <= 4 + 2
+        recovery.close()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import smtplib
+from collections.abc import Callable
 from typing import Any, Final
 
 __all__ = ["CLOSING", "OK", "Client", "ResetRefused", "TLSClient"]
@@ -34,10 +35,30 @@ class Client(smtplib.SMTP):
     reset_asked = False
     #: RSET is to go ahead of the next mail's commands.
     reset_due = False
+    #: Called once a message is written, while its reply is awaited.
+    on_message_written: Callable[[], None] | None = None
 
-    def data(self, *args: Any, **kwargs: Any) -> tuple[int, bytes]:
+    def data(self, msg: Any) -> tuple[int, bytes]:
+        if not isinstance(msg, bytes):
+            # sendmail, the only caller, hands bytes; anything else goes smtplib's way.
+            self.data_began = True
+            return super().data(msg)
+        self.putcmd("data")
+        code, reply = self.getreply()
+        if code != _START_INPUT:
+            raise smtplib.SMTPDataError(code, reply)
+        return self._message(msg)
+
+    def _message(self, wire: bytes) -> tuple[int, bytes]:
+        """Write ``wire`` after DATA was accepted, as smtplib does, and read the reply."""
         self.data_began = True
-        return super().data(*args, **kwargs)
+        quoted = _LEADING_DOT.sub(b"..", wire)
+        if not quoted.endswith(b"\r\n"):
+            quoted += b"\r\n"
+        self.send(quoted + b".\r\n")
+        if self.on_message_written is not None:
+            self.on_message_written()
+        return self.getreply()
 
     def ask_reset(self) -> None:
         if self.has_extn("pipelining"):
@@ -89,12 +110,7 @@ class Client(smtplib.SMTP):
         code, reply = self.getreply()
         if code != _START_INPUT:
             raise smtplib.SMTPDataError(code, reply)
-        self.data_began = True
-        quoted = _LEADING_DOT.sub(b"..", wire)
-        if not quoted.endswith(b"\r\n"):
-            quoted += b"\r\n"
-        self.send(quoted + b".\r\n")
-        code, reply = self.getreply()
+        code, reply = self._message(wire)
         if code != OK:
             raise smtplib.SMTPDataError(code, reply)
         return refused

@@ -20,6 +20,7 @@ import smtplib
 import socket
 import ssl
 import weakref
+from collections.abc import Callable
 from email.message import EmailMessage
 from typing import Any, Final
 
@@ -145,6 +146,7 @@ class SMTPMailer:
         self._hostname: str | None = None
         self._pool: ThreadPool[Client] = ThreadPool(self._settings, _retire, _drop)
         self._flattened: weakref.WeakKeyDictionary[EmailMessage, Flat] = weakref.WeakKeyDictionary()
+        self._written: Callable[[], None] | None = None
         # A mailer nobody holds any more closes what it kept.
         weakref.finalize(self, self._pool.close)
 
@@ -225,6 +227,14 @@ class SMTPMailer:
         if ahead is not None:
             self._flattened[message] = ahead
 
+    def _when_written(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` each time a message is written, before its reply is read.
+
+        Background delivery composes the next mail then, while the server takes
+        its time, rather than while a worker's commands go back and forth.
+        """
+        self._written = callback
+
     def _keep(self, kept: Kept[Client]) -> None:
         try:
             kept.client.ask_reset()
@@ -256,6 +266,7 @@ class SMTPMailer:
     def _transfer(self, client: Client, message: EmailMessage, recipients: list[str]) -> None:
         settings = self._settings
         client.data_began = False
+        client.on_message_written = self._written
         options = _DSN_MAIL_OPTIONS if client.has_extn("dsn") else ()
         if has_8bit_part(message):
             if not client.has_extn("8bitmime"):

@@ -279,6 +279,7 @@ def main() -> None:
     library.setLevel(logging.DEBUG)
     library.propagate = False
     mailer = BackgroundMailer(config["mailer"], isolation="thread", **config["options"])
+    mailer._mailer_is_own_copy()
     mailer.bind(config["composer"])
 
     def report(kind: EventKind, number: str | None, reason: str) -> None:

@@ -42,8 +42,13 @@ class TimedQueue:
         self._ahead = ahead
         lock = threading.RLock()
         self._cond = threading.Condition(lock)
-        # The composing thread waits apart, woken when a job is queued or a worker takes one.
+        # The composing thread waits apart, woken when a job is queued, when a
+        # worker is through with one it did not send, and either when a worker
+        # takes one or, where the mailer tells, when a worker's message is written
+        # (room_to_compose): composing then does not compete with the worker's
+        # commands and their answers for the interpreter lock.
         self._compose_wake = threading.Condition(lock)
+        self.compose_on_take = True
         # (due time on the clock, order, item); a heap.
         self._heap: list[tuple[float, int, Item]] = []
         # Mails composed ahead, due already.
@@ -92,15 +97,24 @@ class TimedQueue:
                     break
                 self._cond.wait(self._heap[0][0] - now if self._heap else None)
             self._in_hand += 1
-            # Room for one more composed ahead, or another job at the heap's head.
-            self._compose_wake.notify()
+            if self.compose_on_take:
+                # Room for one more composed ahead, or another job at the heap's head.
+                self._compose_wake.notify()
             return item
 
-    def done(self) -> None:
-        """A worker is through with the item it took."""
+    def room_to_compose(self) -> None:
+        """Wake the composing thread: a worker's message is written, and its reply awaited."""
+        with self._cond:
+            self._compose_wake.notify()
+
+    def done(self, sent: bool) -> None:
+        """A worker is through with the item it took, whose mail went if ``sent``."""
         with self._cond:
             self._in_hand -= 1
             self._cond.notify_all()
+            if not sent:
+                # No message was written, so room_to_compose may not have been called.
+                self._compose_wake.notify()
 
     def take_to_compose(self) -> Item | None:
         """For the composing thread: a due job, once fewer than ``ahead`` wait composed."""

@@ -300,6 +300,15 @@ class BackgroundMailer(RetrySettings):
                 )
                 self._composing.start()
 
+    def _mailer_is_own_copy(self) -> None:
+        """The delivery process's: its mailer is its own copy, which may tell when a
+        message is written. The next mail is then composed while the server takes its
+        time over that one, rather than while a worker's commands go back and forth."""
+        when_written = getattr(self.mailer, "_when_written", None)
+        if when_written is not None:
+            when_written(self._queue.room_to_compose)
+            self._queue.compose_on_take = False
+
     def _compose_ahead(self) -> None:
         # Composing here, while the workers wait on the server, takes it off
         # their path from one mail to the next; a worker composes for itself
@@ -322,12 +331,13 @@ class BackgroundMailer(RetrySettings):
 
     def _run(self) -> None:
         while (item := self._queue.take()) is not None:
+            sent = False
             try:
-                self._deliver(item)
+                sent = self._deliver(item)
             except BaseException as exc:  # noqa: BLE001 - the worker must outlive any one job
                 self._gave_up(item, exc)
             finally:
-                self._queue.done()
+                self._queue.done(sent)
 
     def _dropped(self, left: list[Item]) -> None:
         """Report ``left``, still undelivered at close, as given up, and log how many."""
@@ -364,9 +374,10 @@ class BackgroundMailer(RetrySettings):
                 return False
         return True
 
-    def _deliver(self, item: Item) -> None:
+    def _deliver(self, item: Item) -> bool:
+        """Send ``item``'s mail, composing it first if need be; whether it went."""
         if not self._composed(item):
-            return
+            return False
         assert item.message is not None
         message = item.message
         try:
@@ -376,7 +387,7 @@ class BackgroundMailer(RetrySettings):
             )
         except BaseException as exc:  # noqa: BLE001 - a mailer may raise anything, Timeout included
             self._failed(item, exc)
-            return
+            return False
         logger.info(
             "mail sent",
             extra={
@@ -387,6 +398,7 @@ class BackgroundMailer(RetrySettings):
             },
         )
         tell(self._report, EventKind.MAILED, item.job)
+        return True
 
     def _failed(self, item: Item, exc: BaseException) -> None:
         assert item.message is not None
