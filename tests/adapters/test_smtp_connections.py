@@ -161,6 +161,20 @@ def test_421_at_mail_from_on_a_kept_connection_is_sent_once_over_a_new_one(
     mailer.close()
 
 
+def test_a_kept_connection_that_refuses_rset_is_replaced(server: RunningSMTPServer) -> None:
+    """RSET refused between mails: the connection is not used again, and the next mail
+    goes once, over a new one (with PIPELINING, after MAIL FROM went behind the RSET)."""
+    mailer = SMTPMailer(server.host, server.port)
+    # Without PIPELINING the RSET goes as the first mail is through, its answer read later.
+    counter(server).once("RSET", "554 5.5.0 Transaction failed")
+    mailer.send(make_message(1))
+    second = make_message(2)
+    mailer.send(second)
+    assert received_ids(server)[1:] == [str(second["Message-ID"])]
+    assert counter(server).opened == 2
+    mailer.close()
+
+
 @pytest.mark.parametrize(
     ("command", "reply", "temporary"),
     [

@@ -70,7 +70,7 @@ class SessionCounter(RecordingHandler):
     loop: asyncio.AbstractEventLoop | None = None
 
     def once(self, command: str, reply: str) -> None:
-        """Answer the next ``command`` (``MAIL``, ``RCPT``, ``DATA``) with ``reply``."""
+        """Answer the next ``command`` (``RSET``, ``MAIL``, ``RCPT``, ``DATA``) with ``reply``."""
         self.once_replies[command.upper()] = reply
 
     async def _intercept(self, command: str) -> str | None:
@@ -79,7 +79,7 @@ class SessionCounter(RecordingHandler):
 
     async def handle_RSET(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         self.rsets += 1
-        return "250 OK"
+        return self.once_replies.pop("RSET", "250 OK")
 
     async def handle_QUIT(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         self.quits += 1
