@@ -805,7 +805,8 @@ def _dotted() -> EmailMessage:
 def test_a_pipelined_mail_arrives_as_one_sent_a_command_at_a_time(
     build: Callable[[], EmailMessage], dsn: bool, envelope_sender: str | None
 ) -> None:
-    """To a server offering PIPELINING, the envelope, MAIL parameters and bytes are the same."""
+    """To a server offering PIPELINING, the envelope, MAIL parameters and bytes are the same,
+    and the bytes are those plain smtplib delivers."""
     message = build()
     received = []
     for pipelining in (False, True):
@@ -816,8 +817,18 @@ def test_a_pipelined_mail_arrives_as_one_sent_a_command_at_a_time(
             mailer.send(message)
             mailer.close()
             received.extend(running.received)
+    with running_smtp_server(smtputf8=True) as running, smtplib.SMTP(*running_at(running)) as plain:
+        to = [address.addr_spec for address in message["To"].addresses]
+        plain.send_message(message, from_addr=envelope_sender, to_addrs=to)
+        [by_smtplib] = running.received
     assert len(received) == 4
     for mail in received[1:]:
         assert (mail.mail_from, mail.rcpt_tos) == (received[0].mail_from, received[0].rcpt_tos)
         assert mail.mail_options == received[0].mail_options
         assert mail.content == received[0].content
+    assert by_smtplib.content == received[0].content
+    assert (by_smtplib.mail_from, by_smtplib.rcpt_tos) == (received[0].mail_from, tuple(to))
+
+
+def running_at(running: RunningSMTPServer) -> tuple[str, int]:
+    return running.host, running.port

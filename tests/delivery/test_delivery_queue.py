@@ -46,31 +46,34 @@ def full_queue(compose_on_take: bool) -> TimedQueue:
     return queue
 
 
-def waits(got: list[Item]) -> bool:
+def still_waiting(got: list[Item]) -> bool:
     time.sleep(SETTLE)
     return got == []
 
 
 def test_taking_a_mail_wakes_the_composer_by_default() -> None:
+    """A host's mailer tells nothing: room made by a worker's take is refilled at once."""
     queue = full_queue(compose_on_take=True)
     with composer_waiting(queue) as got:
-        assert waits(got)
+        assert still_waiting(got)
         assert queue.take() is not None
         time.sleep(SETTLE)
         assert len(got) == 1
 
 
 def test_with_the_mailer_telling_the_composer_waits_for_the_written_message() -> None:
+    """The delivery process's own SMTPMailer tells: a take alone does not wake the composer."""
     queue = full_queue(compose_on_take=False)
     with composer_waiting(queue) as got:
         assert queue.take() is not None
-        assert waits(got)
+        assert still_waiting(got)
         queue.room_to_compose()
         time.sleep(SETTLE)
         assert len(got) == 1
 
 
 def test_a_mail_that_did_not_go_wakes_the_composer_and_a_sent_one_does_not() -> None:
+    """A mail refused before its message went never called room_to_compose: done() does."""
     for sent in (True, False):
         queue = full_queue(compose_on_take=False)
         with composer_waiting(queue) as got:
