@@ -130,7 +130,9 @@ def test_send_returns_before_a_slow_delivery(
     mailer = background(inner)
     started = time.perf_counter()
     mailer.send(message(1))
-    assert time.perf_counter() - started < 0.05
+    # Well before the 0.3 s the delivery takes; starting the threads on a loaded
+    # machine has taken over 50 ms.
+    assert time.perf_counter() - started < 0.15
     assert inner.outbox == []
     assert mailer.pending == 1
     assert mailer.flush(timeout=5) is True
