@@ -305,7 +305,8 @@ class BackgroundMailer(RetrySettings):
         message is written. The next mail is then composed while the server takes its
         time over that one, rather than while a worker's commands go back and forth."""
         when_written = getattr(self.mailer, "_when_written", None)
-        if when_written is not None:
+        # A host's subclass may send its own way and never call back.
+        if when_written is not None and _rebuilt_from_settings(self.mailer):
             when_written(self._queue.room_to_compose)
             self._queue.compose_on_take = False
 
