@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 import smtplib
 from collections.abc import Callable
-from typing import Any, Final
+from typing import Final
 
 __all__ = ["CLOSING", "OK", "Client", "ResetRefused", "TLSClient"]
 
@@ -38,11 +38,8 @@ class Client(smtplib.SMTP):
     #: Called once a message is written, while its reply is awaited.
     on_message_written: Callable[[], None] | None = None
 
-    def data(self, msg: Any) -> tuple[int, bytes]:
-        if not isinstance(msg, bytes):
-            # sendmail, the only caller, hands bytes; anything else goes smtplib's way.
-            self.data_began = True
-            return super().data(msg)
+    def data(self, msg: bytes) -> tuple[int, bytes]:  # type: ignore[override]
+        # sendmail, the only caller, hands bytes.
         self.putcmd("data")
         code, reply = self.getreply()
         if code != _START_INPUT:
