@@ -9,13 +9,17 @@ broker), ``CREDRECOVERY_BENCH_SMTP_PORT`` (the sink on 127.0.0.1) and
 ``CREDRECOVERY_BENCH_SECRET`` (the service's secret key) and
 ``CREDRECOVERY_BENCH_QUEUE`` (the queue, which the worker consumes with
 ``-Q``) in its environment;
-:func:`build` builds the same service for the side that submits the jobs.
+:func:`build` builds the same service for the side that submits the jobs, and
+:func:`empty_task` a task that measures what Celery itself costs a job.
 """
 
 from __future__ import annotations
 
 import os
+import time
+from typing import Any
 
+import redis
 from celery import Celery
 
 from credrecovery import RecoveryService
@@ -50,5 +54,27 @@ def build() -> tuple[Celery, CeleryDelivery, RecoveryService]:
     return celery_app, delivery, service
 
 
+def empty_task(celery_app: Celery) -> Any:
+    """A task with the options of the delivery task that does nothing: Celery's own cost.
+
+    Given a key, it stores the time it ran there, in the broker's Redis.
+    """
+
+    def empty(task: Any, sealed: str, stamp: str | None = None) -> None:
+        if stamp is not None:
+            redis.Redis.from_url(celery_app.conf.broker_url).set(stamp, repr(time.time()))
+
+    register: Any = celery_app.task(
+        name="credrecovery_bench.empty",
+        bind=True,
+        acks_late=True,
+        reject_on_worker_lost=True,
+        ignore_result=True,
+        max_retries=None,
+    )
+    return register(empty)
+
+
 if "CREDRECOVERY_BENCH_BROKER" in os.environ:
     app, _delivery, _service = build()
+    empty = empty_task(app)
