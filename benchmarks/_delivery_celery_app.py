@@ -8,7 +8,8 @@ from the repository's root, with ``CREDRECOVERY_BENCH_BROKER`` (the Redis
 broker), ``CREDRECOVERY_BENCH_SMTP_PORT`` (the sink on 127.0.0.1) and
 ``CREDRECOVERY_BENCH_SECRET`` (the service's secret key) and
 ``CREDRECOVERY_BENCH_QUEUE`` (the queue, which the worker consumes with
-``-Q``) in its environment;
+``-Q``) in its environment, and ``CREDRECOVERY_BENCH_RECORDS=none`` for a
+delivery that records nothing;
 :func:`build` builds the same service for the side that submits the jobs, and
 :func:`empty_task` a task that measures what Celery itself costs a job.
 """
@@ -40,7 +41,11 @@ def build() -> tuple[Celery, CeleryDelivery, RecoveryService]:
     celery_app.conf.worker_hijack_root_logger = False
     mailer = SMTPMailer("127.0.0.1", int(os.environ["CREDRECOVERY_BENCH_SMTP_PORT"]))
     delivery = CeleryDelivery(
-        celery_app, mailer, delay=(0.0, 0.0), queue=os.environ["CREDRECOVERY_BENCH_QUEUE"]
+        celery_app,
+        mailer,
+        delay=(0.0, 0.0),
+        queue=os.environ["CREDRECOVERY_BENCH_QUEUE"],
+        records=None if os.environ.get("CREDRECOVERY_BENCH_RECORDS") == "none" else "broker",
     )
     service = RecoveryService(
         MemoryDirectory(),

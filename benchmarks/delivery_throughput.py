@@ -14,8 +14,12 @@ never pipelines, the library's ``SMTPMailer`` does where it is offered:
 * (c) Celery delivery with one worker process (``--pool=solo``, Redis broker),
   from the first mail to the last of a queue filled beforehand (the worker
   is stopped with SIGSTOP meanwhile, so that publishing takes no CPU from it),
-  next to a task that does nothing, with the delivery task's options and a
-  sealed job for payload, through the same worker: what Celery itself allows;
+  with the CPU time that process spent per mail, next to a task that does
+  nothing, with the delivery task's options and a sealed job for payload,
+  through the same worker: what Celery itself allows. ``--celery-pool``,
+  ``--celery-concurrency`` and ``--celery-records none`` run the worker
+  otherwise, to see where the time goes (the CPU figure counts the worker's
+  main process, so not a prefork pool's children);
 * (d) the background delivery against a sink that answers DATA after 50 ms,
   against what its workers could do at best (``workers / 0.05`` mails/s),
   next to as many smtplib threads sending messages composed beforehand, one
@@ -35,7 +39,8 @@ Each row makes ``--repeats`` passes, (a) and (b) in turn, and keeps the best
 (for (e), the least CPU): a shared machine slows passes down, never up.
 
     python benchmarks/delivery_throughput.py [--mails 1000] [--slow-mails 300] [--repeats 3]
-                                             [--no-celery]
+                                             [--no-celery] [--celery-pool solo]
+                                             [--celery-concurrency N] [--celery-records broker]
 """
 
 from __future__ import annotations
@@ -269,15 +274,19 @@ class Background:
         self._service.close()
 
 
-def celery(port: int, mails: int, running: Sink, repeats: int) -> tuple[float, float]:
+def celery(
+    port: int, mails: int, running: Sink, repeats: int, options: argparse.Namespace
+) -> tuple[float, float, float]:
     """(c): mails/s of Celery delivery with one worker process, the best of ``repeats``,
-    and the jobs/s of a task that does nothing, with the same options and payload, through
-    the same worker: Celery's own ceiling."""
+    the least CPU time that process spent per mail, and the jobs/s of a task that does
+    nothing, with the same options and payload, through the same worker: Celery's own
+    ceiling."""
     environment = {
         "CREDRECOVERY_BENCH_BROKER": BROKER,
         "CREDRECOVERY_BENCH_SMTP_PORT": str(port),
         "CREDRECOVERY_BENCH_SECRET": SECRET,
         "CREDRECOVERY_BENCH_QUEUE": f"credrecovery-bench-{uuid.uuid4().hex}",
+        "CREDRECOVERY_BENCH_RECORDS": options.celery_records,
     }
     queue = environment["CREDRECOVERY_BENCH_QUEUE"]
     os.environ.update(environment)
@@ -294,7 +303,12 @@ def celery(port: int, mails: int, running: Sink, repeats: int) -> tuple[float, f
             "-A",
             "benchmarks._delivery_celery_app:app",
             "worker",
-            "--pool=solo",
+            f"--pool={options.celery_pool}",
+            *(
+                [f"--concurrency={options.celery_concurrency}"]
+                if options.celery_concurrency
+                else []
+            ),
             "--loglevel=WARNING",
             "--without-gossip",
             "--without-mingle",
@@ -313,7 +327,7 @@ def celery(port: int, mails: int, running: Sink, repeats: int) -> tuple[float, f
         for job in warm:
             delivery.submit(job)
         running.wait_for(before + len(warm), timeout=120)
-        rates = []
+        rates, cpus = [], []
         for _ in range(repeats):
             # The queue fills while the worker takes nothing, so that publishing
             # takes no CPU from it: the rate runs from the first mail to the last.
@@ -321,8 +335,10 @@ def celery(port: int, mails: int, running: Sink, repeats: int) -> tuple[float, f
             for job in jobs(mails):
                 delivery.submit(job)
             before = running.accepted
+            cpu = cpu_seconds(worker.pid)
             worker.send_signal(signal.SIGCONT)
             running.wait_for(before + mails)
+            cpus.append((cpu_seconds(worker.pid) - cpu) / mails)
             first, last = running.times[before], running.times[before + mails - 1]
             rates.append((mails - 1) / (last - first))
         sealed = delivery.seal(jobs(1)[0])
@@ -344,7 +360,7 @@ def celery(port: int, mails: int, running: Sink, repeats: int) -> tuple[float, f
             store.delete(stamp)
             empty_rates.append(mails / (float(ran) - start))
         store.close()
-        return max(rates), max(empty_rates)
+        return max(rates), min(cpus), max(empty_rates)
     finally:
         worker.terminate()
         worker.wait(30)
@@ -360,6 +376,21 @@ def main() -> None:
     parser.add_argument("--slow-mails", type=int, default=300, help="mails against the slow sink")
     parser.add_argument("--repeats", type=int, default=3, help="passes per row; the best counts")
     parser.add_argument("--no-celery", action="store_true", help="skip the Celery row")
+    parser.add_argument(
+        "--celery-pool",
+        default="solo",
+        choices=["solo", "threads", "prefork"],
+        help="the Celery worker's pool (default: solo)",
+    )
+    parser.add_argument(
+        "--celery-concurrency", type=int, help="the Celery worker's --concurrency, if given"
+    )
+    parser.add_argument(
+        "--celery-records",
+        default="broker",
+        choices=["broker", "none"],
+        help="CeleryDelivery(records=...): 'broker' (the default) or none (records=None)",
+    )
     args = parser.parse_args()
     logging.disable(logging.WARNING)
     header("Delivery throughput against an SMTP sink on 127.0.0.1")
@@ -382,7 +413,7 @@ def main() -> None:
         plain.close()
         background.close()
         base, rate, cpu, inline_best = max(bases), max(rates), min(cpus), min(inline)
-        queued = None if args.no_celery else celery(fast.port, args.mails, fast, args.repeats)
+        queued = None if args.no_celery else celery(fast.port, args.mails, fast, args.repeats, args)
     with sink(SLOW_DELAY) as slow, sink(SLOW_DELAY, pipelining=False) as unpiped:
         slowed = Background(slow.port, slow)
         one_by_one = Background(unpiped.port, unpiped)
@@ -415,11 +446,15 @@ def main() -> None:
         ],
     ]
     if queued is not None:
-        mailed, empty = queued
+        mailed, worker_cpu, empty = queued
+        pool = args.celery_pool + (
+            f", concurrency {args.celery_concurrency}" if args.celery_concurrency else ""
+        )
+        records = "" if args.celery_records == "broker" else ", records=None"
         rows += [
             [
-                "(c) Celery, one worker process (solo)",
-                f"{mailed:.0f} mails/s",
+                f"(c) Celery, one worker process ({pool}{records})",
+                f"{mailed:.0f} mails/s, {worker_cpu * 1000:.2f} ms CPU a mail",
                 f"{mailed / base:.2f}",
                 f">= {TARGETS['celery']}",
                 verdict(mailed / base >= TARGETS["celery"]),
