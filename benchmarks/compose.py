@@ -12,7 +12,8 @@ Reports, from one run, the median and the 99th percentile of:
   baseline, and Django's ``EmailMultiAlternatives(...).message()`` with the
   same subject, texts and addresses;
 * writing each message once, as ``smtplib.SMTP.send_message`` does (a
-  ``BytesGenerator`` with ``linesep="\\r\\n"``), for the three.
+  ``BytesGenerator`` with ``linesep="\\r\\n"``), for the three, and the
+  library's as ``SMTPMailer`` writes it (``flat()``: the same bytes).
 
 The operations run interleaved, block by block, so that a burst of load
 elsewhere on the machine falls on each of them alike.
@@ -37,6 +38,7 @@ from typing import Any
 from _common import header, median, percentile, table, timed_together, us
 
 from credrecovery import RecoveryService
+from credrecovery.adapters._smtp_message import flat
 from credrecovery.jobs import ConfirmationJob
 from credrecovery.mail import headers, messages
 from credrecovery.memory import MemoryDirectory, MemoryMailer
@@ -154,12 +156,15 @@ def main() -> None:
         pending = unwritten[name]
         return lambda: written(pending.pop())
 
+    unflattened = [builders["library"]() for _ in range(per_kind)]
+
     samples = timed_together(
         {
             "compose library": compose_with(library_build),
             "compose baseline": compose_with(stdlib_build),
             **{f"build {name}": make for name, make in builders.items()},
             **{f"write {name}": writer(name) for name in builders},
+            "flat library": lambda: flat(unflattened.pop()).wire,
         },
         args.rounds,
         BLOCKS,
@@ -171,6 +176,7 @@ def main() -> None:
         ("building alone, EmailMessage API (baseline)", "build baseline", ""),
         ("building alone, Django's message()", "build django", "build baseline"),
         ("writing for SMTP", "write library", "write baseline"),
+        ("writing for SMTP as SMTPMailer does", "flat library", "write baseline"),
         ("writing the baseline's (baseline)", "write baseline", ""),
         ("writing Django's", "write django", "write baseline"),
     ]

@@ -6,9 +6,16 @@ import io
 import pickle
 from datetime import UTC, datetime, timedelta
 from email.generator import BytesGenerator
+from email.headerregistry import MessageIDHeader
 from email.message import EmailMessage
+from email.policy import default
+from email.utils import make_msgid
+
+from hypothesis import given
+from hypothesis import strategies as st
 
 from credrecovery import Client
+from credrecovery.mail.headers import _HEADERS, _POLICY, _MessageID
 from credrecovery.mail.messages import confirmation_message
 
 NOW = datetime(2027, 1, 15, 12, 0, tzinfo=UTC)
@@ -74,3 +81,26 @@ def test_a_mail_and_its_headers_cross_to_another_process() -> None:
     assert copy.as_bytes() == message.as_bytes()
     for name in ("From", "To", "Subject", "Message-ID"):
         assert pickle.loads(pickle.dumps(message[name])) == message[name]
+
+
+@given(
+    domain=st.from_regex(r"[A-Za-z0-9.-]{1,120}", fullmatch=True),
+    max_line_length=st.sampled_from([78, 40, 0, None]),
+    linesep=st.sampled_from(["\n", "\r\n"]),
+)
+def test_a_message_id_of_the_librarys_making_folds_as_the_standard_header_does(
+    domain: str, max_line_length: int | None, linesep: str
+) -> None:
+    """Written without parsing, on one line while it fits, else by the standard path."""
+    value = make_msgid(domain=domain)
+    policy = _POLICY.clone(max_line_length=max_line_length, linesep=linesep)
+    standard = default.header_factory("Message-ID", value)
+    assert _HEADERS("Message-ID", _MessageID(value)).fold(policy=policy) == standard.fold(
+        policy=policy
+    )
+
+
+def test_a_mails_message_id_is_a_message_id_header_to_the_host() -> None:
+    header = _mail("1001")["Message-ID"]
+    assert isinstance(header, MessageIDHeader)
+    assert header.defects == () and header.startswith("<") and header.endswith("@example.com>")

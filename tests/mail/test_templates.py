@@ -542,3 +542,27 @@ def _job(language: str) -> ConfirmationJob:
         clients=(("9000", account_binding(client)),),
         issued_at=1_800_000_000.0,
     )
+
+
+def test_a_host_template_translates_with_each_gettext_form(
+    make_service: Callable[..., RecoveryService], directory: MemoryDirectory, mailer: MemoryMailer
+) -> None:
+    """``_()``, ``gettext()``, ``ngettext()`` and ``{% trans %}`` translate, and a value is
+    escaped in HTML alone, the text around it never."""
+    directory.add_client("9001", "bea@example.com", key="-", name="Bea <b>&amp; Co")
+    forms = (
+        '{{ _("Hello %(name)s,", name=greeting_name) }}|{{ gettext("Hello,") }}|'
+        '{{ ngettext("%(num)d client", "%(num)d clients", 2) }}|'
+        "{% trans name=greeting_name %}Hello {{ name }},{% endtrans %}|"
+        '{{ _("100%% <i>sure</i> & done") }}\n'
+    )
+    loader = jinja2.DictLoader({"confirmation.txt": forms, "confirmation.html": forms})
+    make_service(templates=loader, locale="es").request("client_number", "9001")
+    message = mailer.outbox[0]
+    assert _plain(message) == (
+        "Hola, Bea <b>&amp; Co:|Hola:|2 clients|Hola, Bea <b>&amp; Co:|100% <i>sure</i> & done\n"
+    )
+    assert _html(message) == (
+        "Hola, Bea &lt;b&gt;&amp;amp; Co:|Hola:|2 clients|"
+        "Hola, Bea &lt;b&gt;&amp;amp; Co:|100% <i>sure</i> & done\n"
+    )

@@ -16,7 +16,7 @@ import functools
 import os
 import re
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from email.headerregistry import Address
 from email.message import EmailMessage
@@ -24,6 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+import jinja2.runtime
+import markupsafe
 
 from ..exceptions import InvalidIdentifier, KeyRejected
 from ..models import Client
@@ -353,7 +355,26 @@ class MailRenderer:
         environment.install_gettext_translations(  # type: ignore[attr-defined]
             translations, newstyle=True
         )
+        # The extension's "_" looks "gettext" up and reaches the catalog through
+        # two more context calls, a seventh of rendering a mail; this is its
+        # new-style gettext, called directly.
+        environment.globals["_"] = environment.globals["gettext"] = _gettext(translations.gettext)
         return environment
+
+
+def _gettext(translate: Callable[[str], str]) -> Callable[..., str]:
+    """Jinja2's new-style ``gettext``: ``message`` translated, marked safe where the
+    template escapes, then formatted with ``variables`` (which are escaped there)."""
+
+    @jinja2.pass_context
+    def gettext(context: jinja2.runtime.Context, message: str, **variables: Any) -> str:
+        text = translate(message)
+        if context.eval_ctx.autoescape:
+            # The catalog's text is trusted, as Jinja2's own gettext trusts it.
+            text = markupsafe.Markup(text)  # noqa: S704
+        return text % variables
+
+    return gettext
 
 
 @functools.lru_cache(maxsize=16)
