@@ -19,7 +19,9 @@ never pipelines, the library's ``SMTPMailer`` does where it is offered:
   through the same worker: what Celery itself allows. ``--celery-pool``,
   ``--celery-concurrency`` and ``--celery-records none`` run the worker
   otherwise, to see where the time goes (the CPU figure counts the worker's
-  main process, so not a prefork pool's children);
+  main process, so not a prefork pool's children). ``--celery-only`` runs
+  rows (a) and (c) alone, (a)'s passes before and after (c)'s, to compare
+  two versions of the task quickly;
 * (d) the background delivery against a sink that answers DATA after 50 ms,
   against what its workers could do at best (``workers / 0.05`` mails/s),
   next to as many smtplib threads sending messages composed beforehand, one
@@ -41,6 +43,7 @@ Each row makes ``--repeats`` passes, (a) and (b) in turn, and keeps the best
     python benchmarks/delivery_throughput.py [--mails 1000] [--slow-mails 300] [--repeats 3]
                                              [--no-celery] [--celery-pool solo]
                                              [--celery-concurrency N] [--celery-records broker]
+                                             [--celery-only]
 """
 
 from __future__ import annotations
@@ -370,12 +373,60 @@ def verdict(ok: bool) -> str:
     return "pass" if ok else "FAIL"
 
 
+def celery_rows(
+    queued: tuple[float, float, float], base: float, args: argparse.Namespace
+) -> list[list[object]]:
+    mailed, worker_cpu, empty = queued
+    pool = args.celery_pool + (
+        f", concurrency {args.celery_concurrency}" if args.celery_concurrency else ""
+    )
+    records = "" if args.celery_records == "broker" else ", records=None"
+    return [
+        [
+            f"(c) Celery, one worker process ({pool}{records})",
+            f"{mailed:.0f} mails/s, {worker_cpu * 1000:.2f} ms CPU a mail",
+            f"{mailed / base:.2f}",
+            f">= {TARGETS['celery']}",
+            verdict(mailed / base >= TARGETS["celery"]),
+        ],
+        [
+            "(c) for reference: a task doing nothing, same options, payload and worker",
+            f"{empty:.0f} jobs/s",
+            f"{empty / base:.2f}",
+            "",
+            "",
+        ],
+    ]
+
+
+def celery_only(args: argparse.Namespace) -> None:
+    """Rows (a) and (c) alone: the passes of (a) before and after those of (c)."""
+    with sink(0.0) as fast:
+        plain = Baseline(fast.port, args.mails, fast)
+        bases = [plain.run() for _ in range(args.repeats)]
+        queued = celery(fast.port, args.mails, fast, args.repeats, args)
+        bases += [plain.run() for _ in range(args.repeats)]
+        plain.close()
+    base = max(bases)
+    print(f"(a) passes: {', '.join(f'{r:.0f}' for r in bases)} mails/s")
+    print()
+    rows: list[list[object]] = [
+        ["(a) smtplib, one connection, composed beforehand", f"{base:.0f} mails/s", "1.00", "", ""],
+        *celery_rows(queued, base, args),
+    ]
+    table(["row", "figure", "ratio", "target", "verdict"], rows)
+    print("uptime:", subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mails", type=int, default=1000, help="mails per pass of a fast row")
     parser.add_argument("--slow-mails", type=int, default=300, help="mails against the slow sink")
     parser.add_argument("--repeats", type=int, default=3, help="passes per row; the best counts")
     parser.add_argument("--no-celery", action="store_true", help="skip the Celery row")
+    parser.add_argument(
+        "--celery-only", action="store_true", help="run rows (a) and (c) alone, interleaved"
+    )
     parser.add_argument(
         "--celery-pool",
         default="solo",
@@ -397,6 +448,10 @@ def main() -> None:
     print("uptime:", subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip())
     print("BackgroundMailer and CeleryDelivery run with delay=(0, 0): no random wait per mail.")
     print()
+
+    if args.celery_only:
+        celery_only(args)
+        return
 
     with sink(0.0) as fast:
         plain = Baseline(fast.port, args.mails, fast)
@@ -446,27 +501,7 @@ def main() -> None:
         ],
     ]
     if queued is not None:
-        mailed, worker_cpu, empty = queued
-        pool = args.celery_pool + (
-            f", concurrency {args.celery_concurrency}" if args.celery_concurrency else ""
-        )
-        records = "" if args.celery_records == "broker" else ", records=None"
-        rows += [
-            [
-                f"(c) Celery, one worker process ({pool}{records})",
-                f"{mailed:.0f} mails/s, {worker_cpu * 1000:.2f} ms CPU a mail",
-                f"{mailed / base:.2f}",
-                f">= {TARGETS['celery']}",
-                verdict(mailed / base >= TARGETS["celery"]),
-            ],
-            [
-                "(c) for reference: a task doing nothing, same options, payload and worker",
-                f"{empty:.0f} jobs/s",
-                f"{empty / base:.2f}",
-                "",
-                "",
-            ],
-        ]
+        rows += celery_rows(queued, base, args)
     rows += [
         [
             f"(d) background delivery, DATA answered after {SLOW_DELAY * 1000:.0f} ms, "
