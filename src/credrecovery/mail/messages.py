@@ -371,7 +371,7 @@ def _gettext(translate: Callable[[str], str]) -> Callable[..., str]:
         text = translate(message)
         if context.eval_ctx.autoescape:
             # The catalog's text is trusted, as Jinja2's own gettext trusts it.
-            text = markupsafe.Markup(text)  # noqa: S704
+            text = markupsafe.Markup(text)  # noqa: S704  # nosec B704
         return text % variables
 
     return gettext
