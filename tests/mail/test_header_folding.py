@@ -91,7 +91,7 @@ def test_a_mail_and_its_headers_cross_to_another_process() -> None:
 def test_a_message_id_of_the_librarys_making_folds_as_the_standard_header_does(
     domain: str, max_line_length: int | None, linesep: str
 ) -> None:
-    """Written without parsing, on one line while it fits, else by the standard path."""
+    """Written without parsing, on one line, as the standard header writes it at any width."""
     value = make_msgid(domain=domain)
     policy = _POLICY.clone(max_line_length=max_line_length, linesep=linesep)
     standard = default.header_factory("Message-ID", value)
