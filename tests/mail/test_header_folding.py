@@ -9,13 +9,12 @@ from email.generator import BytesGenerator
 from email.headerregistry import MessageIDHeader
 from email.message import EmailMessage
 from email.policy import default
-from email.utils import make_msgid
 
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from credrecovery import Client
-from credrecovery.mail.headers import _HEADERS, _POLICY, _MessageID
+from credrecovery.mail.headers import _HEADERS, _POLICY, _message_id, _MessageID
 from credrecovery.mail.messages import confirmation_message
 
 NOW = datetime(2027, 1, 15, 12, 0, tzinfo=UTC)
@@ -84,20 +83,29 @@ def test_a_mail_and_its_headers_cross_to_another_process() -> None:
 
 
 @given(
-    domain=st.from_regex(r"[A-Za-z0-9.-]{1,120}", fullmatch=True),
-    max_line_length=st.sampled_from([78, 40, 0, None]),
+    domain=st.from_regex(r"[A-Za-z0-9.-]{1,120}", fullmatch=True)
+    | st.text(st.characters(codec="utf-8"), min_size=1, max_size=40),
+    max_line_length=st.sampled_from([78, 40, 0, None]) | st.integers(2, 200),
     linesep=st.sampled_from(["\n", "\r\n"]),
 )
+@example(domain="mail.hosting-provider-example.com", max_line_length=78, linesep="\r\n")
+@example(domain=".", max_line_length=40, linesep="\n")
+@example(domain="panel.example.com", max_line_length=12, linesep="\n")
 def test_a_message_id_of_the_librarys_making_folds_as_the_standard_header_does(
     domain: str, max_line_length: int | None, linesep: str
 ) -> None:
-    """Written without parsing, on one line, as the standard header writes it at any width."""
-    value = make_msgid(domain=domain)
+    """Any sender's domain, "." and "a..b" included, at any width: written as the
+    standard header writes it, on its own line where only that makes it fit."""
+    value = _message_id(domain)
     policy = _POLICY.clone(max_line_length=max_line_length, linesep=linesep)
-    standard = default.header_factory("Message-ID", value)
-    assert _HEADERS("Message-ID", _MessageID(value)).fold(policy=policy) == standard.fold(
-        policy=policy
-    )
+    standard = default.header_factory("Message-ID", str(value))
+    assert _HEADERS("Message-ID", value).fold(policy=policy) == standard.fold(policy=policy)
+
+
+def test_only_a_dot_atom_host_skips_parsing() -> None:
+    assert isinstance(_message_id("panel.example-1.com"), _MessageID)
+    for host in (".", "a..b", ".a", "a.", "a b", "ex\u00e1mple.com"):
+        assert not isinstance(_message_id(host), _MessageID), host
 
 
 def test_a_mails_message_id_is_a_message_id_header_to_the_host() -> None:

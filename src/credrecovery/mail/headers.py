@@ -7,6 +7,7 @@ import binascii
 import functools
 import re
 import secrets
+import sys
 from datetime import datetime
 from email.headerregistry import Address, AddressHeader, BaseHeader, Group, HeaderRegistry
 from email.message import EmailMessage
@@ -28,8 +29,9 @@ _MAX_SUBJECT = 200
 _PLAIN_PHRASE = re.compile(r"[A-Za-z0-9]+(?: [A-Za-z0-9]+)*")
 # RFC 5322 2.1.1: a line holds at most 998 octets before its CRLF.
 _MAX_LINE_OCTETS = 998
-# A Message-ID's host that the standard header writes as it is.
-_HOST = re.compile(r"[A-Za-z0-9.-]+")
+# A Message-ID's host that the standard header writes as it is: a dot-atom
+# (RFC 5322 3.2.3) of letters, digits and hyphens. "." or "a..b" it would not.
+_HOST = re.compile(r"[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*")
 _PROCESS_BOUNDARY = "=_" + secrets.token_hex(16)
 # Headers that mark both mails as automated (RFC 3834, and Exchange's own),
 # so that vacation responders and other robots do not answer them.
@@ -94,8 +96,16 @@ def _phrase(name: str) -> list[str]:
 
 
 class _MessageID(str):
-    """A Message-ID of this module's own making: ``<id@host>``, the host in letters,
-    digits, dots and hyphens."""
+    """A Message-ID of this module's own making: ``<id@host>``, the host a dot-atom
+    of letters, digits and hyphens."""
+
+
+def _message_id(domain: str) -> str:
+    """A new Message-ID on ``domain``, marked to skip parsing when the standard
+    header would write it unchanged."""
+    # An explicit domain keeps make_msgid from asking the resolver for one.
+    msgid = make_msgid(domain=domain)
+    return _MessageID(msgid) if _HOST.fullmatch(domain) else msgid
 
 
 class _OwnMessageID:
@@ -103,7 +113,8 @@ class _OwnMessageID:
 
     Every mail has a Message-ID of its own, so none folds twice; parsing and
     folding one took a twentieth of composing and writing a mail. The
-    standard header never breaks such a value either, however long.
+    standard header never breaks such a value: it only moves it to a line of
+    its own when that makes it fit, and so does this.
     """
 
     @classmethod
@@ -117,7 +128,15 @@ class _OwnMessageID:
     def fold(self, *, policy: Policy) -> str:
         header = cast(BaseHeader, self)
         if header._parse_tree is None:  # type: ignore[attr-defined]
-            return f"{header.name}: {header}{policy.linesep}"
+            name, value, end = header.name, str(header), policy.linesep
+            width = policy.max_line_length or sys.maxsize
+            if width <= len(name) + 2:
+                # Too narrow for "Message-ID: <": no mail is, but the standard
+                # header folds even this its own way.
+                return _HEADERS(name, value).fold(policy=policy)
+            if len(name) + 2 + len(value) > width and len(value) < width:
+                return f"{name}:{end} {value}{end}"
+            return f"{name}: {value}{end}"
         folded: str = super().fold(policy=policy)  # type: ignore[misc]
         return folded
 
@@ -284,10 +303,8 @@ def _build(
     message["To"] = recipient
     message["Subject"] = _header("Subject", subject)
     message["Date"] = _header("Date", format_datetime(now))
-    # An explicit domain keeps make_msgid from asking the resolver for one.
     domain = sender.rpartition("@")[2].strip("<> ") or "localhost"
-    msgid = make_msgid(domain=domain)
-    message["Message-ID"] = _MessageID(msgid) if _HOST.fullmatch(domain) else msgid
+    message["Message-ID"] = _message_id(domain)
     for name, value in _AUTOMATED:
         message[name] = _header(name, value)
     message["MIME-Version"] = _header("MIME-Version", "1.0")
